@@ -1,0 +1,128 @@
+// Every differentiable op of the engine. Each is defined once (engine/ops/*.cpp) with its
+// forward dispatch, its JVP rule and its VJP rule; the rules use these same functions.
+#pragma once
+#include <optional>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/tensor.h"
+
+namespace dualflow {
+
+// ---- elementwise (NumPy broadcasting; operands must share dtype and device) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, double exponent);
+Tensor minimum(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor neg(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor log1p(const Tensor& x);
+Tensor expm1(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor rsqrt(const Tensor& x);
+Tensor abs(const Tensor& x);
+Tensor sign(const Tensor& x);
+Tensor sin(const Tensor& x);
+Tensor cos(const Tensor& x);
+Tensor tanh(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor relu(const Tensor& x);
+Tensor silu(const Tensor& x);
+enum class GeluApprox { Erf, Tanh };
+Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::Erf);
+Tensor softplus(const Tensor& x);
+Tensor reciprocal(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor clamp(const Tensor& x, double lo, double hi);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// g * f'(x) for the unary op `op` in one fused pass (the VJP of every unary op).
+Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, double a = 0, double b = 0);
+
+// comparisons and logic (bool results, not differentiable)
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& a);
+
+// ---- reductions (dims may be negative; empty dims = all) ----
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, int64_t correction = 1, bool keepdim = false);
+Tensor norm(const Tensor& x, double p = 2.0, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// Sums `x` down to `shape` (the adjoint of broadcasting).
+Tensor sum_to(const Tensor& x, const Shape& shape);
+
+// ---- linear algebra ----
+Tensor matmul(const Tensor& a, const Tensor& b);
+void set_allow_tf32(bool on);  // CUDA f32 GEMM through TF32 tensor cores; off by default
+bool allow_tf32();
+
+// ---- rows ----
+Tensor softmax(const Tensor& x, int64_t dim = -1);
+Tensor log_softmax(const Tensor& x, int64_t dim = -1);
+Tensor logsumexp(const Tensor& x, int64_t dim = -1, bool keepdim = false);
+Tensor layer_norm(const Tensor& x, int64_t normalized_size, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor rms_norm(const Tensor& x, int64_t normalized_size, const Tensor& weight = Tensor(), double eps = 1e-6);
+
+// ---- shape ----
+Tensor alias(const Tensor& x);  // a differentiable identity view
+// Zeros of `full_shape` with `g` written at x.slice(dim, start, ..., step): the adjoint of slicing.
+Tensor slice_backward(const Tensor& g, const Shape& full_shape, int64_t dim, int64_t start, int64_t step);
+Tensor cat(const std::vector<Tensor>& xs, int64_t dim = 0);
+Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
+std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim = 0);
+std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor index_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::f32);
+Tensor flip(const Tensor& x, const std::vector<int64_t>& dims);
+// pad = {before_last, after_last, before_second_last, after_second_last, ...} like PyTorch
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, double value = 0.0);
+
+// ---- autodiff cuts ----
+Tensor stop_gradient(const Tensor& x);
+inline Tensor detach(const Tensor& x) { return x.detach(); }
+
+// ---- operators ----
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double b) { return add(a, b); }
+inline Tensor operator+(double a, const Tensor& b) { return add(b, a); }
+inline Tensor operator-(const Tensor& a, double b) { return add(a, -b); }
+inline Tensor operator-(double a, const Tensor& b) { return add(neg(b), a); }
+inline Tensor operator*(const Tensor& a, double b) { return mul(a, b); }
+inline Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
+inline Tensor operator/(const Tensor& a, double b) { return mul(a, 1.0 / b); }
+Tensor operator/(double a, const Tensor& b);
+
+// Adds a and b treating undefined as zero (for JVP/VJP rules with optional terms).
+Tensor add_opt(const Tensor& a, const Tensor& b);
+
+// ---- in-place, non-differentiable updates (optimizers, gradient buffers) ----
+// dst (any strides) <- src broadcast and cast to dst's dtype; refuses tensors that require grad.
+void copy_(const Tensor& dst, const Tensor& src);
+void fill_(const Tensor& dst, double value);
+
+}  // namespace dualflow

@@ -1,0 +1,116 @@
+// matmul with NumPy semantics: 1-D operands are promoted and squeezed back, batch dims
+// broadcast. Strided (transposed) operands go to the GEMM as transpose flags, not copies;
+// a 2-D right operand folds the left operand's batch into M for one large GEMM.
+#include <atomic>
+
+#include "engine/ops/op_support.h"
+
+namespace dualflow {
+using namespace detail;
+
+namespace {
+std::atomic<bool> g_allow_tf32{false};
+
+// How a 2-D matrix view maps onto a row-major GEMM operand; false if it needs a copy.
+bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int64_t* ld) {
+  int64_t s0 = m.strides()[m.dim() - 2], s1 = m.strides()[m.dim() - 1];
+  if ((s1 == 1 || cols == 1) && s0 >= std::max<int64_t>(cols, 1)) { *trans = false; *ld = std::max<int64_t>(s0, 1); return true; }
+  if ((s0 == 1 || rows == 1) && s1 >= std::max<int64_t>(rows, 1)) { *trans = true; *ld = std::max<int64_t>(s1, 1); return true; }
+  if (rows == 1 && cols == 1) { *trans = false; *ld = 1; return true; }
+  return false;
+}
+
+// out[b] = a[b] @ w[b] for 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0.
+void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
+  Tensor aa = a, bb = b;
+  GemmArgs g;
+  g.dtype = a.dtype();
+  g.m = m; g.n = n; g.k = k;
+  if (!gemm_operand(aa, m, k, &g.trans_a, &g.lda)) { aa = a.contiguous(); gemm_operand(aa, m, k, &g.trans_a, &g.lda); }
+  if (!gemm_operand(bb, k, n, &g.trans_b, &g.ldb)) { bb = b.contiguous(); gemm_operand(bb, k, n, &g.trans_b, &g.ldb); }
+  g.a = aa.raw_data(); g.stride_a = batch > 1 ? aa.strides()[0] : 0;
+  g.b = bb.raw_data(); g.stride_b = batch > 1 ? bb.strides()[0] : 0;
+  g.c = out.raw_data(); g.ldc = std::max<int64_t>(n, 1); g.stride_c = m * n;
+  g.batch = batch;
+  if (m == 0 || n == 0) return;
+  if (k == 0) { fill_(out, 0.0); return; }
+  be(a).gemm(dev_index(a), g);
+}
+
+Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  const char* name = "matmul";
+  const int64_t m = a.shape()[a.dim() - 2], k = a.shape()[a.dim() - 1];
+  const int64_t k2 = b.shape()[b.dim() - 2], n = b.shape()[b.dim() - 1];
+  DF_CHECK(k == k2, "matmul: inner dims differ: {} x {}", a.shape().str(), b.shape().str());
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(name, ba, bb);
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a.options());
+  const int64_t nb = batch.numel();
+  NoGradGuard ng;
+  Tensor ad = a.detach(), bd = b.detach();
+  if (b.dim() == 2 && ba.numel() >= 1) {
+    // Fold a's batch into rows when a's rows are uniformly strided.
+    Tensor a2 = ad.dim() == 2 ? ad : (ad.is_contiguous() ? ad.reshape(Shape{nb * m, k}) : ad.contiguous().reshape(Shape{nb * m, k}));
+    gemm_batched(a2.unsqueeze(0), bd.unsqueeze(0), out.reshape(Shape{1, nb * m, n}));
+    return out;
+  }
+  auto to3 = [&](const Tensor& t, int64_t rows, int64_t cols) {
+    Shape full = batch;
+    full.push_back(rows);
+    full.push_back(cols);
+    Tensor e = t.expand(full);
+    // Batch dims all broadcast (stride 0): keep as a single matrix with batch stride 0.
+    bool all_zero = true;
+    for (int i = 0; i < batch.size(); ++i) all_zero &= (e.strides()[i] == 0 || batch[i] == 1);
+    if (all_zero) {
+      Tensor one = e;
+      for (int i = 0; i < batch.size(); ++i) one = one.select(0, 0);
+      Tensor v = make_view(one, Shape{nb, rows, cols}, Dims{0, one.strides()[0], one.strides()[1]}, one.offset());
+      return v;
+    }
+    return e.contiguous().reshape(Shape{nb, rows, cols});
+  };
+  gemm_batched(to3(ad, m, k), to3(bd, k, n), out.reshape(Shape{nb, m, n}));
+  return out;
+}
+
+}  // namespace
+
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  const char* name = "matmul";
+  check_defined(name, a, "first operand");
+  check_defined(name, b, "second operand");
+  check_same_device(name, a, b);
+  check_same_dtype(name, a, b);
+  check_floating(name, a);
+  DF_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: operands must have at least 1 dim, got {} and {}", a.shape().str(),
+           b.shape().str());
+  if (a.dim() == 1 && b.dim() == 1) {
+    DF_CHECK(a.shape()[0] == b.shape()[0], "matmul: inner dims differ: {} x {}", a.shape().str(), b.shape().str());
+    return matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
+  }
+  if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return matmul(a, b.unsqueeze(1)).squeeze(-1);
+  Tensor out = matmul_nd(a, b);
+  return record(name, {&a, &b}, out,
+                [a, b](const Tensor& g, NeedsGrad n) -> Grads {
+                  Grads r(2);
+                  if (n[0]) r[0] = sum_to(matmul(g, b.transpose(-1, -2)), a.shape());
+                  if (n[1]) r[1] = sum_to(matmul(a.transpose(-1, -2), g), b.shape());
+                  return r;
+                },
+                [a, b](const Tangents& t, const Tensor& o) {
+                  Tensor r = t[0].defined() ? matmul(t[0], b) : Tensor();
+                  if (t[1].defined()) r = add_opt(r, matmul(a, t[1]));
+                  return r.shape() == o.shape() ? r : r.expand(o.shape());
+                });
+}
+
+}  // namespace dualflow

@@ -1,0 +1,101 @@
+// The contract between engine/ and a device backend: plain functions over raw pointers,
+// sizes and element strides. A backend (kernels/cpu, kernels/cuda) fills one `Backend` table;
+// the engine picks the table by device and never sees a kernel's inside.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/common/dtype.h"
+#include "kernels/common/philox.h"
+#include "kernels/common/scalar_ops.h"
+
+namespace dualflow {
+
+constexpr int kMaxDims = 8;
+
+// An n-d iteration space shared by one output (operand 0) and up to three inputs. Strides are
+// in elements and may be 0 (broadcast). The engine coalesces dims before calling a kernel.
+struct ElemLayout {
+  int ndim = 0;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[4][kMaxDims] = {};
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= sizes[i];
+    return n;
+  }
+};
+
+enum class ReduceOp : uint8_t { Sum, Max, Min, ArgMax, ArgMin };
+enum class RowOp : uint8_t { Softmax, LogSoftmax, LogSumExp };
+
+struct GemmArgs {
+  DType dtype = DType::f32;
+  bool trans_a = false, trans_b = false;  // row-major: C[M,N] = op(A)[M,K] * op(B)[K,N]
+  int64_t m = 0, n = 0, k = 0;
+  const void* a = nullptr; int64_t lda = 0, stride_a = 0;
+  const void* b = nullptr; int64_t ldb = 0, stride_b = 0;
+  void* c = nullptr; int64_t ldc = 0, stride_c = 0;
+  int64_t batch = 1;
+  double alpha = 1.0, beta = 0.0;
+};
+
+struct Backend {
+  const char* name;
+  // memory
+  void* (*alloc)(int device, size_t bytes);
+  void (*free)(int device, void* ptr, size_t bytes);
+  void (*copy_to_host)(int device, void* host_dst, const void* src, size_t bytes);
+  void (*copy_from_host)(int device, void* dst, const void* host_src, size_t bytes);
+  void (*copy_same_device)(int device, void* dst, const void* src, size_t bytes);
+  void (*synchronize)(int device);
+  // elementwise over an ElemLayout
+  void (*fill)(int device, DType t, void* out, const ElemLayout& l, double value);
+  void (*copy)(int device, DType src_t, const void* src, DType dst_t, void* dst, const ElemLayout& l);
+  void (*unary)(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l,
+                double a, double b);
+  // out = g * f'(x) for the unary op `op`
+  void (*unary_backward)(int device, UnaryOp op, DType t, const void* g, const void* x, void* out,
+                         const ElemLayout& l, double a, double b);
+  // comparisons write bool; arithmetic writes dtype t
+  void (*binary)(int device, BinaryOp op, DType t, const void* x, const void* y, void* out,
+                 const ElemLayout& l);
+  void (*where)(int device, DType t, const void* cond, const void* x, const void* y, void* out,
+                const ElemLayout& l);
+  // contiguous [outer, r, inner] -> [outer, inner]; ArgMax/ArgMin write i64
+  void (*reduce)(int device, ReduceOp op, DType t, const void* in, void* out, int64_t outer,
+                 int64_t r, int64_t inner);
+  // contiguous rows of `cols`; LogSumExp writes one value per row
+  void (*rowwise)(int device, RowOp op, DType t, const void* in, void* out, int64_t rows,
+                  int64_t cols);
+  // y = (x - mean) * rstd * w + b per row (rms: no mean, no b); w/b may be null
+  void (*normalize_rows)(int device, DType t, const void* x, const void* w, const void* b, void* y,
+                         int64_t rows, int64_t cols, double eps, bool rms);
+  void (*gemm)(int device, const GemmArgs& args);
+  // [outer, n_in, inner] gathered by idx[n_idx] along the middle dim -> [outer, n_idx, inner]
+  void (*index_select)(int device, DType t, const void* in, const int64_t* idx, void* out,
+                       int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner);
+  // out[outer, idx[j], inner] += src[outer, j, inner]
+  void (*index_add)(int device, DType t, const void* src, const int64_t* idx, void* out,
+                    int64_t outer, int64_t n_out, int64_t n_idx, int64_t inner);
+  // out[o, j, i] = in[o, idx[o, j, i], i]; in is [outer, n_in, inner], idx/out [outer, n_idx, inner]
+  void (*gather)(int device, DType t, const void* in, const int64_t* idx, void* out,
+                 int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner);
+  // out[o, idx[o, j, i], i] += src[o, j, i]
+  void (*scatter_add)(int device, DType t, const void* src, const int64_t* idx, void* out,
+                      int64_t outer, int64_t n_out, int64_t n_idx, int64_t inner);
+  // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
+  void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed,
+                 uint64_t offset, double a, double b);
+  void (*arange)(int device, DType t, void* out, int64_t n, double start, double step);
+  // Reads an index tensor and reports the first value outside [0, limit), or -1 if none.
+  int64_t (*find_out_of_range)(int device, const int64_t* idx, int64_t n, int64_t limit);
+};
+
+const Backend& cpu_backend();
+// Null when the CUDA backend was not compiled in.
+const Backend* cuda_backend();
+// Number of CUDA devices that answer (0 without a GPU or without the CUDA backend).
+int cuda_device_count();
+
+}  // namespace dualflow

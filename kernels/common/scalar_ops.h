@@ -1,0 +1,155 @@
+// The scalar formulas of every elementwise op and of its first derivative, written once for
+// host and device. The CPU backend, the CUDA backend and the CPU tests all use these.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/common/hd.h"
+
+namespace dualflow {
+
+// Unary elementwise kinds. `a` and `b` are per-call scalar parameters (exponent, bounds, ...).
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Log1p, Expm1, Sqrt, Rsqrt, Abs, Sign, Sin, Cos, Tanh, Sigmoid, Relu, Silu,
+  GeluTanh, GeluErf, Softplus, PowScalar, Clamp, Reciprocal, Square,
+  AddScalar, MulScalar,  // y = x + a, y = x * a (used for affine fills and scalar math)
+  LogicalNot,
+  kCount
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Minimum, Maximum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // produce bool
+  LogicalAnd, LogicalOr,
+  kCount
+};
+
+constexpr bool binary_is_comparison(BinaryOp op) {
+  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
+         op == BinaryOp::Gt || op == BinaryOp::Ge || op == BinaryOp::LogicalAnd ||
+         op == BinaryOp::LogicalOr;
+}
+
+namespace scalar {
+
+using std::exp; using std::log; using std::log1p; using std::expm1; using std::sqrt;
+using std::sin; using std::cos; using std::tanh; using std::erf; using std::pow;
+
+template <class T> DF_HD inline T sigmoid(T x) {
+  // Written to avoid overflow of exp for large |x|.
+  if (x >= T(0)) { T e = exp(-x); return T(1) / (T(1) + e); }
+  T e = exp(x);
+  return e / (T(1) + e);
+}
+template <class T> DF_HD inline T softplus(T x) {
+  // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
+  T ax = x < T(0) ? -x : x;
+  return (x > T(0) ? x : T(0)) + log1p(exp(-ax));
+}
+template <class T> DF_HD inline T gelu_tanh_inner(T x) {
+  const T k0 = T(0.7978845608028654);  // sqrt(2/pi)
+  const T k1 = T(0.044715);
+  return k0 * (x + k1 * x * x * x);
+}
+
+// y = f(x)
+template <class T> DF_HD inline T unary(UnaryOp op, T x, T a, T b) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return log(x);
+    case UnaryOp::Log1p: return log1p(x);
+    case UnaryOp::Expm1: return expm1(x);
+    case UnaryOp::Sqrt: return sqrt(x);
+    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
+    case UnaryOp::Abs: return x < T(0) ? -x : x;
+    case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Sin: return sin(x);
+    case UnaryOp::Cos: return cos(x);
+    case UnaryOp::Tanh: return tanh(x);
+    case UnaryOp::Sigmoid: return sigmoid(x);
+    case UnaryOp::Relu: return x > T(0) ? x : T(0);
+    case UnaryOp::Silu: return x * sigmoid(x);
+    case UnaryOp::GeluTanh: return T(0.5) * x * (T(1) + tanh(gelu_tanh_inner(x)));
+    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+    case UnaryOp::Softplus: return softplus(x);
+    case UnaryOp::PowScalar: return pow(x, a);
+    case UnaryOp::Clamp: return x < a ? a : (x > b ? b : x);
+    case UnaryOp::Reciprocal: return T(1) / x;
+    case UnaryOp::Square: return x * x;
+    case UnaryOp::AddScalar: return x + a;
+    case UnaryOp::MulScalar: return x * a;
+    case UnaryOp::LogicalNot: return x == T(0) ? T(1) : T(0);
+    default: return x;
+  }
+}
+
+// dy/dx = f'(x); the fused backward kernels compute g * f'(x) in one pass.
+template <class T> DF_HD inline T unary_derivative(UnaryOp op, T x, T a, T b) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Log1p: return T(1) / (T(1) + x);
+    case UnaryOp::Expm1: return exp(x);
+    case UnaryOp::Sqrt: return T(0.5) / sqrt(x);
+    case UnaryOp::Rsqrt: return T(-0.5) / (x * sqrt(x));
+    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Sign: return T(0);
+    case UnaryOp::Sin: return cos(x);
+    case UnaryOp::Cos: return -sin(x);
+    case UnaryOp::Tanh: { T t = tanh(x); return T(1) - t * t; }
+    case UnaryOp::Sigmoid: { T s = sigmoid(x); return s * (T(1) - s); }
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Silu: { T s = sigmoid(x); return s * (T(1) + x * (T(1) - s)); }
+    case UnaryOp::GeluTanh: {
+      const T k0 = T(0.7978845608028654), k1 = T(0.044715);
+      T th = tanh(gelu_tanh_inner(x));
+      T du = k0 * (T(1) + T(3) * k1 * x * x);
+      return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * du;
+    }
+    case UnaryOp::GeluErf: {
+      T cdf = T(0.5) * (T(1) + erf(x * T(0.7071067811865476)));
+      T pdf = T(0.3989422804014327) * exp(T(-0.5) * x * x);
+      return cdf + x * pdf;
+    }
+    case UnaryOp::Softplus: return sigmoid(x);
+    case UnaryOp::PowScalar: return a == T(0) ? T(0) : a * pow(x, a - T(1));
+    case UnaryOp::Clamp: return (x >= a && x <= b) ? T(1) : T(0);
+    case UnaryOp::Reciprocal: return T(-1) / (x * x);
+    case UnaryOp::Square: return T(2) * x;
+    case UnaryOp::AddScalar: return T(1);
+    case UnaryOp::MulScalar: return a;
+    default: return T(0);
+  }
+}
+
+template <class T> DF_HD inline T binary(BinaryOp op, T x, T y) {
+  switch (op) {
+    case BinaryOp::Add: return x + y;
+    case BinaryOp::Sub: return x - y;
+    case BinaryOp::Mul: return x * y;
+    case BinaryOp::Div: return x / y;
+    case BinaryOp::Pow: return pow(x, y);
+    case BinaryOp::Minimum: return (x != x) ? x : (y < x ? y : x);  // NaN propagates
+    case BinaryOp::Maximum: return (x != x) ? x : (y > x ? y : x);
+    default: return x;
+  }
+}
+
+template <class T> DF_HD inline bool compare(BinaryOp op, T x, T y) {
+  switch (op) {
+    case BinaryOp::Eq: return x == y;
+    case BinaryOp::Ne: return x != y;
+    case BinaryOp::Lt: return x < y;
+    case BinaryOp::Le: return x <= y;
+    case BinaryOp::Gt: return x > y;
+    case BinaryOp::Ge: return x >= y;
+    case BinaryOp::LogicalAnd: return (x != T(0)) && (y != T(0));
+    case BinaryOp::LogicalOr: return (x != T(0)) || (y != T(0));
+    default: return false;
+  }
+}
+
+}  // namespace scalar
+}  // namespace dualflow

@@ -1,0 +1,12 @@
+// Internal to kernels/cpu: each file of the CPU backend registers its kernels into the table.
+#pragma once
+#include "kernels/common/backend.h"
+
+namespace dualflow::cpu {
+void register_elementwise(Backend& b);
+void register_reduce(Backend& b);
+void register_rowwise(Backend& b);
+void register_gemm(Backend& b);
+void register_indexing(Backend& b);
+void register_random(Backend& b);
+}  // namespace dualflow::cpu
