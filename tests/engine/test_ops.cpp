@@ -1,0 +1,147 @@
+// The op-test harness: for every case of op_cases.cpp, in f64 on the CPU,
+//   - VJP against central finite differences of <w, f(x)> (every input element),
+//   - JVP against the central difference (f(x + hv) - f(x - hv)) / 2h,
+//   - the identity <w, J v> = <J^T w, v>,
+//   - second order: jvp-of-grad against finite differences of the gradient, and
+//     grad-of-grad against jvp-of-grad,
+// and, where a GPU answers, the forward and gradients on CUDA against the CPU (f64 and f32).
+#include "op_cases.h"
+#include "test_util.h"
+
+namespace dualflow::testing {
+namespace {
+
+constexpr double kH = 1e-6;
+
+struct Prepared {
+  std::vector<Tensor> xs, vs;
+  Tensor w;
+};
+
+Prepared prepare(const OpCase& c, uint64_t seed) {
+  Prepared p;
+  for (size_t i = 0; i < c.inputs.size(); ++i) {
+    p.xs.push_back(uniform_f64(c.inputs[i].shape, c.inputs[i].lo, c.inputs[i].hi, seed + 17 * i));
+    p.vs.push_back(uniform_f64(c.inputs[i].shape, -1, 1, seed + 1000 + 13 * i));
+  }
+  Tensor out = c.f(p.xs);
+  p.w = uniform_f64(out.shape(), -1, 1, seed + 5000);
+  return p;
+}
+
+// <w, f(xs)> as a double, with autodiff off.
+double loss_value(const OpCase& c, const std::vector<Tensor>& xs, const Tensor& w) {
+  NoGradGuard ng;
+  return sum(c.f(xs) * w).item();
+}
+
+std::vector<Tensor> vjp_of(const OpCase& c, const std::vector<Tensor>& xs, const Tensor& w) {
+  return grad([&](const std::vector<Tensor>& x) { return sum(c.f(x) * w); }, xs);
+}
+
+std::vector<Tensor> shifted(const std::vector<Tensor>& xs, const std::vector<Tensor>& vs, double h) {
+  std::vector<Tensor> r;
+  for (size_t i = 0; i < xs.size(); ++i) r.push_back(xs[i] + vs[i] * h);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("every op: VJP and JVP against finite differences in f64", "[ops]") {
+  for (const OpCase& c : all_op_cases()) {
+    SECTION(c.name) {
+      Prepared p = prepare(c, 42);
+      // VJP vs elementwise central differences.
+      std::vector<Tensor> g = vjp_of(c, p.xs, p.w);
+      REQUIRE(g.size() == p.xs.size());
+      for (size_t i = 0; i < p.xs.size(); ++i) {
+        REQUIRE(g[i].shape() == p.xs[i].shape());
+        std::vector<double> base = p.xs[i].to_vector<double>();
+        std::vector<double> fd(base.size());
+        for (size_t j = 0; j < base.size(); ++j) {
+          auto plus = base, minus = base;
+          plus[j] += kH;
+          minus[j] -= kH;
+          std::vector<Tensor> xp = p.xs, xm = p.xs;
+          xp[i] = from_vector(plus, p.xs[i].shape(), DType::f64);
+          xm[i] = from_vector(minus, p.xs[i].shape(), DType::f64);
+          fd[j] = (loss_value(c, xp, p.w) - loss_value(c, xm, p.w)) / (2 * kH);
+        }
+        require_close(g[i], from_vector(fd, p.xs[i].shape(), DType::f64), 1e-5, 1e-6,
+                      c.name + ": VJP of input " + std::to_string(i) + " vs finite differences");
+      }
+      // JVP vs directional central difference.
+      JvpResult j = jvp([&](const std::vector<Tensor>& x) { return std::vector<Tensor>{c.f(x)}; }, p.xs, p.vs);
+      Tensor fd_dir;
+      {
+        NoGradGuard ng;
+        fd_dir = (c.f(shifted(p.xs, p.vs, kH)) - c.f(shifted(p.xs, p.vs, -kH))) * (1.0 / (2 * kH));
+      }
+      require_close(j.tangents[0], fd_dir, 1e-5, 1e-6, c.name + ": JVP vs finite differences");
+      require_close(j.outputs[0], c.f(p.xs), 0, 0, c.name + ": jvp's primal output equals f(x)");
+      // <w, J v> = <J^T w, v>.
+      double lhs = dot(p.w, j.tangents[0]);
+      double rhs = 0;
+      for (size_t i = 0; i < p.xs.size(); ++i) rhs += dot(g[i], p.vs[i]);
+      INFO(c.name << ": <w, Jv> = " << lhs << ", <J^T w, v> = " << rhs);
+      REQUIRE(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
+    }
+  }
+}
+
+TEST_CASE("every op: second derivatives (jvp-of-grad, grad-of-grad) in f64", "[ops][second-order]") {
+  for (const OpCase& c : all_op_cases()) {
+    if (!c.smooth) continue;
+    SECTION(c.name) {
+      Prepared p = prepare(c, 7);
+      auto gradient = [&](const std::vector<Tensor>& x) { return vjp_of(c, x, p.w); };
+      // Forward-over-reverse: H v.
+      JvpResult hv = jvp(gradient, p.xs, p.vs);
+      std::vector<Tensor> gp, gm;
+      {
+        gp = gradient(shifted(p.xs, p.vs, kH));
+        gm = gradient(shifted(p.xs, p.vs, -kH));
+      }
+      for (size_t i = 0; i < p.xs.size(); ++i) {
+        Tensor fd = (gp[i] - gm[i]) * (1.0 / (2 * kH));
+        require_close(hv.tangents[i], fd, 1e-4, 1e-5, c.name + ": jvp-of-grad (H v) vs finite differences, input " + std::to_string(i));
+      }
+      // Reverse-over-reverse: grad of <grad L(x), v> equals H v (H symmetric).
+      std::vector<Tensor> hv2 = grad(
+          [&](const std::vector<Tensor>& x) {
+            std::vector<Tensor> gx = gradient(x);
+            Tensor s = zeros(Shape{}, DType::f64);
+            for (size_t i = 0; i < gx.size(); ++i) s = s + sum(gx[i] * p.vs[i]);
+            return s;
+          },
+          p.xs);
+      for (size_t i = 0; i < p.xs.size(); ++i)
+        require_close(hv2[i], hv.tangents[i], 1e-8, 1e-10, c.name + ": grad-of-grad vs jvp-of-grad, input " + std::to_string(i));
+    }
+  }
+}
+
+TEST_CASE("every op on CUDA matches the CPU (forward and gradients, f64 and f32)", "[cuda]") {
+  REQUIRE(cuda_available());
+  for (const OpCase& c : all_op_cases()) {
+    for (DType t : {DType::f64, DType::f32}) {
+      SECTION(c.name + " " + std::string(dtype_name(t))) {
+        Prepared p = prepare(c, 99);
+        std::vector<Tensor> xc, xg;
+        for (const Tensor& x : p.xs) {
+          xc.push_back(x.to(t));
+          xg.push_back(x.to(t).to(Device::cuda()));
+        }
+        Tensor wc = p.w.to(t), wg = p.w.to(t).to(Device::cuda());
+        double tol = t == DType::f64 ? 1e-10 : 2e-5;
+        require_close(c.f(xg).to(Device::cpu()), c.f(xc), tol, tol, c.name + ": CUDA forward vs CPU");
+        auto gc = vjp_of(c, xc, wc);
+        auto gg = vjp_of(c, xg, wg);
+        for (size_t i = 0; i < gc.size(); ++i)
+          require_close(gg[i].to(Device::cpu()), gc[i], tol * 10, tol * 10, c.name + ": CUDA gradient vs CPU");
+      }
+    }
+  }
+}
+
+}  // namespace dualflow::testing

@@ -1,0 +1,45 @@
+// Helpers shared by the engine tests: deterministic inputs and closeness checks.
+#pragma once
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "engine/dualflow.h"
+
+namespace dualflow::testing {
+
+// Uniform values in [lo, hi) from a fixed seed, in f64 on the CPU.
+inline Tensor uniform_f64(const Shape& s, double lo, double hi, uint64_t seed) {
+  Generator g(seed);
+  return uniform(s, lo, hi, g, DType::f64);
+}
+
+inline double max_abs_diff(const Tensor& a, const Tensor& b) {
+  auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  REQUIRE(x.size() == y.size());
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) m = std::max(m, std::abs(x[i] - y[i]));
+  return m;
+}
+
+inline double max_abs(const Tensor& a) {
+  double m = 0;
+  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
+  return m;
+}
+
+// |a - b| <= atol + rtol * |b| elementwise.
+inline void require_close(const Tensor& a, const Tensor& b, double rtol, double atol, const std::string& what) {
+  INFO(what);
+  REQUIRE(a.shape() == b.shape());
+  auto x = a.to_vector<double>(), y = b.to_vector<double>();
+  for (size_t i = 0; i < x.size(); ++i) {
+    INFO("element " << i << ": " << x[i] << " vs " << y[i]);
+    REQUIRE(std::abs(x[i] - y[i]) <= atol + rtol * std::abs(y[i]));
+  }
+}
+
+inline double dot(const Tensor& a, const Tensor& b) { return sum(a * b).item(); }
+
+}  // namespace dualflow::testing
