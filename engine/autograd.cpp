@@ -66,6 +66,22 @@ class AccumulateGrad final : public Node {
 
 }  // namespace
 
+Node::~Node() {
+  thread_local bool draining = false;
+  thread_local std::vector<std::shared_ptr<Node>> pending;
+  for (auto& n : next)
+    if (n && n.use_count() == 1) pending.push_back(std::move(n));
+  next.clear();
+  if (draining) return;
+  draining = true;
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    n.reset();  // its destructor queues its own children instead of recursing
+  }
+  draining = false;
+}
+
 bool GradMode::enabled() { return t_grad_enabled; }
 void GradMode::set_enabled(bool on) { t_grad_enabled = on; }
 

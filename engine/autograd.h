@@ -18,7 +18,8 @@ namespace dualflow {
 class Node : public std::enable_shared_from_this<Node> {
  public:
   explicit Node(const char* name) : name_(name) {}
-  virtual ~Node() = default;
+  // Releases long chains iteratively, so dropping a graph of any depth cannot overflow the stack.
+  virtual ~Node();
   const char* name() const { return name_; }
   // Gradient w.r.t. each input (undefined = no contribution) given the output's gradient.
   virtual std::vector<Tensor> apply(const Tensor& grad_out) = 0;
