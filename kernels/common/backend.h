@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/common/dtype.h"
 #include "kernels/common/philox.h"
@@ -97,5 +98,8 @@ const Backend& cpu_backend();
 const Backend* cuda_backend();
 // Number of CUDA devices that answer (0 without a GPU or without the CUDA backend).
 int cuda_device_count();
+// "not built" or the CUDA runtime/driver, cuBLAS and cuDNN versions; and a device's name.
+std::string cuda_build_info();
+std::string cuda_device_name(int device);
 
 }  // namespace dualflow

@@ -1,0 +1,103 @@
+// CUDA unary kernels and their fused backward (out = g * f'(x)), one kernel per (dtype, op)
+// so the op's switch is resolved at compile time; kept apart from elementwise.cu so the two
+// halves of the elementwise instantiations compile in parallel.
+#include "kernels/cuda/elementwise.cuh"
+
+namespace dualflow::gpu {
+namespace {
+
+template <class T, class C, UnaryOp Op> struct UnaryF {
+  T* y;
+  const T* x;
+  C a, b;
+  __device__ __forceinline__ void operator()(const int64_t* off) const {
+    y[off[0]] = store_as<T>(scalar::unary<C>(Op, C(x[off[1]]), a, b));
+  }
+};
+
+template <class T, class C, UnaryOp Op> struct UnaryBackwardF {
+  T* out;
+  const T* g;
+  const T* x;
+  C a, b;
+  __device__ __forceinline__ void operator()(const int64_t* off) const {
+    out[off[0]] = T(C(g[off[1]]) * scalar::unary_derivative<C>(Op, C(x[off[2]]), a, b));
+  }
+};
+
+// Ops defined for integer and bool tensors (the engine rejects the others for them).
+constexpr bool integer_safe(UnaryOp op) {
+  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
+         op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Clamp ||
+         op == UnaryOp::LogicalNot;
+}
+
+template <class T, class C, UnaryOp Op>
+void unary_fixed(int device, const void* x, void* y, const ElemLayout& l, C a, C b) {
+  if constexpr (is_float_like_v<T> || integer_safe(Op)) {
+    launch_elementwise<2>(device, l, UnaryF<T, C, Op>{static_cast<T*>(y), static_cast<const T*>(x), a, b});
+  } else {
+    throw std::runtime_error("cuda backend: unary op " + std::to_string(int(Op)) +
+                             " is only defined for floating dtypes");
+  }
+}
+
+template <class T, class C>
+void unary_typed(int device, UnaryOp op, const void* x, void* y, const ElemLayout& l, C a, C b) {
+  switch (op) {
+#define DF_UNARY_CASE(NAME) \
+  case UnaryOp::NAME: return unary_fixed<T, C, UnaryOp::NAME>(device, x, y, l, a, b);
+    DF_UNARY_CASE(Neg) DF_UNARY_CASE(Exp) DF_UNARY_CASE(Log) DF_UNARY_CASE(Log1p)
+    DF_UNARY_CASE(Expm1) DF_UNARY_CASE(Sqrt) DF_UNARY_CASE(Rsqrt) DF_UNARY_CASE(Abs)
+    DF_UNARY_CASE(Sign) DF_UNARY_CASE(Sin) DF_UNARY_CASE(Cos) DF_UNARY_CASE(Tanh)
+    DF_UNARY_CASE(Sigmoid) DF_UNARY_CASE(Relu) DF_UNARY_CASE(Silu) DF_UNARY_CASE(GeluTanh)
+    DF_UNARY_CASE(GeluErf) DF_UNARY_CASE(Softplus) DF_UNARY_CASE(PowScalar) DF_UNARY_CASE(Clamp)
+    DF_UNARY_CASE(Reciprocal) DF_UNARY_CASE(Square) DF_UNARY_CASE(AddScalar)
+    DF_UNARY_CASE(MulScalar) DF_UNARY_CASE(LogicalNot)
+#undef DF_UNARY_CASE
+    default: break;
+  }
+  throw std::runtime_error("cuda backend: unary: unknown op " + std::to_string(int(op)));
+}
+
+template <class T, class C>
+void unary_backward_typed(int device, UnaryOp op, const void* g, const void* x, void* out,
+                          const ElemLayout& l, C a, C b) {
+  switch (op) {
+#define DF_UB_CASE(NAME)                                                                          \
+  case UnaryOp::NAME:                                                                             \
+    return launch_elementwise<3>(device, l, UnaryBackwardF<T, C, UnaryOp::NAME>{                  \
+        static_cast<T*>(out), static_cast<const T*>(g), static_cast<const T*>(x), a, b});
+    DF_UB_CASE(Neg) DF_UB_CASE(Exp) DF_UB_CASE(Log) DF_UB_CASE(Log1p) DF_UB_CASE(Expm1)
+    DF_UB_CASE(Sqrt) DF_UB_CASE(Rsqrt) DF_UB_CASE(Abs) DF_UB_CASE(Sign) DF_UB_CASE(Sin)
+    DF_UB_CASE(Cos) DF_UB_CASE(Tanh) DF_UB_CASE(Sigmoid) DF_UB_CASE(Relu) DF_UB_CASE(Silu)
+    DF_UB_CASE(GeluTanh) DF_UB_CASE(GeluErf) DF_UB_CASE(Softplus) DF_UB_CASE(PowScalar)
+    DF_UB_CASE(Clamp) DF_UB_CASE(Reciprocal) DF_UB_CASE(Square) DF_UB_CASE(AddScalar)
+    DF_UB_CASE(MulScalar)
+#undef DF_UB_CASE
+    default: break;
+  }
+  throw std::runtime_error("cuda backend: unary_backward: op " + std::to_string(int(op)) +
+                           " has no derivative kernel");
+}
+
+}  // namespace
+
+void unary(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l, double a, double b) {
+  if (l.numel() <= 0) return;
+  dispatch_all(t, [&]<class T>() {
+    using C = typename Compute<T>::type;
+    unary_typed<T, C>(device, op, x, y, l, C(a), C(b));
+  });
+}
+
+void unary_backward(int device, UnaryOp op, DType t, const void* g, const void* x, void* out,
+                    const ElemLayout& l, double a, double b) {
+  if (l.numel() <= 0) return;
+  dispatch_floating("unary_backward", t, [&]<class T>() {
+    using C = typename Compute<T>::type;
+    unary_backward_typed<T, C>(device, op, g, x, out, l, C(a), C(b));
+  });
+}
+
+}  // namespace dualflow::gpu

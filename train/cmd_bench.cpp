@@ -1,0 +1,190 @@
+// `dualflow bench kernels`: times GEMM, elementwise, reductions, softmax, layer_norm and the
+// dispatch cost of a tiny op through the engine, each beside the device's own reference
+// (OpenBLAS sgemm / memcpy on CPU, device-to-device copy on CUDA) measured in the same run.
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <vector>
+
+#include "engine/dualflow.h"
+#include "kernels/cpu/parallel.h"
+#include "train/commands.h"
+
+namespace dualflow::cli {
+namespace {
+
+struct BenchOptions {
+  std::string device = "cpu";
+  int threads = 0;
+  std::string json;
+  bool quick = false;
+};
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median wall time of `fn` in ms: warm-up, then samples of `inner` calls each.
+double median_ms(const std::function<void()>& fn, const Device& dev, int samples, int inner = 1) {
+  const Backend& be = backend_for(dev);
+  for (int i = 0; i < 2; ++i) fn();
+  be.synchronize(dev.index);
+  std::vector<double> t;
+  for (int s = 0; s < samples; ++s) {
+    double t0 = now_ms();
+    for (int i = 0; i < inner; ++i) fn();
+    be.synchronize(dev.index);
+    t.push_back((now_ms() - t0) / inner);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Row {
+  std::string kernel, dtype, shape;
+  double ms = 0, gflops = 0, gbps = 0;
+  std::string note;
+};
+
+class Report {
+ public:
+  Report(const BenchOptions& o, Device d) : dev_(d) {
+    if (!o.json.empty()) {
+      json_.open(o.json);
+      if (!json_) fail("bench: cannot write --json file '{}'", o.json);
+    }
+    fmt::print("{:<22} {:<5} {:<16} {:>11} {:>10} {:>9}  {}\n", "kernel", "dtype", "shape", "median_ms", "GFLOP/s", "GB/s", "note");
+  }
+  void add(const Row& r) {
+    fmt::print("{:<22} {:<5} {:<16} {:>11.4f} {:>10} {:>9}  {}\n", r.kernel, r.dtype, r.shape, r.ms,
+               r.gflops > 0 ? fmt::format("{:.1f}", r.gflops) : "", r.gbps > 0 ? fmt::format("{:.2f}", r.gbps) : "", r.note);
+    std::fflush(stdout);
+    if (json_)
+      json_ << fmt::format(R"({{"kernel":"{}","device":"{}","dtype":"{}","shape":"{}","median_ms":{:.6f},"gflops":{:.3f},"gbps":{:.3f}}})",
+                           r.kernel, dev_.str(), r.dtype, r.shape, r.ms, r.gflops, r.gbps)
+            << "\n";
+  }
+
+ private:
+  Device dev_;
+  std::ofstream json_;
+};
+
+std::string human(int64_t n) {
+  if (n >= (1 << 20) && n % (1 << 20) == 0) return fmt::format("{}M", n >> 20);
+  if (n >= 1024 && n % 1024 == 0) return fmt::format("{}K", n >> 10);
+  return std::to_string(n);
+}
+
+void run_kernels(const BenchOptions& o) {
+  Device dev = Device::parse(o.device);
+  backend_for(dev);  // clear error when the device is missing
+  if (o.threads > 0) cpu::set_num_threads(o.threads);
+  fmt::print("device {}, {} CPU thread(s)\n", dev.str(), cpu::num_threads());
+  Report rep(o, dev);
+  Generator gen(1);
+  const TensorOptions f32(DType::f32, dev);
+  NoGradGuard ng;
+
+  // ---- GEMM ----
+  std::vector<int64_t> sizes = dev.is_cpu() ? std::vector<int64_t>{64, 128, 256, 512, 1024, 2048}
+                                            : std::vector<int64_t>{1024, 2048, 4096, 8192};
+  if (o.quick) sizes.resize(std::min<size_t>(sizes.size(), 3));
+  for (int64_t n : sizes) {
+    Tensor a = randn(Shape{n, n}, gen, f32), b = randn(Shape{n, n}, gen, f32);
+    int samples = n >= 1024 ? 5 : 15;
+    int inner = n <= 128 ? 20 : 1;
+    double ms = median_ms([&] { matmul(a, b); }, dev, samples, inner);
+    double flop = 2.0 * double(n) * double(n) * double(n);
+    Row r{"matmul", "f32", fmt::format("{}x{}x{}", n, n, n), ms, flop / ms / 1e6, 0, ""};
+    if (dev.is_cpu()) {
+      Tensor c = Tensor::empty(Shape{n, n}, f32);
+      double ref = median_ms([&] {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
+                    b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
+      }, dev, samples, inner);
+      r.note = fmt::format("openblas sgemm {:.1f} GFLOP/s; engine/openblas = {:.2f}", flop / ref / 1e6, ref / ms);
+    }
+    rep.add(r);
+  }
+
+  // ---- bandwidth reference ----
+  const int64_t big = o.quick ? (int64_t(1) << 22) : (int64_t(1) << 26);
+  double peak_gbps = 0;
+  {
+    Tensor src = randn(Shape{big}, gen, f32), dst = Tensor::empty(Shape{big}, f32);
+    const size_t bytes = size_t(big) * 4;
+    double ms;
+    if (dev.is_cpu()) {
+      char* d = static_cast<char*>(dst.raw_data());
+      const char* s = static_cast<const char*>(src.raw_data());
+      ms = median_ms([&] {
+        cpu::parallel_for(int64_t(bytes), 1 << 20, [&](int64_t b0, int64_t e0) { std::memcpy(d + b0, s + b0, size_t(e0 - b0)); });
+      }, dev, 9);
+    } else {
+      const Backend& be = backend_for(dev);
+      ms = median_ms([&] { be.copy_same_device(dev.index, dst.raw_data(), src.raw_data(), bytes); }, dev, 9);
+    }
+    peak_gbps = 2.0 * double(bytes) / ms / 1e6;
+    rep.add(Row{dev.is_cpu() ? "memcpy (reference)" : "d2d copy (reference)", "f32", human(big), ms, 0, peak_gbps, ""});
+  }
+
+  // ---- elementwise ----
+  std::vector<int64_t> counts = {1 << 10, 1 << 14, 1 << 18, 1 << 22, 1 << 26};
+  if (o.quick) counts = {1 << 10, 1 << 18, 1 << 22};
+  for (int64_t n : counts) {
+    Tensor a = randn(Shape{n}, gen, f32), b = randn(Shape{n}, gen, f32);
+    int samples = n >= (1 << 22) ? 9 : 21;
+    int inner = n <= (1 << 14) ? 200 : 1;
+    double ms = median_ms([&] { add(a, b); }, dev, samples, inner);
+    double gbps = 3.0 * double(n) * 4 / ms / 1e6;
+    rep.add(Row{"add", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
+    ms = median_ms([&] { silu(a); }, dev, samples, inner);
+    gbps = 2.0 * double(n) * 4 / ms / 1e6;
+    rep.add(Row{"silu", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
+  }
+
+  // ---- rows: sum over the last dim, softmax, layer_norm (rows of 1024) ----
+  for (int64_t rows : o.quick ? std::vector<int64_t>{256} : std::vector<int64_t>{256, 16384}) {
+    const int64_t cols = 1024;
+    Tensor x = randn(Shape{rows, cols}, gen, f32);
+    Tensor w = randn(Shape{cols}, gen, f32), bias = randn(Shape{cols}, gen, f32);
+    std::string shape = fmt::format("{}x{}", rows, cols);
+    double bytes = double(rows * cols) * 4;
+    double ms = median_ms([&] { sum(x, {-1}); }, dev, 15, rows <= 256 ? 20 : 1);
+    rep.add(Row{"sum(dim=-1)", "f32", shape, ms, 0, bytes / ms / 1e6, ""});
+    ms = median_ms([&] { softmax(x, -1); }, dev, 15, rows <= 256 ? 20 : 1);
+    rep.add(Row{"softmax", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, ""});
+    ms = median_ms([&] { layer_norm(x, cols, w, bias); }, dev, 15, rows <= 256 ? 20 : 1);
+    rep.add(Row{"layer_norm", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, ""});
+  }
+
+  // ---- dispatch cost of a tiny op ----
+  {
+    Tensor a = randn(Shape{256}, gen, f32), b = randn(Shape{256}, gen, f32);
+    GradModeGuard off(false);
+    double ms = median_ms([&] { add(a, b); }, dev, 21, 20000);
+    rep.add(Row{"add (dispatch)", "f32", "256", ms, 0, 0, fmt::format("{:.3f} us per op, autodiff off", ms * 1000)});
+  }
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks (kernels now; training workloads in later versions)");
+  bench->require_subcommand(1);
+  auto opts = std::make_shared<BenchOptions>();
+  auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm and op dispatch");
+  kernels->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
+  kernels->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+  kernels->add_option("--json", opts->json, "Also write one JSON object per row to this file");
+  kernels->add_flag("--quick", opts->quick, "Smaller sizes (a smoke run)");
+  kernels->callback([opts] { run_kernels(*opts); });
+}
+
+}  // namespace dualflow::cli

@@ -1,0 +1,29 @@
+// `dualflow info`: version, build options, BLAS, CUDA/cuDNN versions and the devices found.
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include "engine/dualflow.h"
+#include "kernels/cpu/parallel.h"
+#include "train/commands.h"
+
+namespace dualflow::cli {
+
+void add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Print version, build options, BLAS, CUDA/cuDNN and devices");
+  cmd->callback([]() {
+    fmt::print("dualflow 0.1.0\n");
+#ifdef NDEBUG
+    fmt::print("build:       release, C++20, {}\n", __VERSION__);
+#else
+    fmt::print("build:       debug, C++20, {}\n", __VERSION__);
+#endif
+    fmt::print("blas:        {}\n", openblas_get_config());
+    fmt::print("cpu threads: {}\n", cpu::num_threads());
+    fmt::print("cuda:        {}\n", cuda_build_info());
+    int n = cuda_device_count();
+    fmt::print("devices:     cpu{}\n", n > 0 ? fmt::format(", {} CUDA device(s)", n) : std::string(""));
+    for (int i = 0; i < n; ++i) fmt::print("  cuda:{}  {}\n", i, cuda_device_name(i));
+  });
+}
+
+}  // namespace dualflow::cli

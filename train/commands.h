@@ -1,0 +1,14 @@
+// The subcommands of the `dualflow` program; each registers its options on the CLI11 app and
+// returns the callback that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace dualflow::cli {
+
+void add_info(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_demo(CLI::App& app);
+
+}  // namespace dualflow::cli
