@@ -85,6 +85,14 @@ template <class F> void dispatch_floating(const char* what, DType t, F&& f) {
   }
 }
 
+// The unsigned integer type with T's size, for kernels that just move bits.
+template <size_t S> struct BitsOf;
+template <> struct BitsOf<1> { using type = uint8_t; };
+template <> struct BitsOf<2> { using type = uint16_t; };
+template <> struct BitsOf<4> { using type = uint32_t; };
+template <> struct BitsOf<8> { using type = uint64_t; };
+template <class T> using bits_t = typename BitsOf<sizeof(T)>::type;
+
 // Dispatch on element size only, for kernels that just move bits.
 template <class F> void dispatch_bits(DType t, F&& f) {
   switch (dtype_size(t)) {

@@ -30,12 +30,10 @@ void fill(int device, DType t, void* out, const ElemLayout& l, double value) {
       CUDA_CHECK(cudaMemsetAsync(out, bytes[0], size_t(n) * sizeof(T), stream(device)));
       return;
     }
-    dispatch_bits(t, [&]<class U>() {
-      static_assert(sizeof(U) == sizeof(T));
-      U bits;
-      std::memcpy(&bits, &v, sizeof(U));
-      launch_elementwise<1>(device, l, FillF<U>{static_cast<U*>(out), bits});
-    });
+    using U = bits_t<T>;
+    U bits;
+    std::memcpy(&bits, &v, sizeof(U));
+    launch_elementwise<1>(device, l, FillF<U>{static_cast<U*>(out), bits});
   });
 }
 

@@ -1,0 +1,121 @@
+// Tensor basics: views share storage, copies and conversions, factories, printing, the
+// Philox generator's reproducibility and saved state, and clear errors for bad input.
+#include "test_util.h"
+
+namespace dualflow::testing {
+
+TEST_CASE("views share storage; contiguous and clone copy", "[tensor]") {
+  Tensor a = arange(12, DType::f32).reshape(Shape{3, 4});
+  Tensor t = a.t();
+  REQUIRE(t.shape() == Shape{4, 3});
+  REQUIRE_FALSE(t.is_contiguous());
+  REQUIRE(t.impl()->storage == a.impl()->storage);
+  Tensor n = a.narrow(1, 1, 2);
+  REQUIRE(n.impl()->storage == a.impl()->storage);
+  REQUIRE(n.to_vector<float>() == std::vector<float>{1, 2, 5, 6, 9, 10});
+  fill_(n, -1.0);  // writes through the view
+  REQUIRE(a.to_vector<float>() == std::vector<float>{0, -1, -1, 3, 4, -1, -1, 7, 8, -1, -1, 11});
+  Tensor c = t.contiguous();
+  REQUIRE(c.is_contiguous());
+  REQUIRE(c.impl()->storage != a.impl()->storage);
+  REQUIRE(c.to_vector<float>() == std::vector<float>{0, 4, 8, -1, -1, -1, -1, -1, -1, 3, 7, 11});
+  Tensor e = from_vector(std::vector<float>{1, 2, 3}, Shape{3, 1}).expand(Shape{3, 2});
+  REQUIRE(e.strides()[1] == 0);
+  REQUIRE(e.contiguous().to_vector<float>() == std::vector<float>{1, 1, 2, 2, 3, 3});
+  REQUIRE(a.unsqueeze(0).shape() == Shape{1, 3, 4});
+  REQUIRE(a.unsqueeze(0).squeeze(0).shape() == Shape{3, 4});
+  REQUIRE(a.permute({1, 0}).shape() == Shape{4, 3});
+  REQUIRE(a.slice(1, 0, 4, 2).to_vector<float>() == std::vector<float>{0, -1, 4, -1, 8, -1});
+  REQUIRE(a.reshape(Shape{-1}).shape() == Shape{12});
+  REQUIRE(a.flatten().shape() == Shape{12});
+}
+
+TEST_CASE("dtype conversions round-trip and 16-bit floats round to nearest even", "[tensor]") {
+  Tensor x = from_vector(std::vector<double>{1.0, -2.5, 0.1, 65504.0, 1e-8, 3.0}, Shape{6}, DType::f64);
+  auto h = x.to(DType::f16).to(DType::f64).to_vector<double>();
+  REQUIRE(h[0] == 1.0);
+  REQUIRE(h[1] == -2.5);
+  REQUIRE(h[2] == Approx(0.0999755859375));
+  REQUIRE(h[3] == 65504.0);
+  REQUIRE(h[4] == Approx(0.0).margin(6e-8));
+  auto b = x.to(DType::bf16).to(DType::f64).to_vector<double>();
+  REQUIRE(b[2] == Approx(0.10009765625));
+  REQUIRE(b[5] == 3.0);
+  REQUIRE(x.to(DType::i64).to_vector<int64_t>() == std::vector<int64_t>{1, -2, 0, 65504, 0, 3});
+  REQUIRE(from_vector(std::vector<int64_t>{0, 3}, Shape{2}).to(DType::b8).to_vector<uint8_t>() == std::vector<uint8_t>{0, 1});
+}
+
+TEST_CASE("factories", "[tensor]") {
+  REQUIRE(zeros(Shape{2, 2}).to_vector<float>() == std::vector<float>{0, 0, 0, 0});
+  REQUIRE(ones(Shape{3}, DType::f64).to_vector<double>() == std::vector<double>{1, 1, 1});
+  REQUIRE(full(Shape{2}, 7.5).to_vector<float>() == std::vector<float>{7.5, 7.5});
+  REQUIRE(arange(0.0, 1.0, 0.25, DType::f64).to_vector<double>() == std::vector<double>{0, 0.25, 0.5, 0.75});
+  REQUIRE(linspace(0, 1, 5, DType::f64).to_vector<double>() == std::vector<double>{0, 0.25, 0.5, 0.75, 1});
+  REQUIRE(eye(3).to_vector<float>() == std::vector<float>{1, 0, 0, 0, 1, 0, 0, 0, 1});
+  REQUIRE(scalar_tensor(2.0).dim() == 0);
+  REQUIRE(scalar_tensor(2.0).item() == 2.0);
+}
+
+TEST_CASE("printing is readable", "[tensor]") {
+  std::string s = arange(6, DType::f32).reshape(Shape{2, 3}).str();
+  REQUIRE_THAT(s, Catch::Contains("shape=[2,3]") && Catch::Contains("dtype=f32") && Catch::Contains("[[0, 1, 2],"));
+  REQUIRE_THAT(arange(100, DType::i64).str(), Catch::Contains("..."));
+}
+
+TEST_CASE("Philox generator: reproducible, state save/restore, sane distributions", "[tensor][rng]") {
+  Generator g1(123), g2(123);
+  Tensor a = randn(Shape{1000}, g1), b = randn(Shape{1000}, g2);
+  REQUIRE(a.to_vector<float>() == b.to_vector<float>());
+  auto st = g1.state();
+  Tensor c = rand(Shape{77}, g1);
+  g1.set_state(st);
+  REQUIRE(rand(Shape{77}, g1).to_vector<float>() == c.to_vector<float>());
+  REQUIRE(randn(Shape{10}, g1).to_vector<float>() != randn(Shape{10}, g1).to_vector<float>());
+  Generator g(5);
+  Tensor n = randn(Shape{200000}, g, DType::f64);
+  REQUIRE(mean(n).item() == Approx(0.0).margin(0.01));
+  REQUIRE(var(n).item() == Approx(1.0).epsilon(0.02));
+  Tensor u = rand(Shape{200000}, g);
+  REQUIRE(amin(u).item() >= 0.0);
+  REQUIRE(amax(u).item() < 1.0);
+  REQUIRE(mean(u).item() == Approx(0.5).margin(0.005));
+  Tensor k = randint(-3, 4, Shape{10000}, g);
+  REQUIRE(amin(k).item() == -3);
+  REQUIRE(amax(k).item() == 3);
+  // f32 and f64 draws of the same generator position are the same distribution, not a copy.
+  Generator gf(9), gd(9);
+  REQUIRE(randn(Shape{4}, gf).dtype() == DType::f32);
+  REQUIRE(randn(Shape{4}, gd, DType::f64).dtype() == DType::f64);
+}
+
+TEST_CASE("bad input names the op, what was expected and what was given", "[tensor][errors]") {
+  Tensor a = zeros(Shape{64, 3}), b = zeros(Shape{4, 8});
+  REQUIRE_THROWS_WITH(matmul(a, b), Catch::Contains("matmul") && Catch::Contains("[64,3]") && Catch::Contains("[4,8]"));
+  REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{4})), Catch::Contains("add") && Catch::Contains("[3]") && Catch::Contains("[4]"));
+  REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{3}, DType::f64)),
+                      Catch::Contains("add") && Catch::Contains("f32") && Catch::Contains("f64"));
+  REQUIRE_THROWS_WITH(exp(zeros(Shape{3}, DType::i64)), Catch::Contains("exp") && Catch::Contains("floating") && Catch::Contains("i64"));
+  REQUIRE_THROWS_WITH(index_select(zeros(Shape{3, 2}), 0, from_vector(std::vector<int64_t>{0, 5}, Shape{2})),
+                      Catch::Contains("index_select") && Catch::Contains("5") && Catch::Contains("size 3"));
+  REQUIRE_THROWS_WITH(gather(zeros(Shape{3, 2}), 1, from_vector(std::vector<int64_t>{0, -1, 0, 0, 1, 1}, Shape{3, 2})),
+                      Catch::Contains("gather") && Catch::Contains("-1"));
+  REQUIRE_THROWS_WITH(zeros(Shape{2, 3}).reshape(Shape{4, 2}), Catch::Contains("reshape") && Catch::Contains("[4,2]") && Catch::Contains("6"));
+  REQUIRE_THROWS_WITH(zeros(Shape{2, 3}).narrow(1, 2, 2), Catch::Contains("narrow") && Catch::Contains("size 3"));
+  REQUIRE_THROWS_WITH(sum(zeros(Shape{2, 3}), {2}), Catch::Contains("sum") && Catch::Contains("dim 2"));
+  REQUIRE_THROWS_WITH(layer_norm(zeros(Shape{2, 3}), 4), Catch::Contains("layer_norm") && Catch::Contains("4"));
+  REQUIRE_THROWS_WITH(where(zeros(Shape{2}), zeros(Shape{2}), zeros(Shape{2})), Catch::Contains("where") && Catch::Contains("bool"));
+  REQUIRE_THROWS_WITH(cat({zeros(Shape{2, 3}), zeros(Shape{2, 4})}, 0), Catch::Contains("cat") && Catch::Contains("[2,4]"));
+  Tensor x = zeros(Shape{3}).set_requires_grad(true);
+  REQUIRE_THROWS_WITH(mul(x, 2.0).backward(), Catch::Contains("backward") && Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(jvp([](const std::vector<Tensor>& v) { return v; }, {zeros(Shape{3})}, {zeros(Shape{4})}),
+                      Catch::Contains("jvp") && Catch::Contains("[4]") && Catch::Contains("[3]"));
+  REQUIRE_THROWS_WITH(Device::parse("gpu"), Catch::Contains("cuda:N") && Catch::Contains("gpu"));
+  if (!cuda_available()) {
+    REQUIRE_THROWS_WITH(zeros(Shape{3}, Device::cuda()), Catch::Contains("cuda:0"));
+  } else {
+    REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{3}, Device::cuda())),
+                        Catch::Contains("add") && Catch::Contains("cpu") && Catch::Contains("cuda:0"));
+  }
+}
+
+}  // namespace dualflow::testing

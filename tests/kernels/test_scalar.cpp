@@ -1,0 +1,55 @@
+// The scalar math both backends share: Philox against its published known answers, 16-bit
+// conversions on edge cases, and every activation's derivative formula against central
+// differences of its value formula.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "kernels/common/half.h"
+#include "kernels/common/philox.h"
+#include "kernels/common/scalar_ops.h"
+
+using namespace dualflow;
+
+TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors", "[kernels][rng]") {
+  philox::Block z = philox::block(0, 0);
+  REQUIRE(z.v[0] == 0x6627e8d5u);
+  REQUIRE(z.v[1] == 0xe169c58du);
+  REQUIRE(z.v[2] == 0xbc57ac4cu);
+  REQUIRE(z.v[3] == 0x9b00dbd8u);
+}
+
+TEST_CASE("f16 and bf16 conversions", "[kernels][half]") {
+  REQUIRE(float(f16_t(1.0f)) == 1.0f);
+  REQUIRE(f16_t(1.0f).bits == 0x3c00);
+  REQUIRE(f16_t(65504.0f).bits == 0x7bff);
+  REQUIRE(f16_t(65520.0f).bits == 0x7c00);             // rounds to inf
+  REQUIRE(f16_t(5.960464477539063e-08f).bits == 0x0001);  // smallest subnormal
+  REQUIRE(f16_t(-0.0f).bits == 0x8000);
+  REQUIRE(std::isnan(float(f16_t(NAN))));
+  REQUIRE(f16_t(1.0f + 1.0f / 2048).bits == 0x3c00);    // tie rounds to even
+  REQUIRE(f16_t(1.0f + 3.0f / 2048).bits == 0x3c02);
+  for (uint32_t b = 0; b < 0x7c00; ++b) REQUIRE(f16_t(float(f16_t::from_bits(uint16_t(b)))).bits == b);
+  REQUIRE(bf16_t(1.0f).bits == 0x3f80);
+  REQUIRE(float(bf16_t(3.0f)) == 3.0f);
+  REQUIRE(bf16_t(1.00390625f).bits == 0x3f80);           // tie to even
+  REQUIRE(std::isnan(float(bf16_t(NAN))));
+}
+
+TEST_CASE("each unary derivative formula matches central differences of the value formula", "[kernels][math]") {
+  for (int k = 0; k < int(UnaryOp::kCount); ++k) {
+    UnaryOp op = UnaryOp(k);
+    if (op == UnaryOp::LogicalNot || op == UnaryOp::Sign) continue;
+    for (double x : {-1.7, -0.3, 0.4, 1.3, 2.2}) {
+      double a = 0.7, b = 1.5;
+      if (op == UnaryOp::PowScalar) a = 2.5;
+      bool positive_only = op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::PowScalar;
+      if (positive_only && x <= 0) continue;
+      if (op == UnaryOp::Log1p && x <= -1) continue;
+      const double h = 1e-6;
+      double fd = (scalar::unary<double>(op, x + h, a, b) - scalar::unary<double>(op, x - h, a, b)) / (2 * h);
+      INFO("op " << k << " at x = " << x);
+      REQUIRE(scalar::unary_derivative<double>(op, x, a, b) == Approx(fd).epsilon(1e-6).margin(1e-7));
+    }
+  }
+}

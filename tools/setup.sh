@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what dualflow needs to build and test, from Debian's packages, and nothing that is
+# already there (idempotent). Run as root. The CUDA toolkit is optional: where nvcc exists the
+# build compiles the CUDA backend too.
+set -euo pipefail
+
+packages=(build-essential cmake ninja-build ccache pkg-config
+          libfmt-dev catch2 libopenblas-dev libcli11-dev)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all build dependencies are installed"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages: ${missing[*]}; run this script as root (it uses apt-get)" >&2
+  exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
