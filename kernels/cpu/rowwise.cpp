@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
@@ -14,21 +15,28 @@ template <class T>
 void rowwise_typed(RowOp op, const T* in, T* out, int64_t rows, int64_t cols) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+    std::vector<C> ex(static_cast<size_t>(cols));
     for (int64_t rI = b; rI < e; ++rI) {
       const T* x = in + rI * cols;
       C mx = -std::numeric_limits<C>::infinity();
       for (int64_t i = 0; i < cols; ++i) mx = std::max(mx, C(x[i]));
-      if (std::isinf(mx) && mx < 0) mx = 0;  // all -inf row: avoid inf - inf
-      double s = 0;
-      for (int64_t i = 0; i < cols; ++i) s += double(std::exp(C(x[i]) - mx));
+      if (std::isinf(mx)) mx = mx < 0 ? C(0) : mx;  // all -inf row: avoid inf - inf
+      // exp once per element, into a row buffer; sum in vector lanes.
+      C s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = 0; i < cols; ++i) {
+        C v = scalar::fast_exp<C>(C(x[i]) - mx);
+        ex[size_t(i)] = v;
+        s += v;
+      }
       C lse = C(std::log(s)) + mx;
       if (op == RowOp::LogSumExp) { out[rI] = T(lse); continue; }
       T* y = out + rI * cols;
       if (op == RowOp::LogSoftmax) {
         for (int64_t i = 0; i < cols; ++i) y[i] = T(C(x[i]) - lse);
       } else {
-        C inv = C(1.0 / s);
-        for (int64_t i = 0; i < cols; ++i) y[i] = T(std::exp(C(x[i]) - mx) * inv);
+        C inv = C(1) / s;
+        for (int64_t i = 0; i < cols; ++i) y[i] = T(ex[size_t(i)] * inv);
       }
     }
   });
@@ -51,21 +59,24 @@ void normalize_typed(const T* x, const T* w, const T* bias, T* y, int64_t rows, 
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
-      double mean = 0;
+      // Two passes (mean, then centred squares) in vector lanes: accurate without a double per element.
+      C mean = 0;
       if (!rms) {
-        for (int64_t i = 0; i < cols; ++i) mean += double(xr[i]);
-        mean /= double(cols);
+#pragma omp simd reduction(+ : mean)
+        for (int64_t i = 0; i < cols; ++i) mean += C(xr[i]);
+        mean /= C(cols);
       }
-      double var = 0;
-      for (int64_t i = 0; i < cols; ++i) { double d = double(xr[i]) - mean; var += d * d; }
-      var /= double(cols);
-      C rstd = C(1.0 / std::sqrt(var + eps));
-      C m = C(mean);
-      for (int64_t i = 0; i < cols; ++i) {
-        C v = (C(xr[i]) - m) * rstd;
-        if (w) v *= C(w[i]);
-        if (bias) v += C(bias[i]);
-        yr[i] = T(v);
+      C var = 0;
+#pragma omp simd reduction(+ : var)
+      for (int64_t i = 0; i < cols; ++i) { C d = C(xr[i]) - mean; var += d * d; }
+      var /= C(cols);
+      C rstd = C(1) / std::sqrt(var + C(eps));
+      if (w && bias) {
+        for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd * C(w[i]) + C(bias[i]));
+      } else if (w) {
+        for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd * C(w[i]));
+      } else {
+        for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd);
       }
     }
   });

@@ -40,6 +40,8 @@ void set_device(int device);
 // Makes `device` current and returns its stream (created on first use); every kernel, copy
 // and cuBLAS call of the backend for that device goes to this one stream.
 cudaStream_t stream(int device);
+// Number of streaming multiprocessors of `device` (cached).
+int sm_count(int device);
 // The device's cuBLAS handle, bound to stream(device); makes `device` current.
 cublasHandle_t cublas_handle(int device);
 

@@ -1,6 +1,6 @@
 // CUDA memory: per-device streams, error reporting, a size-bucketed caching allocator and the
 // host/device copies of the backend table.
-#include <cstdio>
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -57,6 +57,17 @@ cudaStream_t stream(int device) {
   StreamSlot& slot = stream_slots()[device];
   std::call_once(slot.once, [&] { CUDA_CHECK(cudaStreamCreateWithFlags(&slot.stream, cudaStreamNonBlocking)); });
   return slot.stream;
+}
+
+int sm_count(int device) {
+  check_device_index(device);
+  static std::atomic<int> cache[kMaxDevices] = {};
+  int n = cache[device].load(std::memory_order_relaxed);
+  if (n > 0) return n;
+  CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
+  if (n < 1) n = 1;
+  cache[device].store(n, std::memory_order_relaxed);
+  return n;
 }
 
 // ---- caching allocator ----

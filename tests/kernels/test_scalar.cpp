@@ -53,3 +53,17 @@ TEST_CASE("each unary derivative formula matches central differences of the valu
     }
   }
 }
+
+TEST_CASE("exp_f32 stays within a few ulp of the library exp and saturates like it", "[kernels][math]") {
+  float worst = 0;
+  for (float x = -87.0f; x < 88.7f; x += 0.0137f) {
+    float ref = std::exp(x), got = scalar::exp_f32(x);
+    worst = std::max(worst, std::abs(got - ref) / ref);
+  }
+  INFO("worst relative error " << worst);
+  REQUIRE(worst < 4e-7f);
+  REQUIRE(std::isinf(scalar::exp_f32(100.0f)));
+  REQUIRE(scalar::exp_f32(-200.0f) == 0.0f);
+  REQUIRE(std::isnan(scalar::exp_f32(NAN)));
+  REQUIRE(scalar::exp_f32(0.0f) == 1.0f);
+}
