@@ -33,6 +33,7 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
   g.b = bb.raw_data(); g.stride_b = batch > 1 ? bb.strides()[0] : 0;
   g.c = out.raw_data(); g.ldc = std::max<int64_t>(n, 1); g.stride_c = m * n;
   g.batch = batch;
+  g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) { fill_(out, 0.0); return; }
   be(a).gemm(dev_index(a), g);

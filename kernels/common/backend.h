@@ -39,6 +39,7 @@ struct GemmArgs {
   void* c = nullptr; int64_t ldc = 0, stride_c = 0;
   int64_t batch = 1;
   double alpha = 1.0, beta = 0.0;
+  bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
 
 struct Backend {

@@ -75,6 +75,8 @@ void normalize_typed(const T* x, const T* w, const T* bias, T* y, int64_t rows, 
         for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd * C(w[i]) + C(bias[i]));
       } else if (w) {
         for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd * C(w[i]));
+      } else if (bias) {
+        for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd + C(bias[i]));
       } else {
         for (int64_t i = 0; i < cols; ++i) yr[i] = T((C(xr[i]) - mean) * rstd);
       }

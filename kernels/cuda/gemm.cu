@@ -76,7 +76,7 @@ void gemm(int device, const GemmArgs& g) {
   switch (g.dtype) {
     case DType::f32:
       data_type = CUDA_R_32F;
-      compute = cuda_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+      compute = (g.allow_tf32 || cuda_tf32()) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
       break;
     case DType::f64:
       data_type = CUDA_R_64F;

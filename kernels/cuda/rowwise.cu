@@ -1,6 +1,6 @@
 // CUDA row kernels, one block per row: softmax, log-softmax and logsumexp with the row max
-// subtracted and the exp-sum accumulated in double, and layer/RMS normalisation with mean and
-// variance accumulated in double (two passes), all as the CPU backend computes them.
+// subtracted (exp through scalar::fast_exp like the CPU; the exp-sum accumulated in double), and
+// layer/RMS normalisation with mean and variance accumulated in double (two passes).
 #include <cmath>
 
 #include "kernels/cuda/device_utils.cuh"
@@ -36,9 +36,9 @@ __global__ void __launch_bounds__(kMaxRowThreads) rowwise_kernel(RowOp op, const
       mx = mx < v ? v : mx;
     }
     mx = block_reduce(mx, MaxOp{}, cscratch);
-    if (mx == C(-INFINITY)) mx = C(0);  // all -inf row: avoid inf - inf
+    if (mx == C(-INFINITY)) mx = C(0);  // all -inf row: avoid inf - inf (+inf stays, as on the CPU)
     double s = 0;
-    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) s += double(exp(C(x[i]) - mx));
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) s += double(scalar::fast_exp<C>(C(x[i]) - mx));
     s = block_reduce(s, SumOp{}, dscratch);
     const C lse = C(log(s)) + mx;
     if (op == RowOp::LogSumExp) {
@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kMaxRowThreads) rowwise_kernel(RowOp op, const
       for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) y[i] = T(C(x[i]) - lse);
     } else {
       const C inv = C(1.0 / s);
-      for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) y[i] = T(exp(C(x[i]) - mx) * inv);
+      for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) y[i] = T(scalar::fast_exp<C>(C(x[i]) - mx) * inv);
     }
   }
 }

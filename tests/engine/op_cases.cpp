@@ -101,6 +101,8 @@ std::vector<OpCase> all_op_cases() {
   c.push_back({"logsumexp", {{Shape{3, 5}}}, [](V x) { return logsumexp(x[0], 1); }});
   c.push_back({"layer_norm", {{Shape{3, 6}}, {Shape{6}}, {Shape{6}}},
                [](V x) { return layer_norm(x[0], 6, x[1], x[2]); }});
+  c.push_back({"layer_norm_bias_only", {{Shape{3, 6}}, {Shape{6}}},
+               [](V x) { return layer_norm(x[0], 6, Tensor(), x[1]); }});
   c.push_back({"layer_norm_plain", {{Shape{2, 3, 5}}}, [](V x) { return layer_norm(x[0], 5); }});
   c.push_back({"rms_norm", {{Shape{3, 6}}, {Shape{6}}}, [](V x) { return rms_norm(x[0], 6, x[1]); }});
 
