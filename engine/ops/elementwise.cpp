@@ -96,9 +96,6 @@ Tensor binary_raw(const char* name, BinaryOp op, const Tensor& a, const Tensor& 
   return out;
 }
 
-// Scalars meet tensors as 0-d tensors of the tensor's dtype and device.
-Tensor like_scalar(const Tensor& t, double v) { return scalar_tensor(v, t.options()); }
-
 }  // namespace
 
 Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, double a, double b) {
