@@ -51,8 +51,19 @@ template <> struct dtype_traits<DType::i64> { using type = int64_t; using comput
 template <> struct dtype_traits<DType::i32> { using type = int32_t; using compute = int32_t; };
 template <> struct dtype_traits<DType::b8> { using type = bool; using compute = bool; };
 
-// Calls f.template operator()<DType>() for the runtime dtype `t`; the kernels' one switch.
-#define DF_DISPATCH_CASE(D, ...) \
-  case D: { constexpr DType kD = D; (void)kD; __VA_ARGS__; } break;
+// Calls f.template operator()<T>() with T the storage type of the runtime dtype `t`: the one
+// dtype switch of the kernels that handle every dtype.
+template <class F>
+void dispatch_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f.template operator()<float>(); break;
+    case DType::f64: f.template operator()<double>(); break;
+    case DType::bf16: f.template operator()<bf16_t>(); break;
+    case DType::f16: f.template operator()<f16_t>(); break;
+    case DType::i64: f.template operator()<int64_t>(); break;
+    case DType::i32: f.template operator()<int32_t>(); break;
+    case DType::b8: f.template operator()<bool>(); break;
+  }
+}
 
 }  // namespace dualflow

@@ -49,18 +49,6 @@ void run(const ElemLayout& l, char* const base[N], const size_t esize[N], Row&& 
   parallel_for(l.numel(), kGrain, [&](int64_t b, int64_t e) { for_rows<N>(l, base, esize, b, e, row); });
 }
 
-template <class F>
-void dispatch_all(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f.template operator()<float>(); break;
-    case DType::f64: f.template operator()<double>(); break;
-    case DType::bf16: f.template operator()<bf16_t>(); break;
-    case DType::f16: f.template operator()<f16_t>(); break;
-    case DType::i64: f.template operator()<int64_t>(); break;
-    case DType::i32: f.template operator()<int32_t>(); break;
-    case DType::b8: f.template operator()<bool>(); break;
-  }
-}
 
 template <class T> struct Compute { using type = T; };
 template <> struct Compute<bf16_t> { using type = float; };
@@ -73,7 +61,7 @@ template <class T, class C> inline T store_as(C v) {
 }
 
 void fill(int, DType t, void* out, const ElemLayout& l, double value) {
-  dispatch_all(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     using C = typename Compute<T>::type;
     const T v = store_as<T>(C(value));
     char* base[1] = {static_cast<char*>(out)};
@@ -87,8 +75,8 @@ void fill(int, DType t, void* out, const ElemLayout& l, double value) {
 }
 
 void copy(int, DType src_t, const void* src, DType dst_t, void* dst, const ElemLayout& l) {
-  dispatch_all(dst_t, [&]<class D>() {
-    dispatch_all(src_t, [&]<class S>() {
+  dispatch_dtype(dst_t, [&]<class D>() {
+    dispatch_dtype(src_t, [&]<class S>() {
       char* base[2] = {static_cast<char*>(dst), const_cast<char*>(static_cast<const char*>(src))};
       size_t es[2] = {sizeof(D), sizeof(S)};
       run<2>(l, base, es, [&](int64_t n, char** p, const int64_t* s) {
@@ -154,7 +142,7 @@ void unary_typed(UnaryOp op, const void* x, void* y, const ElemLayout& l, C a, C
 }
 
 void unary(int, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l, double a, double b) {
-  dispatch_all(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     using C = typename Compute<T>::type;
     unary_typed<T, C>(op, x, y, l, C(a), C(b));
   });
@@ -240,7 +228,7 @@ void binary_fixed(const void* x, const void* y, void* out, const ElemLayout& l) 
 }
 
 void binary(int, BinaryOp op, DType t, const void* x, const void* y, void* out, const ElemLayout& l) {
-  dispatch_all(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     using C = typename Compute<T>::type;
     switch (op) {
 #define DF_BIN_CASE(NAME) case BinaryOp::NAME: return binary_fixed<T, C, BinaryOp::NAME>(x, y, out, l);
@@ -254,7 +242,7 @@ void binary(int, BinaryOp op, DType t, const void* x, const void* y, void* out, 
 }
 
 void where(int, DType t, const void* cond, const void* x, const void* y, void* out, const ElemLayout& l) {
-  dispatch_all(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     char* base[4] = {static_cast<char*>(out), const_cast<char*>(static_cast<const char*>(cond)),
                      const_cast<char*>(static_cast<const char*>(x)),
                      const_cast<char*>(static_cast<const char*>(y))};

@@ -7,18 +7,6 @@
 namespace dualflow::cpu {
 namespace {
 
-template <class F>
-void dispatch_float_int(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f.template operator()<float>(); break;
-    case DType::f64: f.template operator()<double>(); break;
-    case DType::bf16: f.template operator()<bf16_t>(); break;
-    case DType::f16: f.template operator()<f16_t>(); break;
-    case DType::i64: f.template operator()<int64_t>(); break;
-    case DType::i32: f.template operator()<int32_t>(); break;
-    case DType::b8: f.template operator()<bool>(); break;
-  }
-}
 
 template <class T> inline void add_into(T& dst, T v) {
   if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) dst = T(float(dst) + float(v));
@@ -28,7 +16,7 @@ template <class T> inline void add_into(T& dst, T v) {
 
 void index_select(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer,
                   int64_t n_in, int64_t n_idx, int64_t inner) {
-  dispatch_float_int(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
     parallel_for(outer * n_idx, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
@@ -44,7 +32,7 @@ void index_select(int, DType t, const void* in, const int64_t* idx, void* out, i
 
 void index_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
                int64_t n_out, int64_t n_idx, int64_t inner) {
-  dispatch_float_int(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     const T* s = static_cast<const T*>(src);
     T* y = static_cast<T*>(out);
     parallel_for(outer, 1, [&](int64_t b, int64_t e) {
@@ -60,7 +48,7 @@ void index_add(int, DType t, const void* src, const int64_t* idx, void* out, int
 
 void gather(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
             int64_t n_idx, int64_t inner) {
-  dispatch_float_int(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
     parallel_for(outer * n_idx * inner, 32768, [&](int64_t b, int64_t e) {
@@ -74,7 +62,7 @@ void gather(int, DType t, const void* in, const int64_t* idx, void* out, int64_t
 
 void scatter_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
                  int64_t n_out, int64_t n_idx, int64_t inner) {
-  dispatch_float_int(t, [&]<class T>() {
+  dispatch_dtype(t, [&]<class T>() {
     const T* s = static_cast<const T*>(src);
     T* y = static_cast<T*>(out);
     parallel_for(outer, 1, [&](int64_t b, int64_t e) {
