@@ -11,21 +11,21 @@
 
 namespace dualflow {
 
-// Unary elementwise kinds. `a` and `b` are per-call scalar parameters (exponent, bounds, ...).
-enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Log1p, Expm1, Sqrt, Rsqrt, Abs, Sign, Sin, Cos, Tanh, Sigmoid, Relu, Silu,
-  GeluTanh, GeluErf, Softplus, PowScalar, Clamp, Reciprocal, Square,
-  AddScalar, MulScalar,  // y = x + a, y = x * a (used for affine fills and scalar math)
-  LogicalNot,
-  kCount
-};
+// The op lists, once: the enums below and every backend's dispatch switch expand them, so an
+// op added here reaches both backends. `a` and `b` are per-call scalar parameters of unary ops
+// (exponent, bounds, ...); AddScalar/MulScalar are y = x + a and y = x * a.
+#define DF_FOR_EACH_UNARY_OP(X)                                                                   \
+  X(Neg) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Rsqrt) X(Abs) X(Sign) X(Sin) X(Cos) X(Tanh)    \
+  X(Sigmoid) X(Relu) X(Silu) X(GeluTanh) X(GeluErf) X(Softplus) X(PowScalar) X(Clamp)           \
+  X(Reciprocal) X(Square) X(AddScalar) X(MulScalar) X(LogicalNot)
+// Eq..LogicalOr produce bool.
+#define DF_FOR_EACH_BINARY_OP(X) \
+  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Minimum) X(Maximum) X(Eq) X(Ne) X(Lt) X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr)
 
-enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Pow, Minimum, Maximum,
-  Eq, Ne, Lt, Le, Gt, Ge,  // produce bool
-  LogicalAnd, LogicalOr,
-  kCount
-};
+#define DF_ENUM_ENTRY(NAME) NAME,
+enum class UnaryOp : uint8_t { DF_FOR_EACH_UNARY_OP(DF_ENUM_ENTRY) kCount };
+enum class BinaryOp : uint8_t { DF_FOR_EACH_BINARY_OP(DF_ENUM_ENTRY) kCount };
+#undef DF_ENUM_ENTRY
 
 constexpr bool binary_is_comparison(BinaryOp op) {
   return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||

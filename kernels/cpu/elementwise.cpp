@@ -129,13 +129,7 @@ template <class T, class C>
 void unary_typed(UnaryOp op, const void* x, void* y, const ElemLayout& l, C a, C b) {
   switch (op) {
 #define DF_UNARY_CASE(NAME) case UnaryOp::NAME: return unary_fixed<T, C, UnaryOp::NAME>(x, y, l, a, b);
-    DF_UNARY_CASE(Neg) DF_UNARY_CASE(Exp) DF_UNARY_CASE(Log) DF_UNARY_CASE(Log1p)
-    DF_UNARY_CASE(Expm1) DF_UNARY_CASE(Sqrt) DF_UNARY_CASE(Rsqrt) DF_UNARY_CASE(Abs)
-    DF_UNARY_CASE(Sign) DF_UNARY_CASE(Sin) DF_UNARY_CASE(Cos) DF_UNARY_CASE(Tanh)
-    DF_UNARY_CASE(Sigmoid) DF_UNARY_CASE(Relu) DF_UNARY_CASE(Silu) DF_UNARY_CASE(GeluTanh)
-    DF_UNARY_CASE(GeluErf) DF_UNARY_CASE(Softplus) DF_UNARY_CASE(PowScalar) DF_UNARY_CASE(Clamp)
-    DF_UNARY_CASE(Reciprocal) DF_UNARY_CASE(Square) DF_UNARY_CASE(AddScalar)
-    DF_UNARY_CASE(MulScalar) DF_UNARY_CASE(LogicalNot)
+    DF_FOR_EACH_UNARY_OP(DF_UNARY_CASE)
 #undef DF_UNARY_CASE
     default: break;
   }
@@ -173,12 +167,7 @@ void unary_backward(int, UnaryOp op, DType t, const void* g, const void* x, void
     using C = typename Compute<T>::type;
     switch (op) {
 #define DF_UB_CASE(NAME) case UnaryOp::NAME: return unary_backward_fixed<T, C, UnaryOp::NAME>(g, x, out, l, C(a), C(b));
-      DF_UB_CASE(Neg) DF_UB_CASE(Exp) DF_UB_CASE(Log) DF_UB_CASE(Log1p) DF_UB_CASE(Expm1)
-      DF_UB_CASE(Sqrt) DF_UB_CASE(Rsqrt) DF_UB_CASE(Abs) DF_UB_CASE(Sign) DF_UB_CASE(Sin)
-      DF_UB_CASE(Cos) DF_UB_CASE(Tanh) DF_UB_CASE(Sigmoid) DF_UB_CASE(Relu) DF_UB_CASE(Silu)
-      DF_UB_CASE(GeluTanh) DF_UB_CASE(GeluErf) DF_UB_CASE(Softplus) DF_UB_CASE(PowScalar)
-      DF_UB_CASE(Clamp) DF_UB_CASE(Reciprocal) DF_UB_CASE(Square) DF_UB_CASE(AddScalar)
-      DF_UB_CASE(MulScalar)
+    DF_FOR_EACH_UNARY_OP(DF_UB_CASE)
 #undef DF_UB_CASE
       default: break;
     }
@@ -232,9 +221,7 @@ void binary(int, BinaryOp op, DType t, const void* x, const void* y, void* out, 
     using C = typename Compute<T>::type;
     switch (op) {
 #define DF_BIN_CASE(NAME) case BinaryOp::NAME: return binary_fixed<T, C, BinaryOp::NAME>(x, y, out, l);
-      DF_BIN_CASE(Add) DF_BIN_CASE(Sub) DF_BIN_CASE(Mul) DF_BIN_CASE(Div) DF_BIN_CASE(Pow)
-      DF_BIN_CASE(Minimum) DF_BIN_CASE(Maximum) DF_BIN_CASE(Eq) DF_BIN_CASE(Ne) DF_BIN_CASE(Lt)
-      DF_BIN_CASE(Le) DF_BIN_CASE(Gt) DF_BIN_CASE(Ge) DF_BIN_CASE(LogicalAnd) DF_BIN_CASE(LogicalOr)
+    DF_FOR_EACH_BINARY_OP(DF_BIN_CASE)
 #undef DF_BIN_CASE
       default: break;
     }

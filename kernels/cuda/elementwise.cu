@@ -107,9 +107,7 @@ void binary(int device, BinaryOp op, DType t, const void* x, const void* y, void
     switch (op) {
 #define DF_BIN_CASE(NAME) \
   case BinaryOp::NAME: return launch_elementwise<3>(device, l, BinaryF<T, C, BinaryOp::NAME>{out, xp, yp});
-      DF_BIN_CASE(Add) DF_BIN_CASE(Sub) DF_BIN_CASE(Mul) DF_BIN_CASE(Div) DF_BIN_CASE(Pow)
-      DF_BIN_CASE(Minimum) DF_BIN_CASE(Maximum) DF_BIN_CASE(Eq) DF_BIN_CASE(Ne) DF_BIN_CASE(Lt)
-      DF_BIN_CASE(Le) DF_BIN_CASE(Gt) DF_BIN_CASE(Ge) DF_BIN_CASE(LogicalAnd) DF_BIN_CASE(LogicalOr)
+    DF_FOR_EACH_BINARY_OP(DF_BIN_CASE)
 #undef DF_BIN_CASE
       default: break;
     }

@@ -47,13 +47,7 @@ void unary_typed(int device, UnaryOp op, const void* x, void* y, const ElemLayou
   switch (op) {
 #define DF_UNARY_CASE(NAME) \
   case UnaryOp::NAME: return unary_fixed<T, C, UnaryOp::NAME>(device, x, y, l, a, b);
-    DF_UNARY_CASE(Neg) DF_UNARY_CASE(Exp) DF_UNARY_CASE(Log) DF_UNARY_CASE(Log1p)
-    DF_UNARY_CASE(Expm1) DF_UNARY_CASE(Sqrt) DF_UNARY_CASE(Rsqrt) DF_UNARY_CASE(Abs)
-    DF_UNARY_CASE(Sign) DF_UNARY_CASE(Sin) DF_UNARY_CASE(Cos) DF_UNARY_CASE(Tanh)
-    DF_UNARY_CASE(Sigmoid) DF_UNARY_CASE(Relu) DF_UNARY_CASE(Silu) DF_UNARY_CASE(GeluTanh)
-    DF_UNARY_CASE(GeluErf) DF_UNARY_CASE(Softplus) DF_UNARY_CASE(PowScalar) DF_UNARY_CASE(Clamp)
-    DF_UNARY_CASE(Reciprocal) DF_UNARY_CASE(Square) DF_UNARY_CASE(AddScalar)
-    DF_UNARY_CASE(MulScalar) DF_UNARY_CASE(LogicalNot)
+    DF_FOR_EACH_UNARY_OP(DF_UNARY_CASE)
 #undef DF_UNARY_CASE
     default: break;
   }
@@ -68,12 +62,7 @@ void unary_backward_typed(int device, UnaryOp op, const void* g, const void* x, 
   case UnaryOp::NAME:                                                                             \
     return launch_elementwise<3>(device, l, UnaryBackwardF<T, C, UnaryOp::NAME>{                  \
         static_cast<T*>(out), static_cast<const T*>(g), static_cast<const T*>(x), a, b});
-    DF_UB_CASE(Neg) DF_UB_CASE(Exp) DF_UB_CASE(Log) DF_UB_CASE(Log1p) DF_UB_CASE(Expm1)
-    DF_UB_CASE(Sqrt) DF_UB_CASE(Rsqrt) DF_UB_CASE(Abs) DF_UB_CASE(Sign) DF_UB_CASE(Sin)
-    DF_UB_CASE(Cos) DF_UB_CASE(Tanh) DF_UB_CASE(Sigmoid) DF_UB_CASE(Relu) DF_UB_CASE(Silu)
-    DF_UB_CASE(GeluTanh) DF_UB_CASE(GeluErf) DF_UB_CASE(Softplus) DF_UB_CASE(PowScalar)
-    DF_UB_CASE(Clamp) DF_UB_CASE(Reciprocal) DF_UB_CASE(Square) DF_UB_CASE(AddScalar)
-    DF_UB_CASE(MulScalar)
+    DF_FOR_EACH_UNARY_OP(DF_UB_CASE)
 #undef DF_UB_CASE
     default: break;
   }
