@@ -1,6 +1,7 @@
 // Every differentiable op of the engine. Each is defined once (engine/ops/*.cpp) with its
 // forward dispatch, its JVP rule and its VJP rule; the rules use these same functions.
 #pragma once
+#include <array>
 #include <optional>
 #include <vector>
 
@@ -97,6 +98,32 @@ Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype = DType::f
 Tensor flip(const Tensor& x, const std::vector<int64_t>& dims);
 // pad = {before_last, after_last, before_second_last, after_second_last, ...} like PyTorch
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pad, double value = 0.0);
+
+// ---- images (NCHW) ----
+using Pair = std::array<int64_t, 2>;  // (height, width) of a kernel, stride, padding or dilation
+// Sliding windows (torch.nn.functional.unfold): x [N, C, H, W] -> [N, C*kh*kw, Ho*Wo].
+Tensor im2col(const Tensor& x, Pair kernel, Pair stride = {1, 1}, Pair padding = {0, 0}, Pair dilation = {1, 1});
+// The adjoint of im2col (torch.nn.functional.fold): sums windows back into [N, C, H, W].
+Tensor col2im(const Tensor& cols, Pair image_size, Pair kernel, Pair stride = {1, 1}, Pair padding = {0, 0},
+              Pair dilation = {1, 1});
+// weight [out, in / groups, kh, kw]; bias [out] or undefined. Like torch.nn.functional.conv2d.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Pair stride = {1, 1},
+              Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1);
+// x [N, C, *]: normalised over each group of C / groups channels and the spatial dims;
+// weight/bias [C] or undefined.
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+enum class UpsampleMode { Nearest, Bilinear };
+// [N, C, H, W] -> [N, C, H*scale, W*scale]; bilinear uses half-pixel centres (align_corners=False).
+Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode = UpsampleMode::Nearest);
+// Mean over non-overlapping kernel x kernel windows: [N, C, H, W] -> [N, C, H/k, W/k].
+Tensor avg_pool2d(const Tensor& x, int64_t kernel);
+
+// ---- attention ----
+// softmax(q k^T * scale) v over the last two dims: q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv].
+// scale <= 0 means 1/sqrt(D).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    double scale = 0.0);
 
 // ---- autodiff cuts ----
 Tensor stop_gradient(const Tensor& x);

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device.h"
@@ -136,5 +137,9 @@ Tensor from_vector(const std::vector<float>& values, const Shape& shape, TensorO
 Tensor from_vector(const std::vector<int64_t>& values, const Shape& shape, TensorOptions opts = DType::i64);
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Tensors under stable dotted names ("blocks.3.attn.qkv.weight"), in a fixed order: what a
+// module's state, an optimizer's state and a safetensors file exchange.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 }  // namespace dualflow

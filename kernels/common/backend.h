@@ -42,6 +42,13 @@ struct GemmArgs {
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
 
+// A 2-D convolution window over a contiguous NCHW image.
+struct ConvGeometry {
+  int64_t n = 0, c = 0, h = 0, w = 0;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+  int64_t out_h = 0, out_w = 0;
+};
+
 struct Backend {
   const char* name;
   // memory
@@ -86,6 +93,10 @@ struct Backend {
   // out[o, idx[o, j, i], i] += src[o, j, i]
   void (*scatter_add)(int device, DType t, const void* src, const int64_t* idx, void* out,
                       int64_t outer, int64_t n_out, int64_t n_idx, int64_t inner);
+  // x [n, c, h, w] -> cols [n, c*kh*kw, out_h*out_w], zeros where the window leaves the image
+  void (*im2col)(int device, DType t, const void* x, void* cols, const ConvGeometry& g);
+  // its adjoint: x[n, c, i, j] = sum of the cols entries im2col read from it (x overwritten)
+  void (*col2im)(int device, DType t, const void* cols, void* x, const ConvGeometry& g);
   // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
   void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed,
                  uint64_t offset, double a, double b);

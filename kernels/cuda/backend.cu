@@ -15,6 +15,7 @@ Backend make() {
   register_rowwise(b);
   register_gemm(b);
   register_indexing(b);
+  register_conv(b);
   register_random(b);
   return b;
 }

@@ -60,6 +60,7 @@ void register_reduce(Backend& b);
 void register_rowwise(Backend& b);
 void register_gemm(Backend& b);
 void register_indexing(Backend& b);
+void register_conv(Backend& b);
 void register_random(Backend& b);
 
 }  // namespace dualflow::gpu

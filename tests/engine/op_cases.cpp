@@ -128,6 +128,31 @@ std::vector<OpCase> all_op_cases() {
   c.push_back({"scatter_add", {{Shape{3, 4}}, {Shape{3, 2}}},
                [](V x) { return scatter_add(x[0], 1, idx({0, 3, 2, 2, 1, 0}, Shape{3, 2}), x[1]); }});
   c.push_back({"flip", {{Shape{3, 4}}}, [](V x) { return flip(x[0], {0, 1}); }});
+  // images (NCHW)
+  c.push_back({"im2col_3x3_pad", {{Shape{2, 2, 4, 5}}}, [](V x) { return im2col(x[0], {3, 3}, {1, 1}, {1, 1}); }});
+  c.push_back({"im2col_stride_dilation", {{Shape{1, 2, 7, 6}}},
+               [](V x) { return im2col(x[0], {2, 3}, {2, 1}, {1, 0}, {2, 1}); }});
+  c.push_back({"col2im_3x3_stride2", {{Shape{2, 2 * 9, 4}}},
+               [](V x) { return col2im(x[0], {4, 4}, {3, 3}, {2, 2}, {1, 1}); }});
+  c.push_back({"conv2d_3x3", {{Shape{2, 3, 5, 5}}, {Shape{4, 3, 3, 3}}, {Shape{4}}},
+               [](V x) { return conv2d(x[0], x[1], x[2], {1, 1}, {1, 1}); }});
+  c.push_back({"conv2d_stride2_nobias", {{Shape{1, 2, 6, 5}}, {Shape{3, 2, 3, 2}}},
+               [](V x) { return conv2d(x[0], x[1], Tensor(), {2, 2}, {1, 0}); }});
+  c.push_back({"conv2d_1x1", {{Shape{2, 3, 2, 3}}, {Shape{5, 3, 1, 1}}, {Shape{5}}},
+               [](V x) { return conv2d(x[0], x[1], x[2]); }});
+  c.push_back({"conv2d_groups", {{Shape{1, 4, 4, 4}}, {Shape{6, 2, 3, 3}}},
+               [](V x) { return conv2d(x[0], x[1], Tensor(), {1, 1}, {1, 1}, {1, 1}, 2); }});
+  c.push_back({"group_norm", {{Shape{2, 4, 3, 2}}, {Shape{4}}, {Shape{4}}},
+               [](V x) { return group_norm(x[0], 2, x[1], x[2]); }});
+  c.push_back({"group_norm_plain", {{Shape{2, 6, 5}}}, [](V x) { return group_norm(x[0], 3); }});
+  c.push_back({"upsample_nearest", {{Shape{1, 2, 3, 2}}}, [](V x) { return upsample2d(x[0], 2); }});
+  c.push_back({"upsample_bilinear", {{Shape{1, 2, 3, 2}}},
+               [](V x) { return upsample2d(x[0], 2, UpsampleMode::Bilinear); }});
+  c.push_back({"avg_pool2d", {{Shape{2, 2, 5, 4}}}, [](V x) { return avg_pool2d(x[0], 2); }});
+  c.push_back({"attention", {{Shape{2, 3, 4}}, {Shape{2, 5, 4}}, {Shape{2, 5, 3}}},
+               [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2]); }});
+  c.push_back({"attention_heads_scale", {{Shape{1, 2, 3, 2}}, {Shape{1, 2, 3, 2}}, {Shape{1, 2, 3, 2}}},
+               [](V x) { return scaled_dot_product_attention(x[0], x[1], x[2], 0.7); }});
   c.push_back({"pad", {{Shape{2, 3}}}, [](V x) { return pad(x[0], {1, 2, 0, 1}, 0.5); }});
   c.push_back({"clone", {{Shape{2, 3}}}, [](V x) { return x[0].clone(); }});
   c.push_back({"sum_to", {{Shape{2, 3, 4}}}, [](V x) { return sum_to(x[0], Shape{3, 1}); }});

@@ -1,0 +1,198 @@
+// Image ops on NCHW tensors. im2col / col2im are the two primitives with kernels (each the
+// other's adjoint); conv2d is im2col + GEMM, and group_norm, upsampling and pooling are
+// compositions of existing ops. Every rule is therefore written in engine ops and nests.
+#include <cmath>
+
+#include "engine/ops/op_support.h"
+
+namespace dualflow {
+using namespace detail;
+
+namespace {
+
+std::string pair_str(Pair p) { return fmt::format("({}, {})", p[0], p[1]); }
+
+ConvGeometry geometry(const char* name, const Shape& image, Pair kernel, Pair stride, Pair padding, Pair dilation) {
+  DF_CHECK(kernel[0] >= 1 && kernel[1] >= 1, "{}: kernel size must be >= 1, got {}", name, pair_str(kernel));
+  DF_CHECK(stride[0] >= 1 && stride[1] >= 1, "{}: stride must be >= 1, got {}", name, pair_str(stride));
+  DF_CHECK(padding[0] >= 0 && padding[1] >= 0, "{}: padding must be >= 0, got {}", name, pair_str(padding));
+  DF_CHECK(dilation[0] >= 1 && dilation[1] >= 1, "{}: dilation must be >= 1, got {}", name, pair_str(dilation));
+  ConvGeometry g;
+  g.n = image[0], g.c = image[1], g.h = image[2], g.w = image[3];
+  g.kh = kernel[0], g.kw = kernel[1];
+  g.stride_h = stride[0], g.stride_w = stride[1];
+  g.pad_h = padding[0], g.pad_w = padding[1];
+  g.dil_h = dilation[0], g.dil_w = dilation[1];
+  const int64_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
+  DF_CHECK(g.h + 2 * g.pad_h >= span_h && g.w + 2 * g.pad_w >= span_w,
+           "{}: kernel {} (dilation {}) is larger than the padded image {}x{} (padding {})", name,
+           pair_str(kernel), pair_str(dilation), g.h, g.w, pair_str(padding));
+  g.out_h = (g.h + 2 * g.pad_h - span_h) / g.stride_h + 1;
+  g.out_w = (g.w + 2 * g.pad_w - span_w) / g.stride_w + 1;
+  return g;
+}
+
+void check_image(const char* name, const Tensor& x, const char* what = "input") {
+  check_defined(name, x, what);
+  check_floating(name, x);
+  DF_CHECK(x.dim() == 4, "{}: {} must be 4-D [N, C, H, W], got shape {}", name, what, x.shape().str());
+}
+
+}  // namespace
+
+Tensor im2col(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dilation) {
+  const char* name = "im2col";
+  check_image(name, x);
+  ConvGeometry g = geometry(name, x.shape(), kernel, stride, padding, dilation);
+  Tensor out = Tensor::empty({g.n, g.c * g.kh * g.kw, g.out_h * g.out_w}, x.options());
+  if (out.numel()) {
+    Tensor xc = x.detach().contiguous();
+    be(x).im2col(dev_index(x), x.dtype(), xc.raw_data(), out.raw_data(), g);
+  }
+  Pair image{g.h, g.w};
+  return record(name, {&x}, out,
+                [=](const Tensor& gout, NeedsGrad) -> Grads { return {col2im(gout, image, kernel, stride, padding, dilation)}; },
+                [=](const Tangents& t, const Tensor&) { return im2col(t[0], kernel, stride, padding, dilation); });
+}
+
+Tensor col2im(const Tensor& cols, Pair image_size, Pair kernel, Pair stride, Pair padding, Pair dilation) {
+  const char* name = "col2im";
+  check_defined(name, cols);
+  check_floating(name, cols);
+  DF_CHECK(cols.dim() == 3, "{}: input must be 3-D [N, C*kh*kw, L], got shape {}", name, cols.shape().str());
+  const int64_t kk = kernel[0] * kernel[1];
+  DF_CHECK(kk >= 1 && cols.shape()[1] % kk == 0, "{}: dim 1 ({}) must be a multiple of kh*kw = {}", name,
+           cols.shape()[1], kk);
+  Shape image{cols.shape()[0], cols.shape()[1] / kk, image_size[0], image_size[1]};
+  ConvGeometry g = geometry(name, image, kernel, stride, padding, dilation);
+  DF_CHECK(cols.shape()[2] == g.out_h * g.out_w, "{}: expected {} = {}x{} windows for image {}x{}, got {}", name,
+           g.out_h * g.out_w, g.out_h, g.out_w, g.h, g.w, cols.shape()[2]);
+  Tensor out = Tensor::empty(image, cols.options());
+  if (out.numel()) {
+    Tensor cc = cols.detach().contiguous();
+    be(cols).col2im(dev_index(cols), cols.dtype(), cc.raw_data(), out.raw_data(), g);
+  }
+  return record(name, {&cols}, out,
+                [=](const Tensor& gout, NeedsGrad) -> Grads { return {im2col(gout, kernel, stride, padding, dilation)}; },
+                [=](const Tangents& t, const Tensor&) { return col2im(t[0], image_size, kernel, stride, padding, dilation); });
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair stride, Pair padding, Pair dilation,
+              int64_t groups) {
+  const char* name = "conv2d";
+  check_image(name, x);
+  check_image(name, weight, "weight");
+  check_same_device(name, x, weight);
+  check_same_dtype(name, x, weight);
+  const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
+  const int64_t kh = weight.shape()[2], kw = weight.shape()[3];
+  DF_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0,
+           "{}: groups ({}) must divide the input channels ({}) and output channels ({})", name, groups, c, o);
+  DF_CHECK(weight.shape()[1] == c / groups, "{}: weight {} expects {} input channels, input {} has {}", name,
+           weight.shape().str(), weight.shape()[1] * groups, x.shape().str(), c);
+  if (bias.defined()) {
+    check_same_device(name, x, bias);
+    check_same_dtype(name, x, bias);
+    DF_CHECK(bias.dim() == 1 && bias.shape()[0] == o, "{}: bias must have shape [{}], got {}", name, o,
+             bias.shape().str());
+  }
+  ConvGeometry g = geometry(name, x.shape(), {kh, kw}, stride, padding, dilation);
+  const int64_t L = g.out_h * g.out_w, k_group = c / groups * kh * kw;
+  // A 1x1 window with unit stride and no padding reads the image as it is: no im2col copy.
+  const bool pointwise = kh == 1 && kw == 1 && stride == Pair{1, 1} && padding == Pair{0, 0};
+  Tensor cols = pointwise ? x.reshape({n, c, L}) : im2col(x, {kh, kw}, stride, padding, dilation);
+  Tensor out;
+  if (groups == 1) {
+    out = matmul(weight.reshape({o, k_group}), cols);  // [N, O, L]: one GEMM per image
+  } else {
+    out = matmul(weight.reshape({groups, o / groups, k_group}), cols.reshape({n, groups, k_group, L}));
+  }
+  out = out.reshape({n, o, g.out_h, g.out_w});
+  if (bias.defined()) out = out + bias.reshape({1, o, 1, 1});
+  return out;
+}
+
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
+  const char* name = "group_norm";
+  check_defined(name, x);
+  check_floating(name, x);
+  DF_CHECK(x.dim() >= 2, "{}: input must be [N, C, ...], got shape {}", name, x.shape().str());
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  DF_CHECK(groups >= 1 && c % groups == 0, "{}: groups ({}) must divide the channels ({}) of input {}", name, groups,
+           c, x.shape().str());
+  Shape affine_shape(std::vector<int64_t>(size_t(x.dim()), 1));
+  affine_shape[1] = c;
+  for (const Tensor* p : {&weight, &bias}) {
+    if (!p->defined()) continue;
+    check_same_device(name, x, *p);
+    check_same_dtype(name, x, *p);
+    DF_CHECK(p->dim() == 1 && p->shape()[0] == c, "{}: {} must have shape [{}], got {}", name,
+             p == &weight ? "weight" : "bias", c, p->shape().str());
+  }
+  const int64_t per_group = n * groups != 0 ? x.numel() / (n * groups) : 0;
+  Tensor y = layer_norm(x.reshape({n * groups, per_group}), per_group, Tensor(), Tensor(), eps).reshape(x.shape());
+  if (weight.defined()) y = y * weight.reshape(affine_shape);
+  if (bias.defined()) y = y + bias.reshape(affine_shape);
+  return y;
+}
+
+namespace {
+// Rows of the [out, in] matrix that resamples a length-`in` axis by `scale` with linear
+// interpolation at half-pixel centres (PyTorch's bilinear, align_corners=False).
+Tensor linear_resample_matrix(int64_t in, int64_t scale, const Tensor& like) {
+  const int64_t out = in * scale;
+  std::vector<double> m(out * in, 0.0);
+  for (int64_t i = 0; i < out; ++i) {
+    double src = std::max((i + 0.5) / double(scale) - 0.5, 0.0);
+    int64_t i0 = std::min<int64_t>(int64_t(std::floor(src)), in - 1);
+    int64_t i1 = std::min<int64_t>(i0 + 1, in - 1);
+    double frac = src - double(i0);
+    m[i * in + i0] += 1.0 - frac;
+    m[i * in + i1] += frac;
+  }
+  return from_vector(m, {out, in}, DType::f64).to(like.dtype()).to(like.device());
+}
+}  // namespace
+
+Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode) {
+  const char* name = "upsample2d";
+  check_image(name, x);
+  DF_CHECK(scale >= 1, "{}: scale must be >= 1, got {}", name, scale);
+  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  if (mode == UpsampleMode::Nearest)
+    return x.reshape({n, c, h, 1, w, 1}).expand({n, c, h, scale, w, scale}).reshape({n, c, h * scale, w * scale});
+  // Bilinear resampling is separable: rows by A_h, then columns by A_w^T.
+  Tensor a_h = linear_resample_matrix(h, scale, x), a_w = linear_resample_matrix(w, scale, x);
+  return matmul(matmul(a_h, x), a_w.t());
+}
+
+Tensor avg_pool2d(const Tensor& x, int64_t kernel) {
+  const char* name = "avg_pool2d";
+  check_image(name, x);
+  DF_CHECK(kernel >= 1, "{}: kernel must be >= 1, got {}", name, kernel);
+  const int64_t n = x.shape()[0], c = x.shape()[1], ho = x.shape()[2] / kernel, wo = x.shape()[3] / kernel;
+  DF_CHECK(ho >= 1 && wo >= 1, "{}: kernel {} is larger than the image {}", name, kernel, x.shape().str());
+  // Like PyTorch, rows and columns that do not fill a window are dropped.
+  Tensor xs = x.narrow(2, 0, ho * kernel).narrow(3, 0, wo * kernel);
+  return mean(xs.reshape({n, c, ho, kernel, wo, kernel}), {3, 5});
+}
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale) {
+  const char* name = "scaled_dot_product_attention";
+  check_defined(name, q, "query");
+  check_defined(name, k, "key");
+  check_defined(name, v, "value");
+  DF_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, "{}: q, k, v must be [..., L, D], got {}, {}, {}", name,
+           q.shape().str(), k.shape().str(), v.shape().str());
+  const int64_t d = q.shape()[q.dim() - 1];
+  DF_CHECK(k.shape()[k.dim() - 1] == d, "{}: key dim {} differs from query dim {} ({} vs {})", name,
+           k.shape()[k.dim() - 1], d, k.shape().str(), q.shape().str());
+  DF_CHECK(k.shape()[k.dim() - 2] == v.shape()[v.dim() - 2], "{}: key length {} differs from value length {}", name,
+           k.shape()[k.dim() - 2], v.shape()[v.dim() - 2]);
+  if (scale <= 0) scale = 1.0 / std::sqrt(double(d));
+  // Scaling q (L x D) is cheaper than scaling the L x L scores.
+  Tensor scores = matmul(q * scale, k.transpose(-2, -1));
+  return matmul(softmax(scores, -1), v);
+}
+
+}  // namespace dualflow

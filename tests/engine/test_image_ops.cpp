@@ -1,0 +1,132 @@
+// Forward values of the image and attention ops against direct definitions (the op harness
+// checks their derivatives; this checks that the forward computes the right function).
+#include <catch2/catch.hpp>
+
+#include "tests/engine/test_util.h"
+
+using namespace dualflow;
+using namespace dualflow::testing;
+
+namespace {
+
+// out[n, o, y, x] = b[o] + sum_{c, ky, kx} w[o, c, ky, kx] * in[n, g*C/G + c, y*s - p + ky*d, x*s - p + kx*d]
+Tensor direct_conv(const Tensor& x, const Tensor& w, const Tensor& b, Pair s, Pair p, Pair d, int64_t groups) {
+  auto X = x.to_vector<double>(), W = w.to_vector<double>();
+  const int64_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], Wd = x.shape()[3];
+  const int64_t O = w.shape()[0], Cg = w.shape()[1], KH = w.shape()[2], KW = w.shape()[3];
+  const int64_t HO = (H + 2 * p[0] - d[0] * (KH - 1) - 1) / s[0] + 1;
+  const int64_t WO = (Wd + 2 * p[1] - d[1] * (KW - 1) - 1) / s[1] + 1;
+  std::vector<double> B = b.defined() ? b.to_vector<double>() : std::vector<double>(O, 0.0);
+  std::vector<double> out(N * O * HO * WO);
+  const int64_t Og = O / groups;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t oy = 0; oy < HO; ++oy)
+        for (int64_t ox = 0; ox < WO; ++ox) {
+          double acc = B[o];
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t ky = 0; ky < KH; ++ky)
+              for (int64_t kx = 0; kx < KW; ++kx) {
+                int64_t iy = oy * s[0] - p[0] + ky * d[0], ix = ox * s[1] - p[1] + kx * d[1];
+                if (iy < 0 || iy >= H || ix < 0 || ix >= Wd) continue;
+                int64_t ci = (o / Og) * Cg + c;
+                acc += W[((o * Cg + c) * KH + ky) * KW + kx] * X[((n * C + ci) * H + iy) * Wd + ix];
+              }
+          out[((n * O + o) * HO + oy) * WO + ox] = acc;
+        }
+  return from_vector(out, {N, O, HO, WO}, DType::f64);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d equals the direct sum over windows", "[image]") {
+  struct Case { Shape x, w; Pair s, p, d; int64_t groups; bool bias; };
+  std::vector<Case> cases = {
+      {{2, 3, 7, 6}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
+      {{1, 2, 9, 8}, {3, 2, 3, 2}, {2, 3}, {0, 1}, {1, 1}, 1, false},
+      {{1, 2, 9, 9}, {2, 2, 3, 3}, {1, 1}, {2, 2}, {2, 2}, 1, true},
+      {{2, 4, 5, 5}, {6, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 2, true},
+      {{2, 3, 4, 5}, {5, 3, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, true},
+      {{1, 1, 4, 4}, {1, 1, 4, 4}, {4, 4}, {0, 0}, {1, 1}, 1, false},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& k = cases[i];
+    INFO("case " << i);
+    Tensor x = uniform_f64(k.x, -1, 1, 10 + i), w = uniform_f64(k.w, -1, 1, 20 + i);
+    Tensor b = k.bias ? uniform_f64({k.w[0]}, -1, 1, 30 + i) : Tensor();
+    Tensor want = direct_conv(x, w, b, k.s, k.p, k.d, k.groups);
+    require_close(conv2d(x, w, b, k.s, k.p, k.d, k.groups), want, 1e-12, 1e-12, "f64");
+    Tensor got32 = conv2d(x.to(DType::f32), w.to(DType::f32), b.defined() ? b.to(DType::f32) : b, k.s, k.p, k.d, k.groups);
+    require_close(got32.to(DType::f64), want, 1e-4, 1e-5, "f32");
+  }
+}
+
+TEST_CASE("col2im is the adjoint of im2col", "[image]") {
+  Tensor x = uniform_f64({2, 3, 6, 5}, -1, 1, 1);
+  Tensor cols = im2col(x, {3, 2}, {2, 1}, {1, 1}, {1, 2});
+  Tensor w = uniform_f64(cols.shape(), -1, 1, 2);
+  Tensor back = col2im(w, {6, 5}, {3, 2}, {2, 1}, {1, 1}, {1, 2});
+  REQUIRE(back.shape() == x.shape());
+  REQUIRE(std::abs(dot(cols, w) - dot(x, back)) < 1e-12);
+}
+
+TEST_CASE("image op shapes are checked with clear messages", "[image]") {
+  Tensor x = zeros({1, 3, 8, 8});
+  REQUIRE_THROWS_WITH(conv2d(x, zeros({4, 2, 3, 3})), Catch::Contains("expects 2 input channels") && Catch::Contains("has 3"));
+  REQUIRE_THROWS_WITH(conv2d(zeros({3, 8, 8}), zeros({4, 3, 3, 3})), Catch::Contains("must be 4-D"));
+  REQUIRE_THROWS_WITH(conv2d(x, zeros({4, 3, 9, 9})), Catch::Contains("larger than the padded image"));
+  REQUIRE_THROWS_WITH(group_norm(x, 2), Catch::Contains("groups (2) must divide the channels (3)"));
+  REQUIRE_THROWS_WITH(upsample2d(x, 0), Catch::Contains("scale must be >= 1"));
+}
+
+TEST_CASE("bilinear upsampling matches half-pixel interpolation", "[image]") {
+  Tensor x = from_vector(std::vector<double>{1, 2, 3, 4}, {1, 1, 2, 2}, DType::f64);
+  // The values PyTorch's interpolate(mode="bilinear", align_corners=False) gives for this input.
+  std::vector<double> want = {1.0, 1.25, 1.75, 2.0, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3.0, 3.25, 3.75, 4.0};
+  require_close(upsample2d(x, 2, UpsampleMode::Bilinear), from_vector(want, {1, 1, 4, 4}, DType::f64), 0, 1e-15, "bilinear");
+  std::vector<double> nearest = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
+  require_close(upsample2d(x, 2), from_vector(nearest, {1, 1, 4, 4}, DType::f64), 0, 0, "nearest");
+}
+
+TEST_CASE("avg_pool2d averages windows and drops a ragged edge", "[image]") {
+  Tensor x = arange(0, 15, 1, DType::f64).reshape({1, 1, 3, 5});
+  // windows {0,1,5,6} and {2,3,7,8}; the last row and column do not fill a window
+  require_close(avg_pool2d(x, 2), from_vector(std::vector<double>{3, 5}, {1, 1, 1, 2}, DType::f64), 0, 1e-15, "pool");
+}
+
+TEST_CASE("group_norm normalises each group of channels", "[image]") {
+  Tensor x = uniform_f64({2, 4, 3, 3}, -3, 5, 7);
+  Tensor w = uniform_f64({4}, 0.5, 2, 8), b = uniform_f64({4}, -1, 1, 9);
+  Tensor y = group_norm(x, 2, w, b, 1e-5);
+  // Undo the affine part and check mean 0 / variance 1 per (sample, group).
+  Tensor z = ((y - b.reshape({1, 4, 1, 1})) / w.reshape({1, 4, 1, 1})).reshape({2, 2, 18});
+  require_close(mean(z, {2}), zeros({2, 2}, DType::f64), 0, 1e-12, "mean");
+  Tensor v = var(z, {2}, 0);
+  Tensor xg = x.reshape({2, 2, 18});
+  Tensor expected_var = var(xg, {2}, 0) / (var(xg, {2}, 0) + 1e-5);
+  require_close(v, expected_var, 1e-10, 1e-12, "variance");
+}
+
+TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
+  Tensor q = uniform_f64({2, 3, 4}, -1, 1, 1), k = uniform_f64({2, 5, 4}, -1, 1, 2), v = uniform_f64({2, 5, 6}, -1, 1, 3);
+  auto Q = q.to_vector<double>(), K = k.to_vector<double>(), Vv = v.to_vector<double>();
+  std::vector<double> want(2 * 3 * 6);
+  for (int b = 0; b < 2; ++b)
+    for (int i = 0; i < 3; ++i) {
+      std::vector<double> s(5);
+      double m = -1e300, z = 0;
+      for (int j = 0; j < 5; ++j) {
+        double acc = 0;
+        for (int d = 0; d < 4; ++d) acc += Q[(b * 3 + i) * 4 + d] * K[(b * 5 + j) * 4 + d];
+        s[j] = acc / 2.0;
+        m = std::max(m, s[j]);
+      }
+      for (int j = 0; j < 5; ++j) z += (s[j] = std::exp(s[j] - m));
+      for (int e = 0; e < 6; ++e) {
+        double acc = 0;
+        for (int j = 0; j < 5; ++j) acc += s[j] / z * Vv[(b * 5 + j) * 6 + e];
+        want[(b * 3 + i) * 6 + e] = acc;
+      }
+    }
+  require_close(scaled_dot_product_attention(q, k, v), from_vector(want, {2, 3, 6}, DType::f64), 1e-12, 1e-14, "attention");
+}
