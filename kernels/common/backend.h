@@ -49,6 +49,29 @@ struct ConvGeometry {
   int64_t out_h = 0, out_w = 0;
 };
 
+// Scalars of one fused Adam/AdamW update (torch.optim.Adam / AdamW, non-amsgrad). The caller
+// precomputes the bias corrections from its step count, so a kernel needs no state of its own.
+struct AdamStepArgs {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool decoupled_weight_decay = false;  // AdamW: param *= 1 - lr * wd; Adam: grad += wd * param
+  double bias_correction1 = 1.0;        // 1 - beta1^step
+  double bias_correction2_sqrt = 1.0;   // sqrt(1 - beta2^step)
+};
+
+// Scalars of one fused SGD update (torch.optim.SGD). With momentum, `first_step` makes the
+// buffer start as the gradient itself, as PyTorch does when the buffer does not exist yet.
+struct SgdStepArgs {
+  double lr = 1e-3;
+  double momentum = 0.0;
+  double dampening = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  bool first_step = false;
+};
+
 struct Backend {
   const char* name;
   // memory
@@ -103,6 +126,14 @@ struct Backend {
   void (*arange)(int device, DType t, void* out, int64_t n, double start, double step);
   // Reads an index tensor and reports the first value outside [0, limit), or -1 if none.
   int64_t (*find_out_of_range)(int device, const int64_t* idx, int64_t n, int64_t limit);
+  // Fused optimizer updates over n contiguous elements, in place (f32 and f64). The state
+  // buffers have n elements too; momentum_buf is unused (may be null) when momentum == 0.
+  void (*adam_step)(int device, DType t, void* param, const void* grad, void* exp_avg,
+                    void* exp_avg_sq, int64_t n, const AdamStepArgs& a);
+  void (*sgd_step)(int device, DType t, void* param, const void* grad, void* momentum_buf,
+                   int64_t n, const SgdStepArgs& a);
+  // shadow <- lerp(shadow, x, weight) over n contiguous elements (an EMA with decay 1 - weight).
+  void (*lerp_)(int device, DType t, void* shadow, const void* x, int64_t n, double weight);
 };
 
 const Backend& cpu_backend();

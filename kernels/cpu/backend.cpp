@@ -84,6 +84,7 @@ Backend make() {
   register_indexing(b);
   register_conv(b);
   register_random(b);
+  register_optim(b);
   return b;
 }
 

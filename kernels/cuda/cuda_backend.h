@@ -62,5 +62,6 @@ void register_gemm(Backend& b);
 void register_indexing(Backend& b);
 void register_conv(Backend& b);
 void register_random(Backend& b);
+void register_optim(Backend& b);
 
 }  // namespace dualflow::gpu
