@@ -1,0 +1,33 @@
+// Linear layer.
+#include "models/linear.h"
+
+#include "models/init.h"
+
+namespace dualflow {
+
+Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, bool with_bias)
+    : UnaryModule("Linear"), in_(in_features), out_(out_features) {
+  DF_CHECK(in_features > 0 && out_features > 0, "Linear: sizes must be positive, got in={} out={}", in_features,
+           out_features);
+  weight = register_parameter("weight", zeros(Shape{out_, in_}));
+  init::fan_in_uniform_(weight, in_, gen);
+  if (with_bias) {
+    bias = register_parameter("bias", zeros(Shape{out_}));
+    init::fan_in_uniform_(bias, in_, gen);
+  }
+}
+
+std::string Linear::describe() const {
+  return fmt::format("Linear(in={}, out={}{})", in_, out_, bias.defined() ? "" : ", bias=false");
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  DF_CHECK(x.defined() && x.dim() >= 1, "{}: expected an input [..., {}], got {}", describe(), in_,
+           x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.shape()[x.dim() - 1] == in_, "{}: input last dim expected {}, got {} (input shape {})", describe(), in_,
+           x.shape()[x.dim() - 1], x.shape().str());
+  Tensor y = matmul(x, weight.t());
+  return bias.defined() ? y + bias : y;
+}
+
+}  // namespace dualflow

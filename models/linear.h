@@ -1,0 +1,24 @@
+// Linear: y = x W^T + b over the last dim, weight [out, in] as in PyTorch.
+#pragma once
+#include "models/module.h"
+
+namespace dualflow {
+
+class Linear : public UnaryModule {
+ public:
+  // PyTorch's default initialisation: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+  Linear(int64_t in_features, int64_t out_features, Generator& gen, bool bias = true);
+  std::string describe() const override;
+  // x [..., in] -> [..., out]
+  Tensor forward(const Tensor& x) override;
+
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  Tensor weight;
+  Tensor bias;  // undefined without bias
+
+ private:
+  int64_t in_, out_;
+};
+
+}  // namespace dualflow

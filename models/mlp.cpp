@@ -1,0 +1,25 @@
+// MLP as a Sequential of Linear and Activation modules.
+#include "models/mlp.h"
+
+namespace dualflow {
+
+MLP::MLP(const std::vector<int64_t>& widths, const std::string& activation, Generator& gen)
+    : Sequential("MLP"), widths_(widths), activation_(activation) {
+  DF_CHECK(widths.size() >= 2, "MLP: widths must list at least an input and an output size, got {}", widths.size());
+  ActivationKind kind = parse_activation(activation);
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    if (i > 0) push_back(std::make_shared<Activation>(kind));
+    linears_.push_back(push_back(std::make_shared<Linear>(widths[i], widths[i + 1], gen)));
+  }
+}
+
+std::string MLP::describe() const { return fmt::format("MLP(widths=[{}], {})", fmt::join(widths_, ","), activation_); }
+
+Tensor MLP::forward(const Tensor& x) {
+  DF_CHECK(x.defined() && x.dim() >= 1 && x.shape()[x.dim() - 1] == widths_.front(),
+           "{}: input last dim expected {}, got shape {}", describe(), widths_.front(),
+           x.defined() ? x.shape().str() : "undefined");
+  return Sequential::forward(x);
+}
+
+}  // namespace dualflow

@@ -1,0 +1,28 @@
+// MLP: Linear layers through a list of widths with an activation between them (none after
+// the last), numbered like a torch.nn.Sequential: "0.weight", "2.weight", ...
+#pragma once
+#include <string>
+#include <vector>
+
+#include "models/activation.h"
+#include "models/linear.h"
+
+namespace dualflow {
+
+class MLP : public Sequential {
+ public:
+  // widths = {in, hidden..., out} (at least two); activation by name (silu|gelu|gelu_tanh|relu|tanh).
+  MLP(const std::vector<int64_t>& widths, const std::string& activation, Generator& gen);
+  std::string describe() const override;
+  const std::vector<int64_t>& widths() const { return widths_; }
+  // The Linear layers in order (the activations sit between them).
+  const std::vector<std::shared_ptr<Linear>>& linears() const { return linears_; }
+  Tensor forward(const Tensor& x) override;
+
+ private:
+  std::vector<int64_t> widths_;
+  std::string activation_;
+  std::vector<std::shared_ptr<Linear>> linears_;
+};
+
+}  // namespace dualflow

@@ -1,0 +1,15 @@
+// The models layer in one include: Module and its containers, layers and networks.
+#pragma once
+#include "models/activation.h"
+#include "models/attention.h"
+#include "models/conv.h"
+#include "models/dit.h"
+#include "models/dropout.h"
+#include "models/embeddings.h"
+#include "models/group_norm.h"
+#include "models/init.h"
+#include "models/linear.h"
+#include "models/mlp.h"
+#include "models/mlp_velocity.h"
+#include "models/module.h"
+#include "models/norms.h"
