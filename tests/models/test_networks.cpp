@@ -283,3 +283,59 @@ TEST_CASE("DiT presets: parameter counts match the published figures", "[models]
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("DiT and MLPVelocity on CUDA match the CPU: forward, gradients, dudt by jvp", "[models][cuda]") {
+  if (!cuda_available()) return;  // run with --cuda-only "[cuda]", which reports a skip without a GPU
+  const Device gpu = Device::cuda();
+  auto compare = [&](Module& on_cpu, Module& on_gpu, const std::function<Tensor(Module&, const std::vector<Tensor>&)>& f,
+                     const std::vector<Tensor>& cpu_inputs, const std::string& what) {
+    // The same weights on both devices: loading from CPU tensors into CUDA parameters.
+    on_gpu.load_state_dict(on_cpu.state_dict());
+    std::vector<Tensor> gpu_inputs;
+    for (const Tensor& x : cpu_inputs) gpu_inputs.push_back(x.to(gpu));
+    Tensor y_cpu = f(on_cpu, cpu_inputs), y_gpu = f(on_gpu, gpu_inputs);
+    REQUIRE(y_gpu.device() == gpu);
+    require_close(y_gpu.to(Device::cpu()), y_cpu, 1e-3, 1e-4, what + ": forward");
+    Generator g(9);
+    Tensor w = uniform(y_cpu.shape(), -1, 1, g);
+    std::vector<Tensor> grads_cpu = grad({sum(y_cpu * w)}, on_cpu.parameters());
+    std::vector<Tensor> grads_gpu = grad({sum(y_gpu * w.to(gpu))}, on_gpu.parameters());
+    for (size_t i = 0; i < grads_cpu.size(); ++i)
+      require_close(grads_gpu[i].to(Device::cpu()), grads_cpu[i], 1e-3, 1e-4 * (1 + max_abs(grads_cpu[i])),
+                    what + ": gradient of " + on_cpu.named_parameters()[i].first);
+    // A MeanFlow-style jvp: along (x / 2, 1, 0) in (x, t, h).
+    auto dudt = [&](Module& m, const std::vector<Tensor>& in) {
+      std::vector<Tensor> tangents{in[0] * 0.5, ones_like(in[1]), zeros_like(in[2])};
+      return jvp([&](const std::vector<Tensor>& a) { return std::vector<Tensor>{f(m, a)}; }, in, tangents).tangents[0];
+    };
+    require_close(dudt(on_gpu, gpu_inputs).to(Device::cpu()), dudt(on_cpu, cpu_inputs), 1e-3, 1e-3, what + ": jvp");
+  };
+
+  Generator g1(0), g2(1);
+  DiTConfig c = tiny_dit_config();
+  DiT dit_cpu(c, g1), dit_gpu(c, g2);
+  dit_gpu.to(gpu);
+  REQUIRE(dit_gpu.pos_embed.device() == gpu);
+  perturb_parameters(dit_cpu, 0.2, g1);
+  Tensor labels = from_vector(std::vector<int64_t>{1, 3}, Shape{2});
+  compare(dit_cpu, dit_gpu,
+          [&](Module& m, const std::vector<Tensor>& in) {
+            return static_cast<DiT&>(m).forward(in[0], in[1], in[2], labels.to(in[0].device()));
+          },
+          {uniform(Shape{2, 1, 8, 8}, -1, 1, g1), uniform(Shape{2}, 0, 1, g1), uniform(Shape{2}, 0, 0.5, g1)}, "DiT");
+
+  MLPVelocityConfig mc;
+  mc.num_classes = 3;
+  MLPVelocity mlp_cpu(mc, g1), mlp_gpu(mc, g2);
+  mlp_gpu.to(gpu);
+  Tensor mlp_labels = from_vector(std::vector<int64_t>{0, 2, 3, 1}, Shape{4});
+  compare(mlp_cpu, mlp_gpu,
+          [&](Module& m, const std::vector<Tensor>& in) {
+            return static_cast<MLPVelocity&>(m).forward(in[0], in[1], in[2], mlp_labels.to(in[0].device()));
+          },
+          {uniform(Shape{4, 2}, -2, 2, g1), uniform(Shape{4}, 0, 1, g1), uniform(Shape{4}, 0, 0.5, g1)}, "MLPVelocity");
+}
+
+}  // namespace dualflow::testing
