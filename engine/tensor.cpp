@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <sstream>
 
@@ -13,11 +15,39 @@
 
 namespace dualflow {
 
+namespace {
+constexpr int kTrackedDevices = 65;  // the CPU and up to 64 CUDA devices
+struct ByteCounter {
+  std::atomic<int64_t> current{0}, peak{0};
+};
+ByteCounter& counter(Device d) {
+  static ByteCounter counters[kTrackedDevices];
+  int i = d.is_cpu() ? 0 : 1 + d.index;
+  return counters[std::clamp(i, 0, kTrackedDevices - 1)];
+}
+}  // namespace
+
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   data = backend_for(dev).alloc(dev.index, nbytes);
+  ByteCounter& c = counter(dev);
+  int64_t now = c.current.fetch_add(int64_t(nbytes)) + int64_t(nbytes);
+  int64_t peak = c.peak.load();
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
+  }
 }
 Storage::~Storage() {
   if (data) backend_for(device).free(device.index, data, bytes);
+  counter(device).current.fetch_sub(int64_t(bytes));
+}
+
+MemoryStats memory_stats(Device device) {
+  ByteCounter& c = counter(device);
+  return {c.current.load(), c.peak.load()};
+}
+
+void reset_peak_memory(Device device) {
+  ByteCounter& c = counter(device);
+  c.peak.store(c.current.load());
 }
 
 Device Device::parse(const std::string& s) {

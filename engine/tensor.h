@@ -23,6 +23,15 @@ struct Storage {
   Storage& operator=(const Storage&) = delete;
 };
 
+// Bytes held by tensor storages on a device: now and at the peak since the last reset (what a
+// workload needs, independent of how much an allocator caches on top).
+struct MemoryStats {
+  int64_t current_bytes = 0;
+  int64_t peak_bytes = 0;
+};
+MemoryStats memory_stats(Device device);
+void reset_peak_memory(Device device);  // peak := current
+
 struct AutogradMeta;
 
 struct TensorImpl {

@@ -13,3 +13,4 @@
 #include "models/mlp_velocity.h"
 #include "models/module.h"
 #include "models/norms.h"
+#include "models/unet.h"

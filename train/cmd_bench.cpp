@@ -13,6 +13,7 @@
 
 #include "engine/dualflow.h"
 #include "kernels/cpu/parallel.h"
+#include "train/bench_timing.h"
 #include "train/commands.h"
 
 namespace dualflow::cli {
@@ -24,26 +25,6 @@ struct BenchOptions {
   std::string json;
   bool quick = false;
 };
-
-double now_ms() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Median wall time of `fn` in ms: warm-up, then samples of `inner` calls each.
-double median_ms(const std::function<void()>& fn, const Device& dev, int samples, int inner = 1) {
-  const Backend& be = backend_for(dev);
-  for (int i = 0; i < 2; ++i) fn();
-  be.synchronize(dev.index);
-  std::vector<double> t;
-  for (int s = 0; s < samples; ++s) {
-    double t0 = now_ms();
-    for (int i = 0; i < inner; ++i) fn();
-    be.synchronize(dev.index);
-    t.push_back((now_ms() - t0) / inner);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 struct Row {
   std::string kernel, dtype, shape;
@@ -176,7 +157,7 @@ void run_kernels(const BenchOptions& o) {
 }  // namespace
 
 void add_bench(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks (kernels now; training workloads in later versions)");
+  auto* bench = app.add_subcommand("bench", "Benchmarks: kernels and model steps");
   bench->require_subcommand(1);
   auto opts = std::make_shared<BenchOptions>();
   auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm and op dispatch");
@@ -185,6 +166,7 @@ void add_bench(CLI::App& app) {
   kernels->add_option("--json", opts->json, "Also write one JSON object per row to this file");
   kernels->add_flag("--quick", opts->quick, "Smaller sizes (a smoke run)");
   kernels->callback([opts] { run_kernels(*opts); });
+  add_bench_models(bench);
 }
 
 }  // namespace dualflow::cli

@@ -9,6 +9,8 @@ namespace dualflow::cli {
 
 void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
+// `bench models`, a subcommand of `bench`.
+void add_bench_models(CLI::App* bench);
 void add_demo(CLI::App& app);
 
 }  // namespace dualflow::cli
