@@ -8,14 +8,14 @@
 
 namespace dualflow {
 
-DF_HD inline uint32_t float_bits(float f) {
+DF_HD_INLINE uint32_t float_bits(float f) {
 #ifdef __CUDA_ARCH__
   return __float_as_uint(f);
 #else
   uint32_t u; std::memcpy(&u, &f, 4); return u;
 #endif
 }
-DF_HD inline float bits_float(uint32_t u) {
+DF_HD_INLINE float bits_float(uint32_t u) {
 #ifdef __CUDA_ARCH__
   return __uint_as_float(u);
 #else

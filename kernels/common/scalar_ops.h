@@ -41,7 +41,7 @@ using std::sin; using std::cos; using std::tanh; using std::erf; using std::pow;
 // exp for f32 without branches or library calls, so CPU loops vectorise and both backends
 // round alike: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] and a degree-6 polynomial
 // (max relative error ~2 ulp). f64 keeps the library exp (the gradient checks run in f64).
-DF_HD inline float exp_f32(float x) {
+DF_HD_INLINE float exp_f32(float x) {
   float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   float n = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -62,29 +62,29 @@ DF_HD inline float exp_f32(float x) {
   y = x < -103.9f ? 0.0f : y;
   return x != x ? x : y;
 }
-template <class T> DF_HD inline T fast_exp(T x) { return exp(x); }
-template <> DF_HD inline float fast_exp<float>(float x) { return exp_f32(x); }
+template <class T> DF_HD_INLINE T fast_exp(T x) { return exp(x); }
+template <> DF_HD_INLINE float fast_exp<float>(float x) { return exp_f32(x); }
 
-template <class T> DF_HD inline T sigmoid(T x) {
+template <class T> DF_HD_INLINE T sigmoid(T x) {
   if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_f32(-x));  // exp_f32 saturates, no overflow
   // Written to avoid overflow of exp for large |x|.
   if (x >= T(0)) { T e = exp(-x); return T(1) / (T(1) + e); }
   T e = exp(x);
   return e / (T(1) + e);
 }
-template <class T> DF_HD inline T softplus(T x) {
+template <class T> DF_HD_INLINE T softplus(T x) {
   // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
   T ax = x < T(0) ? -x : x;
   return (x > T(0) ? x : T(0)) + log1p(exp(-ax));
 }
-template <class T> DF_HD inline T gelu_tanh_inner(T x) {
+template <class T> DF_HD_INLINE T gelu_tanh_inner(T x) {
   const T k0 = T(0.7978845608028654);  // sqrt(2/pi)
   const T k1 = T(0.044715);
   return k0 * (x + k1 * x * x * x);
 }
 
 // y = f(x)
-template <class T> DF_HD inline T unary(UnaryOp op, T x, T a, T b) {
+template <class T> DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
   switch (op) {
     case UnaryOp::Neg: return -x;
     case UnaryOp::Exp: return fast_exp(x);
@@ -116,7 +116,7 @@ template <class T> DF_HD inline T unary(UnaryOp op, T x, T a, T b) {
 }
 
 // dy/dx = f'(x); the fused backward kernels compute g * f'(x) in one pass.
-template <class T> DF_HD inline T unary_derivative(UnaryOp op, T x, T a, T b) {
+template <class T> DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
   switch (op) {
     case UnaryOp::Neg: return T(-1);
     case UnaryOp::Exp: return fast_exp(x);
@@ -155,7 +155,7 @@ template <class T> DF_HD inline T unary_derivative(UnaryOp op, T x, T a, T b) {
   }
 }
 
-template <class T> DF_HD inline T binary(BinaryOp op, T x, T y) {
+template <class T> DF_HD_INLINE T binary(BinaryOp op, T x, T y) {
   switch (op) {
     case BinaryOp::Add: return x + y;
     case BinaryOp::Sub: return x - y;
@@ -168,7 +168,7 @@ template <class T> DF_HD inline T binary(BinaryOp op, T x, T y) {
   }
 }
 
-template <class T> DF_HD inline bool compare(BinaryOp op, T x, T y) {
+template <class T> DF_HD_INLINE bool compare(BinaryOp op, T x, T y) {
   switch (op) {
     case BinaryOp::Eq: return x == y;
     case BinaryOp::Ne: return x != y;

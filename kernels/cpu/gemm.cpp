@@ -57,20 +57,4 @@ void gemm(int, const GemmArgs& g) {
 
 void register_gemm(Backend& b) { b.gemm = gemm; }
 
-void set_num_threads(int n) {
-  if (n < 1) n = 1;
-#ifdef _OPENMP
-  omp_set_num_threads(n);
-#endif
-  openblas_set_num_threads(n);
-}
-
-int num_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 }  // namespace dualflow::cpu

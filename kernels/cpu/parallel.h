@@ -1,35 +1,36 @@
-// CPU threading: one knob for the engine's own loops (OpenMP) and OpenBLAS, and a chunked
-// parallel-for that stays on the calling thread for small work so tiny ops cost no fork.
+// CPU threading: one knob for the engine's own loops and OpenBLAS, and a chunked parallel-for
+// over the engine's thread pool (parallel.cpp). The pool's workers sleep between jobs instead
+// of spinning, so they leave the cores to OpenBLAS's threads during a GEMM (spinning OpenMP
+// workers and OpenBLAS threads on the same cores made a 2-thread step 3x slower than 1 thread).
 #pragma once
 #include <algorithm>
 #include <cstdint>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <type_traits>
 
 namespace dualflow::cpu {
 
 void set_num_threads(int n);
 int num_threads();
 
+namespace detail {
+using ChunkFn = void (*)(void* context, int64_t begin, int64_t end);
+// Runs fn over `chunks` contiguous pieces of [0, total) on the pool and the calling thread;
+// returns false (running nothing) when the pool is busy or this is already a pool thread.
+bool run_on_pool(int64_t total, int64_t chunks, ChunkFn fn, void* context);
+}  // namespace detail
+
 // Runs fn(begin, end) over [0, total) in contiguous chunks; in parallel only when the work
-// is at least `grain` units.
+// is at least `grain` units. Nested calls run on the calling thread.
 template <class F>
 void parallel_for(int64_t total, int64_t grain, F&& fn) {
   if (total <= 0) return;
-#ifdef _OPENMP
-  int threads = num_threads();
+  const int threads = num_threads();
   if (threads > 1 && total >= 2 * grain) {
-    int64_t chunks = std::min<int64_t>(threads, total / grain);
-#pragma omp parallel for num_threads(int(chunks)) schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-      int64_t begin = total * c / chunks, end = total * (c + 1) / chunks;
-      fn(begin, end);
-    }
-    return;
+    using Fn = std::remove_reference_t<F>;
+    const int64_t chunks = std::min<int64_t>(threads, total / std::max<int64_t>(grain, 1));
+    auto trampoline = [](void* c, int64_t b, int64_t e) { (*static_cast<Fn*>(c))(b, e); };
+    if (detail::run_on_pool(total, chunks, trampoline, const_cast<void*>(static_cast<const void*>(&fn)))) return;
   }
-#endif
   fn(int64_t(0), total);
 }
 

@@ -67,7 +67,10 @@ TEST_CASE("checkpoint: round trip restores everything and training continues ide
   AdamW opt(net.named_parameters(), {.lr = 1e-2});
   Ema ema(net.named_parameters(), {.decay = 0.9});
   for (int64_t s = 1; s <= 3; ++s) train_step(net, opt, ema, data, s);
-  save_checkpoint(path, {&net, &opt, &ema, {{"data", &data}}}, {.step = 3, .config = "[train]\nsteps = 6\n"});
+  CheckpointInfo saved_info;
+  saved_info.step = 3;
+  saved_info.config = "[train]\nsteps = 6\n";
+  save_checkpoint(path, {&net, &opt, &ema, {{"data", &data}}}, saved_info);
   // Continue the original run for three more steps.
   std::vector<double> losses;
   for (int64_t s = 4; s <= 6; ++s) losses.push_back(train_step(net, opt, ema, data, s));
@@ -114,7 +117,9 @@ TEST_CASE("checkpoint: refusals name the problem and change nothing", "[checkpoi
   AdamW opt(net.named_parameters());
   Ema ema(net.named_parameters());
   train_step(net, opt, ema, data, 1);
-  save_checkpoint(path, {&net, &opt, nullptr, {}}, {.step = 1});
+  CheckpointInfo saved_info;
+  saved_info.step = 1;
+  save_checkpoint(path, {&net, &opt, nullptr, {}}, saved_info);
 
   Generator other(5);
   SECTION("a model of another shape") {
