@@ -85,10 +85,13 @@ void run_kernels(const BenchOptions& o) {
     Row r{"matmul", "f32", fmt::format("{}x{}x{}", n, n, n), ms, flop / ms / 1e6, 0, ""};
     if (dev.is_cpu()) {
       Tensor c = Tensor::empty(Shape{n, n}, f32);
+      // The reference is OpenBLAS with its own threads (the engine runs it single-threaded per chunk).
+      openblas_set_num_threads(cpu::num_threads());
       double ref = median_ms([&] {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
                     b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
       }, dev, samples, inner);
+      openblas_set_num_threads(1);
       r.note = fmt::format("openblas sgemm {:.1f} GFLOP/s; engine/openblas = {:.2f}", flop / ref / 1e6, ref / ms);
     }
     rep.add(r);

@@ -77,6 +77,33 @@ Tensor col2im(const Tensor& cols, Pair image_size, Pair kernel, Pair stride, Pai
                 [=](const Tangents& t, const Tensor&) { return col2im(t[0], image_size, kernel, stride, padding, dilation); });
 }
 
+namespace {
+
+struct ConvSpec {
+  Pair stride, padding, dilation;
+  int64_t groups;
+};
+
+// The sliding windows of x as GEMM operand [N, groups, C/groups*kh*kw, L]; a 1x1 window with
+// unit stride and no padding reads the image as it is (no copy).
+Tensor conv_columns(const Tensor& x, Pair kernel, const ConvSpec& c, int64_t out_len) {
+  const int64_t n = x.shape()[0], ch = x.shape()[1];
+  const bool pointwise = kernel == Pair{1, 1} && c.stride == Pair{1, 1} && c.padding == Pair{0, 0};
+  Tensor cols = pointwise ? x.reshape({n, ch, out_len}) : im2col(x, kernel, c.stride, c.padding, c.dilation);
+  return cols.reshape({n, c.groups, ch / c.groups * kernel[0] * kernel[1], out_len});
+}
+
+// out = W * cols per image and group: [groups, O/g, K] x [N, groups, K, L] -> [N, O, Ho, Wo].
+Tensor conv_forward(const Tensor& x, const Tensor& w, const Tensor& b, const ConvSpec& c, const ConvGeometry& g) {
+  const int64_t n = x.shape()[0], o = w.shape()[0], l = g.out_h * g.out_w;
+  Tensor cols = conv_columns(x, {g.kh, g.kw}, c, l);
+  Tensor out = matmul(w.reshape({c.groups, o / c.groups, cols.shape()[2]}), cols).reshape({n, o, g.out_h, g.out_w});
+  if (b.defined()) out = out + b.reshape({1, o, 1, 1});
+  return out;
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair stride, Pair padding, Pair dilation,
               int64_t groups) {
   const char* name = "conv2d";
@@ -84,7 +111,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
   check_image(name, weight, "weight");
   check_same_device(name, x, weight);
   check_same_dtype(name, x, weight);
-  const int64_t n = x.shape()[0], c = x.shape()[1], o = weight.shape()[0];
+  const int64_t c = x.shape()[1], o = weight.shape()[0];
   const int64_t kh = weight.shape()[2], kw = weight.shape()[3];
   DF_CHECK(groups >= 1 && c % groups == 0 && o % groups == 0,
            "{}: groups ({}) must divide the input channels ({}) and output channels ({})", name, groups, c, o);
@@ -96,20 +123,39 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
     DF_CHECK(bias.dim() == 1 && bias.shape()[0] == o, "{}: bias must have shape [{}], got {}", name, o,
              bias.shape().str());
   }
-  ConvGeometry g = geometry(name, x.shape(), {kh, kw}, stride, padding, dilation);
-  const int64_t L = g.out_h * g.out_w, k_group = c / groups * kh * kw;
-  // A 1x1 window with unit stride and no padding reads the image as it is: no im2col copy.
-  const bool pointwise = kh == 1 && kw == 1 && stride == Pair{1, 1} && padding == Pair{0, 0};
-  Tensor cols = pointwise ? x.reshape({n, c, L}) : im2col(x, {kh, kw}, stride, padding, dilation);
-  Tensor out;
-  if (groups == 1) {
-    out = matmul(weight.reshape({o, k_group}), cols);  // [N, O, L]: one GEMM per image
-  } else {
-    out = matmul(weight.reshape({groups, o / groups, k_group}), cols.reshape({n, groups, k_group, L}));
-  }
-  out = out.reshape({n, o, g.out_h, g.out_w});
-  if (bias.defined()) out = out + bias.reshape({1, o, 1, 1});
-  return out;
+  const ConvGeometry g = geometry(name, x.shape(), {kh, kw}, stride, padding, dilation);
+  const ConvSpec spec{stride, padding, dilation, groups};
+  // The forward runs on detached operands, so the window matrix is freed at once instead of
+  // being saved for backward; the rules recompute it (one im2col) when they need it.
+  Tensor out = conv_forward(x.detach(), weight.detach(), bias.defined() ? bias.detach() : Tensor(), spec, g);
+  return record(name, {&x, &weight, &bias}, out,
+                [x, weight, spec, g](const Tensor& gout, NeedsGrad need) -> Grads {
+                  const int64_t n = x.shape()[0], o = weight.shape()[0], l = g.out_h * g.out_w;
+                  const int64_t k = weight.shape()[1] * g.kh * g.kw;
+                  Tensor go = gout.reshape({n, spec.groups, o / spec.groups, l});
+                  Grads r(3);
+                  if (need[0]) {
+                    // d cols = W^T g, summed back onto the image by the adjoint of im2col
+                    Tensor dcols = matmul(weight.reshape({spec.groups, o / spec.groups, k}).transpose(-2, -1), go)
+                                       .reshape({n, x.shape()[1] * g.kh * g.kw, l});
+                    const bool pointwise = g.kh == 1 && g.kw == 1 && spec.stride == Pair{1, 1} && spec.padding == Pair{0, 0};
+                    r[0] = pointwise ? dcols.reshape(x.shape())
+                                     : col2im(dcols, {g.h, g.w}, {g.kh, g.kw}, spec.stride, spec.padding, spec.dilation);
+                  }
+                  if (need[1]) {
+                    Tensor cols = conv_columns(x, {g.kh, g.kw}, spec, l);  // [N, groups, K, L]
+                    r[1] = sum(matmul(go, cols.transpose(-2, -1)), {0}).reshape(weight.shape());
+                  }
+                  if (need[2]) r[2] = sum(gout, {0, 2, 3});
+                  return r;
+                },
+                [x, weight, stride, padding, dilation, groups](const Tangents& t, const Tensor& out) {
+                  Tensor r;
+                  if (t[0].defined()) r = conv2d(t[0], weight, Tensor(), stride, padding, dilation, groups);
+                  if (t[1].defined()) r = add_opt(r, conv2d(x, t[1], Tensor(), stride, padding, dilation, groups));
+                  if (t[2].defined()) r = add_opt(r, t[2].reshape({1, out.shape()[1], 1, 1}).expand(out.shape()));
+                  return r;
+                });
 }
 
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {

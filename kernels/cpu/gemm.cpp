@@ -1,7 +1,9 @@
-// CPU GEMM through OpenBLAS (sgemm/dgemm, one call per batch entry); 16-bit floats are widened
+// CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool); 16-bit floats are widened
 // to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
 #include <cblas.h>
 
+#include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -31,30 +33,58 @@ void gemm_half(const GemmArgs& g) {
   }
 }
 
-void gemm(int, const GemmArgs& g) {
+// One single-threaded BLAS call on rows [r0, r1) and columns [c0, c1) of C for batch entry bi.
+template <class T>
+void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  const T* A = static_cast<const T*>(g.a) + bi * g.stride_a + (g.trans_a ? r0 : r0 * g.lda);
+  const T* B = static_cast<const T*>(g.b) + bi * g.stride_b + (g.trans_b ? c0 * g.ldb : c0);
+  T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
-  for (int64_t bi = 0; bi < g.batch; ++bi) {
-    if (g.dtype == DType::f32) {
-      cblas_sgemm(CblasRowMajor, ta, tb, int(g.m), int(g.n), int(g.k), float(g.alpha),
-                  static_cast<const float*>(g.a) + bi * g.stride_a, int(g.lda),
-                  static_cast<const float*>(g.b) + bi * g.stride_b, int(g.ldb), float(g.beta),
-                  static_cast<float*>(g.c) + bi * g.stride_c, int(g.ldc));
-    } else if (g.dtype == DType::f64) {
-      cblas_dgemm(CblasRowMajor, ta, tb, int(g.m), int(g.n), int(g.k), g.alpha,
-                  static_cast<const double*>(g.a) + bi * g.stride_a, int(g.lda),
-                  static_cast<const double*>(g.b) + bi * g.stride_b, int(g.ldb), g.beta,
-                  static_cast<double*>(g.c) + bi * g.stride_c, int(g.ldc));
-    } else {
-      break;
+  if constexpr (std::is_same_v<T, float>)
+    cblas_sgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), float(g.alpha), A, int(g.lda), B,
+                int(g.ldb), float(g.beta), C, int(g.ldc));
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), g.alpha, A, int(g.lda), B, int(g.ldb),
+                g.beta, C, int(g.ldc));
+}
+
+// The engine's pool splits the work (batch entries, then row or column blocks of C) and every
+// BLAS call runs single-threaded: OpenBLAS's own threads would compete with the pool's for the
+// same cores, and a batch of small GEMMs parallelises better across entries than inside each.
+template <class T>
+void gemm_parallel(const GemmArgs& g) {
+  const int threads = num_threads();
+  const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
+  int64_t splits = 1;
+  if (threads > 1 && flops >= 4e6 && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
+  const bool split_rows = g.m >= g.n;
+  const int64_t extent = split_rows ? g.m : g.n;
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, extent / 16));
+  const int64_t tasks = g.batch * splits;
+  const int64_t grain = flops >= 4e6 ? 1 : tasks;  // small work stays on the calling thread
+  parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = task / splits, part = task % splits;
+      const int64_t lo = extent * part / splits, hi = extent * (part + 1) / splits;
+      if (split_rows) gemm_block<T>(g, bi, lo, hi, 0, g.n);
+      else gemm_block<T>(g, bi, 0, g.m, lo, hi);
     }
-  }
-  if (g.dtype == DType::bf16) gemm_half<bf16_t>(g);
-  if (g.dtype == DType::f16) gemm_half<f16_t>(g);
+  });
+}
+
+void gemm(int, const GemmArgs& g) {
+  if (g.dtype == DType::f32) return gemm_parallel<float>(g);
+  if (g.dtype == DType::f64) return gemm_parallel<double>(g);
+  if (g.dtype == DType::bf16) return gemm_half<bf16_t>(g);
+  if (g.dtype == DType::f16) return gemm_half<f16_t>(g);
 }
 
 }  // namespace
 
-void register_gemm(Backend& b) { b.gemm = gemm; }
+void register_gemm(Backend& b) {
+  openblas_set_num_threads(1);  // see gemm_parallel
+  b.gemm = gemm;
+}
 
 }  // namespace dualflow::cpu

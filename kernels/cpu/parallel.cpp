@@ -10,9 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include <cblas.h>
-
-extern "C" void openblas_set_num_threads(int);
 
 namespace dualflow::cpu {
 namespace {
@@ -143,7 +140,6 @@ Pool* pool_for(int threads) {
 void set_num_threads(int n) {
   if (n < 1) n = 1;
   g_threads.store(n);
-  openblas_set_num_threads(n);
 }
 
 int num_threads() {

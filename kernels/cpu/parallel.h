@@ -1,7 +1,7 @@
-// CPU threading: one knob for the engine's own loops and OpenBLAS, and a chunked parallel-for
-// over the engine's thread pool (parallel.cpp). The pool's workers sleep between jobs instead
-// of spinning, so they leave the cores to OpenBLAS's threads during a GEMM (spinning OpenMP
-// workers and OpenBLAS threads on the same cores made a 2-thread step 3x slower than 1 thread).
+// CPU threading: one knob for the engine's loops, GEMMs included (OpenBLAS runs single-threaded
+// inside the pool's chunks), and a chunked parallel-for over the engine's thread pool
+// (parallel.cpp). Idle workers sleep instead of spinning: spinning OpenMP workers beside
+// OpenBLAS's own threads on the same cores once made a 2-thread step 3x slower than 1 thread.
 #pragma once
 #include <algorithm>
 #include <cstdint>
