@@ -1,0 +1,267 @@
+// Tests of the ODE solvers in f64: convergence order of the fixed-step methods on a linear
+// system with a known solution, Dopri5 accuracy, work and step rejection, reverse time,
+// trajectory output, exact NFE accounting and option validation.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/dualflow.h"
+#include "tests/engine/test_util.h"
+#include "train/solvers.h"
+
+namespace dualflow::testing {
+namespace {
+
+using Catch::Matchers::Contains;
+using Mat = std::vector<std::vector<double>>;
+
+Mat matmul(const Mat& a, const Mat& b) {
+  const size_t n = a.size();
+  Mat c(n, std::vector<double>(n, 0.0));
+  for (size_t i = 0; i < n; ++i)
+    for (size_t k = 0; k < n; ++k)
+      for (size_t j = 0; j < n; ++j) c[i][j] += a[i][k] * b[k][j];
+  return c;
+}
+
+// exp(s·A) by scaling and squaring of a long Taylor series: exact to rounding for small A.
+Mat expm(const Mat& a, double s) {
+  const size_t n = a.size();
+  const int squarings = 10;
+  const double scale = s / double(1 << squarings);
+  Mat result(n, std::vector<double>(n, 0.0)), term(n, std::vector<double>(n, 0.0));
+  for (size_t i = 0; i < n; ++i) result[i][i] = term[i][i] = 1.0;
+  for (int k = 1; k <= 20; ++k) {
+    term = matmul(term, a);
+    for (auto& row : term)
+      for (double& v : row) v *= scale / k;
+    for (size_t i = 0; i < n; ++i)
+      for (size_t j = 0; j < n; ++j) result[i][j] += term[i][j];
+  }
+  for (int i = 0; i < squarings; ++i) result = matmul(result, result);
+  return result;
+}
+
+Tensor to_tensor(const Mat& m) {
+  std::vector<double> v;
+  for (const auto& row : m) v.insert(v.end(), row.begin(), row.end());
+  return from_vector(v, {int64_t(m.size()), int64_t(m.size())}, DType::f64);
+}
+
+// dx/dt = A x on a batch of row vectors: x' = x Aᵀ, solved by x(t) = x(0) exp(tA)ᵀ.
+const Mat kA = {{-0.4, 1.3, 0.2}, {-0.9, -0.1, 0.5}, {0.3, -0.6, -0.7}};
+
+struct LinearProblem {
+  Tensor a = to_tensor(kA);
+  Tensor x0 = uniform_f64({4, 3}, -1, 1, 11);
+  int64_t calls = 0;
+  VelocityField field() {
+    return [this](const Tensor& x, double) {
+      ++calls;
+      return dualflow::matmul(x, a.t());
+    };
+  }
+  Tensor exact(double t0, double t1) const { return dualflow::matmul(x0, to_tensor(expm(kA, t1 - t0)).t()); }
+};
+
+double error_at(OdeMethod method, int64_t steps) {
+  LinearProblem p;
+  OdeOptions o;
+  o.method = method;
+  o.steps = steps;
+  return max_abs_diff(odeint(p.field(), p.x0, 0.0, 1.5, o).x, p.exact(0.0, 1.5));
+}
+
+// Least-squares slope of log(error) against log(steps).
+double convergence_slope(OdeMethod method, const std::vector<int64_t>& steps) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  const double n = double(steps.size());
+  for (int64_t s : steps) {
+    const double x = std::log(double(s)), y = std::log(error_at(method, s));
+    sx += x, sy += y, sxx += x * x, sxy += x * y;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+TEST_CASE("fixed-step solvers converge at their order", "[solvers]") {
+  for (OdeMethod m : {OdeMethod::Euler, OdeMethod::Midpoint, OdeMethod::Heun, OdeMethod::RK4}) {
+    const double slope = convergence_slope(m, {16, 32, 64, 128});
+    INFO(ode_method_name(m) << ": error ~ steps^" << slope);
+    REQUIRE(std::abs(-slope - ode_method_order(m)) < 0.15);
+  }
+  // RK4 with 128 steps is already near the exact solution.
+  REQUIRE(error_at(OdeMethod::RK4, 128) < 1e-9);
+}
+
+TEST_CASE("fixed-step solvers count exactly their evaluations and accept every step", "[solvers]") {
+  const std::vector<std::pair<OdeMethod, int64_t>> per_step = {
+      {OdeMethod::Euler, 1}, {OdeMethod::Midpoint, 2}, {OdeMethod::Heun, 2}, {OdeMethod::RK4, 4}};
+  for (auto [m, k] : per_step) {
+    LinearProblem p;
+    OdeOptions o;
+    o.method = m;
+    o.steps = 7;
+    OdeResult r = odeint(p.field(), p.x0, 0.0, 1.0, o);
+    INFO(ode_method_name(m));
+    REQUIRE(r.nfe == 7 * k);
+    REQUIRE(p.calls == r.nfe);
+    REQUIRE(r.accepted_steps == 7);
+    REQUIRE(r.rejected_steps == 0);
+  }
+}
+
+TEST_CASE("fixed-step solvers on an explicit, non-uniform and reversed grid", "[solvers]") {
+  LinearProblem p;
+  OdeOptions o;
+  o.method = OdeMethod::RK4;
+  // Finer near the start; 1.2 down to 0.
+  for (int i = 0; i <= 40; ++i) o.time_grid.push_back(1.2 * (1 - std::pow(i / 40.0, 1.5)));
+  o.save_times = {1.2, o.time_grid[10], 0.5, 0.0};
+  OdeResult r = odeint(p.field(), p.x0, 1.2, 0.0, o);
+  REQUIRE(r.nfe == 4 * 40);
+  require_close(r.x, p.exact(1.2, 0.0), 0, 1e-6, "rk4 on a reversed grid");
+  REQUIRE(r.trajectory.size() == 4);
+  REQUIRE(max_abs_diff(r.trajectory[0], p.x0) == 0.0);
+  require_close(r.trajectory[1], p.exact(1.2, o.time_grid[10]), 0, 1e-7, "state at a grid point");
+  // 0.5 lies between grid points: linear interpolation of two accurate states.
+  require_close(r.trajectory[2], p.exact(1.2, 0.5), 0, 2e-3, "interpolated state");
+  REQUIRE(max_abs_diff(r.trajectory[3], r.x) == 0.0);
+
+  // The same grid run piecewise reaches the same point: saving changes nothing.
+  OdeOptions first = o;
+  first.save_times = {};
+  first.time_grid.assign(o.time_grid.begin(), o.time_grid.begin() + 11);
+  OdeResult part = odeint(p.field(), p.x0, 1.2, o.time_grid[10], first);
+  REQUIRE(max_abs_diff(part.x, r.trajectory[1]) == 0.0);
+}
+
+TEST_CASE("dopri5 reaches its tolerance with less work when looser", "[solvers]") {
+  int64_t previous_nfe = 0;
+  for (double tol : {1e-10, 1e-7, 1e-4}) {
+    LinearProblem p;
+    OdeOptions o;
+    o.rtol = o.atol = tol;
+    OdeResult r = odeint(p.field(), p.x0, 0.0, 1.5, o);
+    const double err = max_abs_diff(r.x, p.exact(0.0, 1.5));
+    INFO("tol " << tol << ": error " << err << ", nfe " << r.nfe << ", accepted " << r.accepted_steps
+                << ", rejected " << r.rejected_steps);
+    REQUIRE(err < 10 * tol);
+    // 1 NFE for f(t0, x0), 1 for the first-step probe, 6 per attempted step (FSAL).
+    REQUIRE(r.nfe == 2 + 6 * (r.accepted_steps + r.rejected_steps));
+    REQUIRE(p.calls == r.nfe);
+    if (previous_nfe) REQUIRE(r.nfe < previous_nfe);
+    previous_nfe = r.nfe;
+  }
+}
+
+TEST_CASE("dopri5 on a time-dependent field, forwards and backwards", "[solvers]") {
+  // dx/dt = cos(t) x  =>  x(t) = x(t0) exp(sin t − sin t0).
+  VelocityField f = [](const Tensor& x, double t) { return mul(x, std::cos(t)); };
+  Tensor x0 = uniform_f64({5, 2}, -2, 2, 3);
+  OdeOptions o;
+  o.rtol = o.atol = 1e-8;
+  o.save_times = {0.0, 0.7, 2.0, 3.3, 4.0};
+  OdeResult fwd = odeint(f, x0, 0.0, 4.0, o);
+  require_close(fwd.x, mul(x0, std::exp(std::sin(4.0))), 1e-6, 1e-7, "dopri5 forwards");
+  REQUIRE(fwd.trajectory.size() == 5);
+  for (size_t i = 0; i < o.save_times.size(); ++i) {
+    INFO("dense output at t = " << o.save_times[i]);
+    require_close(fwd.trajectory[i], mul(x0, std::exp(std::sin(o.save_times[i]))), 1e-6, 1e-6, "dense output");
+  }
+  // Asking for outputs does not change the steps taken.
+  OdeOptions plain = o;
+  plain.save_times = {};
+  OdeResult fwd_plain = odeint(f, x0, 0.0, 4.0, plain);
+  REQUIRE(fwd_plain.nfe == fwd.nfe);
+  REQUIRE(max_abs_diff(fwd_plain.x, fwd.x) == 0.0);
+
+  OdeOptions back = plain;
+  OdeResult bwd = odeint(f, fwd.x, 4.0, 0.0, back);
+  require_close(bwd.x, x0, 1e-6, 1e-6, "dopri5 back to the start");
+  REQUIRE(bwd.nfe == 2 + 6 * (bwd.accepted_steps + bwd.rejected_steps));
+}
+
+TEST_CASE("dopri5 rejects steps on a stiff-ish start and still meets its tolerance", "[solvers]") {
+  // A fast transient onto the slow manifold x = sin t: x(t) = sin-like + exp(-60 t) term.
+  // Exact: x(t) = c e^{-λt} + λ(λ sin t − cos t)/(λ² + 1), c = x0 + λ/(λ² + 1).
+  const double lambda = 60;
+  VelocityField f = [&](const Tensor& x, double t) { return mul(add(x, -std::sin(t)), -lambda); };
+  Tensor x0 = from_vector(std::vector<double>{1.0, -0.5}, {2, 1}, DType::f64);
+  OdeOptions o;
+  o.rtol = o.atol = 1e-6;
+  o.first_step = 0.5;  // far too large for the transient: the controller must back off
+  OdeResult r = odeint(f, x0, 0.0, 2.0, o);
+  INFO("accepted " << r.accepted_steps << ", rejected " << r.rejected_steps << ", nfe " << r.nfe);
+  REQUIRE(r.rejected_steps > 0);
+  // With a given first step there is no probe: 1 + 6 per attempted step.
+  REQUIRE(r.nfe == 1 + 6 * (r.accepted_steps + r.rejected_steps));
+  const double k = lambda / (lambda * lambda + 1);
+  std::vector<double> want;
+  for (double v : {1.0, -0.5})
+    want.push_back((v + k) * std::exp(-lambda * 2.0) + k * (lambda * std::sin(2.0) - std::cos(2.0)));
+  require_close(r.x, from_vector(want, {2, 1}, DType::f64), 1e-4, 1e-5, "stiff-ish solution");
+}
+
+TEST_CASE("dopri5 step limits: max_steps and dt_min fail clearly, dt_max bounds the steps", "[solvers]") {
+  LinearProblem p;
+  OdeOptions o;
+  o.rtol = o.atol = 1e-12;
+  o.max_steps = 3;
+  REQUIRE_THROWS_WITH(odeint(p.field(), p.x0, 0.0, 1.0, o), Contains("max_steps = 3"));
+  o.max_steps = 100000;
+  o.dt_min = 0.2;
+  REQUIRE_THROWS_WITH(odeint(p.field(), p.x0, 0.0, 1.0, o), Contains("below dt_min = 0.2"));
+  OdeOptions bounded;
+  bounded.dt_max = 0.05;
+  OdeResult r = odeint(p.field(), p.x0, 0.0, 1.0, bounded);
+  REQUIRE(r.accepted_steps >= 20);
+}
+
+TEST_CASE("solvers run under the caller's grad mode", "[solvers]") {
+  Tensor a = to_tensor(kA);
+  a.set_requires_grad();
+  Tensor x0 = uniform_f64({2, 3}, -1, 1, 5);
+  VelocityField f = [&](const Tensor& x, double) { return dualflow::matmul(x, a.t()); };
+  for (OdeMethod m : {OdeMethod::Heun, OdeMethod::Dopri5}) {
+    OdeOptions o;
+    o.method = m;
+    o.steps = 5;
+    REQUIRE(odeint(f, x0, 0.0, 1.0, o).x.requires_grad());
+    NoGradGuard no_grad;
+    REQUIRE_FALSE(odeint(f, x0, 0.0, 1.0, o).x.requires_grad());
+  }
+}
+
+TEST_CASE("odeint validates its options and names what it expected", "[solvers]") {
+  LinearProblem p;
+  auto f = p.field();
+  OdeOptions o;
+  o.method = OdeMethod::Euler;
+  o.steps = 0;
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, o), Contains("steps must be >= 1, got 0"));
+  o.steps = 4;
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.5, 0.5, o), Contains("t0 and t1 must differ"));
+  o.time_grid = {0.0, 0.6, 0.4, 1.0};
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, o), Contains("strictly monotone"));
+  o.time_grid = {0.0, 0.5, 0.9};
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, o), Contains("end at t1 = 1"));
+  o.time_grid = {};
+  o.save_times = {0.5, 0.2};
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, o), Contains("monotone in the direction"));
+  o.save_times = {1.5};
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, o), Contains("outside the integration interval"));
+  OdeOptions d;
+  d.rtol = 0;
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, d), Contains("rtol must be > 0, got 0"));
+  d.rtol = 1e-5;
+  d.atol = -1;
+  REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, d), Contains("atol must be > 0, got -1"));
+  REQUIRE(parse_ode_method("rk4") == OdeMethod::RK4);
+  REQUIRE(parse_ode_method("dopri5") == OdeMethod::Dopri5);
+  REQUIRE_THROWS_WITH(parse_ode_method("rk45"), Contains("expected one of: euler, midpoint, heun, rk4, dopri5"));
+}
+
+}  // namespace
+}  // namespace dualflow::testing
