@@ -119,3 +119,10 @@ TEST_CASE("bad input names the op, what was expected and what was given", "[tens
 }
 
 }  // namespace dualflow::testing
+
+TEST_CASE("zero-size tensors are contiguous whatever their strides", "[tensor]") {
+  using namespace dualflow;
+  REQUIRE(Tensor::empty({3, 0, 2}).is_contiguous());
+  REQUIRE(zeros({0, 4}).t().is_contiguous());
+  REQUIRE(zeros({3, 0, 2}).contiguous().numel() == 0);
+}
