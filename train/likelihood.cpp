@@ -50,7 +50,7 @@ ProbeDistribution parse_probe_distribution(const std::string& name) {
 
 VelocityAndDivergence velocity_and_divergence_exact(const VelocityField& v, const Tensor& x, double t) {
   const char* who = "velocity_and_divergence_exact";
-  const int64_t n = x.size(0), d = state_size(x, who);
+  const int64_t d = state_size(x, who), n = x.size(0);
   // Copy b of the batch carries tangent e_b, so block b of the output tangent holds column b of
   // the Jacobian for every sample; the divergence picks entry b of block b.
   Tensor repeated = x.reshape({1, n, d}).expand({d, n, d}).reshape(with_batch(x, d * n));
@@ -66,7 +66,7 @@ VelocityAndDivergence velocity_and_divergence_exact(const VelocityField& v, cons
 VelocityAndDivergence velocity_and_divergence_hutchinson(const VelocityField& v, const Tensor& x, double t,
                                                          const Tensor& probe) {
   const char* who = "velocity_and_divergence_hutchinson";
-  const int64_t n = x.size(0), d = state_size(x, who);
+  const int64_t d = state_size(x, who), n = x.size(0);
   DF_CHECK(probe.defined() && probe.shape() == x.shape(), "{}: probe has shape {}, expected the state's shape {}", who,
            probe.defined() ? probe.shape().str() : std::string("undefined"), x.shape().str());
   JvpResult r = jvp([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{v(p[0], t)}; }, {x}, {probe},
@@ -82,7 +82,7 @@ Tensor sample_probe(const Shape& shape, ProbeDistribution dist, Generator& gen, 
 }
 
 Tensor standard_normal_log_prob(const Tensor& x) {
-  const int64_t n = x.size(0), d = state_size(x, "standard_normal_log_prob");
+  const int64_t d = state_size(x, "standard_normal_log_prob"), n = x.size(0);
   const double log_norm = -0.5 * double(d) * std::log(2 * std::numbers::pi);
   return add(mul(sum(square(x.reshape({n, d})), {1}), -0.5), log_norm);
 }
@@ -91,7 +91,7 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
                                     Generator& gen) {
   const char* who = "cnf_log_likelihood";
   DF_CHECK(bool(v), "{}: the velocity field is empty", who);
-  const int64_t n = x.size(0), d = state_size(x, who);
+  const int64_t d = state_size(x, who), n = x.size(0);
   const Shape x_shape = x.shape();
 
   Tensor probe;

@@ -1,0 +1,272 @@
+// Minibatch couplings: the assignment solver, log-domain Sinkhorn, plan sampling, the
+// Schrödinger-bridge path and the coupling factory (see couplings.h).
+#include "train/couplings.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "engine/ops.h"
+
+namespace dualflow {
+
+namespace {
+
+void check_batch(const char* who, const Tensor& x0, const Tensor& x1) {
+  DF_CHECK(x0.defined() && x1.defined(), "{}: x0 and x1 must be defined", who);
+  DF_CHECK(x0.dim() >= 1 && x0.shape() == x1.shape(), "{}: x0 and x1 must be [N, ...] of one shape, given {} and {}",
+           who, x0.shape().str(), x1.shape().str());
+  DF_CHECK(x0.dtype() == x1.dtype() && x0.device() == x1.device(),
+           "{}: x0 and x1 must share dtype and device, given {} on {} and {} on {}", who, dtype_name(x0.dtype()),
+           x0.device().str(), dtype_name(x1.dtype()), x1.device().str());
+}
+
+Tensor index_tensor(const std::vector<int64_t>& idx, Device device) {
+  return from_vector(idx, {int64_t(idx.size())}).to(device);
+}
+
+void check_params(const std::string& coupling, const CouplingParams& params, const std::vector<std::string>& known) {
+  for (const auto& [key, value] : params) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      fail("make_coupling: '{}' takes parameters [{}], given unknown parameter '{}'", coupling, fmt::join(known, ", "),
+           key);
+    }
+  }
+}
+
+double param_or(const CouplingParams& params, const char* key, double fallback) {
+  auto it = params.find(key);
+  return it == params.end() ? fallback : it->second;
+}
+
+int64_t iterations_param(const CouplingParams& params) {
+  double it = param_or(params, "iterations", 200);
+  DF_CHECK(it >= 1 && it == std::floor(it), "make_coupling: iterations must be a positive integer, given {}", it);
+  return int64_t(it);
+}
+
+}  // namespace
+
+// ---- building blocks ------------------------------------------------------------------------
+
+Tensor pairwise_sq_distances(const Tensor& a, const Tensor& b) {
+  DF_CHECK(a.defined() && b.defined() && a.dim() >= 1 && b.dim() >= 1,
+           "pairwise_sq_distances: a and b must be [N, ...] and [M, ...]");
+  Tensor af = a.reshape({a.size(0), -1}), bf = b.reshape({b.size(0), -1});
+  DF_CHECK(af.size(1) == bf.size(1), "pairwise_sq_distances: rows must have one size, given {} and {}",
+           a.shape().str(), b.shape().str());
+  Tensor aa = sum(square(af), {1}, true);               // [N, 1]
+  Tensor bb = sum(square(bf), {1}, true).t();           // [1, M]
+  Tensor d = aa + bb - matmul(af, bf.t()) * 2.0;
+  // Cancellation can leave tiny negatives for near-identical rows; a distance is never below 0.
+  return maximum(d, zeros_like(d));
+}
+
+std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n) {
+  DF_CHECK(n >= 0 && int64_t(cost.size()) == n * n, "solve_assignment: cost must hold n * n = {} values, given {}",
+           n * n, cost.size());
+  for (double c : cost) DF_CHECK(std::isfinite(c), "solve_assignment: costs must be finite, given {}", c);
+  const double inf = std::numeric_limits<double>::infinity();
+  // Dual potentials u (rows), v (columns) keep every reduced cost C_ij - u_i - v_j >= 0, with
+  // equality on assigned pairs; each new row is added by one Dijkstra search for the cheapest
+  // augmenting path in reduced costs, so the partial assignment stays optimal throughout.
+  std::vector<double> u(n, 0.0), v(n, 0.0), shortest(n);
+  std::vector<int64_t> col_of_row(n, -1), row_of_col(n, -1), prev_row(n), remaining(n), scanned_rows;
+  std::vector<char> row_scanned(n), col_scanned(n);
+  scanned_rows.reserve(n);
+
+  for (int64_t start = 0; start < n; ++start) {
+    std::fill(shortest.begin(), shortest.end(), inf);
+    std::fill(row_scanned.begin(), row_scanned.end(), 0);
+    std::fill(col_scanned.begin(), col_scanned.end(), 0);
+    scanned_rows.clear();
+    // Unscanned columns, kept compact so each step touches only them.
+    int64_t num_remaining = n;
+    for (int64_t j = 0; j < n; ++j) remaining[j] = n - 1 - j;
+
+    int64_t i = start, sink = -1;
+    double min_dist = 0.0;
+    while (sink < 0) {
+      row_scanned[i] = 1;
+      scanned_rows.push_back(i);
+      const double* row = cost.data() + i * n;
+      const double ui = u[i];
+      double lowest = inf;
+      int64_t best = -1;
+      for (int64_t k = 0; k < num_remaining; ++k) {
+        const int64_t j = remaining[k];
+        const double r = min_dist + row[j] - ui - v[j];
+        if (r < shortest[j]) {
+          prev_row[j] = i;
+          shortest[j] = r;
+        }
+        // Among ties prefer a free column: it ends the search sooner.
+        if (shortest[j] < lowest || (shortest[j] == lowest && row_of_col[j] < 0)) {
+          lowest = shortest[j];
+          best = k;
+        }
+      }
+      min_dist = lowest;
+      const int64_t j = remaining[best];
+      col_scanned[j] = 1;
+      remaining[best] = remaining[--num_remaining];
+      if (row_of_col[j] < 0) {
+        sink = j;
+      } else {
+        i = row_of_col[j];
+      }
+    }
+
+    // Update the potentials so that reduced costs stay non-negative and the path is tight.
+    u[start] += min_dist;
+    for (int64_t r : scanned_rows) {
+      if (r != start) u[r] += min_dist - shortest[col_of_row[r]];
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      if (col_scanned[j]) v[j] -= min_dist - shortest[j];
+    }
+    // Flip the augmenting path.
+    for (int64_t j = sink;;) {
+      const int64_t r = prev_row[j];
+      row_of_col[j] = r;
+      std::swap(col_of_row[r], j);
+      if (r == start) break;
+    }
+  }
+  return col_of_row;
+}
+
+Tensor sinkhorn_plan(const Tensor& cost, double reg, int64_t iterations) {
+  DF_CHECK(cost.defined() && cost.dim() == 2, "sinkhorn_plan: cost must be [N, M], given {}",
+           cost.defined() ? cost.shape().str() : std::string("undefined"));
+  DF_CHECK(reg > 0, "sinkhorn_plan: reg must be positive, given {}", reg);
+  DF_CHECK(iterations >= 1, "sinkhorn_plan: iterations must be at least 1, given {}", iterations);
+  const int64_t n = cost.size(0), m = cost.size(1);
+  Tensor log_k = cost * (-1.0 / reg);
+  // Both sweeps reduce along rows of a contiguous matrix: the transpose is laid out once.
+  Tensor log_k_t = log_k.t().contiguous();
+  const double log_a = -std::log(double(n)), log_b = -std::log(double(m));
+  Tensor f = zeros({n}, cost.options()), g = zeros({m}, cost.options());
+  for (int64_t it = 0; it < iterations; ++it) {
+    f = log_a - logsumexp(log_k + g.unsqueeze(0), 1);
+    g = log_b - logsumexp(log_k_t + f.unsqueeze(0), 1);
+  }
+  return exp(log_k + f.unsqueeze(1) + g.unsqueeze(0));
+}
+
+IndexPairs sample_plan(const Tensor& plan, int64_t count, Generator& gen) {
+  DF_CHECK(plan.defined() && plan.dim() == 2, "sample_plan: plan must be [N, M], given {}",
+           plan.defined() ? plan.shape().str() : std::string("undefined"));
+  DF_CHECK(count >= 0, "sample_plan: count must be non-negative, given {}", count);
+  const int64_t m = plan.size(1);
+  std::vector<double> cdf = plan.to(Device::cpu()).to_vector<double>();
+  double total = 0;
+  for (double& p : cdf) {
+    DF_CHECK(p >= 0 && std::isfinite(p), "sample_plan: plan entries must be finite and non-negative, given {}", p);
+    total += p;
+    p = total;
+  }
+  DF_CHECK(total > 0, "sample_plan: the plan sums to {}, nothing to sample", total);
+  std::vector<double> draws = rand({count}, gen, DType::f64).to_vector<double>();
+  std::vector<int64_t> rows(count), cols(count);
+  for (int64_t k = 0; k < count; ++k) {
+    // First cell whose cumulative mass exceeds the draw; zero-mass cells are never chosen.
+    auto it = std::upper_bound(cdf.begin(), cdf.end(), draws[k] * total);
+    int64_t cell = std::min<int64_t>(it - cdf.begin(), int64_t(cdf.size()) - 1);
+    rows[k] = cell / m;
+    cols[k] = cell % m;
+  }
+  return {index_tensor(rows, plan.device()), index_tensor(cols, plan.device())};
+}
+
+// ---- couplings ------------------------------------------------------------------------------
+
+CoupledBatch IndependentCoupling::couple(const Tensor& x0, const Tensor& x1, Generator&) const {
+  check_batch("IndependentCoupling", x0, x1);
+  return {x0, x1};
+}
+
+std::vector<int64_t> ExactOTCoupling::assignment(const Tensor& x0, const Tensor& x1) {
+  check_batch("ExactOTCoupling", x0, x1);
+  // f64 costs: an f32 cost matrix can tie or misorder pairs that differ in the last bits.
+  Tensor cost = pairwise_sq_distances(x0.detach().to(DType::f64), x1.detach().to(DType::f64));
+  return solve_assignment(cost.to(Device::cpu()).to_vector<double>(), x0.size(0));
+}
+
+CoupledBatch ExactOTCoupling::couple(const Tensor& x0, const Tensor& x1, Generator&) const {
+  std::vector<int64_t> perm = assignment(x0, x1);
+  return {x0, index_select(x1, 0, index_tensor(perm, x1.device()))};
+}
+
+SinkhornCoupling::SinkhornCoupling(double reg, int64_t iterations, PlanPairing pairing)
+    : reg_(reg), iterations_(iterations), pairing_(pairing) {
+  DF_CHECK(reg > 0, "SinkhornCoupling: reg must be positive, given {}", reg);
+  DF_CHECK(iterations >= 1, "SinkhornCoupling: iterations must be at least 1, given {}", iterations);
+}
+
+CoupledBatch SinkhornCoupling::couple(const Tensor& x0, const Tensor& x1, Generator& gen) const {
+  check_batch("SinkhornCoupling", x0, x1);
+  Tensor plan = sinkhorn_plan(pairwise_sq_distances(x0.detach(), x1.detach()), reg_, iterations_);
+  if (pairing_ == PlanPairing::RowArgmax) return {x0, index_select(x1, 0, argmax(plan, 1))};
+  IndexPairs p = sample_plan(plan, x0.size(0), gen);
+  return {index_select(x0, 0, p.rows), index_select(x1, 0, p.cols)};
+}
+
+SchrodingerBridgePath::SchrodingerBridgePath(double sigma, Generator& gen) : sigma_(sigma), gen_(&gen) {
+  DF_CHECK(sigma > 0, "SchrodingerBridgePath: sigma must be positive, given {}", sigma);
+}
+
+PathSample SchrodingerBridgePath::sample(const Tensor& x0, const Tensor& x1, const Tensor& t) const {
+  return sample_with_noise(x0, x1, t, randn(x0.shape(), *gen_, x0.options()));
+}
+
+PathSample SchrodingerBridgePath::sample_with_noise(const Tensor& x0, const Tensor& x1, const Tensor& t,
+                                                    const Tensor& eps) const {
+  Tensor tb = broadcast_time("SchrodingerBridgePath::sample", x0, x1, t);
+  DF_CHECK(eps.defined() && eps.shape() == x0.shape(), "SchrodingerBridgePath::sample: eps must be {}, given {}",
+           x0.shape().str(), eps.defined() ? eps.shape().str() : std::string("undefined"));
+  Tensor var = tb * (1.0 - tb);
+  Tensor mu = tb * x1 + (1.0 - tb) * x0;
+  Tensor x_t = mu + (sqrt(var) * sigma_) * eps;
+  Tensor u_t = (x1 - x0) + ((1.0 - 2.0 * tb) / (var * 2.0 + 1e-8)) * (x_t - mu);
+  return {x_t, u_t};
+}
+
+SchrodingerBridgeCoupling::SchrodingerBridgeCoupling(double sigma, int64_t iterations)
+    : sigma_(sigma), sinkhorn_(2 * sigma * sigma, iterations, PlanPairing::SampleFromPlan) {
+  DF_CHECK(sigma > 0, "SchrodingerBridgeCoupling: sigma must be positive, given {}", sigma);
+}
+
+CoupledBatch SchrodingerBridgeCoupling::couple(const Tensor& x0, const Tensor& x1, Generator& gen) const {
+  return sinkhorn_.couple(x0, x1, gen);
+}
+
+std::vector<std::string> coupling_names() { return {"independent", "exact_ot", "sinkhorn", "sb"}; }
+
+std::shared_ptr<Coupling> make_coupling(const std::string& name, const CouplingParams& params) {
+  if (name == "independent") {
+    check_params(name, params, {});
+    return std::make_shared<IndependentCoupling>();
+  }
+  if (name == "exact_ot") {
+    check_params(name, params, {});
+    return std::make_shared<ExactOTCoupling>();
+  }
+  if (name == "sinkhorn") {
+    check_params(name, params, {"reg", "iterations", "argmax"});
+    const double argmax_flag = param_or(params, "argmax", 0);
+    DF_CHECK(argmax_flag == 0 || argmax_flag == 1, "make_coupling: argmax must be 0 or 1, given {}", argmax_flag);
+    return std::make_shared<SinkhornCoupling>(param_or(params, "reg", 0.05), iterations_param(params),
+                                              argmax_flag == 1 ? PlanPairing::RowArgmax : PlanPairing::SampleFromPlan);
+  }
+  if (name == "sb") {
+    check_params(name, params, {"sigma", "iterations"});
+    return std::make_shared<SchrodingerBridgeCoupling>(param_or(params, "sigma", 1.0), iterations_param(params));
+  }
+  fail("make_coupling: unknown coupling '{}'; known: {}", name, fmt::join(coupling_names(), ", "));
+}
+
+}  // namespace dualflow

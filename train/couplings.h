@@ -1,0 +1,135 @@
+// Minibatch couplings for Flow Matching: given noise x0 [N, ...] and data x1 [N, ...], re-pair
+// them before sampling the path. Independent (as drawn), exact OT on the squared Euclidean cost
+// (an O(n^3) shortest-augmenting-path assignment solver on the CPU), entropic OT by log-domain
+// Sinkhorn (engine ops, either device), and Schrödinger-bridge CFM (Sinkhorn with
+// reg = 2 sigma^2 plus the Brownian-bridge path), with a factory by name.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/random.h"
+#include "engine/tensor.h"
+#include "train/paths.h"
+
+namespace dualflow {
+
+// ---- building blocks ------------------------------------------------------------------------
+
+// ||a_i - b_j||^2 over rows flattened to vectors: a [N, ...], b [M, ...] -> [N, M], computed as
+// ||a||^2 + ||b||^2 - 2 a b^T (one GEMM) in the inputs' dtype and device, clamped at 0 against
+// rounding.
+Tensor pairwise_sq_distances(const Tensor& a, const Tensor& b);
+
+// The exact linear assignment: for a row-major n x n cost matrix, the column of each row that
+// minimises the total cost. Shortest augmenting paths with row/column potentials (the
+// Jonker-Volgenant / Hungarian family), O(n^3) worst case, O(n) extra memory. Costs must be
+// finite.
+std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n);
+
+// Entropic OT plan between uniform weights (1/N rows, 1/M columns) for cost [N, M]:
+// P = exp((f_i + g_j - C_ij) / reg), with the potentials from `iterations` log-domain Sinkhorn
+// sweeps (each a logsumexp over rows, then over columns). Fixed sweeps, no convergence test,
+// so the loop never waits on the device. After the last sweep the column sums are exact and the
+// row sums converge with the iterations. Small reg needs more sweeps (convergence slows roughly
+// like 1 / reg).
+Tensor sinkhorn_plan(const Tensor& cost, double reg, int64_t iterations);
+
+// `count` (row, column) pairs drawn with replacement from the normalised plan [N, M] as a joint
+// distribution (the plan is read on the CPU; the i64 index tensors come back on its device).
+struct IndexPairs {
+  Tensor rows, cols;  // i64 [count]
+};
+IndexPairs sample_plan(const Tensor& plan, int64_t count, Generator& gen);
+
+// ---- couplings ------------------------------------------------------------------------------
+
+struct CoupledBatch {
+  Tensor x0, x1;
+};
+
+class Coupling {
+ public:
+  virtual ~Coupling() = default;
+  // x0, x1: [N, ...] of one shape, dtype and device. Returns N re-paired rows of each.
+  virtual CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const = 0;
+  virtual std::string name() const = 0;
+};
+
+class IndependentCoupling final : public Coupling {
+ public:
+  CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
+  std::string name() const override { return "independent"; }
+};
+
+// The minibatch OT coupling: x0 stays in order and x1 is permuted by the exact assignment, so
+// the pairing is a bijection and no sample is dropped or repeated.
+class ExactOTCoupling final : public Coupling {
+ public:
+  CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
+  std::string name() const override { return "exact_ot"; }
+  // The permutation it applies: x1 row perm[i] goes with x0 row i.
+  static std::vector<int64_t> assignment(const Tensor& x0, const Tensor& x1);
+};
+
+// Entropic OT. SampleFromPlan draws N pairs from the plan with replacement (what torchcfm's
+// OTPlanSampler does, so a row of either side may repeat or drop out); RowArgmax keeps every x0
+// row and pairs it with the most likely x1 row (no randomness, stays on the device, but two x0
+// rows may share an x1 row).
+enum class PlanPairing { SampleFromPlan, RowArgmax };
+
+class SinkhornCoupling final : public Coupling {
+ public:
+  explicit SinkhornCoupling(double reg = 0.05, int64_t iterations = 200,
+                            PlanPairing pairing = PlanPairing::SampleFromPlan);
+  CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
+  std::string name() const override { return "sinkhorn"; }
+  double reg() const { return reg_; }
+
+ private:
+  double reg_;
+  int64_t iterations_;
+  PlanPairing pairing_;
+};
+
+// The Brownian-bridge path of Schrödinger-bridge CFM (Tong et al.):
+//   x_t = t x_1 + (1 - t) x_0 + sigma sqrt(t (1 - t)) eps,  eps ~ N(0, I),
+//   u_t = x_1 - x_0 + (1 - 2t) / (2 t (1 - t)) (x_t - (t x_1 + (1 - t) x_0)).
+// For fixed eps, u_t is exactly d/dt x_t. The denominator carries a 1e-8 guard (as torchcfm's)
+// so that t = 0 and t = 1 give u_t = x_1 - x_0 instead of 0 / 0.
+class SchrodingerBridgePath final : public ProbabilityPath {
+ public:
+  // eps is drawn from `gen`, which must outlive the path.
+  SchrodingerBridgePath(double sigma, Generator& gen);
+  PathSample sample(const Tensor& x0, const Tensor& x1, const Tensor& t) const override;
+  // The same with the noise given: what tests and reproducible callers use.
+  PathSample sample_with_noise(const Tensor& x0, const Tensor& x1, const Tensor& t, const Tensor& eps) const;
+  std::string name() const override { return "schrodinger_bridge"; }
+  double sigma() const { return sigma_; }
+
+ private:
+  double sigma_;
+  Generator* gen_;
+};
+
+// SB-CFM's coupling: entropic OT with reg = 2 sigma^2, pairs sampled from the plan.
+class SchrodingerBridgeCoupling final : public Coupling {
+ public:
+  explicit SchrodingerBridgeCoupling(double sigma = 1.0, int64_t iterations = 200);
+  CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
+  std::string name() const override { return "sb"; }
+  double sigma() const { return sigma_; }
+
+ private:
+  double sigma_;
+  SinkhornCoupling sinkhorn_;
+};
+
+// By name: "independent" {}, "exact_ot" {}, "sinkhorn" {reg, iterations, argmax (0 or 1)},
+// "sb" {sigma, iterations}. Unknown names or parameters are refused with the accepted ones.
+using CouplingParams = std::map<std::string, double>;
+std::shared_ptr<Coupling> make_coupling(const std::string& name, const CouplingParams& params = {});
+std::vector<std::string> coupling_names();
+
+}  // namespace dualflow
