@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build ccache pkg-config
-          libfmt-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev libstb-dev)
+          libfmt-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev libstb-dev libtomlplusplus-dev)
 
 missing=()
 for p in "${packages[@]}"; do
