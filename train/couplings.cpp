@@ -71,48 +71,141 @@ std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n
   for (double c : cost) DF_CHECK(std::isfinite(c), "solve_assignment: costs must be finite, given {}", c);
   const double inf = std::numeric_limits<double>::infinity();
   // Dual potentials u (rows), v (columns) keep every reduced cost C_ij - u_i - v_j >= 0, with
-  // equality on assigned pairs; each new row is added by one Dijkstra search for the cheapest
+  // equality on assigned pairs; each free row is added by one Dijkstra search for the cheapest
   // augmenting path in reduced costs, so the partial assignment stays optimal throughout.
-  std::vector<double> u(n, 0.0), v(n, 0.0), shortest(n);
-  std::vector<int64_t> col_of_row(n, -1), row_of_col(n, -1), prev_row(n), remaining(n), scanned_rows;
-  std::vector<char> row_scanned(n), col_scanned(n);
-  scanned_rows.reserve(n);
+  std::vector<double> u(n, 0.0), v(n, inf), final_dist(n);
+  std::vector<int64_t> col_of_row(n, -1), row_of_col(n, -1), prev_row(n), scanned_rows, scanned_cols;
 
+  // Column reduction: v_j = min_i C_ij is feasible with u = 0 and makes each column's cheapest
+  // entry tight, so every row that is the cheapest of some column starts out assigned.
+  std::vector<int64_t> argmin_row(n, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const double* row = cost.data() + i * n;
+    for (int64_t j = 0; j < n; ++j) {
+      if (row[j] < v[j]) {
+        v[j] = row[j];
+        argmin_row[j] = i;
+      }
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t i = argmin_row[j];
+    if (col_of_row[i] < 0) {
+      col_of_row[i] = j;
+      row_of_col[j] = i;
+    }
+  }
+
+  // Augmenting row reduction (Jonker and Volgenant), twice over the free rows: a free row takes
+  // the column of its smallest reduced cost C_ij - v_j and lowers that column's v by the gap to
+  // its second smallest, evicting the previous owner, which tries again. v only ever falls, and
+  // only on the column a row just took, so every assigned row keeps its column at the minimum
+  // of C_ij - v_j: the duals stay feasible and the search below may start from here. Most rows
+  // settle in this cheap O(n) step; a cap on the steps bounds the cost on degenerate inputs.
+  {
+    std::vector<int64_t> free_rows;
+    for (int64_t i = 0; i < n; ++i) {
+      if (col_of_row[i] < 0) free_rows.push_back(i);
+    }
+    int64_t steps = 0;
+    const int64_t max_steps = 8 * n + 16;
+    for (int pass = 0; pass < 2 && !free_rows.empty() && steps < max_steps; ++pass) {
+      std::vector<int64_t> next_free;
+      size_t k = 0;
+      while (k < free_rows.size() && steps < max_steps) {
+        ++steps;
+        const int64_t i = free_rows[k++];
+        const double* row = cost.data() + i * n;
+        double h1 = inf, h2 = inf;
+        int64_t j1 = -1, j2 = -1;
+        for (int64_t j = 0; j < n; ++j) {
+          const double h = row[j] - v[j];
+          if (h < h2) {
+            if (h < h1) {
+              h2 = h1;
+              j2 = j1;
+              h1 = h;
+              j1 = j;
+            } else {
+              h2 = h;
+              j2 = j;
+            }
+          }
+        }
+        int64_t owner = row_of_col[j1];
+        if (h1 < h2) {
+          v[j1] -= h2 - h1;
+        } else if (owner >= 0 && j2 >= 0) {
+          // A tie: take the second column instead when the first is owned, lowering nothing.
+          j1 = j2;
+          owner = row_of_col[j2];
+        }
+        if (owner >= 0) {
+          col_of_row[owner] = -1;
+          if (h1 < h2) {
+            free_rows[--k] = owner;  // retry the evicted row at once, against the lowered v
+          } else {
+            next_free.push_back(owner);
+          }
+        }
+        col_of_row[i] = j1;
+        row_of_col[j1] = i;
+      }
+      for (; k < free_rows.size(); ++k) next_free.push_back(free_rows[k]);
+      free_rows.swap(next_free);
+    }
+  }
+  // Row potentials tight on the assigned pairs (and feasible for the free rows).
+  for (int64_t i = 0; i < n; ++i) {
+    const double* row = cost.data() + i * n;
+    double m = inf;
+    for (int64_t j = 0; j < n; ++j) m = std::min(m, row[j] - v[j]);
+    u[i] = m;
+  }
+
+  // The unscanned columns of one search, packed at the front of these arrays (position k holds
+  // column col[k], its tentative distance dist[k], predecessor row pred[k] and potential vc[k])
+  // so that the inner loop reads them contiguously and only the cost row is gathered.
+  std::vector<int64_t> col(n), pred(n);
+  std::vector<double> dist(n), vc(n);
   for (int64_t start = 0; start < n; ++start) {
-    std::fill(shortest.begin(), shortest.end(), inf);
-    std::fill(row_scanned.begin(), row_scanned.end(), 0);
-    std::fill(col_scanned.begin(), col_scanned.end(), 0);
+    if (col_of_row[start] >= 0) continue;
+    for (int64_t k = 0; k < n; ++k) {
+      col[k] = k;
+      dist[k] = inf;
+      vc[k] = v[k];
+    }
     scanned_rows.clear();
-    // Unscanned columns, kept compact so each step touches only them.
-    int64_t num_remaining = n;
-    for (int64_t j = 0; j < n; ++j) remaining[j] = n - 1 - j;
-
-    int64_t i = start, sink = -1;
+    scanned_cols.clear();
+    int64_t num_remaining = n, i = start, sink = -1;
     double min_dist = 0.0;
     while (sink < 0) {
-      row_scanned[i] = 1;
       scanned_rows.push_back(i);
       const double* row = cost.data() + i * n;
-      const double ui = u[i];
+      const double offset = min_dist - u[i];
       double lowest = inf;
-      int64_t best = -1;
+      int64_t best = 0;
       for (int64_t k = 0; k < num_remaining; ++k) {
-        const int64_t j = remaining[k];
-        const double r = min_dist + row[j] - ui - v[j];
-        if (r < shortest[j]) {
-          prev_row[j] = i;
-          shortest[j] = r;
+        const double r = offset + row[col[k]] - vc[k];
+        if (r < dist[k]) {
+          dist[k] = r;
+          pred[k] = i;
         }
-        // Among ties prefer a free column: it ends the search sooner.
-        if (shortest[j] < lowest || (shortest[j] == lowest && row_of_col[j] < 0)) {
-          lowest = shortest[j];
+        if (dist[k] < lowest) {
+          lowest = dist[k];
           best = k;
         }
       }
       min_dist = lowest;
-      const int64_t j = remaining[best];
-      col_scanned[j] = 1;
-      remaining[best] = remaining[--num_remaining];
+      const int64_t j = col[best];
+      final_dist[j] = dist[best];
+      prev_row[j] = pred[best];
+      scanned_cols.push_back(j);
+      --num_remaining;
+      std::swap(col[best], col[num_remaining]);
+      std::swap(dist[best], dist[num_remaining]);
+      std::swap(pred[best], pred[num_remaining]);
+      std::swap(vc[best], vc[num_remaining]);
       if (row_of_col[j] < 0) {
         sink = j;
       } else {
@@ -123,11 +216,9 @@ std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n
     // Update the potentials so that reduced costs stay non-negative and the path is tight.
     u[start] += min_dist;
     for (int64_t r : scanned_rows) {
-      if (r != start) u[r] += min_dist - shortest[col_of_row[r]];
+      if (r != start) u[r] += min_dist - final_dist[col_of_row[r]];
     }
-    for (int64_t j = 0; j < n; ++j) {
-      if (col_scanned[j]) v[j] -= min_dist - shortest[j];
-    }
+    for (int64_t j : scanned_cols) v[j] -= min_dist - final_dist[j];
     // Flip the augmenting path.
     for (int64_t j = sink;;) {
       const int64_t r = prev_row[j];
