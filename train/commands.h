@@ -12,5 +12,7 @@ void add_bench(CLI::App& app);
 // `bench models`, a subcommand of `bench`.
 void add_bench_models(CLI::App* bench);
 void add_demo(CLI::App& app);
+// `train`, `sample` and `nll` (cmd_flow.cpp).
+void add_flow_commands(CLI::App& app);
 
 }  // namespace dualflow::cli

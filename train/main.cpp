@@ -1,4 +1,4 @@
-// `dualflow`: the one program. Subcommands: info, bench, demo (later: train, sample, nll, eval).
+// `dualflow`: the one program. Subcommands: info, bench, demo, train, sample, nll (later: eval).
 #include <fmt/format.h>
 
 #include "engine/error.h"
@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   dualflow::cli::add_info(app);
   dualflow::cli::add_bench(app);
   dualflow::cli::add_demo(app);
+  dualflow::cli::add_flow_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

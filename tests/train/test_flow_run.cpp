@@ -1,0 +1,122 @@
+// The training run behind `dualflow train`: its output files, resume that is bit-identical to
+// an uninterrupted run, a stop on a non-finite loss that keeps the last good checkpoint, and
+// loading a checkpoint for sampling.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/safetensors.h"
+#include "tests/engine/test_util.h"
+#include "train/flow_run.h"
+
+namespace dualflow::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+RunConfig small_run(const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> sets = {"model.width=32", "model.depth=2", "train.batch=64", "train.log_every=5",
+                                   "train.checkpoint_every=10", "sample.n=200", "sample.steps=10",
+                                   "method.coupling=\"exact_ot\""};
+  sets.insert(sets.end(), extra.begin(), extra.end());
+  return parse_config_text("", "<test>", sets, flow_matching_schema());
+}
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / fmt::format("dualflow-run-{}-{}", name, ::getpid());
+  fs::remove_all(d);
+  return d;
+}
+
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::ifstream f(p);
+  std::vector<std::string> out;
+  for (std::string l; std::getline(f, l);) out.push_back(l);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bit", "[flow_run]") {
+  fs::path straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = straight.string();
+  TrainRunResult full = train_flow_matching(small_run({"train.steps=30"}), o);
+  REQUIRE(full.steps_done == 30);
+  REQUIRE(fs::exists(straight / "checkpoint.safetensors"));
+  REQUIRE(fs::exists(straight / "samples.png"));
+  std::vector<std::string> m = lines_of(straight / "metrics.jsonl");
+  REQUIRE(m.size() == 6);
+  REQUIRE(m.back().find("\"step\":30,") != std::string::npos);
+  REQUIRE(m.back().find("\"it_per_s\"") != std::string::npos);
+
+  o.out_dir = resumed.string();
+  train_flow_matching(small_run({"train.steps=20"}), o);
+  o.resume = true;
+  TrainRunResult rest = train_flow_matching(small_run({"train.steps=30"}), o);
+  REQUIRE(rest.steps_done == 30);
+  REQUIRE(rest.last_loss == full.last_loss);
+  SafetensorsContent a = load_safetensors((straight / "checkpoint.safetensors").string());
+  SafetensorsContent b = load_safetensors((resumed / "checkpoint.safetensors").string());
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    INFO(a.tensors[i].first);
+    REQUIRE(a.tensors[i].first == b.tensors[i].first);
+    REQUIRE(max_abs_diff(a.tensors[i].second, b.tensors[i].second) == 0.0);
+  }
+  // The checkpoint rebuilds the model for sampling, with its recorded config.
+  LoadedModel lm = load_model_from_checkpoint((straight / "checkpoint.safetensors").string());
+  REQUIRE(lm.step == 30);
+  REQUIRE(lm.config.get_int("model.width") == 32);
+  Generator g(3);
+  Tensor v = lm.model.net(randn({4, 2}, g), rand({4}, g), Tensor(), Tensor());
+  REQUIRE(v.shape() == Shape{4, 2});
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+}
+
+TEST_CASE("train run: a non-finite loss stops with the step named and keeps the last checkpoint", "[flow_run]") {
+  fs::path dir = fresh_dir("nonfinite");
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = dir.string();
+  train_flow_matching(small_run({"train.steps=10"}), o);
+  const auto before = fs::last_write_time(dir / "checkpoint.safetensors");
+  std::string ckpt_bytes_before;
+  {
+    std::ifstream f(dir / "checkpoint.safetensors", std::ios::binary);
+    ckpt_bytes_before.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  // A learning rate this large sends the weights to infinity within a few steps.
+  o.resume = true;
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"train.steps=200", "optim.lr=1e30"}), o),
+                      Catch::Contains("train: step") && Catch::Contains("training stopped") &&
+                          Catch::Contains("last good checkpoint"));
+  std::string after;
+  {
+    std::ifstream f(dir / "checkpoint.safetensors", std::ios::binary);
+    after.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  REQUIRE(after == ckpt_bytes_before);
+  (void)before;
+  std::vector<std::string> m = lines_of(dir / "metrics.jsonl");
+  REQUIRE(m.back().find("\"event\":\"non_finite\"") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("train run: unsupported settings and a missing checkpoint are clear errors", "[flow_run]") {
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = fresh_dir("errors").string();
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"meanflow\""}), o), Catch::Contains("method.name"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
+                      Catch::Contains("2-D datasets"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"run.device=\"cuda:7\""}), o), Catch::Contains("cuda"));
+  o.resume = true;
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run(), o), Catch::Contains("no checkpoint at"));
+  fs::remove_all(o.out_dir);
+}
+
+}  // namespace dualflow::testing

@@ -1,0 +1,165 @@
+// `dualflow train`, `dualflow sample` and `dualflow nll`: the command-line faces of the Flow
+// Matching run in train/flow_run.h (option parsing and output files only).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "train/checkpoint.h"
+#include "train/commands.h"
+#include "train/data2d.h"
+#include "train/flow_run.h"
+#include "train/npy.h"
+#include "train/plots.h"
+
+namespace dualflow::cli {
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string out;
+  bool resume = false;
+  bool help_config = false;
+};
+
+void run_train(const TrainArgs& a) {
+  namespace fs = std::filesystem;
+  if (a.help_config) {
+    fmt::print("{}", flow_matching_schema().help());
+    return;
+  }
+  DF_CHECK(!a.out.empty(), "train: --out DIR is required");
+  RunConfig config(flow_matching_schema());
+  if (!a.config.empty()) {
+    config = load_config(a.config, a.overrides, flow_matching_schema());
+  } else {
+    // Resuming without a config file continues with the run's own recorded config.
+    DF_CHECK(a.resume, "train: give a CONFIG.toml (or --resume DIR to continue a run with its recorded config)");
+    const std::string ckpt = (fs::path(a.out) / "checkpoint.safetensors").string();
+    CheckpointInfo info;
+    checkpoint_weights(ckpt, false, &info);
+    config = parse_config_text(info.config, ckpt + " (stored config)", a.overrides, flow_matching_schema());
+  }
+  install_stop_signal_handlers();
+  TrainRunOptions o;
+  o.out_dir = a.out;
+  o.resume = a.resume;
+  o.progress_line = isatty(STDOUT_FILENO) != 0;
+  train_flow_matching(config, o);
+}
+
+struct SampleArgs {
+  std::string checkpoint, out, solver;
+  int64_t steps = 0, n = 0;
+  double rtol = 0, atol = 0, cfg = 1.0;
+  uint64_t seed = 0;
+};
+
+OdeOptions ode_options(const RunConfig& c, const std::string& solver, int64_t steps, double rtol, double atol) {
+  OdeOptions o;
+  o.method = parse_ode_method(solver.empty() ? c.get_string("sample.solver") : solver);
+  o.steps = steps > 0 ? steps : c.get_int("sample.steps");
+  o.rtol = rtol > 0 ? rtol : c.get_float("sample.rtol");
+  o.atol = atol > 0 ? atol : c.get_float("sample.atol");
+  return o;
+}
+
+void run_sample(const SampleArgs& a) {
+  namespace fs = std::filesystem;
+  LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  const int64_t n = a.n > 0 ? a.n : lm.config.get_int("sample.n");
+  DF_CHECK(a.cfg == 1.0 || lm.model.num_classes > 0,
+           "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.cfg);
+  OdeOptions o = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
+  Generator gen(a.seed);
+  std::vector<int64_t> dims = {n};
+  for (int64_t d : lm.model.sample_shape) dims.push_back(d);
+  Device dev = lm.model.module->parameters().front().device();
+  Tensor noise = randn(Shape(dims), gen, TensorOptions(DType::f32, dev));
+  OdeResult r = sample_flow(lm.model.net, noise, o);
+  save_npy_f32(a.out, r.x);
+  std::string png = fs::path(a.out).replace_extension(".png").string();
+  if (r.x.dim() == 2 && r.x.shape()[1] == 2) save_scatter_png(png, r.x);
+  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, ode_method_name(o.method), r.nfe,
+             a.out, png);
+}
+
+struct NllArgs {
+  std::string checkpoint, out, divergence = "exact", solver;
+  int64_t n = 1000, steps = 0;
+  double rtol = 0, atol = 0;
+  uint64_t seed = 1;
+};
+
+void run_nll(const NllArgs& a) {
+  LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  Device dev = lm.model.module->parameters().front().device();
+  Generator data_gen(a.seed), probe_gen(a.seed + 1);
+  const std::string data = lm.config.get_string("data.name");
+  Tensor x = sample_2d(data, a.n, data_gen, TensorOptions(DType::f32, dev));
+  LikelihoodOptions o;
+  o.ode = ode_options(lm.config, a.solver.empty() ? "dopri5" : a.solver, a.steps, a.rtol, a.atol);
+  o.divergence = parse_divergence_method(a.divergence);
+  const VelocityNet net = lm.model.net;
+  VelocityField field = velocity_field(net);
+  NoGradGuard ng;
+  LikelihoodResult r = cnf_log_likelihood(field, x, o, probe_gen);
+  auto ll = r.log_likelihood.to(DType::f64).to_vector<double>();
+  double mean = 0, sq = 0;
+  for (double v : ll) mean += v / double(ll.size());
+  for (double v : ll) sq += (v - mean) * (v - mean);
+  const double stderr_ = std::sqrt(sq / double(ll.size() - 1) / double(ll.size()));
+  std::string json = fmt::format(
+      R"({{"checkpoint":"{}","step":{},"dataset":"{}","n":{},"divergence":"{}","solver":"{}","nll_mean":{:.6f},"nll_stderr":{:.6f},"nfe":{}}})",
+      a.checkpoint, lm.step, data, a.n, a.divergence, ode_method_name(o.ode.method), -mean, stderr_, r.nfe);
+  std::ofstream f(a.out);
+  DF_CHECK(bool(f), "nll: cannot write '{}'", a.out);
+  f << json << "\n";
+  DF_CHECK(bool(f.flush()), "nll: writing '{}' failed", a.out);
+  fmt::print("NLL {:.4f} ± {:.4f} nats over {} {} points ({} divergence, {} NFE) -> {}\n", -mean, stderr_, a.n, data,
+             a.divergence, r.nfe, a.out);
+}
+
+}  // namespace
+
+void add_flow_commands(CLI::App& app) {
+  auto ta = std::make_shared<TrainArgs>();
+  auto* train = app.add_subcommand("train", "Train a flow-matching model from a TOML config");
+  train->add_option("config", ta->config, "run configuration (TOML); see --help-config")->check(CLI::ExistingFile);
+  train->add_option("--set", ta->overrides, "override a config key: --set optim.lr=3e-4 (repeatable)");
+  train->add_option("--out", ta->out, "output directory (checkpoint, metrics.jsonl, samples.png)");
+  train->add_flag("--resume", ta->resume, "continue the run in --out from its checkpoint");
+  train->add_flag("--help-config", ta->help_config, "list every config key with its type, default and meaning");
+  train->callback([ta] { run_train(*ta); });
+
+  auto sa = std::make_shared<SampleArgs>();
+  auto* sample = app.add_subcommand("sample", "Draw samples from a trained checkpoint");
+  sample->add_option("--checkpoint", sa->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
+  sample->add_option("--out", sa->out, "output .npy file (a .png beside it for 2-D data)")->required();
+  sample->add_option("--solver", sa->solver, "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
+  sample->add_option("--steps", sa->steps, "steps of a fixed-step solver")->check(CLI::PositiveNumber);
+  sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
+  sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
+  sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(CLI::PositiveNumber);
+  sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str();
+  sample->add_option("--cfg", sa->cfg, "classifier-free guidance scale (class-conditional models)")->capture_default_str();
+  sample->callback([sa] { run_sample(*sa); });
+
+  auto na = std::make_shared<NllArgs>();
+  auto* nll = app.add_subcommand("nll", "Negative log-likelihood of held-out data under a checkpoint");
+  nll->add_option("--checkpoint", na->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
+  nll->add_option("--out", na->out, "output JSON file")->required();
+  nll->add_option("--divergence", na->divergence, "exact or hutchinson")->capture_default_str();
+  nll->add_option("--n", na->n, "number of data points")->capture_default_str()->check(CLI::PositiveNumber);
+  nll->add_option("--solver", na->solver, "ODE solver (default dopri5)");
+  nll->add_option("--steps", na->steps, "steps of a fixed-step solver")->check(CLI::PositiveNumber);
+  nll->add_option("--rtol", na->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
+  nll->add_option("--atol", na->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
+  nll->add_option("--seed", na->seed, "seed of the data points and probes")->capture_default_str();
+  nll->callback([na] { run_nll(*na); });
+}
+
+}  // namespace dualflow::cli

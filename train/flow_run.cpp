@@ -1,0 +1,278 @@
+// The Flow Matching training run and checkpoint-based model loading (see flow_run.h).
+#include "train/flow_run.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "kernels/cpu/parallel.h"
+#include "models/mlp_velocity.h"
+#include "train/checkpoint.h"
+#include "train/couplings.h"
+#include "train/data2d.h"
+#include "train/optim.h"
+#include "train/plots.h"
+
+namespace dualflow {
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+extern "C" void request_stop(int) { g_stop_requested.store(true); }
+
+bool is_2d_dataset(const std::string& name) {
+  for (const auto& n : dataset_2d_names())
+    if (n == name) return true;
+  return false;
+}
+
+void check_supported(const RunConfig& c) {
+  const std::string data = c.get_string("data.name");
+  DF_CHECK(is_2d_dataset(data),
+           "data.name = \"{}\": this version of `dualflow train` trains on the 2-D datasets ({}); image "
+           "datasets are not wired into training yet",
+           data, fmt::join(dataset_2d_names(), ", "));
+  DF_CHECK(c.get_string("model.kind") == "mlp",
+           "model.kind = \"{}\": 2-D data trains the MLP velocity network; set model.kind = \"mlp\"",
+           c.get_string("model.kind"));
+  DF_CHECK(c.get_string("method.name") == "cfm",
+           "method.name = \"{}\": this version of `dualflow train` implements conditional flow matching "
+           "(method.name = \"cfm\") only",
+           c.get_string("method.name"));
+  DF_CHECK(c.get_int("model.classes") == 0,
+           "model.classes = {}: the 2-D datasets have no class labels; set model.classes = 0", c.get_int("model.classes"));
+}
+
+Device run_device(const RunConfig& c) {
+  Device d = Device::parse(c.get_string("run.device"));
+  backend_for(d);  // a clear error when the device does not exist
+  return d;
+}
+
+struct Parts {
+  std::shared_ptr<ProbabilityPath> path;
+  std::shared_ptr<Coupling> coupling;
+};
+
+Parts make_parts(const RunConfig& c, Generator& noise_gen) {
+  Parts p;
+  const std::string coupling = c.get_string("method.coupling");
+  const double reg = c.get_float("method.sinkhorn_reg");
+  if (coupling == "sb") {
+    // Schrödinger-bridge CFM: reg = 2 sigma^2 fixes the bridge's noise level.
+    const double sigma = std::sqrt(reg / 2);
+    p.coupling = make_coupling("sb", {{"sigma", sigma}});
+    p.path = std::make_shared<SchrodingerBridgePath>(sigma, noise_gen);
+  } else {
+    p.coupling = coupling == "sinkhorn" ? make_coupling("sinkhorn", {{"reg", reg}}) : make_coupling(coupling);
+    PathParams params;
+    if (c.get_string("method.path") == "condot") params["sigma_min"] = c.get_float("method.sigma_min");
+    p.path = std::make_shared<AffinePath>(make_scheduler(c.get_string("method.path"), params));
+  }
+  return p;
+}
+
+OdeOptions sampler_options(const RunConfig& c) {
+  OdeOptions o;
+  o.method = parse_ode_method(c.get_string("sample.solver"));
+  o.steps = c.get_int("sample.steps");
+  o.rtol = c.get_float("sample.rtol");
+  o.atol = c.get_float("sample.atol");
+  return o;
+}
+
+std::string json_number(double v) {
+  if (std::isfinite(v)) return fmt::format("{:.9g}", v);
+  return std::isnan(v) ? "\"nan\"" : (v > 0 ? "\"inf\"" : "\"-inf\"");
+}
+
+double absmax(const Tensor& t) { return amax(abs(t.detach())).to(DType::f64).item(); }
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = request_stop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
+  check_supported(c);
+  MLPVelocityConfig m;
+  m.data_dim = 2;
+  m.width = c.get_int("model.width");
+  m.depth = c.get_int("model.depth");
+  m.use_h = false;
+  auto net = std::make_shared<MLPVelocity>(m, init);
+  VelocityModel vm;
+  vm.module = net;
+  vm.sample_shape = {2};
+  vm.net = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+    return net->forward(x, t, h, labels);
+  };
+  return vm;
+}
+
+TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o) {
+  namespace fs = std::filesystem;
+  check_supported(c);
+  DF_CHECK(!o.out_dir.empty(), "train: an output directory is required (--out DIR)");
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  DF_CHECK(!ec && fs::is_directory(o.out_dir), "train: cannot create the output directory '{}': {}", o.out_dir,
+           ec ? ec.message() : "not a directory");
+  const std::string ckpt = (fs::path(o.out_dir) / "checkpoint.safetensors").string();
+  const std::string metrics_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
+  DF_CHECK(!o.resume || fs::exists(ckpt), "train --resume: no checkpoint at '{}'", ckpt);
+  if (c.get_int("run.threads") > 0) cpu::set_num_threads(int(c.get_int("run.threads")));
+
+  const Device dev = run_device(c);
+  const uint64_t seed = uint64_t(c.get_int("run.seed"));
+  Generator init_gen(seed), data_gen(seed + 0x9E3779B97F4A7C15ull);
+  VelocityModel vm = build_velocity_model(c, init_gen);
+  vm.module->to(dev);
+  NamedTensors params = vm.module->named_parameters();
+  OptimizerOptions oo;
+  oo.name = c.get_string("optim.name");
+  oo.lr = c.get_float("optim.lr");
+  oo.weight_decay = c.get_float("optim.weight_decay");
+  if (oo.name != "sgd") {
+    oo.beta1 = c.get_float("optim.beta1");
+    oo.beta2 = c.get_float("optim.beta2");
+  }
+  std::unique_ptr<Optimizer> opt = make_optimizer(params, oo);
+  LrSchedule schedule;
+  schedule.base_lr = oo.lr;
+  schedule.warmup_steps = c.get_int("optim.warmup_steps");
+  schedule.kind = LrSchedule::parse_kind(c.get_string("optim.schedule"));
+  schedule.total_steps = c.get_int("train.steps");
+  schedule.validate();
+  const double ema_decay = c.get_float("optim.ema_decay");
+  std::unique_ptr<Ema> ema;
+  if (ema_decay > 0) ema = std::make_unique<Ema>(params, EmaOptions{.decay = ema_decay});
+  Parts parts = make_parts(c, data_gen);
+
+  const std::string config_text = c.to_toml();
+  CheckpointParts ckpt_parts{vm.module.get(), opt.get(), ema.get(), {{"data", &data_gen}}};
+  int64_t step = 0;
+  if (o.resume) step = load_checkpoint(ckpt, ckpt_parts).step;
+  auto save = [&] {
+    CheckpointInfo info;
+    info.step = step;
+    info.config = config_text;
+    save_checkpoint(ckpt, ckpt_parts, info);
+  };
+
+  std::ofstream metrics(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
+  DF_CHECK(bool(metrics), "train: cannot write the metrics file '{}'", metrics_path);
+  const int64_t total = c.get_int("train.steps"), batch = c.get_int("train.batch");
+  const int64_t log_every = c.get_int("train.log_every"), ckpt_every = c.get_int("train.checkpoint_every");
+  const double clip = c.get_float("optim.grad_clip");
+  const std::string data = c.get_string("data.name");
+  const TensorOptions f32(DType::f32, dev);
+  DF_CHECK(step <= total, "train --resume: the checkpoint is at step {}, beyond train.steps = {}", step, total);
+
+  using clock = std::chrono::steady_clock;
+  const auto started = clock::now();
+  auto window_start = started;
+  int64_t window_steps = 0;
+  TrainRunResult result;
+  g_stop_requested.store(false);
+  while (step < total) {
+    if (g_stop_requested.load()) {
+      save();
+      result.interrupted = true;
+      if (!o.quiet) fmt::print("{}stopped at step {}: checkpoint saved to {}\n", o.progress_line ? "\n" : "", step, ckpt);
+      break;
+    }
+    opt->set_lr(schedule.lr_at(step));
+    Tensor x1 = sample_2d(data, batch, data_gen, f32);
+    Tensor x0 = randn({batch, 2}, data_gen, f32);
+    CoupledBatch pair = parts.coupling->couple(x0, x1, data_gen);
+    Tensor t = rand({batch}, data_gen, f32);
+    Tensor loss = cfm_loss(vm.net, *parts.path, pair.x0, pair.x1, t);
+    const double loss_value = loss.to(DType::f64).item();
+    opt->zero_grad();
+    double grad_norm = std::numeric_limits<double>::quiet_NaN();
+    if (std::isfinite(loss_value)) {
+      loss.backward();
+      grad_norm = clip_grad_norm(params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
+    }
+    if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
+      // Record the offending batch, keep the last good checkpoint, and stop with the step named.
+      metrics << fmt::format(
+                     R"({{"step":{},"event":"non_finite","loss":{},"grad_norm":{},"x0_absmax":{},"x1_absmax":{},"t_min":{},"t_max":{}}})",
+                     step + 1, json_number(loss_value), json_number(grad_norm), json_number(absmax(pair.x0)),
+                     json_number(absmax(pair.x1)), json_number(amin(t).item()), json_number(amax(t).item()))
+              << std::endl;
+      fail("train: step {}: the {} is {}; training stopped. The last good checkpoint is '{}'; the batch's "
+           "statistics are in '{}'",
+           step + 1, std::isfinite(loss_value) ? "gradient norm" : "loss",
+           std::isfinite(loss_value) ? grad_norm : loss_value, fs::exists(ckpt) ? ckpt : "(none written yet)",
+           metrics_path);
+    }
+    opt->step();
+    ++step;
+    ++window_steps;
+    if (ema) ema->update(step);
+    result.last_loss = loss_value;
+    if (step % log_every == 0 || step == total) {
+      const auto now = clock::now();
+      const double secs = std::chrono::duration<double>(now - window_start).count();
+      const double its = secs > 0 ? window_steps / secs : 0;
+      window_start = now;
+      window_steps = 0;
+      metrics << fmt::format(R"({{"step":{},"loss":{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step,
+                             json_number(loss_value), json_number(opt->lr()), json_number(grad_norm), its)
+              << std::endl;
+      if (!o.quiet) {
+        const double eta = its > 0 ? double(total - step) / its : 0;
+        std::string line = fmt::format("step {}/{}  loss {:.5f}  {:.1f} it/s  ETA {:.0f} s", step, total, loss_value, its, eta);
+        if (o.progress_line) fmt::print("\r{:<78}", line);
+        else fmt::print("{}\n", line);
+        std::fflush(stdout);
+      }
+    }
+    if (ckpt_every > 0 && step % ckpt_every == 0 && step < total) save();
+  }
+  if (!result.interrupted) {
+    save();
+    if (!o.quiet && o.progress_line) fmt::print("\n");
+    // Samples from the evaluation (EMA) weights.
+    if (ema) ema->swap();
+    Generator sample_gen(seed + 7);
+    Tensor noise = randn({c.get_int("sample.n"), 2}, sample_gen, f32);
+    OdeResult r = sample_flow(vm.net, noise, sampler_options(c));
+    if (ema) ema->swap();
+    const std::string png = (fs::path(o.out_dir) / "samples.png").string();
+    save_scatter_png(png, r.x);
+    if (!o.quiet)
+      fmt::print("trained {} steps in {:.1f} s; checkpoint {}; samples {} ({} NFE)\n", step,
+                 std::chrono::duration<double>(clock::now() - started).count(), ckpt, png, r.nfe);
+  }
+  result.steps_done = step;
+  return result;
+}
+
+LoadedModel load_model_from_checkpoint(const std::string& path) {
+  CheckpointInfo info;
+  NamedTensors weights = checkpoint_weights(path, true, &info);
+  DF_CHECK(!info.config.empty(), "checkpoint {}: holds no run config (metadata 'dualflow.config' is empty)", path);
+  LoadedModel lm{parse_config_text(info.config, path + " (stored config)", {}, flow_matching_schema()), {}, info.step};
+  Generator init(0);
+  lm.model = build_velocity_model(lm.config, init);
+  lm.model.module->load_state_dict(weights);
+  lm.model.module->eval();
+  lm.model.module->to(run_device(lm.config));
+  return lm;
+}
+
+}  // namespace dualflow

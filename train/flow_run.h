@@ -1,0 +1,54 @@
+// A Flow Matching run as the `dualflow train / sample / nll` programs drive it: the model,
+// data, path, coupling and optimizer a RunConfig describes, the training loop (metrics,
+// progress, periodic atomic checkpoints, a stop on a non-finite loss, a clean stop on
+// SIGINT/SIGTERM, bitwise-identical resume), and sampling / likelihood from a checkpoint.
+// This version trains on the built-in 2-D datasets with MLPVelocity and the CFM loss.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "models/module.h"
+#include "train/cfm.h"
+#include "train/config.h"
+#include "train/likelihood.h"
+
+namespace dualflow {
+
+// The network a config describes, and the VelocityNet that calls it.
+struct VelocityModel {
+  std::shared_ptr<Module> module;
+  VelocityNet net;
+  Shape sample_shape;  // one sample, without the batch dim
+  int64_t num_classes = 0;
+};
+VelocityModel build_velocity_model(const RunConfig& config, Generator& init);
+
+struct TrainRunOptions {
+  std::string out_dir;          // receives checkpoint.safetensors, metrics.jsonl, samples.png
+  bool resume = false;          // continue from out_dir/checkpoint.safetensors
+  bool progress_line = false;   // one updating line (a terminal) instead of plain log lines
+  bool quiet = false;           // no console output at all (tests)
+};
+
+struct TrainRunResult {
+  int64_t steps_done = 0;       // the step count reached (including resumed steps)
+  bool interrupted = false;     // stopped by SIGINT/SIGTERM after saving
+  double last_loss = 0;
+};
+
+// Trains as configured. Throws (after writing what it can) on a non-finite loss, naming the
+// step; the last good checkpoint stays in place.
+TrainRunResult train_flow_matching(const RunConfig& config, const TrainRunOptions& options);
+
+// Installs SIGINT/SIGTERM handlers that ask a running train_flow_matching to save and stop.
+void install_stop_signal_handlers();
+
+// A checkpoint's config and its model with the evaluation (EMA when present) weights loaded.
+struct LoadedModel {
+  RunConfig config;
+  VelocityModel model;
+  int64_t step = 0;
+};
+LoadedModel load_model_from_checkpoint(const std::string& path);
+
+}  // namespace dualflow
