@@ -157,7 +157,9 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
   schedule.validate();
   const double ema_decay = c.get_float("optim.ema_decay");
   std::unique_ptr<Ema> ema;
-  if (ema_decay > 0) ema = std::make_unique<Ema>(params, EmaOptions{.decay = ema_decay});
+  // With warmup the average forgets the initial weights quickly (decay (1 + s) / (10 + s) early
+  // on); a plain 0.999 average still holds 22% of the initialisation after 1500 steps.
+  if (ema_decay > 0) ema = std::make_unique<Ema>(params, EmaOptions{.decay = ema_decay, .warmup = true});
   Parts parts = make_parts(c, data_gen);
 
   const std::string config_text = c.to_toml();
