@@ -249,28 +249,8 @@ Tensor DiT::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Ten
   DF_CHECK(x.shape()[2] == config_.input_size && x.shape()[3] == config_.input_size,
            "{}: image size expected {}x{}, got {}x{}", describe(), config_.input_size, config_.input_size, x.shape()[2],
            x.shape()[3]);
-  auto check_time = [&](const char* what, const Tensor& s) {
-    DF_CHECK(s.defined() && s.dim() >= 1 && s.shape()[0] == n && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
-             "{}: {} expected [{}] or [{}, 1], got {}", describe(), what, n, n, s.defined() ? s.shape().str() : "undefined");
-  };
-  check_time("t", t);
+  Tensor c = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get());
   Tensor tokens = x_embedder->forward(x) + pos_embed;
-  Tensor c = t_embedder->forward(t);
-  if (h_embedder) {
-    check_time("h", h);
-    c = c + h_embedder->forward(h);
-  } else {
-    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(), h.shape().str());
-  }
-  if (y_embedder) {
-    Tensor y = labels.defined() ? labels
-                                : full(Shape{n}, double(y_embedder->null_class()), TensorOptions(DType::i64, x.device()));
-    DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", describe(), n, y.shape().str());
-    c = c + y_embedder->forward(y);
-  } else {
-    DF_CHECK(!labels.defined(), "{}: was built without classes (num_classes = 0) but was given labels {}", describe(),
-             labels.shape().str());
-  }
   for (const auto& block : *blocks) tokens = block->forward(tokens, c);
   return unpatchify(final_layer->forward(tokens, c));
 }

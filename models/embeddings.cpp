@@ -142,4 +142,29 @@ Tensor FourierFeatures::forward(const Tensor& x) {
   return cat({sin(a), cos(a)}, -1);
 }
 
+Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
+                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder) {
+  auto check_time = [&](const char* what, const Tensor& s) {
+    DF_CHECK(s.defined() && s.dim() >= 1 && s.shape()[0] == n && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
+             "{}: {} expected [{}] or [{}, 1], got {}", who, what, n, n, s.defined() ? s.shape().str() : "undefined");
+  };
+  check_time("t", t);
+  Tensor c = t_embedder.forward(t);
+  if (h_embedder) {
+    check_time("h", h);
+    c = c + h_embedder->forward(h);
+  } else {
+    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", who, h.shape().str());
+  }
+  if (y_embedder) {
+    Tensor y = labels.defined() ? labels : full(Shape{n}, double(y_embedder->null_class()), TensorOptions(DType::i64, t.device()));
+    DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", who, n, y.shape().str());
+    c = c + y_embedder->forward(y);
+  } else {
+    DF_CHECK(!labels.defined(), "{}: was built without classes (num_classes = 0) but was given labels {}", who,
+             labels.shape().str());
+  }
+  return c;
+}
+
 }  // namespace dualflow

@@ -101,4 +101,11 @@ class FourierFeatures : public UnaryModule {
   double sigma_;
 };
 
+// The conditioning vector a network's blocks read: t_embedder(t), plus h_embedder(h) when the
+// network has one (MeanFlow's h = t - r), plus y_embedder(labels) when it has classes (the null
+// class where labels are undefined). Checks that t and h are [n] or [n, 1] and that h and labels
+// are given only to networks built for them; `who` names the network in errors.
+Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
+                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder);
+
 }  // namespace dualflow

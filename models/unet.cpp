@@ -183,26 +183,7 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Te
            c.in_channels, x.shape()[1], x.shape().str());
   DF_CHECK(x.shape()[2] == c.image_size && x.shape()[3] == c.image_size, "{}: image size expected {}x{}, got {}x{}",
            describe(), c.image_size, c.image_size, x.shape()[2], x.shape()[3]);
-  auto check_time = [&](const char* what, const Tensor& s) {
-    DF_CHECK(s.defined() && s.dim() >= 1 && s.shape()[0] == n && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
-             "{}: {} expected [{}] or [{}, 1], got {}", describe(), what, n, n, s.defined() ? s.shape().str() : "undefined");
-  };
-  check_time("t", t);
-  Tensor emb = t_embedder->forward(t);
-  if (h_embedder) {
-    check_time("h", h);
-    emb = emb + h_embedder->forward(h);
-  } else {
-    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(), h.shape().str());
-  }
-  if (y_embedder) {
-    Tensor y = labels.defined() ? labels : y_embedder->null_labels(Tensor::empty({n}, x.options()));
-    DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", describe(), n, y.shape().str());
-    emb = emb + y_embedder->forward(y);
-  } else {
-    DF_CHECK(!labels.defined(), "{}: was built without classes (num_classes = 0) but was given labels {}", describe(),
-             labels.shape().str());
-  }
+  Tensor emb = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get());
 
   std::vector<Tensor> skips;
   Tensor hcur = input_conv->forward(x);

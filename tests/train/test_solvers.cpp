@@ -9,47 +9,13 @@
 
 #include "engine/dualflow.h"
 #include "tests/engine/test_util.h"
+#include "tests/train/dense_matrix.h"
 #include "train/solvers.h"
 
 namespace dualflow::testing {
 namespace {
 
 using Catch::Matchers::Contains;
-using Mat = std::vector<std::vector<double>>;
-
-Mat matmul(const Mat& a, const Mat& b) {
-  const size_t n = a.size();
-  Mat c(n, std::vector<double>(n, 0.0));
-  for (size_t i = 0; i < n; ++i)
-    for (size_t k = 0; k < n; ++k)
-      for (size_t j = 0; j < n; ++j) c[i][j] += a[i][k] * b[k][j];
-  return c;
-}
-
-// exp(s·A) by scaling and squaring of a long Taylor series: exact to rounding for small A.
-Mat expm(const Mat& a, double s) {
-  const size_t n = a.size();
-  const int squarings = 10;
-  const double scale = s / double(1 << squarings);
-  Mat result(n, std::vector<double>(n, 0.0)), term(n, std::vector<double>(n, 0.0));
-  for (size_t i = 0; i < n; ++i) result[i][i] = term[i][i] = 1.0;
-  for (int k = 1; k <= 20; ++k) {
-    term = matmul(term, a);
-    for (auto& row : term)
-      for (double& v : row) v *= scale / k;
-    for (size_t i = 0; i < n; ++i)
-      for (size_t j = 0; j < n; ++j) result[i][j] += term[i][j];
-  }
-  for (int i = 0; i < squarings; ++i) result = matmul(result, result);
-  return result;
-}
-
-Tensor to_tensor(const Mat& m) {
-  std::vector<double> v;
-  for (const auto& row : m) v.insert(v.end(), row.begin(), row.end());
-  return from_vector(v, {int64_t(m.size()), int64_t(m.size())}, DType::f64);
-}
-
 // dx/dt = A x on a batch of row vectors: x' = x Aᵀ, solved by x(t) = x(0) exp(tA)ᵀ.
 const Mat kA = {{-0.4, 1.3, 0.2}, {-0.9, -0.1, 0.5}, {0.3, -0.6, -0.7}};
 
