@@ -167,33 +167,88 @@ MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor
   check_labels(who, labels, x.shape()[0]);
 
   MeanFlowLoss out;
+  const int64_t n = x.shape()[0];
   Tensor t_b = per_sample(t, x);
   Tensor z = (1.0 - t_b) * x + t_b * e;
   Tensor v = e - x;
   out.velocity = options.guided() ? meanflow_guided_velocity(net, z, t, v, labels, options) : v;
 
-  MeanFlowJvp j = meanflow_jvp(net, z, t, r, out.velocity, labels);
-  out.u = j.u;
-  out.dudt = j.dudt;
+  // Rows with t - r <= 0 have the target v itself (the clipped gap multiplies du/dt by 0), and
+  // they are most of the batch (75% by default). They run a plain forward; only the others
+  // carry tangents, which saves most of the JVP's work and of the memory its tangents hold.
+  // Splitting is exact because the networks treat samples independently. Order: the no-gap
+  // rows, then the rest, each in batch order, so sample_meanflow_times' layout (r = t rows
+  // first) needs no gather.
+  Tensor gap = clamp(t - r, 0.0, 1.0);
+  std::vector<int64_t> order, with_gap;
   {
-    NoGradGuard no_grad;
-    // Clipping t - r to [0, 1] as the official code does keeps rows with r > t at the flow
-    // matching target instead of extrapolating backwards.
-    out.target = stop_gradient(out.velocity - per_sample(clamp(t - r, 0.0, 1.0), x) * out.dudt);
+    const std::vector<double> gaps = gap.to(DType::f64).to_vector<double>();
+    for (int64_t i = 0; i < n; ++i) (gaps[size_t(i)] > 0 ? with_gap : order).push_back(i);
   }
+  const int64_t flat_rows = int64_t(order.size());
+  order.insert(order.end(), with_gap.begin(), with_gap.end());
+  bool in_batch_order = true;
+  for (int64_t i = 0; i < n; ++i) in_batch_order &= order[size_t(i)] == i;
+  Tensor order_index, inverse_index;
+  if (!in_batch_order) {
+    std::vector<int64_t> inverse(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) inverse[size_t(order[size_t(i)])] = i;
+    order_index = from_vector(order, {n}).to(x.device());
+    inverse_index = from_vector(inverse, {n}).to(x.device());
+  }
+  auto reorder = [&](const Tensor& a) { return a.defined() && !in_batch_order ? index_select(a, 0, order_index) : a; };
+  auto restore = [&](const Tensor& a) { return in_batch_order ? a : index_select(a, 0, inverse_index); };
+  auto rows = [&](const Tensor& a, int64_t start, int64_t count) { return a.defined() ? a.narrow(0, start, count) : a; };
+
+  const Tensor z_o = reorder(z), t_o = reorder(t), r_o = reorder(r), velocity_o = reorder(out.velocity),
+               labels_o = reorder(labels), gap_o = reorder(gap);
+  const int64_t jvp_rows = n - flat_rows;
+  std::vector<Tensor> u_parts, dudt_parts;
+  if (flat_rows > 0) {
+    const Tensor z_f = rows(z_o, 0, flat_rows), t_f = rows(t_o, 0, flat_rows);
+    Tensor u_f = net(z_f, t_f, t_f - rows(r_o, 0, flat_rows), rows(labels_o, 0, flat_rows));
+    DF_CHECK(u_f.shape().vec() == z_f.shape().vec(), "{}: the network returned {} for an input of shape {}", who,
+             u_f.shape().str(), z_f.shape().str());
+    u_parts.push_back(u_f);
+    dudt_parts.push_back(zeros_like(u_f.detach()));
+  }
+  if (jvp_rows > 0) {
+    MeanFlowJvp j = meanflow_jvp(net, rows(z_o, flat_rows, jvp_rows), rows(t_o, flat_rows, jvp_rows),
+                                 rows(r_o, flat_rows, jvp_rows), rows(velocity_o, flat_rows, jvp_rows),
+                                 rows(labels_o, flat_rows, jvp_rows));
+    u_parts.push_back(j.u);
+    dudt_parts.push_back(j.dudt);
+  }
+  Tensor u_o = u_parts.size() == 1 ? u_parts[0] : cat(u_parts, 0);
   std::vector<int64_t> sample_dims;
   for (int64_t d = 1; d < x.dim(); ++d) sample_dims.push_back(d);
-  Tensor error = sum(square(out.u - out.target), sample_dims);  // L_i, on the tape
+  Tensor target_o, weight_o;
   {
     NoGradGuard no_grad;
-    out.error = error.detach();
-    out.weight = options.adaptive_p == 0.0 ? ones_like(out.error)
-                                           : pow(out.error + options.adaptive_c, -options.adaptive_p);
+    Tensor dudt_o = dudt_parts.size() == 1 ? dudt_parts[0] : cat(dudt_parts, 0);
+    // Clipping t - r to [0, 1] as the official code does keeps rows with r > t at the flow
+    // matching target instead of extrapolating backwards.
+    target_o = stop_gradient(velocity_o - per_sample(gap_o, x) * dudt_o);
+    out.dudt = restore(dudt_o);
+    out.target = restore(target_o);
+  }
+  Tensor error_o = sum(square(u_o - target_o), sample_dims);  // L_i, on the tape
+  {
+    NoGradGuard no_grad;
+    weight_o = options.adaptive_p == 0.0 ? ones_like(error_o.detach())
+                                         : pow(error_o.detach() + options.adaptive_c, -options.adaptive_p);
+    out.error = restore(error_o.detach());
+    out.weight = restore(weight_o);
     out.mean_error = mean(out.error);
-    out.mse = out.mean_error * (double(x.shape()[0]) / double(x.numel()));
+    out.mse = out.mean_error * (double(n) / double(x.numel()));
+  }
+  // The loss is a mean over rows, so it is computed in the split order.
+  out.loss = options.adaptive_p == 0.0 ? mean(error_o) : mean(stop_gradient(weight_o) * error_o);
+  out.u = in_batch_order ? u_o : index_select(u_o, 0, inverse_index);
+  {
+    NoGradGuard no_grad;
     out.velocity_error = mean(sum(square(out.u.detach() - v), sample_dims));
   }
-  out.loss = options.adaptive_p == 0.0 ? mean(error) : mean(stop_gradient(out.weight) * error);
   return out;
 }
 

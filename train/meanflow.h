@@ -103,7 +103,7 @@ MeanFlowJvp meanflow_jvp(const VelocityNet& net, const Tensor& z, const Tensor& 
 struct MeanFlowLoss {
   Tensor loss;            // scalar: mean_i w_i L_i, what backward runs on
   Tensor u;               // the network's average velocity [N, ...] (on the tape)
-  Tensor dudt;            // its total derivative along the trajectory [N, ...] (no tape)
+  Tensor dudt;            // its total derivative along the trajectory [N, ...] (no tape); 0 where t <= r
   Tensor velocity;        // the velocity in the target and the JVP: v, or v_g with guidance
   Tensor target;          // u_tgt = sg(velocity - clip(t - r, 0, 1) dudt) [N, ...] (no tape)
   Tensor error;           // L_i = sum over dims of (u - u_tgt)^2 [N] (no tape)
@@ -118,6 +118,9 @@ struct MeanFlowLoss {
 //   (u, dudt) = meanflow_jvp(net, z, t, r, v_g),
 //   u_tgt = sg(v_g - clip(t - r, 0, 1) dudt)                 (Eq. 10, clipped as the official code)
 //   L_i = sum_d (u - u_tgt)^2, loss = mean_i sg(1 / (L_i + c)^p) L_i.
+// Rows with t <= r, whose target does not use dudt, run a plain forward instead of the JVP (one
+// network call for them, one JVP call for the rest): exact for networks that treat samples
+// independently, as all of models/ do, and most of the tangents' cost and memory saved.
 // `labels` (i64 [N] or undefined) are fed to the network as given: apply drop_class_labels
 // first (meanflow_training_loss does). Only non-null rows get the guided velocity.
 MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor& e, const Tensor& t, const Tensor& r,
