@@ -29,9 +29,11 @@ VelocityField velocity_field(const VelocityNet& net, const GuidanceOptions& g) {
   };
 }
 
-OdeResult sample_flow(const VelocityNet& net, const Tensor& x0, const OdeOptions& options, const GuidanceOptions& guidance) {
+OdeResult sample_flow(const VelocityNet& net, const Tensor& x0, const OdeOptions& options, const GuidanceOptions& guidance,
+                      double t_end) {
+  DF_CHECK(t_end > 0 && t_end <= 1, "sample_flow: t_end must lie in (0, 1], given {}", t_end);
   NoGradGuard ng;
-  return odeint(velocity_field(net, guidance), x0, 0.0, 1.0, options);
+  return odeint(velocity_field(net, guidance), x0, 0.0, t_end, options);
 }
 
 }  // namespace dualflow

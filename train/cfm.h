@@ -30,8 +30,9 @@ struct GuidanceOptions {
 // with classifier-free guidance when scale != 1 (both branches in one batched call).
 VelocityField velocity_field(const VelocityNet& net, const GuidanceOptions& guidance = {});
 
-// Integrates noise x0 from t = 0 to t = 1 under the network (no gradients recorded).
+// Integrates noise x0 from t = 0 to t = t_end (1, or just below it for a path whose velocity
+// is singular at t = 1) under the network (no gradients recorded).
 OdeResult sample_flow(const VelocityNet& net, const Tensor& x0, const OdeOptions& options,
-                      const GuidanceOptions& guidance = {});
+                      const GuidanceOptions& guidance = {}, double t_end = 1.0);
 
 }  // namespace dualflow

@@ -78,8 +78,8 @@ void run_sample(const SampleArgs& a) {
   std::vector<int64_t> dims = {n};
   for (int64_t d : lm.model.sample_shape) dims.push_back(d);
   Device dev = lm.model.module->parameters().front().device();
-  Tensor noise = randn(Shape(dims), gen, TensorOptions(DType::f32, dev));
-  OdeResult r = sample_flow(lm.model.net, noise, o);
+  Tensor noise = randn(Shape(dims), gen, TensorOptions(DType::f32, dev)) * lm.model.source_std;
+  OdeResult r = sample_flow(lm.model.net, noise, o, {}, lm.model.t_end);
   save_npy_f32(a.out, r.x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
   if (r.x.dim() == 2 && r.x.shape()[1] == 2) save_scatter_png(png, r.x);
@@ -103,6 +103,8 @@ void run_nll(const NllArgs& a) {
   LikelihoodOptions o;
   o.ode = ode_options(lm.config, a.solver.empty() ? "dopri5" : a.solver, a.steps, a.rtol, a.atol);
   o.divergence = parse_divergence_method(a.divergence);
+  o.t_data = lm.model.t_end;
+  o.prior_std = lm.model.source_std;
   const VelocityNet net = lm.model.net;
   VelocityField field = velocity_field(net);
   NoGradGuard ng;

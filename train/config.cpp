@@ -508,16 +508,44 @@ ConfigSchema flow_matching_schema() {
   s.add_int("model.unet_blocks", 2, "U-Net residual blocks per level").at_least(1);
   s.add_int_list("model.unet_attention", {7}, "U-Net resolutions (pixels per side) that get self-attention").at_least(1);
 
-  s.add_string("method.name", "cfm", "training objective: conditional flow matching or MeanFlow").one_of({"cfm", "meanflow"});
+  s.add_string("method.name", "cfm",
+               "training objective: conditional flow matching, denoising score matching (noise prediction, "
+               "sampled by the probability-flow ODE), maximum-likelihood CNF, reflow of a trained flow, or MeanFlow")
+      .one_of({"cfm", "score", "cnf_mle", "reflow", "meanflow"});
   s.add_string("method.path", "condot", "probability path from noise to data")
       .one_of({"condot", "vp", "ve", "cosine", "polynomial"});
   s.add_float("method.sigma_min", 0.0, "noise left at the data end of the CondOT path").at_least(0);
+  s.add_float("method.vp_beta_min", 0.1, "beta_min of the VP path").greater_than(0);
+  s.add_float("method.vp_beta_max", 20.0, "beta_max of the VP path").greater_than(0);
+  s.add_float("method.ve_sigma_min", 0.01, "noise level of the VE path at the data end").greater_than(0);
+  s.add_float("method.ve_sigma_max", 50.0, "noise level of the VE path at the noise end (its source is N(0, sigma_max^2 I))")
+      .greater_than(0);
+  s.add_float("method.poly_n", 2.0, "exponent n of the polynomial path alpha_t = t^n").greater_than(0);
+  s.add_float("method.t_max", 1.0,
+              "the data end of time: train on t in [0, t_max] and sample up to it; set it just below 1 for the VP "
+              "path, whose velocity is singular at t = 1")
+      .greater_than(0)
+      .at_most(1);
   s.add_string("method.coupling", "independent", "how noise and data are paired within a batch")
       .one_of({"independent", "exact_ot", "sinkhorn", "sb"});
   s.add_float("method.sinkhorn_reg", 0.05, "entropic regularisation of the sinkhorn and sb couplings").greater_than(0);
   s.add_float("method.class_dropout", 0.1, "probability of dropping the label, for classifier-free guidance")
       .at_least(0)
       .at_most(1);
+
+  s.add_string("cnf.solver", "rk4", "fixed-step solver the likelihood is back-propagated through (method cnf_mle)")
+      .one_of({"euler", "midpoint", "heun", "rk4"});
+  s.add_int("cnf.steps", 10, "solver steps of the training likelihood (method cnf_mle)").at_least(1);
+  s.add_string("cnf.divergence", "exact", "divergence of the training likelihood: exact or a Hutchinson estimate")
+      .one_of({"exact", "hutchinson"});
+  s.add_string("cnf.probe", "rademacher", "Hutchinson probe distribution").one_of({"rademacher", "gaussian"});
+
+  s.add_string("reflow.teacher", "", "checkpoint of the trained flow whose ODE pairs are learned (method reflow)");
+  s.add_int("reflow.pairs", 20000, "number of (noise, sample) pairs drawn from the teacher").at_least(1);
+  s.add_string("reflow.solver", "rk4", "solver that draws the teacher's pairs")
+      .one_of({"euler", "midpoint", "heun", "rk4", "dopri5"});
+  s.add_int("reflow.steps", 25, "steps of a fixed-step reflow.solver").at_least(1);
+  s.add_bool("reflow.init_from_teacher", true, "start from the teacher's weights (as rectified flow does)");
 
   s.add_float("meanflow.ratio_r_neq_t", 0.25, "fraction of MeanFlow samples with r != t (the rest use r = t)")
       .at_least(0)

@@ -18,6 +18,8 @@
 #include "train/data2d.h"
 #include "train/optim.h"
 #include "train/plots.h"
+#include "train/reflow.h"
+#include "train/score_matching.h"
 
 namespace dualflow {
 
@@ -41,18 +43,45 @@ void check_supported(const RunConfig& c) {
   DF_CHECK(c.get_string("model.kind") == "mlp",
            "model.kind = \"{}\": 2-D data trains the MLP velocity network; set model.kind = \"mlp\"",
            c.get_string("model.kind"));
-  DF_CHECK(c.get_string("method.name") == "cfm",
-           "method.name = \"{}\": this version of `dualflow train` implements conditional flow matching "
-           "(method.name = \"cfm\") only",
-           c.get_string("method.name"));
+  const std::string method = c.get_string("method.name");
+  DF_CHECK(method != "meanflow",
+           "method.name = \"meanflow\": this version of `dualflow train` implements cfm, score, cnf_mle and reflow");
   DF_CHECK(c.get_int("model.classes") == 0,
            "model.classes = {}: the 2-D datasets have no class labels; set model.classes = 0", c.get_int("model.classes"));
+  const std::string coupling = c.get_string("method.coupling");
+  if (method == "score" || method == "reflow")
+    DF_CHECK(coupling == "independent",
+             "method.coupling = \"{}\": method \"{}\" {}; set method.coupling = \"independent\"", coupling, method,
+             method == "score" ? "learns E[x_0 | x_t] under independently drawn pairs"
+                               : "trains on the teacher's own (noise, sample) pairs");
+  if (method == "reflow") {
+    DF_CHECK(!c.get_string("reflow.teacher").empty(),
+             "method.name = \"reflow\" needs reflow.teacher = the checkpoint of a trained flow");
+    DF_CHECK(c.get_string("method.path") == "condot",
+             "method.path = \"{}\": reflow trains straight (CondOT) paths between its pairs; set method.path = \"condot\"",
+             c.get_string("method.path"));
+  }
 }
 
 Device run_device(const RunConfig& c) {
   Device d = Device::parse(c.get_string("run.device"));
   backend_for(d);  // a clear error when the device does not exist
   return d;
+}
+
+std::shared_ptr<AffinePath> affine_path(const RunConfig& c) {
+  const std::string name = c.get_string("method.path");
+  PathParams params;
+  if (name == "condot") params = {{"sigma_min", c.get_float("method.sigma_min")}};
+  if (name == "vp") params = {{"beta_min", c.get_float("method.vp_beta_min")}, {"beta_max", c.get_float("method.vp_beta_max")}};
+  if (name == "ve")
+    params = {{"sigma_min", c.get_float("method.ve_sigma_min")}, {"sigma_max", c.get_float("method.ve_sigma_max")}};
+  if (name == "polynomial") params = {{"n", c.get_float("method.poly_n")}};
+  return make_affine_path(name, params);
+}
+
+SchedulerValues scheduler_at(const AffinePath& path, double t) {
+  return path.scheduler()(full({1}, t, TensorOptions(DType::f64)));
 }
 
 struct Parts {
@@ -71,9 +100,7 @@ Parts make_parts(const RunConfig& c, Generator& noise_gen) {
     p.path = std::make_shared<SchrodingerBridgePath>(sigma, noise_gen);
   } else {
     p.coupling = coupling == "sinkhorn" ? make_coupling("sinkhorn", {{"reg", reg}}) : make_coupling(coupling);
-    PathParams params;
-    if (c.get_string("method.path") == "condot") params["sigma_min"] = c.get_float("method.sigma_min");
-    p.path = std::make_shared<AffinePath>(make_scheduler(c.get_string("method.path"), params));
+    p.path = affine_path(c);
   }
   return p;
 }
@@ -115,11 +142,111 @@ VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
   VelocityModel vm;
   vm.module = net;
   vm.sample_shape = {2};
-  vm.net = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+  vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
     return net->forward(x, t, h, labels);
   };
+  vm.net = vm.network;
+  vm.t_end = c.get_float("method.t_max");
+  const std::string method = c.get_string("method.name");
+  if (c.get_string("method.coupling") != "sb" && method != "reflow") {
+    auto path = affine_path(c);
+    SchedulerValues at0 = scheduler_at(*path, 0.0), at_end = scheduler_at(*path, vm.t_end);
+    // The source the samplers start from: x_t at t = 0 is alpha_0 x_1 + sigma_0 x_0, and
+    // alpha_0 x_1 is negligible (or, on the VE path, small next to sigma_max).
+    vm.source_std = at0.sigma.item();
+    DF_CHECK(std::isfinite(at_end.d_alpha.item()) && std::isfinite(at_end.d_sigma.item()),
+             "method.t_max = {}: the {} path's velocity is infinite there; set method.t_max a little below 1 "
+             "(e.g. 0.99999)",
+             vm.t_end, c.get_string("method.path"));
+    if (method == "score") {
+      DF_CHECK(at0.alpha.item() > 0,
+               "method.name = \"score\" turns predicted noise into a velocity by dividing by alpha_t, which is 0 at "
+               "t = 0 on the {} path; use method.path = \"vp\" or \"ve\"",
+               c.get_string("method.path"));
+      vm.net = probability_flow_velocity(vm.network, path);
+    }
+  }
   return vm;
 }
+
+namespace {
+
+// A training objective turns a fresh batch into a loss; `inputs` are kept for the report that
+// a non-finite loss writes.
+struct ObjectiveBatch {
+  Tensor loss;
+  std::vector<std::pair<std::string, Tensor>> inputs;
+};
+using Objective = std::function<ObjectiveBatch(Generator& gen)>;
+
+LikelihoodOptions training_likelihood(const RunConfig& c, const VelocityModel& vm) {
+  LikelihoodOptions o;
+  o.ode.method = parse_ode_method(c.get_string("cnf.solver"));
+  o.ode.steps = c.get_int("cnf.steps");
+  o.divergence = parse_divergence_method(c.get_string("cnf.divergence"));
+  o.probe = parse_probe_distribution(c.get_string("cnf.probe"));
+  o.t_data = vm.t_end;
+  o.prior_std = vm.source_std;
+  return o;
+}
+
+Objective make_objective(const RunConfig& c, const VelocityModel& vm, const Parts& parts,
+                         std::shared_ptr<const ReflowPairs> reflow, TensorOptions opts) {
+  const std::string method = c.get_string("method.name"), data = c.get_string("data.name");
+  const int64_t batch = c.get_int("train.batch");
+  const double t_max = c.get_float("method.t_max");
+  if (method == "cnf_mle") {
+    const LikelihoodOptions lo = training_likelihood(c, vm);
+    const VelocityField field = velocity_field(vm.net);
+    return [=](Generator& gen) {
+      Tensor x1 = sample_2d(data, batch, gen, opts);
+      return ObjectiveBatch{cnf_nll_loss(field, x1, lo, gen), {{"x1", x1}}};
+    };
+  }
+  if (method == "reflow") {
+    return [=](Generator& gen) {
+      Tensor rows = randint(0, reflow->x0.size(0), {batch}, gen, TensorOptions(DType::i64, opts.device));
+      Tensor x0 = index_select(reflow->x0, 0, rows), x1 = index_select(reflow->x1, 0, rows);
+      Tensor t = rand({batch}, gen, opts) * t_max;
+      return ObjectiveBatch{cfm_loss(vm.network, *parts.path, x0, x1, t), {{"x0", x0}, {"x1", x1}, {"t", t}}};
+    };
+  }
+  return [=](Generator& gen) {
+    Tensor x1 = sample_2d(data, batch, gen, opts);
+    Tensor x0 = randn({batch, 2}, gen, opts);
+    CoupledBatch pair = parts.coupling->couple(x0, x1, gen);
+    Tensor t = rand({batch}, gen, opts) * t_max;
+    Tensor loss = method == "score"
+                      ? denoising_score_matching_loss(vm.network, dynamic_cast<const AffinePath&>(*parts.path), pair.x0,
+                                                      pair.x1, t)
+                      : cfm_loss(vm.network, *parts.path, pair.x0, pair.x1, t);
+    return ObjectiveBatch{loss, {{"x0", pair.x0}, {"x1", pair.x1}, {"t", t}}};
+  };
+}
+
+// The teacher's pairs for reflow (drawn again, identically, when a run resumes), after checking
+// that the teacher fits this run.
+std::shared_ptr<const ReflowPairs> reflow_pairs(const RunConfig& c, const LoadedModel& teacher, TensorOptions opts) {
+  const std::string path = c.get_string("reflow.teacher");
+  DF_CHECK(teacher.config.get_string("data.name") == c.get_string("data.name"),
+           "reflow.teacher '{}' was trained on data.name = \"{}\", this run names \"{}\"", path,
+           teacher.config.get_string("data.name"), c.get_string("data.name"));
+  DF_CHECK(std::abs(teacher.model.source_std - 1.0) < 1e-3,
+           "reflow.teacher '{}' starts from N(0, {:.3g}^2 I); reflow trains CondOT paths from N(0, I) noise, so "
+           "the teacher must use a path with a unit-variance source (not ve)",
+           path, teacher.model.source_std);
+  OdeOptions o;
+  o.method = parse_ode_method(c.get_string("reflow.solver"));
+  o.steps = c.get_int("reflow.steps");
+  o.rtol = c.get_float("sample.rtol");
+  o.atol = c.get_float("sample.atol");
+  Generator pair_gen(uint64_t(c.get_int("run.seed")) + 0x5DEECE66Dull);
+  return std::make_shared<const ReflowPairs>(draw_reflow_pairs(teacher.model.net, c.get_int("reflow.pairs"),
+                                                               teacher.model.sample_shape, o, pair_gen, opts, 4096,
+                                                               1.0, teacher.model.t_end));
+}
+
+}  // namespace
 
 TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o) {
   namespace fs = std::filesystem;
@@ -139,6 +266,23 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
   Generator init_gen(seed), data_gen(seed + 0x9E3779B97F4A7C15ull);
   VelocityModel vm = build_velocity_model(c, init_gen);
   vm.module->to(dev);
+  const TensorOptions f32(DType::f32, dev);
+  std::shared_ptr<const ReflowPairs> pairs;
+  if (c.get_string("method.name") == "reflow") {
+    LoadedModel teacher = load_model_from_checkpoint(c.get_string("reflow.teacher"));
+    if (!o.quiet) fmt::print("drawing {} pairs from the teacher {}\n", c.get_int("reflow.pairs"), c.get_string("reflow.teacher"));
+    pairs = reflow_pairs(c, teacher, f32);
+    if (c.get_bool("reflow.init_from_teacher") && !o.resume) {
+      NamedTensors teacher_weights = teacher.model.module->state_dict();
+      try {
+        vm.module->load_state_dict(teacher_weights);
+      } catch (const std::exception& e) {
+        fail("reflow.init_from_teacher: the teacher's network does not fit this run's model settings ({}); give "
+             "the same model.* keys or set reflow.init_from_teacher = false",
+             e.what());
+      }
+    }
+  }
   NamedTensors params = vm.module->named_parameters();
   OptimizerOptions oo;
   oo.name = c.get_string("optim.name");
@@ -161,6 +305,7 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
   // on); a plain 0.999 average still holds 22% of the initialisation after 1500 steps.
   if (ema_decay > 0) ema = std::make_unique<Ema>(params, EmaOptions{.decay = ema_decay, .warmup = true});
   Parts parts = make_parts(c, data_gen);
+  const Objective objective = make_objective(c, vm, parts, pairs, f32);
 
   const std::string config_text = c.to_toml();
   CheckpointParts ckpt_parts{vm.module.get(), opt.get(), ema.get(), {{"data", &data_gen}}};
@@ -175,11 +320,9 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
 
   std::ofstream metrics(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
   DF_CHECK(bool(metrics), "train: cannot write the metrics file '{}'", metrics_path);
-  const int64_t total = c.get_int("train.steps"), batch = c.get_int("train.batch");
+  const int64_t total = c.get_int("train.steps");
   const int64_t log_every = c.get_int("train.log_every"), ckpt_every = c.get_int("train.checkpoint_every");
   const double clip = c.get_float("optim.grad_clip");
-  const std::string data = c.get_string("data.name");
-  const TensorOptions f32(DType::f32, dev);
   DF_CHECK(step <= total, "train --resume: the checkpoint is at step {}, beyond train.steps = {}", step, total);
 
   using clock = std::chrono::steady_clock;
@@ -196,11 +339,8 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
       break;
     }
     opt->set_lr(schedule.lr_at(step));
-    Tensor x1 = sample_2d(data, batch, data_gen, f32);
-    Tensor x0 = randn({batch, 2}, data_gen, f32);
-    CoupledBatch pair = parts.coupling->couple(x0, x1, data_gen);
-    Tensor t = rand({batch}, data_gen, f32);
-    Tensor loss = cfm_loss(vm.net, *parts.path, pair.x0, pair.x1, t);
+    ObjectiveBatch b = objective(data_gen);
+    const Tensor& loss = b.loss;
     const double loss_value = loss.to(DType::f64).item();
     opt->zero_grad();
     double grad_norm = std::numeric_limits<double>::quiet_NaN();
@@ -210,11 +350,15 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     }
     if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
       // Record the offending batch, keep the last good checkpoint, and stop with the step named.
-      metrics << fmt::format(
-                     R"({{"step":{},"event":"non_finite","loss":{},"grad_norm":{},"x0_absmax":{},"x1_absmax":{},"t_min":{},"t_max":{}}})",
-                     step + 1, json_number(loss_value), json_number(grad_norm), json_number(absmax(pair.x0)),
-                     json_number(absmax(pair.x1)), json_number(amin(t).item()), json_number(amax(t).item()))
-              << std::endl;
+      std::string report = fmt::format(R"({{"step":{},"event":"non_finite","loss":{},"grad_norm":{})", step + 1,
+                                       json_number(loss_value), json_number(grad_norm));
+      for (const auto& [name, value] : b.inputs) {
+        report += fmt::format(R"(,"{}_absmax":{})", name, json_number(absmax(value)));
+        if (value.dim() == 1)
+          report += fmt::format(R"(,"{}_min":{},"{}_max":{})", name, json_number(amin(value).to(DType::f64).item()),
+                                name, json_number(amax(value).to(DType::f64).item()));
+      }
+      metrics << report << "}" << std::endl;
       fail("train: step {}: the {} is {}; training stopped. The last good checkpoint is '{}'; the batch's "
            "statistics are in '{}'",
            step + 1, std::isfinite(loss_value) ? "gradient norm" : "loss",
@@ -251,8 +395,8 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     // Samples from the evaluation (EMA) weights.
     if (ema) ema->swap();
     Generator sample_gen(seed + 7);
-    Tensor noise = randn({c.get_int("sample.n"), 2}, sample_gen, f32);
-    OdeResult r = sample_flow(vm.net, noise, sampler_options(c));
+    Tensor noise = randn({c.get_int("sample.n"), 2}, sample_gen, f32) * vm.source_std;
+    OdeResult r = sample_flow(vm.net, noise, sampler_options(c), {}, vm.t_end);
     if (ema) ema->swap();
     const std::string png = (fs::path(o.out_dir) / "samples.png").string();
     save_scatter_png(png, r.x);

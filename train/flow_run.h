@@ -2,7 +2,9 @@
 // data, path, coupling and optimizer a RunConfig describes, the training loop (metrics,
 // progress, periodic atomic checkpoints, a stop on a non-finite loss, a clean stop on
 // SIGINT/SIGTERM, bitwise-identical resume), and sampling / likelihood from a checkpoint.
-// This version trains on the built-in 2-D datasets with MLPVelocity and the CFM loss.
+// This version trains on the built-in 2-D datasets with MLPVelocity, with one of the objectives
+// conditional flow matching, denoising score matching (sampled through the probability-flow
+// ODE), maximum-likelihood CNF training, or reflow of a trained flow.
 #pragma once
 #include <memory>
 #include <string>
@@ -14,12 +16,15 @@
 
 namespace dualflow {
 
-// The network a config describes, and the VelocityNet that calls it.
+// The network a config describes, and the velocity field the samplers integrate.
 struct VelocityModel {
   std::shared_ptr<Module> module;
-  VelocityNet net;
-  Shape sample_shape;  // one sample, without the batch dim
+  VelocityNet network;  // the module's own output: a velocity, or the noise for method "score"
+  VelocityNet net;      // the velocity (for "score": the probability-flow ODE's)
+  Shape sample_shape;   // one sample, without the batch dim
   int64_t num_classes = 0;
+  double t_end = 1.0;       // the data end of time (method.t_max)
+  double source_std = 1.0;  // the source at t = 0 is N(0, source_std^2 I) (sigma_max on the VE path)
 };
 VelocityModel build_velocity_model(const RunConfig& config, Generator& init);
 

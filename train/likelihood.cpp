@@ -87,12 +87,21 @@ Tensor standard_normal_log_prob(const Tensor& x) {
   return add(mul(sum(square(x.reshape({n, d})), {1}), -0.5), log_norm);
 }
 
+Tensor isotropic_normal_log_prob(const Tensor& x, double std) {
+  DF_CHECK(std > 0, "isotropic_normal_log_prob: std must be > 0, given {}", std);
+  if (std == 1.0) return standard_normal_log_prob(x);
+  const double d = double(state_size(x, "isotropic_normal_log_prob"));
+  return add(standard_normal_log_prob(mul(x, 1.0 / std)), -d * std::log(std));
+}
+
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options,
                                     Generator& gen) {
   const char* who = "cnf_log_likelihood";
   DF_CHECK(bool(v), "{}: the velocity field is empty", who);
   const int64_t d = state_size(x, who), n = x.size(0);
   const Shape x_shape = x.shape();
+  DF_CHECK(options.t_data > 0 && options.t_data <= 1, "{}: t_data must lie in (0, 1], given {}", who, options.t_data);
+  DF_CHECK(options.prior_std > 0, "{}: prior_std must be > 0, given {}", who, options.prior_std);
 
   Tensor probe;
   if (options.divergence == DivergenceMethod::Hutchinson)
@@ -107,14 +116,14 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
     return cat({vd.velocity.reshape({n, d}), vd.divergence.reshape({n, 1})}, 1);
   };
   Tensor z1 = cat({x.reshape({n, d}), zeros({n, 1}, x.options())}, 1);
-  OdeResult ode = odeint(augmented, z1, 1.0, 0.0, options.ode);
+  OdeResult ode = odeint(augmented, z1, options.t_data, 0.0, options.ode);
 
   LikelihoodResult res;
   res.noise = ode.x.narrow(1, 0, d).reshape(x_shape);
-  // Δ(0) = ∫_1^0 div dt = −∫_0^1 div dt.
+  // Δ(0) = ∫_{t_data}^0 div dt = −∫_0^{t_data} div dt.
   Tensor delta0 = ode.x.select(1, d);
   res.divergence_integral = neg(delta0);
-  res.log_prior = standard_normal_log_prob(res.noise);
+  res.log_prior = isotropic_normal_log_prob(res.noise, options.prior_std);
   res.log_likelihood = add(res.log_prior, delta0);
   res.nfe = ode.nfe;
   res.accepted_steps = ode.accepted_steps;
@@ -127,6 +136,13 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
            "cnf_log_likelihood: the Hutchinson estimator needs a Generator for its probes; call the overload taking one");
   Generator unused(0);
   return cnf_log_likelihood(v, x, options, unused);
+}
+
+Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, Generator& gen) {
+  DF_CHECK(options.ode.method != OdeMethod::Dopri5 || !GradMode::enabled(),
+           "cnf_nll_loss: back-propagating through dopri5 records every attempted step; train with a fixed-step "
+           "solver (euler, midpoint, heun, rk4)");
+  return neg(mean(cnf_log_likelihood(v, x, options, gen).log_likelihood));
 }
 
 Tensor bits_per_dim(const Tensor& log_likelihood, int64_t dims, double data_range, int64_t levels) {

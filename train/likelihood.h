@@ -40,10 +40,19 @@ Tensor sample_probe(const Shape& shape, ProbeDistribution dist, Generator& gen, 
 
 // log N(x; 0, I) summed over all but dim 0: [N].
 Tensor standard_normal_log_prob(const Tensor& x);
+// log N(x; 0, std^2 I) summed over all but dim 0: [N].
+Tensor isotropic_normal_log_prob(const Tensor& x, double std);
 
 struct LikelihoodOptions {
-  // Integrates from t = 1 to t = 0; an explicit time_grid must therefore run from 1 down to 0.
+  // Integrates from t = t_data to t = 0; an explicit time_grid must therefore run from t_data
+  // down to 0.
   OdeOptions ode;
+  // Where the data sits in time: 1, or slightly less for paths whose velocity is singular at
+  // t = 1 (the VP path: d sigma / dt -> infinity as sigma -> 0).
+  double t_data = 1.0;
+  // The source density at t = 0 is N(0, prior_std^2 I): 1 for most paths, sigma_max for the
+  // variance-exploding path.
+  double prior_std = 1.0;
   DivergenceMethod divergence = DivergenceMethod::Exact;
   ProbeDistribution probe = ProbeDistribution::Rademacher;
 };
@@ -51,8 +60,8 @@ struct LikelihoodOptions {
 struct LikelihoodResult {
   Tensor log_likelihood;        // [N] log p_1(x)
   Tensor noise;                 // x_0: where the reverse flow takes x (shaped like x)
-  Tensor log_prior;             // [N] log N(x_0; 0, I)
-  Tensor divergence_integral;   // [N] ∫_0^1 div v(x_t, t) dt
+  Tensor log_prior;             // [N] log N(x_0; 0, prior_std^2 I)
+  Tensor divergence_integral;   // [N] ∫_0^t_data div v(x_t, t) dt
   int64_t nfe = 0;              // evaluations of the augmented field (each one pass of v with a JVP)
   int64_t accepted_steps = 0;
   int64_t rejected_steps = 0;
@@ -65,6 +74,10 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
                                     Generator& gen);
 // Exact divergence only (needs no randomness).
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options = {});
+
+// The maximum-likelihood CNF objective: −mean over the batch of log p_1(x), differentiable
+// through the solver (run it with grad mode on and a fixed-step method).
+Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, Generator& gen);
 
 // Bits per dimension of discrete data (`levels` values per dimension, 256 for 8-bit images)
 // modelled after uniform dequantisation and an affine map onto an interval of width
