@@ -55,7 +55,7 @@ void MeanFlowOptions::validate() const {
   DF_CHECK(null_label >= -1, "MeanFlow: null_label must be a class index >= 0 (or -1 for none), got {}", null_label);
   DF_CHECK(std::isfinite(guidance_omega) && guidance_omega > 0, "MeanFlow: guidance_omega must be > 0, got {}",
            guidance_omega);
-  // Eq. 21's effective guidance scale is omega / (1 - kappa): kappa = 1 has none.
+  // The effective guidance scale of the trained model is omega / (1 - kappa): kappa = 1 has none.
   DF_CHECK(guidance_kappa >= 0 && guidance_kappa < 1, "MeanFlow: guidance_kappa must be in [0, 1), got {}",
            guidance_kappa);
   DF_CHECK(guidance_t_min >= 0 && guidance_t_max <= 1 && guidance_t_min <= guidance_t_max,

@@ -6,7 +6,7 @@
 //
 // Conventions are the paper's, the reverse of cfm.h's: z_t = (1 - t) x + t e with e ~ N(0, I),
 // so t = 0 is data and t = 1 is noise, and v = dz_t/dt = e - x. Sampling runs from t = 1 down
-// to r = 0 by z_r = z_t - (t - r) u(z_t, r, t) (Eq. 12). Networks are VelocityNets called as
+// to r = 0 by z_r = z_t - (t - r) u(z_t, r, t). Networks are VelocityNets called as
 // net(z, t, h = t - r, labels); with h = t - r a change of t by dt and r by dr moves h by
 // dt - dr.
 #pragma once
@@ -39,12 +39,12 @@ struct MeanFlowOptions {
   double ratio_r_neq_t = 0.25;
 
   // ---- loss ----
-  // Adaptive weight sg(1 / (L + c)^p) of each sample's squared error L (Sec. 4.3); p = 0 turns
-  // it off, p = 1 makes each sample's contribution close to L / (L + c).
+  // The paper's adaptive loss weight sg(1 / (L + c)^p) of each sample's squared error L; p = 0
+  // turns it off, p = 1 makes each sample's contribution close to L / (L + c).
   double adaptive_p = 1.0;
   double adaptive_c = 1e-3;
 
-  // ---- classifier-free guidance folded into training (Sec. 4.2, Eq. 19-21) ----
+  // ---- classifier-free guidance folded into training (the paper's "mean flows with guidance") ----
   // Probability that a label is replaced by the null class (only when labels are given).
   double class_dropout = 0.1;
   // The null class index (the models use num_classes); needed with labels when class_dropout
@@ -80,11 +80,11 @@ MeanFlowTimes sample_meanflow_times(int64_t n, const MeanFlowOptions& options, G
 // guidance queries it. labels i64 [N] -> labels with dropped rows set to null_label.
 Tensor drop_class_labels(const Tensor& labels, double probability, int64_t null_label, Generator& gen);
 
-// The guided velocity of Eq. 21 (options.guided() must hold): for rows whose label is not the
-// null class and whose t lies in the guidance interval,
+// The guided velocity of the training target (options.guided() must hold): for rows whose
+// label is not the null class and whose t lies in the guidance interval,
 //   omega v + (1 - omega - kappa) u(z, t, t | null) + kappa u(z, t, t | c),
-// and v elsewhere. The network runs at h = 0 without recording gradients, once on the batch
-// (twice as one call of twice the batch when kappa != 0). z [N, ...], t [N], v like z,
+// and v elsewhere. The network runs at h = 0 without recording gradients: one call on the batch
+// (on twice the batch, both branches at once, when kappa != 0). z [N, ...], t [N], v like z,
 // labels i64 [N] (after class dropout).
 Tensor meanflow_guided_velocity(const VelocityNet& net, const Tensor& z, const Tensor& t, const Tensor& v,
                                 const Tensor& labels, const MeanFlowOptions& options);
@@ -94,7 +94,7 @@ struct MeanFlowJvp {
   Tensor dudt;  // d/dt u(z_t, r, t) along dz/dt = velocity, dr/dt = 0: plain tensor, no tape
 };
 
-// (u, du/dt) = jvp(u_theta, (z, r, t), (velocity, 0, 1)) in one pass (Eq. 8), i.e. the network
+// (u, du/dt) = jvp(u_theta, (z, r, t), (velocity, 0, 1)) in one pass, i.e. the network
 // at (z, t, h = t - r) with tangents (velocity, 1, 1). The tangents are computed off the
 // reverse tape (JvpOptions::differentiable_tangents = false).
 MeanFlowJvp meanflow_jvp(const VelocityNet& net, const Tensor& z, const Tensor& t, const Tensor& r,
@@ -116,11 +116,12 @@ struct MeanFlowLoss {
 // The MeanFlow loss on data x [N, ...], noise e (like x) and times t, r [N]:
 //   z = (1 - t) x + t e, v = e - x (v_g with guidance),
 //   (u, dudt) = meanflow_jvp(net, z, t, r, v_g),
-//   u_tgt = sg(v_g - clip(t - r, 0, 1) dudt)                 (Eq. 10, clipped as the official code)
+//   u_tgt = sg(v_g - clip(t - r, 0, 1) dudt)   (the MeanFlow identity u = v - (t - r) du/dt,
+//                                               the gap clipped as in the official code)
 //   L_i = sum_d (u - u_tgt)^2, loss = mean_i sg(1 / (L_i + c)^p) L_i.
 // Rows with t <= r, whose target does not use dudt, run a plain forward instead of the JVP (one
-// network call for them, one JVP call for the rest): exact for networks that treat samples
-// independently, as all of models/ do, and most of the tangents' cost and memory saved.
+// network call for them, one JVP call for the rest). This is exact for networks that treat
+// samples independently, as all of models/ do, and saves most of the tangents' time and memory.
 // `labels` (i64 [N] or undefined) are fed to the network as given: apply drop_class_labels
 // first (meanflow_training_loss does). Only non-null rows get the guided velocity.
 MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor& e, const Tensor& t, const Tensor& r,
