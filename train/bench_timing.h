@@ -1,5 +1,6 @@
-// Timing for the benchmarks: the median wall time of a callable after warm-up, with the device
-// synchronised around each sample so asynchronous (CUDA) work is counted.
+// Timing for the benchmarks: the median wall time of a callable after warm-up (and the spread of
+// the per-step times), with the device synchronised around each sample so asynchronous (CUDA)
+// work is counted.
 #pragma once
 #include <algorithm>
 #include <chrono>
@@ -28,6 +29,35 @@ inline double median_ms(const std::function<void()>& fn, const Device& dev, int 
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// The distribution of per-step wall times: what a workload benchmark reports beside the median,
+// so that a noisy run (a shared machine) shows itself in min/max and the quartiles.
+struct StepTimes {
+  double median_ms = 0, min_ms = 0, max_ms = 0, q1_ms = 0, q3_ms = 0;
+  int steps = 0;
+};
+
+// Times `steps` calls of `fn` one by one after `warmup` untimed calls.
+inline StepTimes time_steps(const std::function<void()>& fn, const Device& dev, int steps, int warmup) {
+  const Backend& be = backend_for(dev);
+  for (int i = 0; i < warmup; ++i) fn();
+  be.synchronize(dev.index);
+  std::vector<double> t;
+  for (int s = 0; s < steps; ++s) {
+    double t0 = now_ms();
+    fn();
+    be.synchronize(dev.index);
+    t.push_back(now_ms() - t0);
+  }
+  std::sort(t.begin(), t.end());
+  // Quantiles by linear interpolation between order statistics (numpy's default).
+  auto quantile = [&](double q) {
+    const double pos = q * double(t.size() - 1);
+    const size_t lo = size_t(pos), hi = std::min(lo + 1, t.size() - 1);
+    return t[lo] + (pos - double(lo)) * (t[hi] - t[lo]);
+  };
+  return StepTimes{quantile(0.5), t.front(), t.back(), quantile(0.25), quantile(0.75), steps};
 }
 
 }  // namespace dualflow::cli

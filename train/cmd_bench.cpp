@@ -160,7 +160,7 @@ void run_kernels(const BenchOptions& o) {
 }  // namespace
 
 void add_bench(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks: kernels and model steps");
+  auto* bench = app.add_subcommand("bench", "Benchmarks: kernels, model steps and the 2-D flow workloads");
   bench->require_subcommand(1);
   auto opts = std::make_shared<BenchOptions>();
   auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm and op dispatch");
@@ -170,6 +170,7 @@ void add_bench(CLI::App& app) {
   kernels->add_flag("--quick", opts->quick, "Smaller sizes (a smoke run)");
   kernels->callback([opts] { run_kernels(*opts); });
   add_bench_models(bench);
+  add_bench_flow(bench);
 }
 
 }  // namespace dualflow::cli

@@ -1,0 +1,161 @@
+// `dualflow bench toy2d-cfm | toy2d-euler | toy2d-nll-exact`: the 2-D flow workloads of
+// BENCHMARKS.md ("toy2d network") on MLPVelocity, each step run through the library code that
+// `dualflow train`, `sample` and `nll` run (cfm_loss over a CondOT AffinePath with an optimizer
+// from make_optimizer, sample_flow through odeint, cnf_log_likelihood with the exact divergence),
+// so the figures measure what a user gets. tools/bench_torch.py times the same workloads in
+// PyTorch for the side-by-side ratio (tools/bench_toy2d.sh runs both).
+#include <fmt/format.h>
+
+#include <fstream>
+#include <memory>
+
+#include "kernels/cpu/parallel.h"
+#include "models/models.h"
+#include "train/bench_timing.h"
+#include "train/cfm.h"
+#include "train/commands.h"
+#include "train/data2d.h"
+#include "train/likelihood.h"
+#include "train/optim.h"
+#include "train/paths.h"
+#include "train/solvers.h"
+
+namespace dualflow::cli {
+namespace {
+
+struct FlowBenchOptions {
+  std::string device = "cpu";
+  int threads = 0;
+  std::string json;
+  int steps = 20;
+  int warmup = 3;
+};
+
+// One workload: a step to time (state captured inside it) and how many samples a step handles.
+struct FlowWorkload {
+  std::string name, description;
+  int64_t batch = 0;
+  std::function<void()> step;
+};
+
+// BENCHMARKS.md's sizes.
+constexpr int64_t kTrainBatch = 1024;
+constexpr int64_t kSamplePoints = 10000;
+constexpr int64_t kLikelihoodPoints = 1000;
+constexpr int64_t kOdeSteps = 100;
+
+// The benchmark network embeds h = t - r as well as t (130 input features); flow matching has
+// r = t, so the methods call it without h and it is filled with zeros here.
+VelocityNet with_zero_interval(const std::shared_ptr<MLPVelocity>& net) {
+  return [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+    return net->forward(x, t, h.defined() ? h : zeros_like(t), labels);
+  };
+}
+
+FlowWorkload make_flow_workload(const std::string& which, const std::shared_ptr<MLPVelocity>& net, const Device& dev) {
+  const TensorOptions f32(DType::f32, dev);
+  const VelocityNet vnet = with_zero_interval(net);
+  auto gen = std::make_shared<Generator>(2);
+  FlowWorkload w;
+  w.name = which;
+  if (which == "toy2d-cfm") {
+    w.description = "CFM step: checkerboard, CondOT path, forward + backward + Adam (lr 1e-3)";
+    w.batch = kTrainBatch;
+    std::shared_ptr<const ProbabilityPath> path = make_affine_path("condot");
+    OptimizerOptions adam;
+    adam.name = "adam";
+    adam.lr = 1e-3;
+    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adam);
+    w.step = [vnet, path, opt, gen, f32, batch = w.batch] {
+      Tensor x1 = sample_2d("checkerboard", batch, *gen, f32);
+      Tensor x0 = randn({batch, 2}, *gen, f32);
+      Tensor t = rand({batch}, *gen, f32);
+      Tensor loss = cfm_loss(vnet, *path, x0, x1, t);
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+    };
+  } else if (which == "toy2d-euler") {
+    w.description = "sampling: 10,000 points, 100 Euler steps, no gradients";
+    w.batch = kSamplePoints;
+    Tensor noise = randn({w.batch, 2}, *gen, f32);
+    OdeOptions ode;
+    ode.method = OdeMethod::Euler;
+    ode.steps = kOdeSteps;
+    w.step = [vnet, noise, ode] { sample_flow(vnet, noise, ode); };
+  } else if (which == "toy2d-nll-exact") {
+    w.description = "log-likelihood: 1,000 points, reverse Euler 100 steps, exact divergence";
+    w.batch = kLikelihoodPoints;
+    Tensor x = sample_2d("checkerboard", w.batch, *gen, f32);
+    LikelihoodOptions lo;
+    lo.ode.method = OdeMethod::Euler;
+    lo.ode.steps = kOdeSteps;
+    lo.divergence = DivergenceMethod::Exact;
+    const VelocityField field = velocity_field(vnet);
+    w.step = [field, x, lo] {
+      NoGradGuard ng;
+      cnf_log_likelihood(field, x, lo);
+    };
+  } else {
+    fail("bench: unknown flow workload '{}'", which);
+  }
+  return w;
+}
+
+void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
+  Device dev = Device::parse(o.device);
+  backend_for(dev);  // a clear error when the device is missing
+  if (o.threads > 0) cpu::set_num_threads(o.threads);
+  std::ofstream json;
+  if (!o.json.empty()) {
+    json.open(o.json);
+    if (!json) fail("bench {}: cannot write --json file '{}'", which, o.json);
+  }
+  Generator init(1);
+  auto net = std::make_shared<MLPVelocity>(MLPVelocityConfig{.use_h = true}, init);
+  net->to(dev);
+  FlowWorkload w = make_flow_workload(which, net, dev);
+
+  fmt::print("{}: {}\n", w.name, w.description);
+  fmt::print("device {}, {} CPU thread(s), {} timed steps after {} warm-up steps, {} ({} params)\n", dev.str(),
+             cpu::num_threads(), o.steps, o.warmup, net->describe(), net->num_parameters());
+  reset_peak_memory(dev);
+  const int64_t before = memory_stats(dev).current_bytes;
+  const StepTimes st = time_steps(w.step, dev, o.steps, o.warmup);
+  const double peak_mib = double(memory_stats(dev).peak_bytes - before) / (1 << 20);
+  const double samples_per_s = double(w.batch) / (st.median_ms / 1000.0);
+  fmt::print("{:<16} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "workload", "batch", "median_ms", "min_ms",
+             "q1_ms", "q3_ms", "max_ms", "samples/s", "peak MiB");
+  fmt::print("{:<16} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch, st.median_ms,
+             st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib);
+  if (json)
+    json << fmt::format(
+                R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f}}})",
+                w.name, dev.str(), cpu::num_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
+                st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
+         << "\n";
+}
+
+}  // namespace
+
+void add_bench_flow(CLI::App* bench) {
+  const std::vector<std::pair<std::string, std::string>> workloads = {
+      {"toy2d-cfm", "Time a CFM training step of the toy2d network (batch 1024, Adam)"},
+      {"toy2d-euler", "Time sampling 10,000 points with 100 Euler steps of the toy2d network"},
+      {"toy2d-nll-exact", "Time the exact-divergence log-likelihood of 1,000 points (reverse Euler, 100 steps)"},
+  };
+  for (const auto& [name, help] : workloads) {
+    auto opts = std::make_shared<FlowBenchOptions>();
+    auto* cmd = bench->add_subcommand(name, help);
+    cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
+    cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+    cmd->add_option("--steps", opts->steps, "timed steps (the median is reported)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--warmup", opts->warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+    cmd->add_option("--json", opts->json, "Also write the result as one JSON object to this file");
+    cmd->callback([name, opts] { run_flow_bench(name, *opts); });
+  }
+}
+
+}  // namespace dualflow::cli
