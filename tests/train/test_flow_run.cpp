@@ -3,6 +3,7 @@
 // loading a checkpoint for sampling.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -106,6 +107,40 @@ TEST_CASE("train run: a non-finite loss stops with the step named and keeps the 
   fs::remove_all(dir);
 }
 
+TEST_CASE("train run: score matching, CNF-MLE and reflow runs train, save and sample", "[flow_run]") {
+  TrainRunOptions o;
+  o.quiet = true;
+  fs::path score = fresh_dir("score"), mle = fresh_dir("mle"), reflow = fresh_dir("reflow");
+  o.out_dir = score.string();
+  train_flow_matching(small_run({"train.steps=8", "method.name=\"score\"", "method.path=\"vp\"",
+                                 "method.coupling=\"independent\"", "method.t_max=0.999"}),
+                      o);
+  LoadedModel sm = load_model_from_checkpoint((score / "checkpoint.safetensors").string());
+  REQUIRE(sm.model.t_end == 0.999);
+  Generator g(3);
+  Tensor x = randn({4, 2}, g), t = rand({4}, g);
+  // The sampled field is the probability-flow velocity, not the raw noise prediction.
+  REQUIRE(max_abs_diff(sm.model.net(x, t, Tensor(), Tensor()), sm.model.network(x, t, Tensor(), Tensor())) > 1e-3);
+
+  o.out_dir = mle.string();
+  TrainRunResult r = train_flow_matching(
+      small_run({"train.steps=4", "method.name=\"cnf_mle\"", "cnf.solver=\"euler\"", "cnf.steps=3"}), o);
+  REQUIRE(std::isfinite(r.last_loss));
+  REQUIRE(fs::exists(mle / "samples.png"));
+
+  // Reflow from the CNF-MLE run: starts from its weights.
+  o.out_dir = reflow.string();
+  const std::string teacher = (mle / "checkpoint.safetensors").string();
+  RunConfig rc = small_run({"train.steps=3", "method.name=\"reflow\"", "method.coupling=\"independent\"",
+                            "reflow.pairs=100", "reflow.steps=4", "reflow.teacher=\"" + teacher + "\""});
+  train_flow_matching(rc, o);
+  REQUIRE(fs::exists(reflow / "checkpoint.safetensors"));
+  RunConfig wrong = small_run({"train.steps=3", "method.name=\"reflow\"", "method.coupling=\"independent\"",
+                               "model.width=16", "reflow.pairs=10", "reflow.teacher=\"" + teacher + "\""});
+  REQUIRE_THROWS_WITH(train_flow_matching(wrong, o), Catch::Contains("init_from_teacher"));
+  for (const auto& d : {score, mle, reflow}) fs::remove_all(d);
+}
+
 TEST_CASE("train run: unsupported settings and a missing checkpoint are clear errors", "[flow_run]") {
   TrainRunOptions o;
   o.quiet = true;
@@ -114,6 +149,19 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
                       Catch::Contains("2-D datasets"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"run.device=\"cuda:7\""}), o), Catch::Contains("cuda"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"score\"", "method.coupling=\"independent\""}), o),
+                      Catch::Contains("alpha_t") && Catch::Contains("vp"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"score\"", "method.path=\"vp\""}), o),
+                      Catch::Contains("method.coupling"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.path=\"vp\"", "method.t_max=1.0"}), o),
+                      Catch::Contains("method.t_max"));
+  REQUIRE_THROWS_WITH(
+      train_flow_matching(small_run({"method.name=\"reflow\"", "method.coupling=\"independent\""}), o),
+      Catch::Contains("reflow.teacher"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"reflow\"", "method.coupling=\"independent\"",
+                                                     "reflow.teacher=\"/nonexistent/ckpt.safetensors\""}),
+                                          o),
+                      Catch::Contains("/nonexistent/ckpt.safetensors"));
   o.resume = true;
   REQUIRE_THROWS_WITH(train_flow_matching(small_run(), o), Catch::Contains("no checkpoint at"));
   fs::remove_all(o.out_dir);
