@@ -196,3 +196,19 @@ TEST_CASE("config: schema help lists keys, and schema mistakes are refused", "[c
 
 }  // namespace
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("every shipped config under configs/ loads against the schema", "[config]") {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(DUALFLOW_CONFIG_DIR)) {
+    if (entry.path().extension() != ".toml") continue;
+    INFO(entry.path().string());
+    RunConfig c = load_config(entry.path().string(), {}, flow_matching_schema());
+    REQUIRE_FALSE(c.get_string("method.name").empty());
+    ++count;
+  }
+  REQUIRE(count >= 6);
+}
+
+}  // namespace dualflow::testing
