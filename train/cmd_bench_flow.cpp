@@ -1,8 +1,8 @@
-// `dualflow bench toy2d-cfm | toy2d-euler | toy2d-nll-exact`: the 2-D flow workloads of
-// BENCHMARKS.md ("toy2d network") on MLPVelocity, each step run through the library code that
-// `dualflow train`, `sample` and `nll` run (cfm_loss over a CondOT AffinePath with an optimizer
-// from make_optimizer, sample_flow through odeint, cnf_log_likelihood with the exact divergence),
-// so the figures measure what a user gets. tools/bench_torch.py times the same workloads in
+// `dualflow bench toy2d-cfm | toy2d-meanflow | toy2d-euler | toy2d-nll-exact`: the 2-D flow
+// workloads of BENCHMARKS.md ("toy2d network") on MLPVelocity, each step run through the
+// library code that `dualflow train`, `sample` and `nll` run (cfm_loss over a CondOT AffinePath
+// and meanflow_training_loss, each with an optimizer from make_optimizer; sample_flow through
+// odeint; cnf_log_likelihood with the exact divergence), so the figures measure what a user gets. tools/bench_torch.py times the same workloads in
 // PyTorch for the side-by-side ratio (tools/bench_toy2d.sh runs both).
 #include <fmt/format.h>
 
@@ -16,6 +16,7 @@
 #include "train/commands.h"
 #include "train/data2d.h"
 #include "train/likelihood.h"
+#include "train/meanflow.h"
 #include "train/optim.h"
 #include "train/paths.h"
 #include "train/solvers.h"
@@ -52,6 +53,13 @@ VelocityNet with_zero_interval(const std::shared_ptr<MLPVelocity>& net) {
   };
 }
 
+OptimizerOptions adam_options() {
+  OptimizerOptions o;
+  o.name = "adam";
+  o.lr = 1e-3;
+  return o;
+}
+
 FlowWorkload make_flow_workload(const std::string& which, const std::shared_ptr<MLPVelocity>& net, const Device& dev) {
   const TensorOptions f32(DType::f32, dev);
   const VelocityNet vnet = with_zero_interval(net);
@@ -62,10 +70,7 @@ FlowWorkload make_flow_workload(const std::string& which, const std::shared_ptr<
     w.description = "CFM step: checkerboard, CondOT path, forward + backward + Adam (lr 1e-3)";
     w.batch = kTrainBatch;
     std::shared_ptr<const ProbabilityPath> path = make_affine_path("condot");
-    OptimizerOptions adam;
-    adam.name = "adam";
-    adam.lr = 1e-3;
-    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adam);
+    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adam_options());
     w.step = [vnet, path, opt, gen, f32, batch = w.batch] {
       Tensor x1 = sample_2d("checkerboard", batch, *gen, f32);
       Tensor x0 = randn({batch, 2}, *gen, f32);
@@ -73,6 +78,18 @@ FlowWorkload make_flow_workload(const std::string& which, const std::shared_ptr<
       Tensor loss = cfm_loss(vnet, *path, x0, x1, t);
       opt->zero_grad();
       loss.backward();
+      opt->step();
+    };
+  } else if (which == "toy2d-meanflow") {
+    w.description = "MeanFlow step: checkerboard, logit-normal(-0.4, 1) times, 25% r != t, JVP, adaptive weight, Adam";
+    w.batch = kTrainBatch;
+    const MeanFlowOptions mo;  // its defaults are BENCHMARKS.md's sampler and loss weight
+    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adam_options());
+    w.step = [vnet, mo, opt, gen, f32, batch = w.batch] {
+      Tensor x = sample_2d("checkerboard", batch, *gen, f32);
+      MeanFlowLoss l = meanflow_training_loss(vnet, x, Tensor(), mo, *gen);
+      opt->zero_grad();
+      l.loss.backward();
       opt->step();
     };
   } else if (which == "toy2d-euler") {
@@ -141,6 +158,7 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
 void add_bench_flow(CLI::App* bench) {
   const std::vector<std::pair<std::string, std::string>> workloads = {
       {"toy2d-cfm", "Time a CFM training step of the toy2d network (batch 1024, Adam)"},
+      {"toy2d-meanflow", "Time a MeanFlow training step of the toy2d network (batch 1024, Adam)"},
       {"toy2d-euler", "Time sampling 10,000 points with 100 Euler steps of the toy2d network"},
       {"toy2d-nll-exact", "Time the exact-divergence log-likelihood of 1,000 points (reverse Euler, 100 steps)"},
   };

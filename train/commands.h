@@ -11,7 +11,7 @@ void add_info(CLI::App& app);
 void add_bench(CLI::App& app);
 // `bench models`, a subcommand of `bench`.
 void add_bench_models(CLI::App* bench);
-// `bench toy2d-cfm`, `bench toy2d-euler`, `bench toy2d-nll-exact`: subcommands of `bench`.
+// `bench toy2d-cfm`, `toy2d-meanflow`, `toy2d-euler`, `toy2d-nll-exact`: subcommands of `bench`.
 void add_bench_flow(CLI::App* bench);
 void add_demo(CLI::App& app);
 // `train`, `sample` and `nll` (cmd_flow.cpp).
