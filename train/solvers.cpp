@@ -343,4 +343,15 @@ OdeResult odeint(const VelocityField& f, const Tensor& x0, double t0, double t1,
   return integrate_fixed(f, x0, t0, t1, options);
 }
 
+std::vector<double> jittered_time_grid(double t0, double t1, int64_t steps, double jitter, Generator& gen) {
+  DF_CHECK(jitter >= 0 && jitter < 1, "jittered_time_grid: jitter must lie in [0, 1), given {}", jitter);
+  std::vector<double> grid = uniform_time_grid(t0, t1, steps);
+  if (jitter == 0 || steps < 2) return grid;
+  // Each interior point stays inside its own half-cells, so the grid remains strictly monotone.
+  std::vector<double> u = rand({steps - 1}, gen, TensorOptions(DType::f64)).to_vector<double>();
+  const double h = (t1 - t0) / double(steps);
+  for (int64_t i = 1; i < steps; ++i) grid[size_t(i)] += (u[size_t(i - 1)] - 0.5) * jitter * h;
+  return grid;
+}
+
 }  // namespace dualflow

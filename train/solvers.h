@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/random.h"
 #include "engine/tensor.h"
 
 namespace dualflow {
@@ -72,5 +73,11 @@ OdeResult odeint(const VelocityField& f, const Tensor& x0, double t0, double t1,
 
 // The uniform grid of `steps` steps from t0 to t1, with both ends exact.
 std::vector<double> uniform_time_grid(double t0, double t1, int64_t steps);
+
+// The uniform grid with every interior point moved uniformly at random within ±`jitter`/2 of a
+// step (jitter in [0, 1); 0 is the uniform grid), ends exact. Training through a fixed-step
+// solver on a grid drawn afresh each step keeps a network from fitting the discretisation at
+// a few fixed times instead of the ODE (a likelihood that only holds on that grid).
+std::vector<double> jittered_time_grid(double t0, double t1, int64_t steps, double jitter, Generator& gen);
 
 }  // namespace dualflow

@@ -231,3 +231,28 @@ TEST_CASE("odeint validates its options and names what it expected", "[solvers]"
 
 }  // namespace
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("jittered time grids stay monotone, keep their ends and move between draws", "[solvers]") {
+  Generator gen(9);
+  const std::vector<double> uniform = uniform_time_grid(1.0, 0.0, 10);
+  REQUIRE(jittered_time_grid(1.0, 0.0, 10, 0.0, gen) == uniform);
+  const std::vector<double> a = jittered_time_grid(1.0, 0.0, 10, 0.9, gen), b = jittered_time_grid(1.0, 0.0, 10, 0.9, gen);
+  REQUIRE(a.size() == 11);
+  REQUIRE((a.front() == 1.0 && a.back() == 0.0));
+  REQUIRE(a != b);
+  for (size_t i = 1; i < a.size(); ++i) {
+    REQUIRE(a[i] < a[i - 1]);
+    REQUIRE(std::abs(a[i] - uniform[i]) <= 0.45 * 0.1 + 1e-15);
+  }
+  // odeint accepts it, and a linear ODE is integrated exactly enough by RK4 on it.
+  OdeOptions o;
+  o.method = OdeMethod::RK4;
+  o.time_grid = a;
+  Tensor y = odeint([](const Tensor& x, double) { return x * -1.0; }, full({1}, 1.0, DType::f64), 1.0, 0.0, o).x;
+  REQUIRE(y.item() == Approx(std::exp(1.0)).epsilon(1e-5));
+  REQUIRE_THROWS_WITH(jittered_time_grid(0.0, 1.0, 4, 1.0, gen), Catch::Contains("jitter"));
+}
+
+}  // namespace dualflow::testing
