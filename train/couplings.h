@@ -1,6 +1,6 @@
 // Minibatch couplings for Flow Matching: given noise x0 [N, ...] and data x1 [N, ...], re-pair
 // them before sampling the path. Independent (as drawn), exact OT on the squared Euclidean cost
-// (an O(n^3) shortest-augmenting-path assignment solver on the CPU), entropic OT by log-domain
+// (a shortest-augmenting-path assignment solver on the CPU), entropic OT by log-domain
 // Sinkhorn (engine ops, either device), and Schrödinger-bridge CFM (Sinkhorn with
 // reg = 2 sigma^2 plus the Brownian-bridge path), with a factory by name.
 #pragma once
@@ -24,9 +24,19 @@ Tensor pairwise_sq_distances(const Tensor& a, const Tensor& b);
 
 // The exact linear assignment: for a row-major n x n cost matrix, the column of each row that
 // minimises the total cost. Shortest augmenting paths with row/column potentials (the
-// Jonker-Volgenant / Hungarian family), O(n^3) worst case, O(n) extra memory. Costs must be
-// finite.
+// Jonker-Volgenant / Hungarian family), O(n^3) worst case, warm-started from two half-size
+// problems (see couplings.cpp), single-threaded; about n^2 / 3 doubles of extra memory. Costs
+// must be finite, at most 1e300 in magnitude.
 std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n);
+
+// The same with the dual potentials that certify it: row_potential u and col_potential v with
+// C_ij - u_i - v_j >= 0 for every pair and = 0 on the assigned pairs (up to rounding), so the
+// assignment's cost equals sum(u) + sum(v), a lower bound on the cost of every assignment.
+struct AssignmentSolution {
+  std::vector<int64_t> col_of_row;
+  std::vector<double> row_potential, col_potential;
+};
+AssignmentSolution solve_assignment_with_potentials(const std::vector<double>& cost, int64_t n);
 
 // Entropic OT plan between uniform weights (1/N rows, 1/M columns) for cost [N, M]:
 // P = exp((f_i + g_j - C_ij) / reg), with the potentials from `iterations` log-domain Sinkhorn

@@ -1,13 +1,17 @@
-// Tests of the minibatch couplings in f64: the assignment solver against brute force over all
-// permutations, the exact-OT coupling against the identity pairing, Sinkhorn's marginals and its
-// approach to the exact OT cost, plan sampling, the Schrödinger-bridge path's noise and
-// velocity, and the factory. A hidden case ("[.couplings-bench]") times n = 1024.
+// Tests of the minibatch couplings in f64: the assignment solver against brute force (all
+// permutations, and a dynamic programme over column subsets up to n = 12), against a plain
+// O(n^3) Hungarian method and by its LP-duality certificate on larger and degenerate inputs, the
+// exact-OT coupling against the identity pairing, Sinkhorn's marginals and its approach to the
+// exact OT cost, plan sampling, the Schrödinger-bridge path's noise and velocity, and the
+// factory. A hidden case ("[.couplings-bench]") times n = 256 and 1024.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <ctime>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -34,6 +38,123 @@ bool is_permutation_of_range(std::vector<int64_t> p) {
   return true;
 }
 
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// The optimal cost by dynamic programming over column subsets: cheapest[mask] is the least cost of
+// giving rows 0 .. |mask| - 1 the columns in mask. Exact and independent of the solver; n <= 16.
+double brute_force_min_cost(const std::vector<double>& cost, int64_t n) {
+  std::vector<double> cheapest(size_t(1) << n, kInf);
+  cheapest[0] = 0;
+  for (uint32_t mask = 0; mask + 1 < (uint32_t(1) << n); ++mask) {
+    const int row = std::popcount(mask);
+    for (int col = 0; col < n; ++col) {
+      if (mask >> col & 1) continue;
+      double& next = cheapest[mask | (uint32_t(1) << col)];
+      next = std::min(next, cheapest[mask] + cost[row * n + col]);
+    }
+  }
+  return cheapest.back();
+}
+
+// The textbook Hungarian method, O(n^3): rows are added one at a time; each step grows a tree of
+// columns by the least slack and shifts the potentials by it until a free column is reached.
+// Kept plain and separate from the solver under test, as a second exact method.
+double hungarian_min_cost(const std::vector<double>& cost, int64_t n) {
+  // Column 0 is a virtual column that holds the row being added; real columns are 1 .. n.
+  std::vector<double> row_potential(n + 1, 0), col_potential(n + 1, 0), slack(n + 1);
+  std::vector<int64_t> row_at(n + 1, 0), reached_from(n + 1, 0);  // rows 1 .. n, 0 = none
+  std::vector<char> in_tree(n + 1);
+  for (int64_t new_row = 1; new_row <= n; ++new_row) {
+    row_at[0] = new_row;
+    std::fill(slack.begin(), slack.end(), kInf);
+    std::fill(in_tree.begin(), in_tree.end(), 0);
+    int64_t col = 0;
+    while (row_at[col] != 0) {
+      in_tree[col] = 1;
+      const int64_t row = row_at[col];
+      double step = kInf;
+      int64_t next_col = -1;
+      for (int64_t j = 1; j <= n; ++j) {
+        if (in_tree[j]) continue;
+        const double reduced = cost[(row - 1) * n + (j - 1)] - row_potential[row] - col_potential[j];
+        if (reduced < slack[j]) {
+          slack[j] = reduced;
+          reached_from[j] = col;
+        }
+        if (slack[j] < step) {
+          step = slack[j];
+          next_col = j;
+        }
+      }
+      for (int64_t j = 0; j <= n; ++j) {
+        if (in_tree[j]) {
+          row_potential[row_at[j]] += step;
+          col_potential[j] -= step;
+        } else {
+          slack[j] -= step;
+        }
+      }
+      col = next_col;
+    }
+    while (col != 0) {  // shift the rows back along the tree path
+      const int64_t prev = reached_from[col];
+      row_at[col] = row_at[prev];
+      col = prev;
+    }
+  }
+  double total = 0;
+  for (int64_t j = 1; j <= n; ++j) total += cost[(row_at[j] - 1) * n + (j - 1)];
+  return total;
+}
+
+// LP duality: u_i + v_j <= C_ij for every pair and = C_ij on the assigned pairs (within tol)
+// prove the assignment optimal whatever produced the potentials.
+void require_optimality_certificate(const std::vector<double>& cost, int64_t n, const AssignmentSolution& s,
+                                    double tol) {
+  REQUIRE(is_permutation_of_range(s.col_of_row));
+  REQUIRE(int64_t(s.row_potential.size()) == n);
+  REQUIRE(int64_t(s.col_potential.size()) == n);
+  double worst_violation = 0, worst_slack_on_assigned = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const double reduced = cost[i * n + j] - s.row_potential[i] - s.col_potential[j];
+      worst_violation = std::max(worst_violation, -reduced);
+      if (s.col_of_row[i] == j) worst_slack_on_assigned = std::max(worst_slack_on_assigned, std::abs(reduced));
+    }
+  }
+  REQUIRE(worst_violation <= tol);
+  REQUIRE(worst_slack_on_assigned <= tol);
+}
+
+double max_magnitude(const std::vector<double>& cost) {
+  double m = 0;
+  for (double c : cost) m = std::max(m, std::abs(c));
+  return m;
+}
+
+// Checks solve_assignment and solve_assignment_with_potentials against a reference minimum.
+void require_optimal(const std::vector<double>& cost, int64_t n, double reference_min) {
+  const double scale = std::max(max_magnitude(cost), std::numeric_limits<double>::min());
+  const double tol = 1e-12 * scale * double(std::max<int64_t>(n, 1));
+  AssignmentSolution s = solve_assignment_with_potentials(cost, n);
+  require_optimality_certificate(cost, n, s, tol);
+  REQUIRE(std::abs(assignment_cost(cost, n, s.col_of_row) - reference_min) <= tol);
+  REQUIRE(solve_assignment(cost, n) == s.col_of_row);
+}
+
+std::vector<double> uniform_costs(int64_t n, double lo, double hi, uint64_t seed) {
+  Generator g(seed);
+  return uniform({n * n}, lo, hi, g, DType::f64).to_vector<double>();
+}
+
+// Squared distances between n noise points and n points of a narrower, shifted cloud in `dim`
+// dimensions: the OT-CFM case.
+std::vector<double> point_costs(int64_t n, int64_t dim, uint64_t seed) {
+  Generator g(seed);
+  Tensor x0 = randn({n, dim}, g, DType::f64), x1 = randn({n, dim}, g, DType::f64) * 0.5 + 1.0;
+  return pairwise_sq_distances(x0, x1).to_vector<double>();
+}
+
 TEST_CASE("assignment: optimal against brute force over all permutations (n <= 7)", "[couplings]") {
   for (int64_t n = 1; n <= 7; ++n) {
     for (uint64_t seed = 0; seed < 6; ++seed) {
@@ -55,6 +176,92 @@ TEST_CASE("assignment: optimal against brute force over all permutations (n <= 7
   }
   REQUIRE(solve_assignment({}, 0).empty());
   REQUIRE_THROWS_WITH(solve_assignment({1, 2, 3}, 2), Contains("n * n = 4") && Contains("given 3"));
+}
+
+TEST_CASE("assignment: random sizes 1..12 against the subset programme, many seeds", "[couplings]") {
+  for (int64_t n = 1; n <= 12; ++n) {
+    for (uint64_t seed = 0; seed < 30; ++seed) {
+      std::vector<double> cost;
+      switch (seed % 5) {
+        case 0: cost = uniform_costs(n, 0.0, 1.0, 1000 * n + seed); break;
+        case 1: cost = uniform_costs(n, -5.0, 5.0, 1000 * n + seed); break;  // negative costs are fine
+        case 2:  // integers 0..2: many ties and many optimal assignments
+          cost = uniform_costs(n, 0.0, 3.0, 1000 * n + seed);
+          for (double& c : cost) c = std::floor(c);
+          break;
+        case 3: cost = point_costs(n, 2, 1000 * n + seed); break;
+        default: cost = point_costs(n, 5, 1000 * n + seed); break;
+      }
+      INFO("n = " << n << ", seed " << seed);
+      require_optimal(cost, n, brute_force_min_cost(cost, n));
+    }
+  }
+}
+
+TEST_CASE("assignment: n = 0 and 1, degenerate and extreme costs", "[couplings]") {
+  REQUIRE(solve_assignment({}, 0).empty());
+  AssignmentSolution none = solve_assignment_with_potentials({}, 0);
+  REQUIRE(none.col_of_row.empty());
+  REQUIRE(none.row_potential.empty());
+  REQUIRE(none.col_potential.empty());
+  AssignmentSolution one = solve_assignment_with_potentials({-2.5}, 1);
+  REQUIRE(one.col_of_row == std::vector<int64_t>{0});
+  REQUIRE(one.row_potential[0] + one.col_potential[0] == -2.5);
+
+  // Sizes below and above the cold-start size, odd ones included (half problems of n / 2).
+  for (int64_t n : {2, 7, 12, 40, 64, 65, 97, 130, 200}) {
+    INFO("n = " << n);
+    auto reference = [&](const std::vector<double>& c) { return n <= 12 ? brute_force_min_cost(c, n) : hungarian_min_cost(c, n); };
+    // All costs equal: every permutation is optimal.
+    std::vector<double> equal(n * n, 3.0);
+    require_optimal(equal, n, 3.0 * n);
+    // Integer costs 0..3 at scale: the totals are exact, so they must match exactly.
+    std::vector<double> ints = uniform_costs(n, 0.0, 4.0, 7 * n);
+    for (double& c : ints) c = std::floor(c);
+    const double best = reference(ints);
+    REQUIRE(assignment_cost(ints, n, solve_assignment(ints, n)) == best);
+    require_optimal(ints, n, best);
+    // Repeated rows (each row twice) and repeated columns.
+    std::vector<double> rows = uniform_costs(n, 0.0, 1.0, 11 * n), cols = rows;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        rows[i * n + j] = rows[(i / 2) * n + j];
+        cols[i * n + j] = cols[i * n + j / 2];
+      }
+    }
+    require_optimal(rows, n, reference(rows));
+    require_optimal(cols, n, reference(cols));
+    // Very large and very small magnitudes, and a matrix mixing both.
+    for (double scale : {1e150, 1e12, 1e-12, 1e-150}) {
+      INFO("scale " << scale);
+      std::vector<double> scaled = uniform_costs(n, 0.0, 1.0, 13 * n);
+      for (double& c : scaled) c *= scale;
+      require_optimal(scaled, n, reference(scaled));
+    }
+    std::vector<double> mixed = uniform_costs(n, 0.0, 1.0, 17 * n);
+    for (size_t k = 0; k < mixed.size(); k += 3) mixed[k] *= 1e9;
+    require_optimal(mixed, n, reference(mixed));
+    // A rank-one cost C_ij = a_i b_j: the optimum pairs large a with small b (rearrangement).
+    std::vector<double> factors = uniform_costs(n, 0.0, 1.0, 19 * n), product(n * n);  // a = first n, b = next n
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < n; ++j) product[i * n + j] = factors[i] * factors[n + j];
+    }
+    require_optimal(product, n, reference(product));
+  }
+  REQUIRE_THROWS_WITH(solve_assignment({1, std::nan(""), 0, 1}, 2), Contains("finite"));
+  REQUIRE_THROWS_WITH(solve_assignment({1, kInf, 0, 1}, 2), Contains("finite"));
+  REQUIRE_THROWS_WITH(solve_assignment({1, 1e301, 0, 1}, 2), Contains("1e+300"));
+}
+
+TEST_CASE("assignment: larger n against the Hungarian method and the duality certificate", "[couplings]") {
+  for (int64_t n : {129, 200, 256, 301}) {
+    for (uint64_t seed = 0; seed < 3; ++seed) {
+      INFO("n = " << n << ", seed " << seed);
+      std::vector<double> cost = seed == 0 ? point_costs(n, 2, 31 * n) : seed == 1 ? point_costs(n, 50, 37 * n)
+                                                                                     : uniform_costs(n, 0.0, 1.0, 41 * n);
+      require_optimal(cost, n, hungarian_min_cost(cost, n));
+    }
+  }
 }
 
 TEST_CASE("exact OT coupling: a permutation of x1 no costlier than the identity pairing", "[couplings]") {
@@ -93,29 +300,31 @@ TEST_CASE("exact OT: n = 256 stays fast", "[couplings]") {
   REQUIRE(ms < 500);
 }
 
-TEST_CASE("exact OT: n = 1024 timing", "[.couplings-bench]") {
+TEST_CASE("exact OT: n = 256 and 1024 timing", "[.couplings-bench]") {
   for (int64_t dim : {2, 784}) {
-    Generator g(9);
-    Tensor x0 = randn({1024, dim}, g), x1 = randn({1024, dim}, g) * 0.5 + 1.0;
-    Tensor cost = pairwise_sq_distances(x0.to(DType::f64), x1.to(DType::f64));
-    std::vector<double> c = cost.to_vector<double>();
-    for (int rep = 0; rep < 3; ++rep) {
-      // CPU time of this thread as well as wall time: on a shared machine the wall clock
-      // includes waiting for a core.
-      timespec c0{}, c1{};
-      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-      auto t0 = std::chrono::steady_clock::now();
-      std::vector<int64_t> perm = solve_assignment(c, 1024);
-      auto t1 = std::chrono::steady_clock::now();
-      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-      const double cpu_ms = (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) * 1e-6;
-      ExactOTCoupling::assignment(x0, x1);
-      auto t2 = std::chrono::steady_clock::now();
-      double solver_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
-      double total_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
-      WARN("dim " << dim << ": solver " << solver_ms << " ms wall, " << cpu_ms << " ms cpu; with cost matrix "
-                  << total_ms << " ms wall");
-      REQUIRE(is_permutation_of_range(perm));
+    for (int64_t n : {256, 1024}) {
+      Generator g(9);
+      Tensor x0 = randn({n, dim}, g), x1 = randn({n, dim}, g) * 0.5 + 1.0;
+      Tensor cost = pairwise_sq_distances(x0.to(DType::f64), x1.to(DType::f64));
+      std::vector<double> c = cost.to_vector<double>();
+      for (int rep = 0; rep < 3; ++rep) {
+        // CPU time of this thread as well as wall time: on a shared machine the wall clock
+        // includes waiting for a core.
+        timespec c0{}, c1{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+        auto t0 = std::chrono::steady_clock::now();
+        std::vector<int64_t> perm = solve_assignment(c, n);
+        auto t1 = std::chrono::steady_clock::now();
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+        const double cpu_ms = (c1.tv_sec - c0.tv_sec) * 1e3 + (c1.tv_nsec - c0.tv_nsec) * 1e-6;
+        ExactOTCoupling::assignment(x0, x1);
+        auto t2 = std::chrono::steady_clock::now();
+        double solver_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+        double total_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
+        WARN("n " << n << ", dim " << dim << ": solver " << solver_ms << " ms wall, " << cpu_ms
+                  << " ms cpu; ExactOTCoupling::assignment (cost matrix + solver) " << total_ms << " ms wall");
+        REQUIRE(is_permutation_of_range(perm));
+      }
     }
   }
 }
