@@ -500,11 +500,63 @@ CoupledBatch IndependentCoupling::couple(const Tensor& x0, const Tensor& x1, Gen
   return {x0, x1};
 }
 
+namespace {
+
+// Up to this many coordinates per row, exact OT sums its costs directly on the CPU: for 2-D
+// batches that is a few n^2 operations instead of a GEMM, the elementwise ops around it and
+// the copies of an n x n tensor, and it has no cancellation between ||a||^2 + ||b||^2 and 2 a.b.
+constexpr int64_t kDirectCostMaxDims = 16;
+
+// ||a_i - b_j||^2 for a and b of n rows of dim values each (row-major).
+std::vector<double> direct_sq_distances(const std::vector<double>& a, const std::vector<double>& b, int64_t n,
+                                        int64_t dim) {
+  std::vector<double> b_by_coordinate(dim * n);  // b transposed: the inner loop runs over columns
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t d = 0; d < dim; ++d) b_by_coordinate[d * n + j] = b[j * dim + d];
+  }
+  std::vector<double> cost(n * n, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    double* row = cost.data() + i * n;
+    for (int64_t d = 0; d < dim; ++d) {
+      const double ad = a[i * dim + d];
+      const double* bd = b_by_coordinate.data() + d * n;
+      for (int64_t j = 0; j < n; ++j) {
+        const double diff = ad - bd[j];
+        row[j] += diff * diff;
+      }
+    }
+  }
+  return cost;
+}
+
+// The same for a and b [n, dim] with many coordinates, as pairwise_sq_distances computes it but
+// with one n x n buffer: the Gram matrix a b^T by one f64 GEMM on the inputs' device, brought to
+// the CPU, then ||a_i||^2 + ||b_j||^2 - 2 <a_i, b_j> clamped at 0 written over it.
+Tensor sq_distances_from_gram(const Tensor& a, const Tensor& b) {
+  const Tensor a64 = a.to(DType::f64), b64 = b.to(DType::f64);
+  Tensor cost = matmul(a64, b64.t()).to(Device::cpu()).contiguous();
+  const std::vector<double> a_sq = sum(square(a64), {1}).to_vector<double>();
+  const std::vector<double> b_sq = sum(square(b64), {1}).to_vector<double>();
+  const int64_t n = a_sq.size(), m = b_sq.size();
+  double* c = cost.data<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < m; ++j) c[i * m + j] = std::max(0.0, a_sq[i] + b_sq[j] - c[i * m + j] * 2.0);
+  }
+  return cost;
+}
+
+}  // namespace
+
 std::vector<int64_t> ExactOTCoupling::assignment(const Tensor& x0, const Tensor& x1) {
   check_batch("ExactOTCoupling", x0, x1);
+  const int64_t n = x0.size(0), dim = n > 0 ? x0.numel() / n : 0;
   // f64 costs: an f32 cost matrix can tie or misorder pairs that differ in the last bits.
-  Tensor cost = pairwise_sq_distances(x0.detach().to(DType::f64), x1.detach().to(DType::f64));
-  return solve_assignment(cost.to(Device::cpu()).to_vector<double>(), x0.size(0));
+  if (dim <= kDirectCostMaxDims) {
+    const std::vector<double> cost = direct_sq_distances(x0.to_vector<double>(), x1.to_vector<double>(), n, dim);
+    return solve_dense_assignment(cost.data(), n).col_of_row;
+  }
+  const Tensor cost = sq_distances_from_gram(x0.detach().reshape({n, dim}), x1.detach().reshape({n, dim}));
+  return solve_dense_assignment(cost.data<double>(), n).col_of_row;
 }
 
 CoupledBatch ExactOTCoupling::couple(const Tensor& x0, const Tensor& x1, Generator&) const {

@@ -290,6 +290,29 @@ TEST_CASE("exact OT coupling: a permutation of x1 no costlier than the identity 
   REQUIRE(back == shuffle);
 }
 
+TEST_CASE("exact OT coupling: direct and Gram-matrix costs both give the optimal pairing", "[couplings]") {
+  // Few coordinates are summed directly, many go through a GEMM; both must pair optimally for
+  // the squared distances by definition, in f64 and from f32 batches.
+  Generator g(21);
+  const int64_t n = 50;
+  for (int64_t dim : {1, 3, 16, 17, 40}) {
+    for (DType dtype : {DType::f64, DType::f32}) {
+      INFO("dim " << dim << ", " << dtype_name(dtype));
+      Tensor x0 = randn({n, dim}, g, dtype), x1 = randn({n, dim}, g, dtype) * 0.5 + 1.0;
+      const std::vector<double> a = x0.to_vector<double>(), b = x1.to_vector<double>();
+      std::vector<double> cost(n * n, 0.0);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t d = 0; d < dim; ++d) cost[i * n + j] += (a[i * dim + d] - b[j * dim + d]) * (a[i * dim + d] - b[j * dim + d]);
+        }
+      }
+      std::vector<int64_t> perm = ExactOTCoupling::assignment(x0, x1);
+      REQUIRE(is_permutation_of_range(perm));
+      REQUIRE(assignment_cost(cost, n, perm) == Approx(hungarian_min_cost(cost, n)).epsilon(1e-12));
+    }
+  }
+}
+
 TEST_CASE("exact OT: n = 256 stays fast", "[couplings]") {
   Generator g(8);
   Tensor x0 = randn({256, 2}, g), x1 = randn({256, 2}, g) + 2.0;
