@@ -1,6 +1,7 @@
 // `dualflow bench kernels`: times GEMM, elementwise, reductions, softmax, layer_norm and the
 // dispatch cost of a tiny op through the engine, each beside the device's own reference
-// (OpenBLAS sgemm / memcpy on CPU, device-to-device copy on CUDA) measured in the same run.
+// (OpenBLAS sgemm / memcpy on CPU, device-to-device copy on CUDA) measured in the same run, and
+// the exact-OT assignment that OT-CFM runs on every batch.
 #include <cblas.h>
 #include <fmt/format.h>
 
@@ -15,6 +16,7 @@
 #include "kernels/cpu/parallel.h"
 #include "train/bench_timing.h"
 #include "train/commands.h"
+#include "train/couplings.h"
 
 namespace dualflow::cli {
 namespace {
@@ -155,6 +157,19 @@ void run_kernels(const BenchOptions& o) {
     double ms = median_ms([&] { add(a, b); }, dev, 21, 20000);
     rep.add(Row{"add (dispatch)", "f32", "256", ms, 0, 0, fmt::format("{:.3f} us per op, autodiff off", ms * 1000)});
   }
+
+  // ---- exact-OT coupling: the assignment solver (CPU, one thread) and the whole coupling ----
+  for (int64_t n : o.quick ? std::vector<int64_t>{256} : std::vector<int64_t>{256, 1024}) {
+    // Noise against a narrower, shifted cloud, as noise against data in OT-CFM's 2-D runs.
+    Tensor x0 = randn(Shape{n, 2}, gen, f32), x1 = randn(Shape{n, 2}, gen, f32) * 0.5 + 1.0;
+    const std::vector<double> cost = pairwise_sq_distances(x0.to(DType::f64), x1.to(DType::f64)).to_vector<double>();
+    const int samples = n >= 1024 ? 7 : 15;
+    double ms = median_ms([&] { solve_assignment(cost, n); }, Device::cpu(), samples);
+    rep.add(Row{"assignment (exact OT)", "f64", fmt::format("{}x{}", n, n), ms, 0, 0, "solve_assignment on 2-D squared distances"});
+    ExactOTCoupling exact_ot;
+    ms = median_ms([&] { exact_ot.couple(x0, x1, gen); }, dev, samples);
+    rep.add(Row{"exact_ot coupling", "f32", fmt::format("{}x2", n), ms, 0, 0, "cost matrix + assignment + gather"});
+  }
 }
 
 }  // namespace
@@ -163,7 +178,7 @@ void add_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks: kernels, model steps and the 2-D flow workloads");
   bench->require_subcommand(1);
   auto opts = std::make_shared<BenchOptions>();
-  auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm and op dispatch");
+  auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm, op dispatch and the exact-OT assignment");
   kernels->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
   kernels->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
   kernels->add_option("--json", opts->json, "Also write one JSON object per row to this file");
