@@ -143,6 +143,8 @@ constexpr int64_t kColdStartSize = 64;
 // Costs beyond this magnitude could overflow when a few of them are added in reduced costs.
 constexpr double kMaxCostMagnitude = 1e300;
 
+// Only code inlined into the AVX2 entry point (solve_level_avx2) is compiled for AVX2, so the
+// solver's members and helpers are all forced inline.
 #define DUALFLOW_ALWAYS_INLINE [[gnu::always_inline]] inline
 
 // W doubles, and W 64-bit lane masks or indices, as one vector (unaligned, may alias the arrays).
@@ -451,13 +453,18 @@ __attribute__((target("avx2"))) AssignmentSolution solve_level_avx2(const double
 #define DUALFLOW_ASSIGNMENT_AVX2 1
 #endif
 
+// One level at the widest vector width this CPU runs.
 AssignmentSolution solve_level(const double* cost, int64_t n, const HalfProblemPotentials* halves) {
 #ifdef DUALFLOW_ASSIGNMENT_AVX2
   if (__builtin_cpu_supports("avx2")) return solve_level_avx2(cost, n, halves);
 #endif
   return ShortestAugmentingPaths<2>(cost, n).solve(halves);
 }
+#undef DUALFLOW_ASSIGNMENT_AVX2
+#undef DUALFLOW_ALWAYS_INLINE
 
+// A level after its two half problems (copied out of its matrix and solved the same way), or
+// cold when small.
 AssignmentSolution solve_from_halves(const double* cost, int64_t n) {
   if (n <= kColdStartSize) return solve_level(cost, n, nullptr);
   const int64_t m = n / 2;
