@@ -5,6 +5,7 @@
 #include "engine/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string_view>
 #include <unordered_set>
 
 #include "engine/autograd.h"
@@ -324,12 +326,50 @@ void open_and_read_header(const std::string& path, OpenedFile& file) {
   file.header = parse_header(text.data(), n, size - 8 - n, path);
 }
 
+// The pid in a temp file name `<target name>.tmp.<pid>.<k>`, or nothing when `entry` is not one.
+std::optional<pid_t> temp_file_owner(const std::string& entry, const std::string& target_name) {
+  const std::string stem = target_name + ".tmp.";
+  if (entry.compare(0, stem.size(), stem) != 0) return std::nullopt;
+  std::string_view rest = std::string_view(entry).substr(stem.size());
+  size_t dot = rest.find('.');
+  auto all_digits = [](std::string_view s) {
+    return !s.empty() && s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (dot == std::string_view::npos || !all_digits(rest.substr(0, dot)) || !all_digits(rest.substr(dot + 1)))
+    return std::nullopt;
+  int64_t pid = std::stoll(std::string(rest.substr(0, dot)));
+  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return std::nullopt;
+  return pid_t(pid);
+}
+
+// A process killed mid-save (SIGKILL, power loss) leaves its temp file behind; nothing else
+// ever removes it, so a run that is killed again and again would fill its directory. Each save
+// therefore deletes the temp files of `target` whose writer no longer exists. A live writer's
+// file is kept (kill(pid, 0) succeeds, or fails with EPERM for another user's process); a
+// writer on another machine sharing the directory would be mistaken for a dead one, but two
+// machines saving to one path are unsupported anyway (the last rename would win).
+void remove_stale_temp_files(const std::string& target) {
+  std::filesystem::path target_path(target);
+  std::filesystem::path dir = target_path.parent_path();
+  if (dir.empty()) dir = ".";
+  const std::string target_name = target_path.filename().string();
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string entry = it->path().filename().string();
+    std::optional<pid_t> owner = temp_file_owner(entry, target_name);
+    if (!owner || *owner == ::getpid()) continue;
+    if (::kill(*owner, 0) == 0 || errno != ESRCH) continue;
+    ::unlink(it->path().c_str());  // best effort: another saver may have removed it first
+  }
+}
+
 // Creates `<path>.tmp.<pid>.<k>` next to the target (a rename is only atomic within one file
 // system) and removes it again unless the save got as far as renaming it.
 class TempFile {
  public:
   explicit TempFile(const std::string& target) {
     static std::atomic<uint64_t> counter{0};
+    remove_stale_temp_files(target);
     for (int attempt = 0; attempt < 100; ++attempt) {
       name_ = fmt::format("{}.tmp.{}.{}", target, ::getpid(), counter.fetch_add(1));
       int fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

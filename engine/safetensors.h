@@ -40,6 +40,8 @@ struct SafetensorsHeader {
 
 // Writes atomically: a temp file in the same directory, fsync, rename over `path`, fsync the
 // directory, so a crash or error leaves either the old file or the new one, never a torn one.
+// A writer killed mid-save leaves its `<path>.tmp.<pid>.<k>`; the next save to `path` deletes
+// the temp files of writers that no longer exist.
 // Tensors may live on any device and have any strides (they are copied to contiguous CPU
 // bytes one at a time). Names must be unique, non-empty and not "__metadata__". As in the
 // reference writer, the header is space-padded to a multiple of 8 bytes and the data is laid
