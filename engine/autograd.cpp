@@ -49,19 +49,23 @@ void attach_tangent(const Tensor& t, uint64_t level, const Tensor& tangent) {
   if (Level* l = find_level(level)) l->touched.push_back(t.impl()->autograd);
 }
 
+// Holds its leaf's meta weakly: under create_graph the leaf's gradient carries a graph that
+// ends in this node, and a strong reference back would make leaf -> grad -> graph -> leaf a
+// cycle that is never freed. A leaf that is gone has no one left to read its gradient.
 class AccumulateGrad final : public Node {
  public:
-  explicit AccumulateGrad(std::shared_ptr<AutogradMeta> meta) : Node("accumulate_grad"), meta_(std::move(meta)) {}
+  explicit AccumulateGrad(const std::shared_ptr<AutogradMeta>& meta) : Node("accumulate_grad"), meta_(meta) {}
   std::vector<Tensor> apply(const Tensor&) override { return {}; }
   void accumulate(const Tensor& g) {
+    std::shared_ptr<AutogradMeta> meta = meta_.lock();
+    if (!meta) return;
     // Under create_graph the gradient keeps its graph (for grad-of-grad); otherwise it is plain.
     Tensor gc = GradMode::enabled() ? g : g.contiguous().detach();
-    meta_->grad = meta_->grad.defined() ? add(meta_->grad, gc) : gc;
+    meta->grad = meta->grad.defined() ? add(meta->grad, gc) : gc;
   }
-  const std::shared_ptr<AutogradMeta>& meta() const { return meta_; }
 
  private:
-  std::shared_ptr<AutogradMeta> meta_;
+  std::weak_ptr<AutogradMeta> meta_;
 };
 
 }  // namespace

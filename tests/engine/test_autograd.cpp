@@ -185,4 +185,32 @@ TEST_CASE("deep graphs (long unrolled loops) back-propagate without recursion li
   w = Tensor();
 }
 
+TEST_CASE("backward(create_graph) leaves no reference cycle through the leaf's accumulator", "[autograd]") {
+  // The gradient's graph ends in the leaf's accumulator; were that a strong reference, leaf and
+  // gradient would keep each other alive for ever, even after differentiating the gradient had
+  // released everything its graph saved (a gradient penalty's pattern; LeakSanitizer reported it).
+  std::weak_ptr<AutogradMeta> leaf_meta;
+  {
+    Tensor leaf = from_vector(std::vector<double>{0.5, -1.0}, Shape{2}, DType::f64).set_requires_grad(true);
+    sum(pow(leaf, 3.0)).backward(Tensor(), false, /*create_graph=*/true);
+    sum(pow(leaf, 3.0)).backward(Tensor(), false, /*create_graph=*/true);  // accumulates, with graph
+    REQUIRE(leaf.grad().requires_grad());
+    require_close(leaf.grad().detach(), square(leaf.detach()) * 6.0, 1e-12, 0, "two create_graph passes accumulate");
+    auto second = grad({sum(leaf.grad())}, {leaf});
+    require_close(second[0], leaf.detach() * 12.0, 1e-12, 0, "grad of the accumulated gradient");
+    leaf_meta = leaf.impl()->autograd;
+  }
+  REQUIRE(leaf_meta.expired());
+
+  // While the gradient's graph is unused it holds what its rules saved, the leaf among them,
+  // as in PyTorch; zero_grad() drops the gradient and with it that link.
+  {
+    Tensor leaf = from_vector(std::vector<double>{0.5, -1.0}, Shape{2}, DType::f64).set_requires_grad(true);
+    sum(pow(leaf, 3.0)).backward(Tensor(), false, /*create_graph=*/true);
+    leaf_meta = leaf.impl()->autograd;
+    leaf.zero_grad();
+  }
+  REQUIRE(leaf_meta.expired());
+}
+
 }  // namespace dualflow::testing
