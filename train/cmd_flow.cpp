@@ -11,6 +11,7 @@
 #include "train/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
+#include "train/meanflow.h"
 #include "train/npy.h"
 #include "train/plots.h"
 
@@ -52,7 +53,7 @@ void run_train(const TrainArgs& a) {
 }
 
 struct SampleArgs {
-  std::string checkpoint, out, solver;
+  std::string checkpoint, out, solver, method;
   int64_t steps = 0, n = 0;
   double rtol = 0, atol = 0, cfg = 1.0;
   uint64_t seed = 0;
@@ -73,18 +74,43 @@ void run_sample(const SampleArgs& a) {
   const int64_t n = a.n > 0 ? a.n : lm.config.get_int("sample.n");
   DF_CHECK(a.cfg == 1.0 || lm.model.num_classes > 0,
            "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.cfg);
-  OdeOptions o = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
+  // A MeanFlow model samples with its own few-step jumps unless the ODE of its instantaneous
+  // velocity is asked for; every other model integrates its ODE.
+  const std::string method = a.method.empty() ? (lm.model.meanflow_time ? "meanflow" : "ode") : a.method;
+  DF_CHECK(method == "ode" || method == "meanflow", "sample: --method expects ode or meanflow, got '{}'", method);
+  DF_CHECK(method == "ode" || lm.model.meanflow_time,
+           "sample: --method meanflow needs a MeanFlow checkpoint; this one was trained with method.name = \"{}\" "
+           "(sample it with --method ode)",
+           lm.config.get_string("method.name"));
+  DF_CHECK(method == "ode" || (a.solver.empty() && a.rtol == 0 && a.atol == 0),
+           "sample: --solver, --rtol and --atol choose the ODE solver; MeanFlow sampling takes only --steps (add "
+           "--method ode to integrate the model's instantaneous velocity instead)");
   Generator gen(a.seed);
   std::vector<int64_t> dims = {n};
   for (int64_t d : lm.model.sample_shape) dims.push_back(d);
   Device dev = lm.model.module->parameters().front().device();
   Tensor noise = randn(Shape(dims), gen, TensorOptions(DType::f32, dev)) * lm.model.source_std;
-  OdeResult r = sample_flow(lm.model.net, noise, o, {}, lm.model.t_end);
-  save_npy_f32(a.out, r.x);
+  Tensor x;
+  int64_t nfe = 0;
+  std::string how;
+  if (method == "meanflow") {
+    const int64_t steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
+    MeanFlowSample s = meanflow_sample(lm.model.network, noise, steps);
+    x = s.x;
+    nfe = s.nfe;
+    how = fmt::format("MeanFlow, {} step{}", steps, steps == 1 ? "" : "s");
+  } else {
+    OdeOptions o = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
+    OdeResult r = sample_flow(lm.model.net, noise, o, {}, lm.model.t_end);
+    x = r.x;
+    nfe = r.nfe;
+    how = lm.model.meanflow_time ? fmt::format("{} on the instantaneous velocity", ode_method_name(o.method))
+                                 : ode_method_name(o.method);
+  }
+  save_npy_f32(a.out, x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
-  if (r.x.dim() == 2 && r.x.shape()[1] == 2) save_scatter_png(png, r.x);
-  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, ode_method_name(o.method), r.nfe,
-             a.out, png);
+  if (x.dim() == 2 && x.shape()[1] == 2) save_scatter_png(png, x);
+  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, how, nfe, a.out, png);
 }
 
 struct NllArgs {
@@ -141,8 +167,14 @@ void add_flow_commands(CLI::App& app) {
   auto* sample = app.add_subcommand("sample", "Draw samples from a trained checkpoint");
   sample->add_option("--checkpoint", sa->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
   sample->add_option("--out", sa->out, "output .npy file (a .png beside it for 2-D data)")->required();
+  sample->add_option("--method", sa->method,
+                     "ode (integrate the velocity; for a MeanFlow model its instantaneous velocity) or meanflow "
+                     "(MeanFlow jumps; the default for MeanFlow checkpoints)");
   sample->add_option("--solver", sa->solver, "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
-  sample->add_option("--steps", sa->steps, "steps of a fixed-step solver")->check(CLI::PositiveNumber);
+  sample->add_option("--steps", sa->steps,
+                     "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
+                     "run's meanflow.sample_steps)")
+      ->check(CLI::PositiveNumber);
   sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
   sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
   sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(CLI::PositiveNumber);

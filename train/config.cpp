@@ -501,6 +501,11 @@ ConfigSchema flow_matching_schema() {
   s.add_string("model.kind", "mlp", "velocity network: MLP (2-D data), U-Net or DiT (images)").one_of({"mlp", "unet", "dit"});
   s.add_int("model.width", 256, "hidden width of the MLP").at_least(1);
   s.add_int("model.depth", 4, "hidden layers of the MLP").at_least(1);
+  // The time embedding's frequency scale (a = time_scale * t * freqs). 1000 is the toy2d network
+  // of BENCHMARKS.md; MeanFlow runs use a smaller scale because its target differentiates the
+  // network along t (see configs/toy2d_meanflow.toml).
+  s.add_float("model.time_scale", 1000.0, "frequency scale of the MLP's sinusoidal time embedding (a = scale * t * freqs)")
+      .greater_than(0);
   s.add_int("model.classes", 0, "number of class labels to condition on; 0 trains unconditionally").at_least(0);
   s.add_string("model.dit_preset", "S/4", "DiT size/patch preset: S|B|L|XL / 2|4|8, such as S/4 or B/2");
   s.add_int("model.unet_channels", 32, "U-Net base channel count").at_least(1);
@@ -555,6 +560,18 @@ ConfigSchema flow_matching_schema() {
   s.add_float("meanflow.adaptive_p", 1.0, "power p of the adaptive loss weight 1/(|error|^2 + c)^p; 0 is plain MSE")
       .at_least(0);
   s.add_float("meanflow.adaptive_c", 1e-3, "constant c of the adaptive loss weight, keeps it finite").greater_than(0);
+  s.add_string("meanflow.time_distribution", "logit_normal", "how t and r are drawn before ordering")
+      .one_of({"logit_normal", "uniform"});
+  s.add_float("meanflow.guidance_omega", 1.0,
+              "guidance omega folded into the training target (class-conditional models); 1 is none")
+      .greater_than(0);
+  s.add_float("meanflow.guidance_kappa", 0.0, "guidance kappa (the conditional branch's share); effective scale omega/(1 - kappa)")
+      .at_least(0)
+      .less_than(1);
+  s.add_float("meanflow.guidance_t_min", 0.0, "guidance applies to times t in [t_min, t_max]").at_least(0).at_most(1);
+  s.add_float("meanflow.guidance_t_max", 1.0, "guidance applies to times t in [t_min, t_max]").at_least(0).at_most(1);
+  s.add_int("meanflow.sample_steps", 1, "MeanFlow sampling steps (uniform from t = 1 to 0) of the run's samples.png")
+      .at_least(1);
 
   s.add_string("optim.name", "adam", "optimizer").one_of({"sgd", "adam", "adamw"});
   s.add_float("optim.lr", 1e-3, "peak learning rate (reached after warmup)").greater_than(0);

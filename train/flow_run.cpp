@@ -16,6 +16,7 @@
 #include "train/checkpoint.h"
 #include "train/couplings.h"
 #include "train/data2d.h"
+#include "train/meanflow.h"
 #include "train/optim.h"
 #include "train/plots.h"
 #include "train/reflow.h"
@@ -44,11 +45,25 @@ void check_supported(const RunConfig& c) {
            "model.kind = \"{}\": 2-D data trains the MLP velocity network; set model.kind = \"mlp\"",
            c.get_string("model.kind"));
   const std::string method = c.get_string("method.name");
-  DF_CHECK(method != "meanflow",
-           "method.name = \"meanflow\": this version of `dualflow train` implements cfm, score, cnf_mle and reflow");
   DF_CHECK(c.get_int("model.classes") == 0,
            "model.classes = {}: the 2-D datasets have no class labels; set model.classes = 0", c.get_int("model.classes"));
   const std::string coupling = c.get_string("method.coupling");
+  if (method == "meanflow") {
+    // MeanFlow draws its own noise and times on its own straight path z_t = (1 - t) x + t e.
+    DF_CHECK(coupling == "independent",
+             "method.coupling = \"{}\": MeanFlow pairs each sample with its own fresh noise; set method.coupling = "
+             "\"independent\"",
+             coupling);
+    DF_CHECK(c.get_string("method.path") == "condot" && c.get_float("method.sigma_min") == 0.0 &&
+                 c.get_float("method.t_max") == 1.0,
+             "method.path = \"{}\", method.sigma_min = {}, method.t_max = {}: MeanFlow trains on its own straight path "
+             "from data to N(0, I) noise over the whole of [0, 1]; keep method.path = \"condot\", sigma_min = 0, t_max = 1",
+             c.get_string("method.path"), c.get_float("method.sigma_min"), c.get_float("method.t_max"));
+    DF_CHECK(c.get_float("meanflow.guidance_omega") == 1.0 && c.get_float("meanflow.guidance_kappa") == 0.0,
+             "meanflow.guidance_omega = {}, meanflow.guidance_kappa = {}: guidance in training needs class labels, and "
+             "the 2-D datasets have none; keep omega = 1 and kappa = 0",
+             c.get_float("meanflow.guidance_omega"), c.get_float("meanflow.guidance_kappa"));
+  }
   if (method == "score" || method == "reflow")
     DF_CHECK(coupling == "independent",
              "method.coupling = \"{}\": method \"{}\" {}; set method.coupling = \"independent\"", coupling, method,
@@ -121,7 +136,36 @@ std::string json_number(double v) {
 
 double absmax(const Tensor& t) { return amax(abs(t.detach())).to(DType::f64).item(); }
 
+MeanFlowOptions meanflow_options(const RunConfig& c) {
+  MeanFlowOptions o;
+  o.time_distribution = parse_time_distribution(c.get_string("meanflow.time_distribution"));
+  o.time_mu = c.get_float("meanflow.time_mu");
+  o.time_sigma = c.get_float("meanflow.time_sigma");
+  o.ratio_r_neq_t = c.get_float("meanflow.ratio_r_neq_t");
+  o.adaptive_p = c.get_float("meanflow.adaptive_p");
+  o.adaptive_c = c.get_float("meanflow.adaptive_c");
+  o.class_dropout = c.get_float("method.class_dropout");
+  // The models' null class is num_classes; without classes there is none (and no labels).
+  const int64_t classes = c.get_int("model.classes");
+  o.null_label = classes > 0 ? classes : -1;
+  o.guidance_omega = c.get_float("meanflow.guidance_omega");
+  o.guidance_kappa = c.get_float("meanflow.guidance_kappa");
+  o.guidance_t_min = c.get_float("meanflow.guidance_t_min");
+  o.guidance_t_max = c.get_float("meanflow.guidance_t_max");
+  o.validate();
+  return o;
+}
+
 }  // namespace
+
+VelocityNet flow_matching_time_velocity(const VelocityNet& meanflow_network) {
+  return [meanflow_network](const Tensor& x, const Tensor& tau, const Tensor& h, const Tensor& labels) {
+    DF_CHECK(!h.defined(), "flow_matching_time_velocity: the instantaneous velocity takes no interval h, got {}",
+             h.shape().str());
+    Tensor t = 1.0 - tau;
+    return -meanflow_network(x, t, zeros_like(t), labels);
+  };
+}
 
 void install_stop_signal_handlers() {
   struct sigaction sa = {};
@@ -137,7 +181,8 @@ VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
   m.data_dim = 2;
   m.width = c.get_int("model.width");
   m.depth = c.get_int("model.depth");
-  m.use_h = false;
+  m.use_h = c.get_string("method.name") == "meanflow";
+  m.time_scale = c.get_float("model.time_scale");
   auto net = std::make_shared<MLPVelocity>(m, init);
   VelocityModel vm;
   vm.module = net;
@@ -148,6 +193,12 @@ VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
   vm.net = vm.network;
   vm.t_end = c.get_float("method.t_max");
   const std::string method = c.get_string("method.name");
+  if (method == "meanflow") {
+    meanflow_options(c);  // refuses inconsistent MeanFlow settings before any training
+    vm.meanflow_time = true;
+    vm.net = flow_matching_time_velocity(vm.network);
+    return vm;
+  }
   if (c.get_string("method.coupling") != "sb" && method != "reflow") {
     auto path = affine_path(c);
     SchedulerValues at0 = scheduler_at(*path, 0.0), at_end = scheduler_at(*path, vm.t_end);
@@ -172,10 +223,12 @@ VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
 namespace {
 
 // A training objective turns a fresh batch into a loss; `inputs` are kept for the report that
-// a non-finite loss writes.
+// a non-finite loss writes, and `diagnostics` (scalars the objective computed anyway) go to
+// the metrics lines beside the loss.
 struct ObjectiveBatch {
   Tensor loss;
   std::vector<std::pair<std::string, Tensor>> inputs;
+  std::vector<std::pair<std::string, Tensor>> diagnostics;
 };
 using Objective = std::function<ObjectiveBatch(Generator& gen)>;
 
@@ -201,6 +254,19 @@ Objective make_objective(const RunConfig& c, const VelocityModel& vm, const Part
     return [=](Generator& gen) {
       Tensor x1 = sample_2d(data, batch, gen, opts);
       return ObjectiveBatch{cnf_nll_loss(field, x1, lo, gen), {{"x1", x1}}};
+    };
+  }
+  if (method == "meanflow") {
+    const MeanFlowOptions mo = meanflow_options(c);
+    return [=](Generator& gen) {
+      Tensor x = sample_2d(data, batch, gen, opts);
+      MeanFlowLoss l = meanflow_training_loss(vm.network, x, Tensor(), mo, gen);
+      // With the adaptive weight the loss is about mean L / (L + c), close to 1 whatever the
+      // fit; the unweighted mse and the error against the instantaneous velocity v = e - x
+      // show the progress.
+      return ObjectiveBatch{l.loss,
+                            {{"x", x}, {"target", l.target}, {"dudt", l.dudt}},
+                            {{"mse", l.mse}, {"velocity_error", l.velocity_error}}};
     };
   }
   if (method == "reflow") {
@@ -376,12 +442,19 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
       const double its = secs > 0 ? window_steps / secs : 0;
       window_start = now;
       window_steps = 0;
-      metrics << fmt::format(R"({{"step":{},"loss":{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step,
-                             json_number(loss_value), json_number(opt->lr()), json_number(grad_norm), its)
+      std::string diagnostics_json, first_diagnostic;
+      for (const auto& [name, value] : b.diagnostics) {
+        const double v = value.to(DType::f64).item();
+        diagnostics_json += fmt::format(R"(,"{}":{})", name, json_number(v));
+        if (first_diagnostic.empty()) first_diagnostic = fmt::format("  {} {:.5f}", name, v);
+      }
+      metrics << fmt::format(R"({{"step":{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step,
+                             json_number(loss_value), diagnostics_json, json_number(opt->lr()), json_number(grad_norm), its)
               << std::endl;
       if (!o.quiet) {
         const double eta = its > 0 ? double(total - step) / its : 0;
-        std::string line = fmt::format("step {}/{}  loss {:.5f}  {:.1f} it/s  ETA {:.0f} s", step, total, loss_value, its, eta);
+        std::string line = fmt::format("step {}/{}  loss {:.5f}{}  {:.1f} it/s  ETA {:.0f} s", step, total, loss_value,
+                                       first_diagnostic, its, eta);
         if (o.progress_line) fmt::print("\r{:<78}", line);
         else fmt::print("{}\n", line);
         std::fflush(stdout);
@@ -396,13 +469,23 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     if (ema) ema->swap();
     Generator sample_gen(seed + 7);
     Tensor noise = randn({c.get_int("sample.n"), 2}, sample_gen, f32) * vm.source_std;
-    OdeResult r = sample_flow(vm.net, noise, sampler_options(c), {}, vm.t_end);
+    Tensor samples;
+    int64_t nfe = 0;
+    if (vm.meanflow_time) {
+      MeanFlowSample s = meanflow_sample(vm.network, noise, c.get_int("meanflow.sample_steps"));
+      samples = s.x;
+      nfe = s.nfe;
+    } else {
+      OdeResult r = sample_flow(vm.net, noise, sampler_options(c), {}, vm.t_end);
+      samples = r.x;
+      nfe = r.nfe;
+    }
     if (ema) ema->swap();
     const std::string png = (fs::path(o.out_dir) / "samples.png").string();
-    save_scatter_png(png, r.x);
+    save_scatter_png(png, samples);
     if (!o.quiet)
       fmt::print("trained {} steps in {:.1f} s; checkpoint {}; samples {} ({} NFE)\n", step,
-                 std::chrono::duration<double>(clock::now() - started).count(), ckpt, png, r.nfe);
+                 std::chrono::duration<double>(clock::now() - started).count(), ckpt, png, nfe);
   }
   result.steps_done = step;
   return result;

@@ -4,7 +4,8 @@
 // SIGINT/SIGTERM, bitwise-identical resume), and sampling / likelihood from a checkpoint.
 // This version trains on the built-in 2-D datasets with MLPVelocity, with one of the objectives
 // conditional flow matching, denoising score matching (sampled through the probability-flow
-// ODE), maximum-likelihood CNF training, or reflow of a trained flow.
+// ODE), maximum-likelihood CNF training, reflow of a trained flow, or MeanFlow (sampled in a
+// few steps of its average velocity, or through the ODE of its instantaneous velocity).
 #pragma once
 #include <memory>
 #include <string>
@@ -19,14 +20,29 @@ namespace dualflow {
 // The network a config describes, and the velocity field the samplers integrate.
 struct VelocityModel {
   std::shared_ptr<Module> module;
-  VelocityNet network;  // the module's own output: a velocity, or the noise for method "score"
-  VelocityNet net;      // the velocity (for "score": the probability-flow ODE's)
+  // The module's own output: a velocity, the noise for method "score", or for "meanflow" the
+  // average velocity u(z, r, t) called as network(z, t, h = t - r, labels) in MeanFlow's time
+  // (see meanflow_time).
+  VelocityNet network;
+  // The velocity in flow-matching time (noise at t = 0, data at t_end), what the ODE solvers
+  // and the likelihood integrate: for "score" the probability-flow ODE's, for "meanflow" the
+  // instantaneous velocity (flow_matching_time_velocity).
+  VelocityNet net;
   Shape sample_shape;   // one sample, without the batch dim
   int64_t num_classes = 0;
   double t_end = 1.0;       // the data end of time (method.t_max)
   double source_std = 1.0;  // the source at t = 0 is N(0, source_std^2 I) (sigma_max on the VE path)
+  // `network` runs in MeanFlow's reversed time (t = 1 noise, t = 0 data) with the interval h
+  // as an input, and is sampled by meanflow_sample.
+  bool meanflow_time = false;
 };
 VelocityModel build_velocity_model(const RunConfig& config, Generator& init);
+
+// The instantaneous velocity of a MeanFlow network, u(z, t, t) (h = 0), moved to flow-matching
+// time tau = 1 - t: v(x, tau) = -u(x, t = 1 - tau, h = 0). Integrated from tau = 0 (noise) to
+// 1 (data) it is the ODE that MeanFlow's average velocity averages. The returned net takes
+// h undefined, like every flow-matching velocity.
+VelocityNet flow_matching_time_velocity(const VelocityNet& meanflow_network);
 
 struct TrainRunOptions {
   std::string out_dir;          // receives checkpoint.safetensors, metrics.jsonl, samples.png

@@ -10,6 +10,7 @@
 #include "engine/safetensors.h"
 #include "tests/engine/test_util.h"
 #include "train/flow_run.h"
+#include "train/meanflow.h"
 
 namespace dualflow::testing {
 namespace {
@@ -74,6 +75,60 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
   Generator g(3);
   Tensor v = lm.model.net(randn({4, 2}, g), rand({4}, g), Tensor(), Tensor());
   REQUIRE(v.shape() == Shape{4, 2});
+  fs::remove_all(straight);
+  fs::remove_all(resumed);
+}
+
+TEST_CASE("train run: MeanFlow trains with its diagnostics, resumes bit for bit and loads in both time conventions",
+          "[flow_run]") {
+  auto meanflow_run = [](int steps) {
+    return small_run({"method.name=\"meanflow\"", "method.coupling=\"independent\"", "model.time_scale=10",
+                      "meanflow.adaptive_p=0.5", fmt::format("train.steps={}", steps)});
+  };
+  fs::path straight = fresh_dir("mf-straight"), resumed = fresh_dir("mf-resumed");
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = straight.string();
+  TrainRunResult full = train_flow_matching(meanflow_run(30), o);
+  REQUIRE(fs::exists(straight / "samples.png"));
+  std::vector<std::string> m = lines_of(straight / "metrics.jsonl");
+  REQUIRE(m.size() == 6);
+  REQUIRE(m.back().find("\"mse\":") != std::string::npos);
+  REQUIRE(m.back().find("\"velocity_error\":") != std::string::npos);
+
+  o.out_dir = resumed.string();
+  train_flow_matching(meanflow_run(20), o);
+  o.resume = true;
+  TrainRunResult rest = train_flow_matching(meanflow_run(30), o);
+  REQUIRE(rest.last_loss == full.last_loss);
+  SafetensorsContent a = load_safetensors((straight / "checkpoint.safetensors").string());
+  SafetensorsContent b = load_safetensors((resumed / "checkpoint.safetensors").string());
+  REQUIRE(a.tensors.size() == b.tensors.size());
+  for (size_t i = 0; i < a.tensors.size(); ++i) {
+    INFO(a.tensors[i].first);
+    REQUIRE(a.tensors[i].first == b.tensors[i].first);
+    REQUIRE(max_abs_diff(a.tensors[i].second, b.tensors[i].second) == 0.0);
+  }
+
+  LoadedModel lm = load_model_from_checkpoint((straight / "checkpoint.safetensors").string());
+  REQUIRE(lm.model.meanflow_time);
+  Generator g(3);
+  Tensor x = randn({5, 2}, g), tau = rand({5}, g);
+  // The ODE velocity in flow-matching time tau is -u(x, t = 1 - tau, h = 0).
+  Tensor u = lm.model.network(x, 1.0 - tau, zeros({5}), Tensor());
+  REQUIRE(max_abs_diff(lm.model.net(x, tau, Tensor(), Tensor()), -u) == 0.0);
+  REQUIRE_THROWS_WITH(lm.model.net(x, tau, zeros({5}), Tensor()), Catch::Contains("no interval h"));
+  // One Euler step of that ODE from tau = 0 and one MeanFlow step at h = 0 would agree; the
+  // MeanFlow step uses h = 1 instead, so the two samplers differ.
+  OdeOptions euler;
+  euler.method = OdeMethod::Euler;
+  euler.steps = 1;
+  Tensor noise = randn({6, 2}, g);
+  Tensor ode = sample_flow(lm.model.net, noise, euler).x;
+  REQUIRE(max_abs_diff(ode, noise - lm.model.network(noise, ones({6}), zeros({6}), Tensor())) < 1e-6);
+  MeanFlowSample one = meanflow_sample(lm.model.network, noise, 1);
+  REQUIRE(one.nfe == 1);
+  REQUIRE(max_abs_diff(one.x, ode) > 1e-4);
   fs::remove_all(straight);
   fs::remove_all(resumed);
 }
@@ -145,7 +200,19 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
   TrainRunOptions o;
   o.quiet = true;
   o.out_dir = fresh_dir("errors").string();
-  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"meanflow\""}), o), Catch::Contains("method.name"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"meanflow\""}), o),
+                      Catch::Contains("method.coupling") && Catch::Contains("independent"));
+  const std::string meanflow_independent[] = {"method.name=\"meanflow\"", "method.coupling=\"independent\""};
+  auto meanflow_run = [&](const std::string& extra) {
+    return small_run({meanflow_independent[0], meanflow_independent[1], extra});
+  };
+  REQUIRE_THROWS_WITH(train_flow_matching(meanflow_run("meanflow.guidance_omega=2.0"), o),
+                      Catch::Contains("guidance") && Catch::Contains("class labels"));
+  REQUIRE_THROWS_WITH(train_flow_matching(meanflow_run("method.path=\"vp\""), o), Catch::Contains("method.path"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({meanflow_independent[0], meanflow_independent[1],
+                                                     "meanflow.guidance_t_min=0.9", "meanflow.guidance_t_max=0.5"}),
+                                          o),
+                      Catch::Contains("guidance interval"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
                       Catch::Contains("2-D datasets"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"run.device=\"cuda:7\""}), o), Catch::Contains("cuda"));
