@@ -544,6 +544,11 @@ ConfigSchema flow_matching_schema() {
   s.add_string("cnf.divergence", "exact", "divergence of the training likelihood: exact or a Hutchinson estimate")
       .one_of({"exact", "hutchinson"});
   s.add_string("cnf.probe", "rademacher", "Hutchinson probe distribution").one_of({"rademacher", "gaussian"});
+  s.add_float("cnf.grid_jitter", 0.5,
+              "move the solver's interior time points by up to +-jitter/2 of a step, drawn afresh each step, so the "
+              "network cannot fit one fixed discretisation instead of the ODE; 0 keeps the uniform grid")
+      .at_least(0)
+      .less_than(1);
 
   s.add_string("reflow.teacher", "", "checkpoint of the trained flow whose ODE pairs are learned (method reflow)");
   s.add_int("reflow.pairs", 20000, "number of (noise, sample) pairs drawn from the teacher").at_least(1);

@@ -251,9 +251,12 @@ Objective make_objective(const RunConfig& c, const VelocityModel& vm, const Part
   if (method == "cnf_mle") {
     const LikelihoodOptions lo = training_likelihood(c, vm);
     const VelocityField field = velocity_field(vm.net);
+    const double jitter = c.get_float("cnf.grid_jitter");
     return [=](Generator& gen) {
       Tensor x1 = sample_2d(data, batch, gen, opts);
-      return ObjectiveBatch{cnf_nll_loss(field, x1, lo, gen), {{"x1", x1}}};
+      LikelihoodOptions step_options = lo;
+      if (jitter > 0) step_options.ode.time_grid = jittered_time_grid(lo.t_data, 0.0, lo.ode.steps, jitter, gen);
+      return ObjectiveBatch{cnf_nll_loss(field, x1, step_options, gen), {{"x1", x1}}};
     };
   }
   if (method == "meanflow") {
