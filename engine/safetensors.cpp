@@ -155,14 +155,20 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
   if (shape.size() > size_t(kMaxDims))
     refuse(what, fmt::format("{}: shape {} has {} dims; dualflow supports at most {}", tensor, brief(shape),
                              shape.size(), kMaxDims));
-  uint64_t numel = 1;
+  // Row-major strides multiply the dims with zeros counted as 1, so that product must fit in
+  // 63 bits even when a zero dim makes the tensor empty ([0, 2^62, 2^62] has no element but
+  // a stride of 2^124).
+  uint64_t numel = 1, stride_extent = 1;
   for (const json& d : shape) {
     auto n = as_count(d);
     if (!n || *n > uint64_t(std::numeric_limits<int64_t>::max()))
       refuse(what, fmt::format("{}: shape {} must hold non-negative integers below 2^63, got {}", tensor, brief(shape),
                                brief(d)));
-    if (__builtin_mul_overflow(numel, *n, &numel) || numel > uint64_t(std::numeric_limits<int64_t>::max()))
-      refuse(what, fmt::format("{}: shape {} has more elements than fit in 63 bits", tensor, brief(shape)));
+    if (__builtin_mul_overflow(stride_extent, std::max<uint64_t>(*n, 1), &stride_extent) ||
+        stride_extent > uint64_t(std::numeric_limits<int64_t>::max()))
+      refuse(what, fmt::format("{}: shape {} has more elements than fit in 63 bits (zero dims counted as 1, as in "
+                               "its strides)", tensor, brief(shape)));
+    numel *= *n;  // <= stride_extent
     e.shape.push_back(int64_t(*n));
   }
   uint64_t bytes = 0;

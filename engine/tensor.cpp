@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <sstream>
 
 #include "engine/autograd.h"
@@ -76,7 +77,16 @@ const Backend& backend_for(const Device& d) {
 }
 
 Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
-  for (int64_t d : shape) DF_CHECK(d >= 0, "empty: negative dimension in shape {}", shape.str());
+  // The strides multiply the dims with zeros counted as 1; they and the byte count must fit
+  // even when a zero dim leaves nothing to allocate.
+  int64_t extent = 1;
+  for (int64_t d : shape) {
+    DF_CHECK(d >= 0, "empty: negative dimension in shape {}", shape.str());
+    DF_CHECK(!__builtin_mul_overflow(extent, std::max<int64_t>(d, 1), &extent) &&
+                 extent <= std::numeric_limits<int64_t>::max() / int64_t(dtype_size(opts.dtype)),
+             "empty: shape {} of {} has more bytes than fit in 63 bits (zero dims counted as 1, as in its strides)",
+             shape.str(), dtype_name(opts.dtype));
+  }
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(size_t(shape.numel()) * dtype_size(opts.dtype), opts.device);
   impl->shape = shape;

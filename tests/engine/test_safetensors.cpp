@@ -355,6 +355,9 @@ TEST_CASE("malformed files are refused with the source, the expectation and what
             "non-negative integers");
     refused(one(R"("a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]})", {}),
             "more elements than fit in 63 bits");
+    // Empty, but its strides would overflow (found by fuzzing: undefined behaviour before).
+    refused(one(R"("a":{"dtype":"F32","shape":[0,4611686018427387904,4611686018427387904],"data_offsets":[0,0]})", {}),
+            "more elements than fit in 63 bits");
     refused(one(R"("a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]})"),
             "more bytes than fit in 64 bits");
     refused(one(R"("a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]})"), "span 8 bytes but F32 [3] needs 12");

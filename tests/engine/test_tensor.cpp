@@ -110,6 +110,12 @@ TEST_CASE("bad input names the op, what was expected and what was given", "[tens
   REQUIRE_THROWS_WITH(jvp([](const std::vector<Tensor>& v) { return v; }, {zeros(Shape{3})}, {zeros(Shape{4})}),
                       Catch::Contains("jvp") && Catch::Contains("[4]") && Catch::Contains("[3]"));
   REQUIRE_THROWS_WITH(Device::parse("gpu"), Catch::Contains("cuda:N") && Catch::Contains("gpu"));
+  // Sizes whose elements, bytes or strides overflow 63 bits, even with nothing to allocate.
+  REQUIRE_THROWS_WITH(Tensor::empty(Shape{int64_t(1) << 40, int64_t(1) << 40}),
+                      Catch::Contains("empty") && Catch::Contains("[1099511627776,1099511627776]"));
+  REQUIRE_THROWS_WITH(Tensor::empty(Shape{int64_t(1) << 61}, DType::f64), Catch::Contains("63 bits"));
+  REQUIRE_THROWS_WITH(Tensor::empty(Shape{0, int64_t(1) << 62, int64_t(1) << 62}), Catch::Contains("63 bits"));
+  REQUIRE(Tensor::empty(Shape{0, int64_t(1) << 40}).numel() == 0);
   if (!cuda_available()) {
     REQUIRE_THROWS_WITH(zeros(Shape{3}, Device::cuda()), Catch::Contains("cuda:0"));
   } else {
