@@ -425,6 +425,27 @@ void apply_table(RunConfig& config, const toml::table& table, const std::string&
   }
 }
 
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
+// as TOML text must be.
+bool is_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    unsigned char c = byte(i);
+    size_t extra = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xe ? 2 : (c >> 3) == 0x1e ? 3 : 4;
+    if (extra == 4 || i + extra >= s.size()) return false;
+    uint32_t cp = extra == 0 ? c : c & (0x3f >> extra);
+    for (size_t k = 1; k <= extra; ++k) {
+      if ((byte(i + k) & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (byte(i + k) & 0x3f);
+    }
+    static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kSmallest[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += extra + 1;
+  }
+  return true;
+}
+
 void apply_override(RunConfig& config, const std::string& assignment) {
   const ConfigSchema& schema = config.schema();
   std::string origin = "--set " + assignment;
@@ -443,7 +464,10 @@ void apply_override(RunConfig& config, const std::string& assignment) {
     fail_unknown(schema, name, origin);
   }
   // Strings may be given bare (--set data.name=moons); quotes make TOML's escapes available.
+  // Bare text skips the TOML parser's UTF-8 check, and a config that is not UTF-8 could be
+  // neither written back as TOML nor stored in a checkpoint's metadata.
   if (spec->type == ConfigType::String && (text.empty() || (text[0] != '"' && text[0] != '\''))) {
+    DF_CHECK(is_utf8(text), "{}: the value is not UTF-8 text", origin);
     config.set(name, ConfigValue{text}, origin);
     return;
   }

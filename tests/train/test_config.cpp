@@ -138,6 +138,48 @@ TEST_CASE("config: malformed --set arguments are refused", "[config]") {
   REQUIRE_THROWS_WITH(parse("", {"optim.lr="}), Contains("no value after '='"));
   REQUIRE_THROWS_WITH(parse("", {"train.steps=1\nx=2"}), Contains("more than one TOML value"));
   REQUIRE_THROWS_WITH(parse("", {"data.name=\"moons"}), Contains("is not a TOML value"));
+  // A bare string skips the TOML parser, which alone checked its UTF-8 (found by fuzzing: the
+  // config then failed to be written back).
+  REQUIRE_THROWS_WITH(parse("", {"data.path=/data/\xff"}), Contains("--set data.path=") && Contains("not UTF-8"));
+  REQUIRE_THROWS_WITH(parse("", {"data.path=\xc0\xaf"}), Contains("not UTF-8"));        // overlong '/'
+  REQUIRE_THROWS_WITH(parse("", {"data.path=\xed\xa0\x80"}), Contains("not UTF-8"));    // a surrogate
+  REQUIRE_THROWS_WITH(parse("", {"data.path=caf\xc3"}), Contains("not UTF-8"));         // cut short
+  RunConfig accented = parse("", {"data.path=/données/\xf0\x9f\x98\x80"});
+  REQUIRE(parse(accented.to_toml()) == accented);
+}
+
+TEST_CASE("config: non-ASCII characters where whitespace may stand are refused, and kept inside strings",
+          "[config]") {
+  // toml++ 3.3 classifies these code points through a table whose default case is
+  // __builtin_unreachable() (marzer/tomlplusplus#190, #295); this pins down that the library the
+  // program links answers "not whitespace" for every one of them.
+  auto utf8 = [](char32_t c) {
+    std::string s;
+    if (c < 0x800) {
+      s += char(0xc0 | (c >> 6));
+    } else {
+      s += char(0xe0 | (c >> 12));
+      s += char(0x80 | ((c >> 6) & 0x3f));
+    }
+    s += char(0x80 | (c & 0x3f));
+    return s;
+  };
+  const ConfigSchema schema = flow_matching_schema();
+  int checked = 0;
+  for (auto [first, last] : {std::pair<char32_t, char32_t>{0xa1, 0x499}, {0x2c5e, 0x3057}, {0xfb26, 0xfefe}}) {
+    for (char32_t c = first; c <= last; ++c) {
+      if (c == 0x3000) continue;  // IDEOGRAPHIC SPACE, which toml++ knows
+      const std::string u = utf8(c);
+      INFO("U+" << std::hex << uint32_t(c));
+      REQUIRE_THROWS_AS(parse_config_text("run.seed = 1" + u + "\n", "run.toml", {}, schema), Error);
+      REQUIRE_THROWS_AS(parse_config_text("[" + u + "]\n", "run.toml", {}, schema), Error);
+      // After a line-ending backslash a multi-line string skips whitespace only.
+      RunConfig kept = parse_config_text("[data]\npath = \"\"\"\\\n" + u + "\"\"\"\n", "run.toml", {}, schema);
+      REQUIRE(kept.get_string("data.path") == u);
+      ++checked;
+    }
+  }
+  REQUIRE(checked == 3019);
 }
 
 TEST_CASE("config: typed getters refuse unknown keys and other types", "[config]") {
