@@ -345,6 +345,31 @@ std::string location(const toml::source_region& where, const std::string& what) 
   return fmt::format("{}:{}:{}", what, where.begin.line, where.begin.column);
 }
 
+// A value as TOML text for messages. Lists and inline tables are written element by element:
+// toml++ 3.3's own formatter sizes them by casting log10 of each float to an integer, which is
+// undefined behaviour for inf and nan (found by fuzzing the config loader).
+void write_toml_value(std::ostream& out, const toml::node& node) {
+  if (auto array = node.as_array()) {
+    out << '[';
+    for (size_t i = 0; i < array->size(); ++i) {
+      out << (i ? ", " : "");
+      write_toml_value(out, *array->get(i));
+    }
+    out << ']';
+  } else if (auto table = node.as_table()) {
+    out << '{';
+    bool first = true;
+    for (auto&& [key, value] : *table) {
+      out << (first ? "" : ", ") << key.str() << " = ";
+      write_toml_value(out, value);
+      first = false;
+    }
+    out << '}';
+  } else {
+    node.visit([&](auto&& n) { out << n; });
+  }
+}
+
 std::string describe(const toml::node& node) {
   static const std::map<toml::node_type, const char*> names = {
       {toml::node_type::table, "table"},          {toml::node_type::array, "list"},
@@ -356,7 +381,7 @@ std::string describe(const toml::node& node) {
   std::string name = it == names.end() ? "value" : it->second;
   if (node.is_table()) return "a table";
   std::ostringstream text;
-  node.visit([&](auto&& n) { text << n; });
+  write_toml_value(text, node);
   return fmt::format("{} {} {}", node.is_integer() ? "an" : "a", name, text.str());
 }
 

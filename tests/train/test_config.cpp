@@ -115,6 +115,9 @@ TEST_CASE("config: wrong types name expected and given", "[config]") {
   REQUIRE_THROWS_WITH(parse("[data]\nname = 3\n"), Contains("data.name expects a string, got an int 3"));
   REQUIRE_THROWS_WITH(parse("[model]\nunet_mult = [1, 2.5]\n"), Contains("model.unet_mult expects a list of ints"));
   REQUIRE_THROWS_WITH(parse("[model]\nunet_mult = 2\n"), Contains("expects a list of ints, got an int 2"));
+  // Lists are written element by element (toml++'s formatter casts log10(inf) to an integer).
+  REQUIRE_THROWS_WITH(parse("[model]\nunet_mult = [2, \"x\", +inf, [nan, {a = -inf}]]\n"),
+                      Contains("expects a list of ints, got a list [2, 'x', inf, [nan, {a = -inf}]]"));
   REQUIRE_THROWS_WITH(parse("[optim.lr]\nx = 1\n"), Contains("optim.lr expects a float, got a table"));
   REQUIRE_THROWS_WITH(parse("", {"train.steps=many"}), Contains("'many' is not a TOML value") && Contains("an int"));
 }
