@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build ccache pkg-config
-          libfmt-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev libstb-dev libtomlplusplus-dev)
+          libfmt-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev libstb-dev libtomlplusplus-dev
+          clang libclang-rt-dev)  # clang and its libFuzzer/sanitizer runtimes: tools/fuzz.sh
 
 missing=()
 for p in "${packages[@]}"; do
