@@ -2,6 +2,7 @@
 #pragma once
 #include "models/activation.h"
 #include "models/attention.h"
+#include "models/classifier.h"
 #include "models/conv.h"
 #include "models/dit.h"
 #include "models/dropout.h"
