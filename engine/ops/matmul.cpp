@@ -64,15 +64,23 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
     full.push_back(rows);
     full.push_back(cols);
     Tensor e = t.expand(full);
-    // Batch dims all broadcast (stride 0): keep as a single matrix with batch stride 0.
-    bool all_zero = true;
-    for (int i = 0; i < batch.size(); ++i) all_zero &= (e.strides()[i] == 0 || batch[i] == 1);
-    if (all_zero) {
-      Tensor one = e;
-      for (int i = 0; i < batch.size(); ++i) one = one.select(0, 0);
-      Tensor v = make_view(one, Shape{nb, rows, cols}, Dims{0, one.strides()[0], one.strides()[1]}, one.offset());
-      return v;
+    // When the batch dims collapse into one stride (all broadcast, stride 0; or nested like a
+    // contiguous batch, which a transposed view of a contiguous batch also is) the operand is
+    // a [nb, rows, cols] view, and gemm_batched reads a transposed matrix with a transpose
+    // flag. Only other layouts are copied: a conv's weight gradient multiplies by the
+    // transposed window matrix, and copying that cost more than its GEMM.
+    const int nbatch = int(batch.size());
+    int64_t batch_stride = 0, expected = -1;
+    bool collapses = true;
+    for (int i = nbatch - 1; i >= 0 && collapses; --i) {
+      if (batch[i] == 1) continue;
+      if (expected < 0) batch_stride = e.strides()[i];
+      else collapses = e.strides()[i] == expected;
+      expected = e.strides()[i] * batch[i];
     }
+    if (collapses)
+      return make_view(e, Shape{nb, rows, cols}, Dims{batch_stride, e.strides()[nbatch], e.strides()[nbatch + 1]},
+                       e.offset());
     return e.contiguous().reshape(Shape{nb, rows, cols});
   };
   gemm_batched(to3(ad, m, k), to3(bd, k, n), out.reshape(Shape{nb, m, n}));

@@ -14,12 +14,15 @@ namespace {
 
 template <class H>
 void gemm_half(const GemmArgs& g) {
-  // Widen each batch entry densely (rows of length ld) to f32, multiply, narrow.
+  // Widen each batch entry densely (rows of length ld) to f32, multiply, narrow. The last row
+  // is read only up to its last element: an operand may be a view that ends there.
   const H* A = static_cast<const H*>(g.a);
   const H* B = static_cast<const H*>(g.b);
   H* Cp = static_cast<H*>(g.c);
-  int64_t a_rows = g.trans_a ? g.k : g.m, b_rows = g.trans_b ? g.n : g.k;
-  std::vector<float> a(size_t(a_rows * g.lda)), b(size_t(b_rows * g.ldb)), c(size_t(g.m * g.ldc));
+  const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
+  const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
+  auto span = [](int64_t rows, int64_t cols, int64_t ld) { return size_t(rows > 0 ? (rows - 1) * ld + cols : 0); };
+  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc));
   for (int64_t bi = 0; bi < g.batch; ++bi) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);

@@ -90,6 +90,13 @@ std::vector<OpCase> all_op_cases() {
   c.push_back({"matmul_broadcast", {{Shape{2, 1, 3, 4}}, {Shape{3, 4, 2}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"matmul_left_2d", {{Shape{3, 4}}, {Shape{2, 4, 5}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"matmul_transposed", {{Shape{4, 3}}, {Shape{5, 4}}}, [](V x) { return matmul(x[0].t(), x[1].t()); }});
+  // Batched operands read in place through one batch stride (transposed per entry), and a
+  // batch whose dims do not nest, which is copied.
+  c.push_back({"matmul_batched_transposed", {{Shape{2, 4, 3}}, {Shape{2, 5, 4}}},
+               [](V x) { return matmul(x[0].transpose(-2, -1), x[1].transpose(-2, -1)); }});
+  c.push_back({"matmul_batch_permuted", {{Shape{2, 3, 3, 4}}, {Shape{3, 2, 4, 2}}},
+               [](V x) { return matmul(x[0].permute({1, 0, 2, 3}), x[1].transpose(-2, -1).transpose(-1, -2)); }});
+  c.push_back({"matmul_fold_4d", {{Shape{2, 2, 3, 4}}, {Shape{5, 4}}}, [](V x) { return matmul(x[0], x[1].t()); }});
   c.push_back({"matmul_vec_mat", {{Shape{4}}, {Shape{4, 5}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"matmul_mat_vec", {{Shape{3, 4}}, {Shape{4}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"dot", {{Shape{6}}, {Shape{6}}}, [](V x) { return matmul(x[0], x[1]); }});

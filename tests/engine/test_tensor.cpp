@@ -30,6 +30,29 @@ TEST_CASE("views share storage; contiguous and clone copy", "[tensor]") {
   REQUIRE(a.flatten().shape() == Shape{12});
 }
 
+TEST_CASE("batched matmul reads strided operands in place and equals matmul of their copies", "[tensor]") {
+  // Small integers: every path (strided views with transpose flags, copies, widened 16-bit
+  // floats) sums exactly, so the results must agree bit for bit.
+  auto ints = [](Shape s, int64_t mod, DType t) {
+    std::vector<double> v(static_cast<size_t>(s.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = double(int64_t(i * 7) % mod) - 2.0;
+    return from_vector(v, s, DType::f64).to(t);
+  };
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    INFO(dtype_name(t));
+    Tensor cols = ints(Shape{3, 1, 6, 5}, 5, t), go = ints(Shape{3, 1, 4, 5}, 3, t);
+    // A conv's weight gradient: [N, 1, O, L] x [N, 1, L, K] with the window matrix transposed.
+    Tensor ct = cols.transpose(-2, -1);
+    REQUIRE_FALSE(ct.is_contiguous());
+    REQUIRE(matmul(go, ct).to(DType::f64).to_vector<double>() ==
+            matmul(go, ct.contiguous()).to(DType::f64).to_vector<double>());
+    // Batch dims that do not nest (copied), and a last-dim slice (row stride above its length).
+    Tensor a = ints(Shape{2, 3, 4, 5}, 7, t).permute({1, 0, 2, 3}), b = ints(Shape{3, 2, 5, 8}, 4, t).narrow(3, 1, 6);
+    REQUIRE(matmul(a, b).to(DType::f64).to_vector<double>() ==
+            matmul(a.contiguous(), b.contiguous()).to(DType::f64).to_vector<double>());
+  }
+}
+
 TEST_CASE("dtype conversions round-trip and 16-bit floats round to nearest even", "[tensor]") {
   Tensor x = from_vector(std::vector<double>{1.0, -2.5, 0.1, 65504.0, 1e-8, 3.0}, Shape{6}, DType::f64);
   auto h = x.to(DType::f16).to(DType::f64).to_vector<double>();
