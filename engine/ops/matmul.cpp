@@ -112,7 +112,19 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                 [a, b](const Tensor& g, NeedsGrad n) -> Grads {
                   Grads r(2);
                   if (n[0]) r[0] = sum_to(matmul(g, b.transpose(-1, -2)), a.shape());
-                  if (n[1]) r[1] = sum_to(matmul(a.transpose(-1, -2), g), b.shape());
+                  if (n[1]) {
+                    if (b.dim() == 2 && a.dim() > 2) {
+                      // A matrix shared by every batch entry (a Linear's weight): its gradient
+                      // is one GEMM over the folded batch, a [B*M, K]^T g [B*M, N], instead of
+                      // B GEMMs of inner size M into a [B, K, N] buffer summed afterwards.
+                      int64_t rows = 1;
+                      for (int d = 0; d + 1 < a.dim(); ++d) rows *= a.shape()[d];
+                      r[1] = matmul(a.reshape(Shape{rows, a.shape()[a.dim() - 1]}).transpose(-1, -2),
+                                    g.reshape(Shape{rows, g.shape()[g.dim() - 1]}));
+                    } else {
+                      r[1] = sum_to(matmul(a.transpose(-1, -2), g), b.shape());
+                    }
+                  }
                   return r;
                 },
                 [a, b](const Tangents& t, const Tensor& o) {
