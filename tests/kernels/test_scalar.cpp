@@ -67,3 +67,19 @@ TEST_CASE("exp_f32 stays within a few ulp of the library exp and saturates like 
   REQUIRE(std::isnan(scalar::exp_f32(NAN)));
   REQUIRE(scalar::exp_f32(0.0f) == 1.0f);
 }
+
+TEST_CASE("tanh_f32 stays within 2 ulp of the library tanh and keeps its edge values", "[kernels][math]") {
+  float worst_ulp = 0;
+  for (float x = -12.0f; x < 12.0f; x += 0.00073f) {
+    const float ref = std::tanh(x), got = scalar::tanh_f32(x);
+    const float ulp = std::nextafter(std::abs(ref), 2.0f) - std::abs(ref);
+    worst_ulp = std::max(worst_ulp, std::abs(got - ref) / ulp);
+  }
+  INFO("worst error " << worst_ulp << " ulp");
+  REQUIRE(worst_ulp <= 2.0f);
+  for (float x : {1e-30f, -1e-8f}) REQUIRE(scalar::tanh_f32(x) == std::tanh(x));  // tanh x = x in f32
+  REQUIRE(std::signbit(scalar::tanh_f32(-0.0f)));
+  REQUIRE(scalar::tanh_f32(100.0f) == 1.0f);
+  REQUIRE(scalar::tanh_f32(-INFINITY) == -1.0f);
+  REQUIRE(std::isnan(scalar::tanh_f32(NAN)));
+}
