@@ -1,9 +1,12 @@
 // `dualflow bench toy2d-cfm | toy2d-meanflow | toy2d-euler | toy2d-nll-exact`: the 2-D flow
-// workloads of BENCHMARKS.md ("toy2d network") on MLPVelocity, each step run through the
-// library code that `dualflow train`, `sample` and `nll` run (cfm_loss over a CondOT AffinePath
-// and meanflow_training_loss, each with an optimizer from make_optimizer; sample_flow through
-// odeint; cnf_log_likelihood with the exact divergence), so the figures measure what a user gets. tools/bench_torch.py times the same workloads in
-// PyTorch for the side-by-side ratio (tools/bench_toy2d.sh runs both).
+// workloads of BENCHMARKS.md ("toy2d network") on MLPVelocity, and `dualflow bench
+// fmnist-unet-cfm | fmnist-dit-meanflow`: its image workloads (28x28x1, batch 64, AdamW lr 1e-4)
+// on the U-Net and DiT-S/4. Each step runs through the library code that `dualflow train`,
+// `sample` and `nll` run (cfm_loss over a CondOT AffinePath and meanflow_training_loss, each with
+// an optimizer from make_optimizer; sample_flow through odeint; cnf_log_likelihood with the exact
+// divergence), so the figures measure what a user gets. tools/bench_torch.py times the same
+// workloads in PyTorch for the side-by-side ratio (tools/bench_toy2d.sh and
+// tools/bench_fmnist.sh run both).
 #include <fmt/format.h>
 
 #include <fstream>
@@ -30,11 +33,14 @@ struct FlowBenchOptions {
   std::string json;
   int steps = 20;
   int warmup = 3;
+  bool params = false;  // list the network's parameters and exit
 };
 
-// One workload: a step to time (state captured inside it) and how many samples a step handles.
+// One workload: its network, a step to time (state captured inside it) and how many samples a
+// step handles.
 struct FlowWorkload {
   std::string name, description;
+  std::shared_ptr<Module> net;
   int64_t batch = 0;
   std::function<void()> step;
 };
@@ -44,6 +50,12 @@ constexpr int64_t kTrainBatch = 1024;
 constexpr int64_t kSamplePoints = 10000;
 constexpr int64_t kLikelihoodPoints = 1000;
 constexpr int64_t kOdeSteps = 100;
+constexpr int64_t kImageBatch = 64;
+constexpr int64_t kImageSize = 28;
+constexpr int64_t kImageClasses = 10;
+// Random "images" in [-1, 1) with labels 0..9, drawn before timing and cycled through, so data
+// loading is no part of a step.
+constexpr int64_t kImageBatches = 4;
 
 // The benchmark network embeds h = t - r as well as t (130 input features); flow matching has
 // r = t, so the methods call it without h and it is filled with zeros here.
@@ -60,12 +72,124 @@ OptimizerOptions adam_options() {
   return o;
 }
 
-FlowWorkload make_flow_workload(const std::string& which, const std::shared_ptr<MLPVelocity>& net, const Device& dev) {
+// The image workloads' optimizer: AdamW, lr 1e-4 (weight decay 0.01, PyTorch's default).
+OptimizerOptions adamw_options() {
+  OptimizerOptions o;
+  o.name = "adamw";
+  o.lr = 1e-4;
+  return o;
+}
+
+// BENCHMARKS.md's fmnist-unet-cfm network: base 32, multipliers [1, 2, 2], 2 residual blocks
+// per level, attention at 7x7 with 4 heads, GroupNorm(8), 10 classes and the null class.
+UNetConfig fmnist_unet_config() {
+  UNetConfig c;
+  c.in_channels = 1;
+  c.image_size = kImageSize;
+  c.base_channels = 32;
+  c.channel_mult = {1, 2, 2};
+  c.num_res_blocks = 2;
+  c.attention_resolutions = {7};
+  c.attention_heads = 4;
+  c.norm_groups = 8;
+  c.num_classes = kImageClasses;
+  return c;
+}
+
+// DiT-S/4 on 28x28x1 with the t and h embedders and 10 classes plus the null class.
+DiTConfig fmnist_dit_config() {
+  DiTConfig base;
+  base.input_size = kImageSize;
+  base.in_channels = 1;
+  base.num_classes = kImageClasses;
+  base.use_h = true;
+  return DiTConfig::preset("S/4", base);
+}
+
+// A fixed pool of random image batches (x in [-1, 1), labels 0..9) and the index of the next one.
+struct ImagePool {
+  std::vector<Tensor> images, labels;
+  size_t next = 0;
+  ImagePool(Generator& gen, const Device& dev) {
+    const TensorOptions f32(DType::f32, dev);
+    for (int64_t i = 0; i < kImageBatches; ++i) {
+      images.push_back(uniform({kImageBatch, 1, kImageSize, kImageSize}, -1.0, 1.0, gen, f32));
+      labels.push_back(randint(0, kImageClasses, {kImageBatch}, gen).to(dev));
+    }
+  }
+  std::pair<Tensor, Tensor> take() {
+    const size_t i = next;
+    next = (next + 1) % images.size();
+    return {images[i], labels[i]};
+  }
+};
+
+FlowWorkload make_image_workload(const std::string& which, const Device& dev) {
   const TensorOptions f32(DType::f32, dev);
+  Generator init(1);
+  auto gen = std::make_shared<Generator>(2);
+  auto pool = std::make_shared<ImagePool>(*gen, dev);
+  FlowWorkload w;
+  w.name = which;
+  w.batch = kImageBatch;
+  if (which == "fmnist-unet-cfm") {
+    w.description = "CFM step: 64 random 28x28x1 images with labels, CondOT path, UNet forward + backward + AdamW (lr 1e-4)";
+    auto net = std::make_shared<UNet>(fmnist_unet_config(), init);
+    net->to(dev);
+    w.net = net;
+    const VelocityNet vnet = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+      return net->forward(x, t, h, labels);
+    };
+    std::shared_ptr<const ProbabilityPath> path = make_affine_path("condot");
+    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adamw_options());
+    w.step = [vnet, path, opt, gen, pool, f32] {
+      auto [x1, labels] = pool->take();
+      Tensor x0 = randn(x1.shape(), *gen, f32);
+      Tensor t = rand({x1.shape()[0]}, *gen, f32);
+      Tensor loss = cfm_loss(vnet, *path, x0, x1, t, labels);
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+    };
+  } else if (which == "fmnist-dit-meanflow") {
+    w.description =
+        "MeanFlow step: 64 random 28x28x1 images with labels, logit-normal(-0.4, 1) times, 25% r != t, JVP, adaptive "
+        "weight, no CFG training, DiT-S/4 + AdamW (lr 1e-4)";
+    auto net = std::make_shared<DiT>(fmnist_dit_config(), init);
+    net->to(dev);
+    w.net = net;
+    const VelocityNet vnet = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+      return net->forward(x, t, h, labels);
+    };
+    MeanFlowOptions mo;  // BENCHMARKS.md's sampler and loss weight are its defaults
+    mo.class_dropout = 0.0;
+    mo.guidance_omega = 1.0;
+    mo.null_label = kImageClasses;
+    std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adamw_options());
+    w.step = [vnet, mo, opt, gen, pool] {
+      auto [x, labels] = pool->take();
+      MeanFlowLoss l = meanflow_training_loss(vnet, x, labels, mo, *gen);
+      opt->zero_grad();
+      l.loss.backward();
+      opt->step();
+    };
+  } else {
+    fail("bench: unknown image workload '{}'", which);
+  }
+  return w;
+}
+
+FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
+  if (which.rfind("fmnist-", 0) == 0) return make_image_workload(which, dev);
+  const TensorOptions f32(DType::f32, dev);
+  Generator init(1);
+  auto net = std::make_shared<MLPVelocity>(MLPVelocityConfig{.use_h = true}, init);
+  net->to(dev);
   const VelocityNet vnet = with_zero_interval(net);
   auto gen = std::make_shared<Generator>(2);
   FlowWorkload w;
   w.name = which;
+  w.net = net;
   if (which == "toy2d-cfm") {
     w.description = "CFM step: checkerboard, CondOT path, forward + backward + Adam (lr 1e-3)";
     w.batch = kTrainBatch;
@@ -128,10 +252,14 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
     json.open(o.json);
     if (!json) fail("bench {}: cannot write --json file '{}'", which, o.json);
   }
-  Generator init(1);
-  auto net = std::make_shared<MLPVelocity>(MLPVelocityConfig{.use_h = true}, init);
-  net->to(dev);
-  FlowWorkload w = make_flow_workload(which, net, dev);
+  FlowWorkload w = make_flow_workload(which, dev);
+  const std::shared_ptr<Module>& net = w.net;
+  if (o.params) {
+    // One line per parameter tensor, to hold against the PyTorch replica (bench_torch.py --params).
+    for (const auto& [name, p] : net->named_parameters()) fmt::print("{:<48} {}\n", name, p.shape().str());
+    fmt::print("{}: {} ({} params)\n", w.name, net->describe(), net->num_parameters());
+    return;
+  }
 
   fmt::print("{}: {}\n", w.name, w.description);
   fmt::print("device {}, {} CPU thread(s), {} timed steps after {} warm-up steps, {} ({} params)\n", dev.str(),
@@ -141,9 +269,9 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   const StepTimes st = time_steps(w.step, dev, o.steps, o.warmup);
   const double peak_mib = double(memory_stats(dev).peak_bytes - before) / (1 << 20);
   const double samples_per_s = double(w.batch) / (st.median_ms / 1000.0);
-  fmt::print("{:<16} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "workload", "batch", "median_ms", "min_ms",
+  fmt::print("{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "workload", "batch", "median_ms", "min_ms",
              "q1_ms", "q3_ms", "max_ms", "samples/s", "peak MiB");
-  fmt::print("{:<16} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch, st.median_ms,
+  fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch, st.median_ms,
              st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib);
   if (json)
     json << fmt::format(
@@ -161,6 +289,8 @@ void add_bench_flow(CLI::App* bench) {
       {"toy2d-meanflow", "Time a MeanFlow training step of the toy2d network (batch 1024, Adam)"},
       {"toy2d-euler", "Time sampling 10,000 points with 100 Euler steps of the toy2d network"},
       {"toy2d-nll-exact", "Time the exact-divergence log-likelihood of 1,000 points (reverse Euler, 100 steps)"},
+      {"fmnist-unet-cfm", "Time a CFM training step of the U-Net on 28x28x1 images (batch 64, AdamW)"},
+      {"fmnist-dit-meanflow", "Time a MeanFlow training step of DiT-S/4 on 28x28x1 images (batch 64, AdamW)"},
   };
   for (const auto& [name, help] : workloads) {
     auto opts = std::make_shared<FlowBenchOptions>();
@@ -172,6 +302,7 @@ void add_bench_flow(CLI::App* bench) {
         ->check(CLI::PositiveNumber);
     cmd->add_option("--warmup", opts->warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
     cmd->add_option("--json", opts->json, "Also write the result as one JSON object to this file");
+    cmd->add_flag("--params", opts->params, "List the network's parameters with their shapes and exit without timing");
     cmd->callback([name, opts] { run_flow_bench(name, *opts); });
   }
 }
