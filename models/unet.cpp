@@ -107,7 +107,7 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : Module("UNet"), config_(c
     size /= 2;
   }
   const int64_t emb = c.embedding_dim;
-  SinusoidalOptions freqs{c.base_channels + c.base_channels % 2, 1000.0, 10000, false};
+  SinusoidalOptions freqs{c.base_channels + c.base_channels % 2, c.time_scale, 10000, false};
   t_embedder = register_module("t_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
   if (c.use_h) h_embedder = register_module("h_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
   if (c.num_classes > 0) y_embedder = register_module("y_embedder", std::make_shared<LabelEmbedding>(c.num_classes, emb, gen));

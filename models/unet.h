@@ -30,6 +30,7 @@ struct UNetConfig {
   bool use_h = false;                 // MeanFlow: a second time input h = t - r with its own embedder
   bool conv_resample = true;          // strided conv down / conv after nearest upsample; else pool / plain
   int64_t embedding_dim = 0;          // conditioning width; 0: 4 * base_channels
+  double time_scale = 1000.0;         // t in [0, 1] -> a = time_scale * t * freqs in the sinusoidal embedding
   uint64_t dropout_seed = 0;
 };
 

@@ -3,6 +3,7 @@
 #include "train/checkpoint.h"
 
 #include <cstring>
+#include <set>
 
 #include "engine/safetensors.h"
 
@@ -151,10 +152,16 @@ NamedTensors checkpoint_weights(const std::string& path, bool prefer_ema, Checkp
   CheckpointInfo i = info_from(path, content.metadata);
   if (info) *info = i;
   NamedTensors ema = part_of(content.tensors, "ema.");
-  if (prefer_ema && !ema.empty()) return ema;
   NamedTensors model = part_of(content.tensors, "model.");
-  DF_CHECK(!model.empty(), "checkpoint {}: holds no model weights", path);
-  return model;
+  DF_CHECK(!model.empty() || (prefer_ema && !ema.empty()), "checkpoint {}: holds no model weights", path);
+  if (!prefer_ema || ema.empty()) return model;
+  // The average covers the trainable parameters only; buffers (a DiT's positional embedding,
+  // a classifier's running statistics) come from the model's own state.
+  std::set<std::string> averaged;
+  for (const auto& entry : ema) averaged.insert(entry.first);
+  for (const auto& entry : model)
+    if (!averaged.count(entry.first)) ema.push_back(entry);
+  return ema;
 }
 
 }  // namespace dualflow

@@ -56,7 +56,7 @@ void run_train(const TrainArgs& a) {
 struct SampleArgs {
   std::string checkpoint, out, solver, method;
   int64_t steps = 0, n = 0;
-  double rtol = 0, atol = 0, cfg = 1.0;
+  double rtol = 0, atol = 0, cfg = -1;  // cfg < 0: the run's sample.cfg_scale
   uint64_t seed = 0;
 };
 
@@ -98,7 +98,7 @@ void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
   const int64_t n = a.n > 0 ? a.n : lm.config.get_int("sample.n");
-  DF_CHECK(a.cfg == 1.0 || lm.model.num_classes > 0,
+  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || lm.model.num_classes > 0,
            "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.cfg);
   // A MeanFlow model samples with its own few-step jumps unless the ODE of its instantaneous
   // velocity is asked for; every other model integrates its ODE.
@@ -108,35 +108,30 @@ void run_sample(const SampleArgs& a) {
            "sample: --method meanflow needs a MeanFlow checkpoint; this one was trained with method.name = \"{}\" "
            "(sample it with --method ode)",
            lm.config.get_string("method.name"));
+  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || method == "ode",
+           "sample: --cfg {}: a MeanFlow model's guidance is trained in (meanflow.guidance_*); its jumps take none",
+           a.cfg);
   DF_CHECK(method == "ode" || (a.solver.empty() && a.rtol == 0 && a.atol == 0),
            "sample: --solver, --rtol and --atol choose the ODE solver; MeanFlow sampling takes only --steps (add "
            "--method ode to integrate the model's instantaneous velocity instead)");
-  Generator gen(a.seed);
-  std::vector<int64_t> dims = {n};
-  for (int64_t d : lm.model.sample_shape) dims.push_back(d);
-  Device dev = lm.model.module->parameters().front().device();
-  Tensor noise = randn(Shape(dims), gen, TensorOptions(DType::f32, dev)) * lm.model.source_std;
-  Tensor x;
-  int64_t nfe = 0;
-  std::string how;
-  if (method == "meanflow") {
-    const int64_t steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
-    MeanFlowSample s = meanflow_sample(lm.model.network, noise, steps);
-    x = s.x;
-    nfe = s.nfe;
-    how = fmt::format("MeanFlow, {} step{}", steps, steps == 1 ? "" : "s");
-  } else {
-    OdeOptions o = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
-    OdeResult r = sample_flow(lm.model.net, noise, o, {}, lm.model.t_end);
-    x = r.x;
-    nfe = r.nfe;
-    how = lm.model.meanflow_time ? fmt::format("{} on the instantaneous velocity", ode_method_name(o.method))
-                                 : ode_method_name(o.method);
-  }
+  SampleRequest request;
+  request.n = n;
+  request.method = method;
+  request.ode = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
+  request.meanflow_steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
+  request.cfg_scale = a.cfg >= 0                                        ? a.cfg
+                      : lm.model.num_classes > 0 && method == "ode" ? lm.config.get_float("sample.cfg_scale")
+                                                                    : 1.0;
+  request.seed = a.seed;
+  request.chunk = lm.model.sample_shape.size() == 3 ? 500 : 0;
+  DrawnSamples drawn = draw_samples(lm.model, request);
+  const Tensor& x = drawn.x;
   save_npy_f32(a.out, x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
   if (x.dim() == 2 && x.shape()[1] == 2) save_scatter_png(png, x);
-  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, how, nfe, a.out, png);
+  // Images: a grid of the first 100, 10 per row (a row per class for class-conditional models).
+  if (x.dim() == 4) save_image_grid_png(png, x.narrow(0, 0, std::min<int64_t>(n, 100)), 10);
+  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, drawn.how, drawn.nfe, a.out, png);
   if (is_2d_data(lm.config)) print_sample_distance(lm.config.get_string("data.name"), x, a.seed);
 }
 
@@ -206,7 +201,9 @@ void add_flow_commands(CLI::App& app) {
   sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
   sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(CLI::PositiveNumber);
   sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str();
-  sample->add_option("--cfg", sa->cfg, "classifier-free guidance scale (class-conditional models)")->capture_default_str();
+  sample->add_option("--cfg", sa->cfg,
+                     "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
+      ->check(CLI::NonNegativeNumber);
   sample->callback([sa] { run_sample(*sa); });
 
   auto na = std::make_shared<NllArgs>();

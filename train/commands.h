@@ -16,5 +16,9 @@ void add_bench_flow(CLI::App* bench);
 void add_demo(CLI::App& app);
 // `train`, `sample` and `nll` (cmd_flow.cpp).
 void add_flow_commands(CLI::App& app);
+// `eval`: FD and class accuracy of image samples with the engine's classifier (cmd_eval.cpp).
+void add_eval(CLI::App& app);
+// `train-classifier` and `eval-classifier`: the Fashion-MNIST evaluation classifier (cmd_classifier.cpp).
+void add_classifier_commands(CLI::App& app);
 
 }  // namespace dualflow::cli

@@ -546,6 +546,8 @@ ConfigSchema flow_matching_schema() {
       .one_of({"checkerboard", "moons", "8gaussians", "circles", "spirals", "pinwheel", "fashion_mnist", "mnist"});
   s.add_string("data.path", "/usr/share/datasets/fashion-mnist",
                "folder of the image set's IDX files (fashion_mnist, mnist)");
+  s.add_bool("data.hflip", false, "mirror each training image left-right with probability 1/2 (image sets)");
+  s.add_int("data.limit", 0, "train on the first N images only; 0 uses the whole training split").at_least(0);
 
   s.add_string("model.kind", "mlp", "velocity network: MLP (2-D data), U-Net or DiT (images)").one_of({"mlp", "unet", "dit"});
   s.add_int("model.width", 256, "hidden width of the MLP").at_least(1);
@@ -553,10 +555,13 @@ ConfigSchema flow_matching_schema() {
   // The time embedding's frequency scale (a = time_scale * t * freqs). 1000 is the toy2d network
   // of BENCHMARKS.md; MeanFlow runs use a smaller scale because its target differentiates the
   // network along t (see configs/toy2d_meanflow.toml).
-  s.add_float("model.time_scale", 1000.0, "frequency scale of the MLP's sinusoidal time embedding (a = scale * t * freqs)")
+  s.add_float("model.time_scale", 1000.0, "frequency scale of every network's sinusoidal time embedding (a = scale * t * freqs)")
       .greater_than(0);
   s.add_int("model.classes", 0, "number of class labels to condition on; 0 trains unconditionally").at_least(0);
   s.add_string("model.dit_preset", "S/4", "DiT size/patch preset: S|B|L|XL / 2|4|8, such as S/4 or B/2");
+  s.add_int("model.dit_hidden", 0, "DiT hidden size; 0 keeps the preset's").at_least(0);
+  s.add_int("model.dit_depth", 0, "DiT blocks; 0 keeps the preset's").at_least(0);
+  s.add_int("model.dit_heads", 0, "DiT attention heads; 0 keeps the preset's").at_least(0);
   s.add_int("model.unet_channels", 32, "U-Net base channel count").at_least(1);
   s.add_int_list("model.unet_mult", {1, 2, 2}, "U-Net channel multiplier per resolution level").at_least(1);
   s.add_int("model.unet_blocks", 2, "U-Net residual blocks per level").at_least(1);

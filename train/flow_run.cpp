@@ -12,10 +12,13 @@
 #include <limits>
 
 #include "kernels/cpu/parallel.h"
+#include "models/dit.h"
 #include "models/mlp_velocity.h"
+#include "models/unet.h"
 #include "train/checkpoint.h"
 #include "train/couplings.h"
 #include "train/data2d.h"
+#include "train/image_data.h"
 #include "train/meanflow.h"
 #include "train/optim.h"
 #include "train/plots.h"
@@ -35,18 +38,41 @@ bool is_2d_dataset(const std::string& name) {
   return false;
 }
 
+bool is_image_dataset(const std::string& name) { return name == "fashion_mnist" || name == "mnist"; }
+
+// MNIST-like sets: 28 x 28 grey images of 10 classes (checked when the files are read).
+constexpr int64_t kImageSize = 28, kImageClasses = 10;
+
 void check_supported(const RunConfig& c) {
-  const std::string data = c.get_string("data.name");
-  DF_CHECK(is_2d_dataset(data),
-           "data.name = \"{}\": this version of `dualflow train` trains on the 2-D datasets ({}); image "
-           "datasets are not wired into training yet",
-           data, fmt::join(dataset_2d_names(), ", "));
-  DF_CHECK(c.get_string("model.kind") == "mlp",
-           "model.kind = \"{}\": 2-D data trains the MLP velocity network; set model.kind = \"mlp\"",
-           c.get_string("model.kind"));
+  const std::string data = c.get_string("data.name"), kind = c.get_string("model.kind");
   const std::string method = c.get_string("method.name");
-  DF_CHECK(c.get_int("model.classes") == 0,
-           "model.classes = {}: the 2-D datasets have no class labels; set model.classes = 0", c.get_int("model.classes"));
+  const int64_t classes = c.get_int("model.classes");
+  if (is_2d_dataset(data)) {
+    DF_CHECK(kind == "mlp", "model.kind = \"{}\": 2-D data ({}) trains the MLP velocity network; set model.kind = \"mlp\"",
+             kind, data);
+    DF_CHECK(classes == 0, "model.classes = {}: the 2-D datasets have no class labels; set model.classes = 0", classes);
+  } else {
+    DF_CHECK(is_image_dataset(data), "data.name = \"{}\": expected a 2-D dataset ({}) or an image set (fashion_mnist, mnist)",
+             data, fmt::join(dataset_2d_names(), ", "));
+    DF_CHECK(kind == "unet" || kind == "dit",
+             "model.kind = \"{}\": image data ({}) trains a U-Net or a DiT; set model.kind = \"unet\" or \"dit\"", kind,
+             data);
+    DF_CHECK(classes == 0 || classes == kImageClasses,
+             "model.classes = {}: {} has {} classes; set model.classes = {} (class-conditional) or 0", classes, data,
+             kImageClasses, kImageClasses);
+  }
+  if (classes > 0) {
+    // Labels ride with the data rows; couplings that resample or reorder data rows would need
+    // them carried along, and these objectives take no labels.
+    DF_CHECK(method == "cfm" || method == "meanflow",
+             "method.name = \"{}\" trains unconditional models only; set model.classes = 0 (or use cfm / meanflow)",
+             method);
+    const std::string coupling = c.get_string("method.coupling");
+    DF_CHECK(coupling == "independent" || coupling == "exact_ot",
+             "method.coupling = \"{}\": a class-conditional run pairs noise with labelled data by the independent or "
+             "the exact_ot coupling, which keep each image with its label",
+             coupling);
+  }
   const std::string coupling = c.get_string("method.coupling");
   if (method == "meanflow") {
     // MeanFlow draws its own noise and times on its own straight path z_t = (1 - t) x + t e.
@@ -59,9 +85,9 @@ void check_supported(const RunConfig& c) {
              "method.path = \"{}\", method.sigma_min = {}, method.t_max = {}: MeanFlow trains on its own straight path "
              "from data to N(0, I) noise over the whole of [0, 1]; keep method.path = \"condot\", sigma_min = 0, t_max = 1",
              c.get_string("method.path"), c.get_float("method.sigma_min"), c.get_float("method.t_max"));
-    DF_CHECK(c.get_float("meanflow.guidance_omega") == 1.0 && c.get_float("meanflow.guidance_kappa") == 0.0,
-             "meanflow.guidance_omega = {}, meanflow.guidance_kappa = {}: guidance in training needs class labels, and "
-             "the 2-D datasets have none; keep omega = 1 and kappa = 0",
+    DF_CHECK(classes > 0 || (c.get_float("meanflow.guidance_omega") == 1.0 && c.get_float("meanflow.guidance_kappa") == 0.0),
+             "meanflow.guidance_omega = {}, meanflow.guidance_kappa = {}: guidance in training needs class labels "
+             "(model.classes > 0); keep omega = 1 and kappa = 0",
              c.get_float("meanflow.guidance_omega"), c.get_float("meanflow.guidance_kappa"));
   }
   if (method == "score" || method == "reflow")
@@ -177,19 +203,61 @@ void install_stop_signal_handlers() {
 
 VelocityModel build_velocity_model(const RunConfig& c, Generator& init) {
   check_supported(c);
-  MLPVelocityConfig m;
-  m.data_dim = 2;
-  m.width = c.get_int("model.width");
-  m.depth = c.get_int("model.depth");
-  m.use_h = c.get_string("method.name") == "meanflow";
-  m.time_scale = c.get_float("model.time_scale");
-  auto net = std::make_shared<MLPVelocity>(m, init);
+  const std::string kind = c.get_string("model.kind");
+  const bool use_h = c.get_string("method.name") == "meanflow";
   VelocityModel vm;
-  vm.module = net;
-  vm.sample_shape = {2};
-  vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
-    return net->forward(x, t, h, labels);
-  };
+  vm.num_classes = c.get_int("model.classes");
+  if (kind == "mlp") {
+    MLPVelocityConfig m;
+    m.data_dim = 2;
+    m.width = c.get_int("model.width");
+    m.depth = c.get_int("model.depth");
+    m.use_h = use_h;
+    m.time_scale = c.get_float("model.time_scale");
+    auto net = std::make_shared<MLPVelocity>(m, init);
+    vm.module = net;
+    vm.sample_shape = {2};
+    vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+      return net->forward(x, t, h, labels);
+    };
+  } else if (kind == "unet") {
+    UNetConfig u;
+    u.in_channels = 1;
+    u.image_size = kImageSize;
+    u.base_channels = c.get_int("model.unet_channels");
+    u.channel_mult = c.get_int_list("model.unet_mult");
+    u.num_res_blocks = c.get_int("model.unet_blocks");
+    u.attention_resolutions = c.get_int_list("model.unet_attention");
+    u.num_classes = vm.num_classes;
+    u.use_h = use_h;
+    u.time_scale = c.get_float("model.time_scale");
+    auto net = std::make_shared<UNet>(u, init);
+    vm.module = net;
+    vm.sample_shape = {1, kImageSize, kImageSize};
+    vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+      return net->forward(x, t, h, labels);
+    };
+  } else {
+    DiTConfig d;
+    d.input_size = kImageSize;
+    d.in_channels = 1;
+    d.num_classes = vm.num_classes;
+    d.use_h = use_h;
+    d.time_scale = c.get_float("model.time_scale");
+    d = DiTConfig::preset(c.get_string("model.dit_preset"), d);
+    if (c.get_int("model.dit_hidden") > 0) d.hidden_size = c.get_int("model.dit_hidden");
+    if (c.get_int("model.dit_depth") > 0) d.depth = c.get_int("model.dit_depth");
+    if (c.get_int("model.dit_heads") > 0) d.num_heads = c.get_int("model.dit_heads");
+    DF_CHECK(kImageSize % d.patch_size == 0,
+             "model.dit_preset = \"{}\": patch size {} does not divide the {}x{} images of {}; use patch 2 or 4",
+             c.get_string("model.dit_preset"), d.patch_size, kImageSize, kImageSize, c.get_string("data.name"));
+    auto net = std::make_shared<DiT>(d, init);
+    vm.module = net;
+    vm.sample_shape = {1, kImageSize, kImageSize};
+    vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
+      return net->forward(x, t, h, labels);
+    };
+  }
   vm.net = vm.network;
   vm.t_end = c.get_float("method.t_max");
   const std::string method = c.get_string("method.name");
@@ -230,7 +298,35 @@ struct ObjectiveBatch {
   std::vector<std::pair<std::string, Tensor>> inputs;
   std::vector<std::pair<std::string, Tensor>> diagnostics;
 };
-using Objective = std::function<ObjectiveBatch(Generator& gen)>;
+using Objective = std::function<ObjectiveBatch(Generator& gen, int64_t step)>;
+
+// A training batch of data: x [B, ...] with labels i64 [B] (undefined for unlabelled data).
+struct DataBatch {
+  Tensor x, labels;
+};
+// The batch of step `step`: 2-D toy data is drawn fresh from `gen`; an image set is read in
+// epoch-shuffled order as a function of the step (image_data.h), so resumed runs see the same
+// batches either way.
+using DataSource = std::function<DataBatch(Generator& gen, int64_t step)>;
+
+DataSource make_data_source(const RunConfig& c, TensorOptions opts) {
+  const std::string data = c.get_string("data.name");
+  const int64_t batch = c.get_int("train.batch");
+  if (is_2d_dataset(data))
+    return [=](Generator& gen, int64_t) { return DataBatch{sample_2d(data, batch, gen, opts), Tensor()}; };
+  auto set = std::make_shared<const ImageDataset>(
+      load_image_dataset(c.get_string("data.path"), ImageSplit::Train, c.get_int("data.limit")));
+  DF_CHECK(set->images.size(2) == kImageSize && set->images.size(3) == kImageSize,
+           "data.path = '{}': expected {}x{} images for data.name = \"{}\", got {}x{}", c.get_string("data.path"),
+           kImageSize, kImageSize, data, set->images.size(2), set->images.size(3));
+  auto batcher = std::make_shared<const ImageBatcher>(*set, batch, uint64_t(c.get_int("run.seed")) + 0xDA7A5E7ull,
+                                                      c.get_bool("data.hflip"));
+  const bool labelled = c.get_int("model.classes") > 0;
+  return [set, batcher, labelled, opts](Generator&, int64_t step) {
+    ImageBatch b = batcher->batch_at(step, opts);
+    return DataBatch{b.images, labelled ? b.labels.to(opts.device) : Tensor()};
+  };
+}
 
 LikelihoodOptions training_likelihood(const RunConfig& c, const VelocityModel& vm) {
   LikelihoodOptions o;
@@ -245,51 +341,64 @@ LikelihoodOptions training_likelihood(const RunConfig& c, const VelocityModel& v
 
 Objective make_objective(const RunConfig& c, const VelocityModel& vm, const Parts& parts,
                          std::shared_ptr<const ReflowPairs> reflow, TensorOptions opts) {
-  const std::string method = c.get_string("method.name"), data = c.get_string("data.name");
+  const std::string method = c.get_string("method.name");
   const int64_t batch = c.get_int("train.batch");
   const double t_max = c.get_float("method.t_max");
+  if (method == "reflow") {
+    return [=](Generator& gen, int64_t) {
+      Tensor rows = randint(0, reflow->x0.size(0), {batch}, gen, TensorOptions(DType::i64, opts.device));
+      Tensor x0 = index_select(reflow->x0, 0, rows), x1 = index_select(reflow->x1, 0, rows);
+      Tensor t = rand({batch}, gen, opts) * t_max;
+      return ObjectiveBatch{cfm_loss(vm.network, *parts.path, x0, x1, t), {{"x0", x0}, {"x1", x1}, {"t", t}}, {}};
+    };
+  }
+  const DataSource data = make_data_source(c, opts);
   if (method == "cnf_mle") {
     const LikelihoodOptions lo = training_likelihood(c, vm);
     const VelocityField field = velocity_field(vm.net);
     const double jitter = c.get_float("cnf.grid_jitter");
-    return [=](Generator& gen) {
-      Tensor x1 = sample_2d(data, batch, gen, opts);
+    return [=](Generator& gen, int64_t step) {
+      Tensor x1 = data(gen, step).x;
       LikelihoodOptions step_options = lo;
       if (jitter > 0) step_options.ode.time_grid = jittered_time_grid(lo.t_data, 0.0, lo.ode.steps, jitter, gen);
-      return ObjectiveBatch{cnf_nll_loss(field, x1, step_options, gen), {{"x1", x1}}};
+      return ObjectiveBatch{cnf_nll_loss(field, x1, step_options, gen), {{"x1", x1}}, {}};
     };
   }
   if (method == "meanflow") {
     const MeanFlowOptions mo = meanflow_options(c);
-    return [=](Generator& gen) {
-      Tensor x = sample_2d(data, batch, gen, opts);
-      MeanFlowLoss l = meanflow_training_loss(vm.network, x, Tensor(), mo, gen);
+    return [=](Generator& gen, int64_t step) {
+      DataBatch d = data(gen, step);
+      MeanFlowLoss l = meanflow_training_loss(vm.network, d.x, d.labels, mo, gen);
       // With the adaptive weight the loss is about mean L / (L + c), close to 1 whatever the
       // fit; the unweighted mse and the error against the instantaneous velocity v = e - x
       // show the progress.
       return ObjectiveBatch{l.loss,
-                            {{"x", x}, {"target", l.target}, {"dudt", l.dudt}},
+                            {{"x", d.x}, {"target", l.target}, {"dudt", l.dudt}},
                             {{"mse", l.mse}, {"velocity_error", l.velocity_error}}};
     };
   }
-  if (method == "reflow") {
-    return [=](Generator& gen) {
-      Tensor rows = randint(0, reflow->x0.size(0), {batch}, gen, TensorOptions(DType::i64, opts.device));
-      Tensor x0 = index_select(reflow->x0, 0, rows), x1 = index_select(reflow->x1, 0, rows);
-      Tensor t = rand({batch}, gen, opts) * t_max;
-      return ObjectiveBatch{cfm_loss(vm.network, *parts.path, x0, x1, t), {{"x0", x0}, {"x1", x1}, {"t", t}}};
-    };
-  }
-  return [=](Generator& gen) {
-    Tensor x1 = sample_2d(data, batch, gen, opts);
-    Tensor x0 = randn({batch, 2}, gen, opts);
-    CoupledBatch pair = parts.coupling->couple(x0, x1, gen);
-    Tensor t = rand({batch}, gen, opts) * t_max;
+  const double class_dropout = c.get_float("method.class_dropout");
+  const int64_t null_label = vm.num_classes;
+  return [=](Generator& gen, int64_t step) {
+    DataBatch d = data(gen, step);
+    Tensor x0 = randn(d.x.shape(), gen, opts);
+    CoupledBatch pair;
+    if (d.labels.defined()) {
+      // The data rows keep their order (and their labels): the coupling re-pairs the noise. The
+      // couplings allowed with labels (independent, exact OT) keep their first argument in order.
+      CoupledBatch swapped = parts.coupling->couple(d.x, x0, gen);
+      pair = {swapped.x1, swapped.x0};
+    } else {
+      pair = parts.coupling->couple(x0, d.x, gen);
+    }
+    Tensor labels = d.labels.defined() && class_dropout > 0 ? drop_class_labels(d.labels, class_dropout, null_label, gen)
+                                                            : d.labels;
+    Tensor t = rand({d.x.size(0)}, gen, opts) * t_max;
     Tensor loss = method == "score"
                       ? denoising_score_matching_loss(vm.network, dynamic_cast<const AffinePath&>(*parts.path), pair.x0,
-                                                      pair.x1, t)
-                      : cfm_loss(vm.network, *parts.path, pair.x0, pair.x1, t);
-    return ObjectiveBatch{loss, {{"x0", pair.x0}, {"x1", pair.x1}, {"t", t}}};
+                                                      pair.x1, t, labels)
+                      : cfm_loss(vm.network, *parts.path, pair.x0, pair.x1, t, labels);
+    return ObjectiveBatch{loss, {{"x0", pair.x0}, {"x1", pair.x1}, {"t", t}}, {}};
   };
 }
 
@@ -408,7 +517,7 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
       break;
     }
     opt->set_lr(schedule.lr_at(step));
-    ObjectiveBatch b = objective(data_gen);
+    ObjectiveBatch b = objective(data_gen, step);
     const Tensor& loss = b.loss;
     const double loss_value = loss.to(DType::f64).item();
     opt->zero_grad();
@@ -470,28 +579,80 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     if (!o.quiet && o.progress_line) fmt::print("\n");
     // Samples from the evaluation (EMA) weights.
     if (ema) ema->swap();
-    Generator sample_gen(seed + 7);
-    Tensor noise = randn({c.get_int("sample.n"), 2}, sample_gen, f32) * vm.source_std;
-    Tensor samples;
-    int64_t nfe = 0;
-    if (vm.meanflow_time) {
-      MeanFlowSample s = meanflow_sample(vm.network, noise, c.get_int("meanflow.sample_steps"));
-      samples = s.x;
-      nfe = s.nfe;
-    } else {
-      OdeResult r = sample_flow(vm.net, noise, sampler_options(c), {}, vm.t_end);
-      samples = r.x;
-      nfe = r.nfe;
-    }
+    SampleRequest request;
+    const bool images = vm.sample_shape.size() == 3;
+    request.n = images ? 100 : c.get_int("sample.n");
+    request.method = vm.meanflow_time ? "meanflow" : "ode";
+    request.ode = sampler_options(c);
+    request.meanflow_steps = c.get_int("meanflow.sample_steps");
+    request.cfg_scale = vm.num_classes > 0 && !vm.meanflow_time ? c.get_float("sample.cfg_scale") : 1.0;
+    request.seed = seed + 7;
+    DrawnSamples drawn = draw_samples(vm, request);
+    const Tensor& samples = drawn.x;
+    const int64_t nfe = drawn.nfe;
     if (ema) ema->swap();
     const std::string png = (fs::path(o.out_dir) / "samples.png").string();
-    save_scatter_png(png, samples);
+    if (images) save_image_grid_png(png, samples, 10);
+    else save_scatter_png(png, samples);
     if (!o.quiet)
       fmt::print("trained {} steps in {:.1f} s; checkpoint {}; samples {} ({} NFE)\n", step,
                  std::chrono::duration<double>(clock::now() - started).count(), ckpt, png, nfe);
   }
   result.steps_done = step;
   return result;
+}
+
+Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
+  DF_CHECK(classes > 0 && columns > 0, "grid_labels: classes and columns must be positive, got {} and {}", classes, columns);
+  std::vector<int64_t> v(size_t(std::max<int64_t>(n, 0)));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = (i / columns) % classes;
+  return from_vector(v, {n}, TensorOptions(DType::i64, device));
+}
+
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) {
+  DF_CHECK(r.n >= 1, "draw_samples: n must be at least 1, got {}", r.n);
+  DF_CHECK(r.method == "ode" || r.method == "meanflow", "draw_samples: method expects ode or meanflow, got '{}'", r.method);
+  DF_CHECK(r.method == "ode" || model.meanflow_time, "draw_samples: MeanFlow jumps need a MeanFlow model");
+  DF_CHECK(r.cfg_scale == 1.0 || (model.num_classes > 0 && r.method == "ode"),
+           "draw_samples: guidance scale {} needs a class-conditional flow sampled by its ODE", r.cfg_scale);
+  const Device dev = model.module->parameters().front().device();
+  const TensorOptions f32(DType::f32, dev);
+  Generator gen(r.seed);
+  std::vector<int64_t> dims = {r.n};
+  for (int64_t d : model.sample_shape) dims.push_back(d);
+  Tensor noise = randn(Shape(dims), gen, f32) * model.source_std;
+  DrawnSamples out;
+  if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev);
+  const int64_t chunk = r.chunk > 0 ? r.chunk : r.n;
+  std::vector<Tensor> parts;
+  for (int64_t start = 0; start < r.n; start += chunk) {
+    const int64_t len = std::min(chunk, r.n - start);
+    Tensor z = noise.narrow(0, start, len);
+    Tensor labels = out.labels.defined() ? out.labels.narrow(0, start, len) : Tensor();
+    if (r.method == "meanflow") {
+      MeanFlowSample s = meanflow_sample(model.network, z, r.meanflow_steps, labels);
+      parts.push_back(s.x);
+      out.nfe = std::max(out.nfe, s.nfe);
+    } else {
+      GuidanceOptions g;
+      g.labels = labels;
+      g.null_label = model.num_classes > 0 ? model.num_classes : -1;
+      g.scale = r.cfg_scale;
+      OdeResult o = sample_flow(model.net, z, r.ode, g, model.t_end);
+      parts.push_back(o.x);
+      out.nfe = std::max(out.nfe, o.nfe);
+    }
+  }
+  out.x = parts.size() == 1 ? parts[0] : cat(parts, 0);
+  if (r.method == "meanflow") {
+    out.how = fmt::format("MeanFlow, {} step{}", r.meanflow_steps, r.meanflow_steps == 1 ? "" : "s");
+  } else {
+    out.how = ode_method_name(r.ode.method);
+    if (r.ode.method != OdeMethod::Dopri5) out.how += fmt::format(", {} steps", r.ode.steps);
+    if (model.meanflow_time) out.how += " on the instantaneous velocity";
+    if (r.cfg_scale != 1.0) out.how += fmt::format(", guidance {:g}", r.cfg_scale);
+  }
+  return out;
 }
 
 LoadedModel load_model_from_checkpoint(const std::string& path) {

@@ -44,6 +44,31 @@ VelocityModel build_velocity_model(const RunConfig& config, Generator& init);
 // h undefined, like every flow-matching velocity.
 VelocityNet flow_matching_time_velocity(const VelocityNet& meanflow_network);
 
+// What to draw from a model: `n` samples from fresh noise of `seed`, by integrating the ODE of
+// model.net with `ode` (method "ode") or by `meanflow_steps` MeanFlow jumps of model.network
+// (method "meanflow", MeanFlow models only). A class-conditional model gets balanced labels
+// (grid_labels with 10 columns: row k of a 10-wide grid is class k) and, on the ODE, classifier-
+// free guidance of scale `cfg_scale` (1: the conditional model alone); MeanFlow bakes its guidance
+// in during training and takes none here.
+struct SampleRequest {
+  int64_t n = 100;
+  std::string method = "ode";
+  OdeOptions ode;
+  int64_t meanflow_steps = 1;
+  double cfg_scale = 1.0;
+  uint64_t seed = 0;
+  int64_t chunk = 0;  // draw at most this many at once (bounds memory); 0: all at once
+};
+struct DrawnSamples {
+  Tensor x;        // [n, sample_shape...] on the model's device
+  Tensor labels;   // i64 [n], undefined for unconditional models
+  int64_t nfe = 0;  // network evaluations per sample (guidance's two branches count once)
+  std::string how;  // "euler, 50 steps", "MeanFlow, 1 step", ...
+};
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request);
+// i64 [n]: sample i gets class (i / columns) mod classes.
+Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device);
+
 struct TrainRunOptions {
   std::string out_dir;          // receives checkpoint.safetensors, metrics.jsonl, samples.png
   bool resume = false;          // continue from out_dir/checkpoint.safetensors

@@ -1,4 +1,5 @@
-// `dualflow`: the one program. Subcommands: info, bench, demo, train, sample, nll (later: eval).
+// `dualflow`: the one program. Subcommands: info, bench, demo, train, sample, nll, eval, train-classifier,
+// eval-classifier.
 #include <fmt/format.h>
 
 #include "engine/error.h"
@@ -12,6 +13,8 @@ int main(int argc, char** argv) {
   dualflow::cli::add_bench(app);
   dualflow::cli::add_demo(app);
   dualflow::cli::add_flow_commands(app);
+  dualflow::cli::add_eval(app);
+  dualflow::cli::add_classifier_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,178 @@
+// `dualflow eval`: how good a trained image model is, measured with the engine's own
+// Fashion-MNIST classifier (train/classifier_run.h). For n class-balanced samples it reports the
+// Fréchet distance (FD) of the classifier's penultimate features to as many test images, beside
+// the floor of real data (the same n test images against n train images), and the class
+// accuracy (the share of samples the classifier assigns to the class they were drawn for);
+// optionally the model's bits per dimension on test images (Hutchinson divergence). Without
+// --checkpoint it reports the floor alone. One JSON line per run goes to --out.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "kernels/cpu/parallel.h"
+#include "train/classifier_run.h"
+#include "train/commands.h"
+#include "train/flow_run.h"
+#include "train/likelihood.h"
+#include "train/plots.h"
+
+namespace dualflow::cli {
+namespace {
+
+struct EvalArgs {
+  std::string classifier, checkpoint, method, solver, out, grid;
+  int64_t n = 1000, steps = 0, bpd = 0, bpd_steps = 0, threads = 0;
+  double cfg = -1, rtol = 0, atol = 0;
+  std::string bpd_solver = "dopri5";
+  uint64_t seed = 0;
+};
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
+// Test images moved into the model's continuous space by uniform dequantisation: pixel k of
+// 0..255 (stored as k / 127.5 - 1) becomes (k + u) * 2 / 256 - 1, u ~ U[0, 1).
+Tensor dequantized(const Tensor& images, Generator& gen) {
+  Tensor pixels = (images + 1.0) * 127.5;  // k up to f32 rounding (about 1e-5), far below a bin
+  return (pixels + rand(images.shape(), gen, images.options())) * (2.0 / 256.0) - 1.0;
+}
+
+void run_eval(const EvalArgs& a) {
+  using clock = std::chrono::steady_clock;
+  if (a.threads > 0) cpu::set_num_threads(int(a.threads));
+  DF_CHECK(a.n >= 2, "eval: --n must be at least 2 (FD needs a covariance), got {}", a.n);
+  LoadedClassifier clf = load_classifier(a.classifier);
+  // The reference: the first n test images, and the floor of n train images against them.
+  ClassifierEvaluation ref = evaluate_classifier(clf, "", a.seed, 500, a.n);
+  fmt::print("classifier {}: test accuracy {:.2f}% ({} images)\n", a.classifier, 100 * ref.test.accuracy,
+             ref.test.images);
+  fmt::print("real data: FD(test, train) = {:.3f} over {} images each (the floor)\n", ref.fd_floor, ref.floor_images);
+  std::string json = fmt::format(R"({{"classifier":{},"n":{},"fd_floor":{:.6g})", json_string(a.classifier),
+                                 ref.floor_images, ref.fd_floor);
+  if (!a.checkpoint.empty()) {
+    LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+    DF_CHECK(lm.model.sample_shape.size() == 3,
+             "eval: {} holds a model of {} data; eval measures image models (data.name fashion_mnist or mnist)",
+             a.checkpoint, lm.config.get_string("data.name"));
+    DF_CHECK(lm.config.get_string("data.name") == clf.config.get_string("data.name"),
+             "eval: the model was trained on {} but the classifier on {}", lm.config.get_string("data.name"),
+             clf.config.get_string("data.name"));
+    const std::string method = a.method.empty() ? (lm.model.meanflow_time ? "meanflow" : "ode") : a.method;
+    SampleRequest request;
+    request.n = ref.floor_images;
+    request.method = method;
+    request.ode.method = parse_ode_method(a.solver.empty() ? lm.config.get_string("sample.solver") : a.solver);
+    request.ode.steps = a.steps > 0 ? a.steps : lm.config.get_int("sample.steps");
+    request.ode.rtol = a.rtol > 0 ? a.rtol : lm.config.get_float("sample.rtol");
+    request.ode.atol = a.atol > 0 ? a.atol : lm.config.get_float("sample.atol");
+    request.meanflow_steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
+    request.cfg_scale = a.cfg >= 0                                        ? a.cfg
+                        : lm.model.num_classes > 0 && method == "ode" ? lm.config.get_float("sample.cfg_scale")
+                                                                      : 1.0;
+    request.seed = a.seed + 1;
+    request.chunk = 250;
+    const auto t0 = clock::now();
+    DrawnSamples s = draw_samples(lm.model, request);
+    const double sample_seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    if (!a.grid.empty()) save_image_grid_png(a.grid, s.x.narrow(0, 0, std::min<int64_t>(s.x.size(0), 100)), 10);
+    // Samples leave [-1, 1] a little; the classifier sees them as the data's range allows.
+    Tensor images = clamp(s.x, -1.0, 1.0);
+    ClassifierOutput outputs = classifier_outputs(*clf.model, images);
+    const double fd = frechet_distance(gaussian_stats(outputs.features), ref.test_stats);
+    json += fmt::format(R"(,"checkpoint":{},"step":{},"sampler":{},"nfe":{},"sample_seconds":{:.3f},"fd":{:.6g})",
+                        json_string(a.checkpoint), lm.step, json_string(s.how), s.nfe, sample_seconds, fd);
+    fmt::print("{} samples of step {} by {} ({} NFE, {:.1f} s): FD {:.3f} (floor {:.3f})", s.x.size(0), lm.step, s.how,
+               s.nfe, sample_seconds, fd, ref.fd_floor);
+    if (s.labels.defined()) {
+      Tensor predicted = argmax(outputs.logits, 1);
+      const double accuracy =
+          mean(eq(predicted, s.labels.to(Device::cpu())).to(DType::f64)).item();
+      json += fmt::format(R"(,"class_accuracy":{:.6g})", accuracy);
+      fmt::print(", class accuracy {:.2f}%", 100 * accuracy);
+    }
+    fmt::print("\n");
+    if (a.bpd > 0) {
+      // Bits per dimension of the model's unconditional density (the null class for a
+      // class-conditional model) on the first --bpd test images.
+      ImageDataset test = load_image_dataset(clf.config.get_string("data.path"), ImageSplit::Test, a.bpd);
+      const Device dev = lm.model.module->parameters().front().device();
+      Generator gen(a.seed + 2);
+      Tensor x = dequantized(test.images, gen).to(dev);
+      LikelihoodOptions o;
+      o.ode.method = parse_ode_method(a.bpd_solver);
+      o.ode.steps = a.bpd_steps > 0 ? a.bpd_steps : 20;
+      o.ode.rtol = request.ode.rtol;
+      o.ode.atol = request.ode.atol;
+      o.divergence = DivergenceMethod::Hutchinson;
+      o.t_data = lm.model.t_end;
+      o.prior_std = lm.model.source_std;
+      GuidanceOptions unconditional;
+      if (lm.model.num_classes > 0)
+        unconditional.labels = full({x.size(0)}, double(lm.model.num_classes), TensorOptions(DType::i64, dev));
+      NoGradGuard ng;
+      const auto t1 = clock::now();
+      LikelihoodResult r = cnf_log_likelihood(velocity_field(lm.model.net, unconditional), x, o, gen);
+      const int64_t dims = x.numel() / x.size(0);
+      std::vector<double> bpd = bits_per_dim(r.log_likelihood, dims, 2.0).to(DType::f64).to_vector<double>();
+      double m = 0, sq = 0;
+      for (double v : bpd) m += v / double(bpd.size());
+      for (double v : bpd) sq += (v - m) * (v - m);
+      const double se = bpd.size() > 1 ? std::sqrt(sq / double(bpd.size() - 1) / double(bpd.size())) : 0.0;
+      const double secs = std::chrono::duration<double>(clock::now() - t1).count();
+      json += fmt::format(R"(,"bpd":{:.6g},"bpd_stderr":{:.6g},"bpd_images":{},"bpd_solver":{},"bpd_nfe":{})", m, se,
+                          bpd.size(), json_string(ode_method_name(o.ode.method)), r.nfe);
+      fmt::print("bits per dimension on {} test images: {:.4f} ± {:.4f} (Hutchinson, {}, {} NFE, {:.1f} s)\n",
+                 bpd.size(), m, se, ode_method_name(o.ode.method), r.nfe, secs);
+    }
+  }
+  json += "}";
+  if (!a.out.empty()) {
+    std::ofstream f(a.out, std::ios::app);
+    DF_CHECK(bool(f), "eval: cannot write '{}'", a.out);
+    f << json << "\n";
+    DF_CHECK(bool(f.flush()), "eval: writing '{}' failed", a.out);
+  }
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* eval = app.add_subcommand(
+      "eval", "FD and class accuracy of an image model's samples (and its bits/dim), with the engine's classifier");
+  eval->add_option("--classifier", a->classifier, "checkpoint of `dualflow train-classifier`")
+      ->required()
+      ->check(CLI::ExistingFile);
+  eval->add_option("--checkpoint", a->checkpoint, "image model to evaluate; without it only the real-data floor")
+      ->check(CLI::ExistingFile);
+  eval->add_option("--n", a->n, "samples (and test / train images of the floor)")->capture_default_str()
+      ->check(CLI::Range(int64_t(2), int64_t(10000)));
+  eval->add_option("--method", a->method, "ode or meanflow (default: meanflow for MeanFlow models)");
+  eval->add_option("--solver", a->solver, "ODE solver (default: the run's sample.solver)");
+  eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(CLI::PositiveNumber);
+  eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
+  eval->add_option("--atol", a->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
+  eval->add_option("--cfg", a->cfg, "guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
+      ->check(CLI::NonNegativeNumber);
+  eval->add_option("--bpd", a->bpd, "also the bits per dimension on this many test images (0: skip)")
+      ->check(CLI::NonNegativeNumber);
+  eval->add_option("--bpd-solver", a->bpd_solver, "solver of the likelihood")->capture_default_str();
+  eval->add_option("--bpd-steps", a->bpd_steps, "steps of a fixed-step likelihood solver (default 20)")
+      ->check(CLI::PositiveNumber);
+  eval->add_option("--seed", a->seed, "seed of the samples, the train subset and the dequantisation")
+      ->capture_default_str();
+  eval->add_option("--grid", a->grid, "also write the first 100 samples as a 10x10 PNG grid");
+  eval->add_option("--threads", a->threads, "CPU worker threads (default: all cores)")->check(CLI::PositiveNumber);
+  eval->add_option("--out", a->out, "append the results as one JSON line to this file");
+  eval->callback([a] { run_eval(*a); });
+}
+
+}  // namespace dualflow::cli
