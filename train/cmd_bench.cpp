@@ -180,7 +180,7 @@ void add_bench(CLI::App& app) {
   auto opts = std::make_shared<BenchOptions>();
   auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm, op dispatch and the exact-OT assignment");
   kernels->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
-  kernels->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+  kernels->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
   kernels->add_option("--json", opts->json, "Also write one JSON object per row to this file");
   kernels->add_flag("--quick", opts->quick, "Smaller sizes (a smoke run)");
   kernels->callback([opts] { run_kernels(*opts); });

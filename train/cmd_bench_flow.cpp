@@ -296,11 +296,11 @@ void add_bench_flow(CLI::App* bench) {
     auto opts = std::make_shared<FlowBenchOptions>();
     auto* cmd = bench->add_subcommand(name, help);
     cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
-    cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+    cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
     cmd->add_option("--steps", opts->steps, "timed steps (the median is reported)")
         ->capture_default_str()
-        ->check(CLI::PositiveNumber);
-    cmd->add_option("--warmup", opts->warmup, "untimed steps first")->capture_default_str()->check(CLI::NonNegativeNumber);
+        ->check(positive_integer());
+    cmd->add_option("--warmup", opts->warmup, "untimed steps first")->capture_default_str()->check(non_negative_integer());
     cmd->add_option("--json", opts->json, "Also write the result as one JSON object to this file");
     cmd->add_flag("--params", opts->params, "List the network's parameters with their shapes and exit without timing");
     cmd->callback([name, opts] { run_flow_bench(name, *opts); });

@@ -171,11 +171,11 @@ void add_bench_models(CLI::App* bench) {
   auto* cmd = bench->add_subcommand("models", "Time forward, forward+backward and forward+JVP+backward of the networks");
   cmd->add_option("--model", opts->model, "mlp, unet, dit or all")->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
   cmd->add_option("--samples", opts->samples, "timed steps per pass (the median is reported)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", opts->batch, "batch size (default: 1024 for mlp, 64 for unet/dit)")->check(CLI::PositiveNumber);
+      ->check(positive_integer());
+  cmd->add_option("--batch", opts->batch, "batch size (default: 1024 for mlp, 64 for unet/dit)")->check(positive_integer());
   cmd->add_option("--json", opts->json, "Also write one JSON object per row to this file");
   cmd->callback([opts] { run_models(*opts); });
 }

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "train/classifier_run.h"
@@ -47,7 +49,7 @@ void run_eval_classifier(const EvalClassifierArgs& a) {
              e.test_stats.dim(), e.fd_floor);
   if (!a.out.empty()) {
     std::ofstream f(a.out);
-    DF_CHECK(bool(f), "eval-classifier: cannot write '{}'", a.out);
+    DF_CHECK(bool(f), "eval-classifier: cannot write '{}': {}", a.out, std::strerror(errno));
     f << fmt::format(
         R"({{"classifier":"{}","step":{},"data":"{}","test_accuracy":{:.6f},"test_loss":{:.6f},"test_images":{},"fd_floor":{:.6f},"floor_images":{},"feature_dim":{},"seed":{}}})",
         a.classifier, lc.step, e.data_dir, e.test.accuracy, e.test.loss, e.test.images, e.fd_floor, e.floor_images,
@@ -76,11 +78,11 @@ void add_classifier_commands(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   eval->add_option("--data", ea->data, "folder of the IDX files (default: the classifier's data.path)");
-  eval->add_option("--batch", ea->batch, "images per no-grad batch")->capture_default_str()->check(CLI::PositiveNumber);
+  eval->add_option("--batch", ea->batch, "images per no-grad batch")->capture_default_str()->check(positive_integer());
   eval->add_option("--limit", ea->limit, "use the first N test images (and N train images for the floor); 0: all")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  eval->add_option("--seed", ea->seed, "seed of the random train subset of the floor")->capture_default_str();
+      ->check(non_negative_integer());
+  eval->add_option("--seed", ea->seed, "seed of the random train subset of the floor")->capture_default_str()->check(non_negative_integer());
   eval->add_option("--out", ea->out, "also write the figures to this JSON file");
   eval->callback([ea] { run_eval_classifier(*ea); });
 }

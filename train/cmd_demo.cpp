@@ -86,12 +86,12 @@ void run_demo(const DemoOptions& o) {
 void add_demo(CLI::App& app) {
   auto opts = std::make_shared<DemoOptions>();
   auto* cmd = app.add_subcommand("demo", "Train a small MLP on a 2-D regression and print the loss falling");
-  cmd->add_option("--steps", opts->steps, "Training steps")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--batch", opts->batch, "Batch size")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--width", opts->width, "Hidden width")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--lr", opts->lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
-  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", opts->steps, "Training steps")->check(positive_integer())->capture_default_str();
+  cmd->add_option("--batch", opts->batch, "Batch size")->check(positive_integer())->capture_default_str();
+  cmd->add_option("--width", opts->width, "Hidden width")->check(positive_integer())->capture_default_str();
+  cmd->add_option("--lr", opts->lr, "Adam learning rate")->check(positive_number())->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "Random seed")->capture_default_str()->check(non_negative_integer());
+  cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
   cmd->callback([opts] { run_demo(*opts); });
 }
 

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -50,7 +52,24 @@ void run_train(const TrainArgs& a) {
   o.out_dir = a.out;
   o.resume = a.resume;
   o.progress_line = isatty(STDOUT_FILENO) != 0;
-  train_flow_matching(config, o);
+  // A run refused before it writes anything (a device that does not exist, data that cannot be
+  // read) leaves nothing behind: the directories it created for --out go again while empty.
+  std::error_code ec;
+  fs::path out = fs::absolute(a.out, ec).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "runs/x/"
+  fs::path outermost_new;
+  for (fs::path p = out; !ec && !p.empty() && !fs::exists(p, ec) && !ec; p = p.parent_path()) {
+    outermost_new = p;
+    if (p == p.parent_path()) break;
+  }
+  try {
+    train_flow_matching(config, o);
+  } catch (...) {
+    // Innermost first, up to the outermost one this run created, stopping at one that holds anything.
+    for (fs::path p = out; !outermost_new.empty(); p = p.parent_path())
+      if (!fs::is_directory(p, ec) || !fs::is_empty(p, ec) || !fs::remove(p, ec) || p == outermost_new) break;
+    throw;
+  }
 }
 
 struct SampleArgs {
@@ -166,7 +185,7 @@ void run_nll(const NllArgs& a) {
       R"({{"checkpoint":"{}","step":{},"dataset":"{}","n":{},"divergence":"{}","solver":"{}","nll_mean":{:.6f},"nll_stderr":{:.6f},"nfe":{}}})",
       a.checkpoint, lm.step, data, a.n, a.divergence, ode_method_name(o.ode.method), -mean, stderr_, r.nfe);
   std::ofstream f(a.out);
-  DF_CHECK(bool(f), "nll: cannot write '{}'", a.out);
+  DF_CHECK(bool(f), "nll: cannot write '{}': {}", a.out, std::strerror(errno));
   f << json << "\n";
   DF_CHECK(bool(f.flush()), "nll: writing '{}' failed", a.out);
   fmt::print("NLL {:.4f} ± {:.4f} nats over {} {} points ({} divergence, {} NFE) -> {}\n", -mean, stderr_, a.n, data,
@@ -196,14 +215,14 @@ void add_flow_commands(CLI::App& app) {
   sample->add_option("--steps", sa->steps,
                      "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
                      "run's meanflow.sample_steps)")
-      ->check(CLI::PositiveNumber);
-  sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
-  sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
-  sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(CLI::PositiveNumber);
-  sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str();
+      ->check(positive_integer());
+  sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(positive_number());
+  sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(positive_number());
+  sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(positive_integer());
+  sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str()->check(non_negative_integer());
   sample->add_option("--cfg", sa->cfg,
                      "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   sample->callback([sa] { run_sample(*sa); });
 
   auto na = std::make_shared<NllArgs>();
@@ -211,12 +230,12 @@ void add_flow_commands(CLI::App& app) {
   nll->add_option("--checkpoint", na->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
   nll->add_option("--out", na->out, "output JSON file")->required();
   nll->add_option("--divergence", na->divergence, "exact or hutchinson")->capture_default_str();
-  nll->add_option("--n", na->n, "number of data points")->capture_default_str()->check(CLI::PositiveNumber);
+  nll->add_option("--n", na->n, "number of data points")->capture_default_str()->check(positive_integer());
   nll->add_option("--solver", na->solver, "ODE solver (default dopri5)");
-  nll->add_option("--steps", na->steps, "steps of a fixed-step solver")->check(CLI::PositiveNumber);
-  nll->add_option("--rtol", na->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
-  nll->add_option("--atol", na->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
-  nll->add_option("--seed", na->seed, "seed of the data points and probes")->capture_default_str();
+  nll->add_option("--steps", na->steps, "steps of a fixed-step solver")->check(positive_integer());
+  nll->add_option("--rtol", na->rtol, "dopri5 relative tolerance")->check(positive_number());
+  nll->add_option("--atol", na->atol, "dopri5 absolute tolerance")->check(positive_number());
+  nll->add_option("--seed", na->seed, "seed of the data points and probes")->capture_default_str()->check(non_negative_integer());
   nll->callback([na] { run_nll(*na); });
 }
 

@@ -1,9 +1,63 @@
 // `dualflow`: the one program. Subcommands: info, bench, demo, train, sample, nll, eval, train-classifier,
 // eval-classifier.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "engine/error.h"
 #include "train/commands.h"
+
+namespace {
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// A word where a subcommand must stand that names none: CLI11 alone would answer "A subcommand
+// is required". Returns the message, or "" when the command line names its subcommands.
+std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
+  const CLI::App* at = &app;
+  std::string path = "dualflow";
+  for (int i = 1; i < argc && at->get_require_subcommand_min() > 0; ++i) {
+    const std::string word = argv[i];
+    if (word.empty() || word[0] == '-') return "";  // an option (--help, --version) comes first
+    std::vector<std::string> names;
+    const CLI::App* next = nullptr;
+    for (const CLI::App* sub : at->get_subcommands([](const CLI::App*) { return true; })) {
+      names.push_back(sub->get_name());
+      if (sub->check_name(word)) next = sub;
+    }
+    if (next == nullptr) {
+      std::string guess;
+      for (const auto& n : names)
+        if (edit_distance(n, word) <= std::max<size_t>(2, word.size() / 3) &&
+            (guess.empty() || edit_distance(n, word) < edit_distance(guess, word)))
+          guess = n;
+      return fmt::format("{}: unknown subcommand '{}'; expected one of {}{}", path, word, fmt::join(names, ", "),
+                         guess.empty() ? "" : fmt::format("; did you mean '{}'?", guess));
+    }
+    path += " " + word;
+    at = next;
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"dualflow: flow matching, MeanFlow and CNFs on a dual-mode autodiff engine"};
@@ -15,6 +69,10 @@ int main(int argc, char** argv) {
   dualflow::cli::add_flow_commands(app);
   dualflow::cli::add_eval(app);
   dualflow::cli::add_classifier_commands(app);
+  if (std::string unknown = unknown_subcommand(app, argc, argv); !unknown.empty()) {
+    fmt::print(stderr, "error: {}\nRun with --help for more information.\n", unknown);
+    return static_cast<int>(CLI::ExitCodes::ExtrasError);
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
