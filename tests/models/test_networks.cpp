@@ -229,6 +229,23 @@ TEST_CASE("DiT: configuration and input checks name what was expected and given"
   REQUIRE_THROWS_WITH(DiTConfig::preset("S/3"), Catch::Contains("unknown preset 'S/3'"));
 }
 
+TEST_CASE("DiT: a network built for 28x28 refuses 32x32 images, and a patch must divide the image", "[models]") {
+  Generator gen(1);
+  DiTConfig c = tiny_dit_config();
+  c.input_size = 28;  // Fashion-MNIST, patch 4: 7x7 tokens
+  DiT dit(c, gen);
+  Tensor t = zeros(Shape{2});
+  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 32, 32}), t, t),
+                      Catch::Contains("image size expected 28x28, got 32x32"));
+  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 28, 32}), t, t), Catch::Contains("got 28x32"));
+  REQUIRE(dit.forward(zeros(Shape{2, 1, 28, 28}), t, t).shape() == Shape{2, 1, 28, 28});
+  c.patch_size = 8;
+  REQUIRE_THROWS_WITH(DiT(c, gen), Catch::Contains("image size 28 is not divisible by the patch size 8"));
+  DiTConfig s8 = DiTConfig::preset("S/8");
+  s8.input_size = 28;
+  REQUIRE_THROWS_WITH(DiT(s8, gen), Catch::Contains("image size 28 is not divisible by the patch size 8"));
+}
+
 TEST_CASE("DiT: VJP and JVP (inputs and parameters) against finite differences in f64", "[models]") {
   Generator gen(5);
   DiT dit(tiny_dit_config(), gen);

@@ -92,6 +92,25 @@ TEST_CASE("UNet: configuration and input checks name what was expected and given
   REQUIRE_THROWS_WITH(net.forward(zeros({2, 1, 8, 8}), rand({3}, gen), h), Catch::Contains("t expected [2]"));
 }
 
+TEST_CASE("UNet: labels outside the classes are refused; the null class is a label", "[models]") {
+  Generator gen(6);
+  UNet net(tiny_unet_config(), gen);  // 3 classes; label 3 is the null class of guidance
+  Tensor x = zeros({2, 1, 8, 8}), t = rand({2}, gen), h = rand({2}, gen);
+  auto labels = [](std::vector<int64_t> v) { return from_vector(v, {2}); };
+  REQUIRE_THROWS_WITH(net.forward(x, t, h, labels({0, 4})),
+                      Catch::Contains("LabelEmbedding(classes=3 + null") && Catch::Contains("index 4 is out of range"));
+  REQUIRE_THROWS_WITH(net.forward(x, t, h, labels({-1, 0})),
+                      Catch::Contains("LabelEmbedding(classes=3 + null") && Catch::Contains("-1"));
+  REQUIRE_THROWS_WITH(net.forward(x, t, h, from_vector(std::vector<int64_t>{0, 1, 2}, {3})),
+                      Catch::Contains("labels expected [2], got [3]"));
+  REQUIRE_THROWS_WITH(net.forward(x, t, h, zeros({2})), Catch::Contains("f32"));
+  REQUIRE_NOTHROW(net.forward(x, t, h, labels({2, 3})));
+  UNetConfig plain = tiny_unet_config();
+  plain.num_classes = 0;
+  UNet unconditional(plain, gen);
+  REQUIRE_THROWS_WITH(unconditional.forward(x, t, h, labels({0, 1})), Catch::Contains("built without classes"));
+}
+
 TEST_CASE("UNet: VJP and JVP (inputs and parameters) against finite differences in f64", "[models]") {
   Generator gen(6);
   UNet net(tiny_unet_config(), gen);

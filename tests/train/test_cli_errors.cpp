@@ -1,0 +1,323 @@
+// The `dualflow` program on bad input, run as a child process: every refusal exits with a non-zero
+// status (not a signal), says on stderr what was expected and what was given, and leaves nothing
+// new on disk. docs/bad_input.md lists these cases beside the library-level tests.
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+
+#ifndef DUALFLOW_BINARY
+#error "DUALFLOW_BINARY (the path of the built dualflow program) must be defined"
+#endif
+
+namespace dualflow::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Catch::Contains;
+
+// A scratch folder: `work` is where the program runs; its stderr goes beside it.
+struct Scratch {
+  fs::path root, work;
+  explicit Scratch(const std::string& name) {
+    static int serial = 0;
+    root = fs::temp_directory_path() / fmt::format("dualflow-cli-{}-{}-{}", name, ::getpid(), serial++);
+    fs::remove_all(root);
+    work = root / "work";
+    fs::create_directories(work);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    fs::remove_all(root, ec);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  void write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(work / name, std::ios::binary) << bytes;
+  }
+  std::string read(const std::string& name) const {
+    std::ifstream f(work / name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  // Every path under `work` with its size: what "nothing changed on disk" compares.
+  std::set<std::string> listing() const {
+    std::set<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(work))
+      out.insert(fs::relative(e.path(), work).string() +
+                 (e.is_regular_file() ? fmt::format(" {}", e.file_size()) : std::string("/")));
+    return out;
+  }
+};
+
+// ` 'word'`: one shell word, single-quoted, with the space before it.
+std::string shell_word(const std::string& s) {
+  std::string q = " '";
+  for (char c : s) {
+    if (c == '\'') {
+      q += "'\\''";
+    } else {
+      q += c;
+    }
+  }
+  q += '\'';
+  return q;
+}
+
+struct Outcome {
+  int status = 0;  // the exit status; -1 when a signal ended the program (a crash)
+  std::string err, out;
+};
+
+Outcome run_dualflow(const Scratch& s, const std::vector<std::string>& args) {
+  const fs::path err_file = s.root / "stderr.txt";
+  std::string cmd = "cd";
+  cmd += shell_word(s.work.string());
+  cmd += " && exec";
+  cmd += shell_word(DUALFLOW_BINARY);
+  for (const auto& a : args) cmd += shell_word(a);
+  cmd += " 2>";
+  cmd += shell_word(err_file.string());
+  cmd += " </dev/null";
+  Outcome o;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) o.out.append(buf, n);
+  const int st = ::pclose(pipe);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream f(err_file);
+  o.err.assign(std::istreambuf_iterator<char>(f), {});
+  return o;
+}
+
+// A refusal: an error exit, no crash, and the message on stderr.
+#define REQUIRE_REFUSED(outcome, matcher)       \
+  do {                                          \
+    const Outcome& o_ = (outcome);              \
+    INFO("stderr: " << o_.err);                 \
+    INFO("stdout: " << o_.out);                 \
+    REQUIRE(o_.status > 0);                     \
+    REQUIRE(o_.status < 128);                   \
+    REQUIRE_THAT(o_.err, matcher);              \
+  } while (0)
+
+// Two steps of a width-8 MLP on the checkerboard: a real checkpoint in well under a second.
+const char* kTinyRun = R"([train]
+steps = 2
+batch = 16
+log_every = 1
+checkpoint_every = 2
+[model]
+width = 8
+depth = 1
+[sample]
+n = 16
+solver = "euler"
+steps = 4
+)";
+
+// Writes tiny.toml and trains it into `run/`.
+void train_tiny(const Scratch& s) {
+  s.write("tiny.toml", kTinyRun);
+  Outcome o = run_dualflow(s, {"train", "tiny.toml", "--out", "run"});
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE(fs::exists(s.work / "run" / "checkpoint.safetensors"));
+}
+
+}  // namespace
+
+TEST_CASE("dualflow CLI: an unknown subcommand names the known ones, with a suggestion", "[cli_errors]") {
+  Scratch s("subcommand");
+  REQUIRE_REFUSED(run_dualflow(s, {"frobnicate"}),
+                  Contains("unknown subcommand 'frobnicate'; expected one of info, bench, demo, train, sample, nll"));
+  REQUIRE_REFUSED(run_dualflow(s, {"trian", "run.toml"}),
+                  Contains("unknown subcommand 'trian'") && Contains("did you mean 'train'?"));
+  REQUIRE_REFUSED(run_dualflow(s, {"bench", "kernel"}),
+                  Contains("dualflow bench: unknown subcommand 'kernel'; expected one of kernels, models") &&
+                      Contains("did you mean 'kernels'?"));
+  REQUIRE(s.listing().empty());
+}
+
+TEST_CASE("dualflow CLI: an unknown flag or a missing value names the option", "[cli_errors]") {
+  Scratch s("flags");
+  s.write("tiny.toml", kTinyRun);
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--bogus"}),
+                  Contains("not expected: --bogus"));
+  REQUIRE_REFUSED(run_dualflow(s, {"sample", "--checkpoint"}), Contains("--checkpoint") && Contains("missing"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--set"}), Contains("--set") && Contains("missing"));
+  REQUIRE_REFUSED(run_dualflow(s, {"sample", "--out", "x.npy"}), Contains("--checkpoint is required"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml"}), Contains("--out DIR is required"));
+  REQUIRE(s.listing() == std::set<std::string>{fmt::format("tiny.toml {}", std::string(kTinyRun).size())});
+}
+
+TEST_CASE("dualflow CLI: a value of the wrong type names the option, the type and the value", "[cli_errors]") {
+  Scratch s("types");
+  s.write("tiny.toml", kTinyRun);
+  // Numbers are checked while parsing, before the checkpoint is read (tiny.toml stands in for it).
+  const std::vector<std::string> sample = {"sample", "--checkpoint", "tiny.toml", "--out", "x.npy"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = sample;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  REQUIRE_REFUSED(run_dualflow(s, with({"--n", "abc"})), Contains("--n: expected a positive integer, got 'abc'"));
+  REQUIRE_REFUSED(run_dualflow(s, with({"--n", "2.5"})), Contains("--n: expected a positive integer, got '2.5'"));
+  REQUIRE_REFUSED(run_dualflow(s, with({"--seed", "x1"})), Contains("--seed: expected a non-negative integer, got 'x1'"));
+  REQUIRE_REFUSED(run_dualflow(s, with({"--rtol", "fast"})), Contains("--rtol: expected a number > 0, got 'fast'"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "train.steps=many"}),
+                  Contains("--set train.steps=many") && Contains("'many' is not a TOML value") && Contains("an int"));
+  REQUIRE_FALSE(fs::exists(s.work / "x.npy"));
+  REQUIRE_FALSE(fs::exists(s.work / "run"));
+}
+
+TEST_CASE("dualflow CLI: out-of-range values name the bound and the value", "[cli_errors]") {
+  Scratch s("ranges");
+  s.write("tiny.toml", kTinyRun);
+  REQUIRE_REFUSED(run_dualflow(s, {"sample", "--checkpoint", "tiny.toml", "--out", "x.npy", "--steps", "-3"}),
+                  Contains("--steps: expected a positive integer, got '-3'"));
+  REQUIRE_REFUSED(run_dualflow(s, {"sample", "--checkpoint", "tiny.toml", "--out", "x.npy", "--rtol", "0"}),
+                  Contains("--rtol: expected a number > 0, got '0'"));
+  REQUIRE_REFUSED(run_dualflow(s, {"nll", "--checkpoint", "tiny.toml", "--out", "x.json", "--atol", "-1e-3"}),
+                  Contains("--atol: expected a number > 0, got '-1e-3'"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "train.batch=0"}),
+                  Contains("--set train.batch=0: train.batch must be >= 1, got 0"));
+  REQUIRE_FALSE(fs::exists(s.work / "x.npy"));
+  REQUIRE_FALSE(fs::exists(s.work / "x.json"));
+  REQUIRE_FALSE(fs::exists(s.work / "run"));
+}
+
+TEST_CASE("dualflow CLI: a bad config is refused by file, line and key, and writes no checkpoint", "[cli_errors]") {
+  Scratch s("config");
+  s.write("broken.toml", "[train]\nsteps = = 5\n");
+  s.write("typo.toml", "[optim]\nlrr = 1e-3\n");
+  s.write("tiny.toml", kTinyRun);
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "broken.toml", "--out", "run"}),
+                  Contains("broken.toml:2:") && Contains("TOML syntax error"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "typo.toml", "--out", "run"}),
+                  Contains("typo.toml:2:1: unknown key 'optim.lrr'; did you mean 'optim.lr'?"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "model.widht=16"}),
+                  Contains("unknown key 'model.widht'; did you mean 'model.width'?"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "missing.toml", "--out", "run"}),
+                  Contains("config") && Contains("does not exist: missing.toml"));
+  REQUIRE_FALSE(fs::exists(s.work / "run"));
+}
+
+TEST_CASE("dualflow CLI: a device that does not exist is named; the run leaves nothing behind", "[cli_errors]") {
+  Scratch s("device");
+  s.write("tiny.toml", kTinyRun);
+  const auto before = s.listing();
+  // A CUDA build answers "no such CUDA device (N found)", a CPU-only build "this build has no CUDA backend".
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "runs/a", "--set", "run.device=cuda:63"}),
+                  Contains("device cuda:63: ") &&
+                      (Contains("no such CUDA device") || Contains("this build has no CUDA backend")));
+  if (!cuda_available()) {
+    // The machine has no GPU: plain `cuda` says so instead of crashing.
+    REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "run.device=cuda"}),
+                    Contains("device cuda:0: ") &&
+                        (Contains("no such CUDA device (0 found)") || Contains("this build has no CUDA backend")));
+  }
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "run.device=\"gpu\""}),
+                  Contains("expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"));
+  REQUIRE(s.listing() == before);  // the output directories it had created are gone again
+}
+
+TEST_CASE("dualflow CLI: a missing or truncated checkpoint is refused by path", "[cli_errors]") {
+  Scratch s("truncated");
+  train_tiny(s);
+  const std::string good = s.read("run/checkpoint.safetensors");
+  s.write("cut.safetensors", good.substr(0, 200));                // inside the header
+  s.write("short.safetensors", good.substr(0, good.size() - 5));  // inside the tensor data
+  const auto before = s.listing();
+  auto sample = [&](const std::string& ckpt) {
+    return run_dualflow(s, {"sample", "--checkpoint", ckpt, "--out", "x.npy"});
+  };
+  REQUIRE_REFUSED(sample("nope.safetensors"), Contains("--checkpoint: File does not exist: nope.safetensors"));
+  REQUIRE_REFUSED(sample("cut.safetensors"),
+                  Contains("cut.safetensors: header length is") && Contains("but only 192 bytes follow"));
+  REQUIRE_REFUSED(sample("short.safetensors"),
+                  Contains("short.safetensors") && Contains("run past the data buffer"));
+  REQUIRE(s.listing() == before);
+}
+
+TEST_CASE("dualflow CLI: a corrupted or wrong-format checkpoint is refused by path", "[cli_errors]") {
+  Scratch s("corrupt");
+  train_tiny(s);
+  std::string bad_json = s.read("run/checkpoint.safetensors");
+  bad_json[9] = '#';  // the opening quote of the header's first key
+  s.write("corrupt.safetensors", bad_json);
+  s.write("image.safetensors", std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16) + std::string(64, '\0'));
+  const auto before = s.listing();
+  auto sample = [&](const std::string& ckpt) {
+    return run_dualflow(s, {"sample", "--checkpoint", ckpt, "--out", "x.npy"});
+  };
+  REQUIRE_REFUSED(sample("corrupt.safetensors"), Contains("corrupt.safetensors: header is not valid JSON"));
+  REQUIRE_REFUSED(sample("image.safetensors"),
+                  Contains("image.safetensors: header length is 727905341920923785 bytes") &&
+                      Contains("expected at most 100000000"));
+  REQUIRE(s.listing() == before);
+}
+
+TEST_CASE("dualflow CLI: a checkpoint of another model shape is refused and left as it was", "[cli_errors]") {
+  Scratch s("shape");
+  train_tiny(s);
+  const std::string ckpt = s.read("run/checkpoint.safetensors"), metrics = s.read("run/metrics.jsonl");
+  const auto before = s.listing();
+  REQUIRE_REFUSED(
+      run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--resume", "--set", "model.width=16", "--set",
+                       "train.steps=4"}),
+      Contains("run/checkpoint.safetensors: the model state does not fit") && Contains("nothing was copied") &&
+          Contains("net.0.weight: shape expected [16,66], given [8,66]"));
+  REQUIRE(s.listing() == before);
+  REQUIRE(s.read("run/checkpoint.safetensors") == ckpt);
+  REQUIRE(s.read("run/metrics.jsonl") == metrics);
+}
+
+TEST_CASE("dualflow CLI: an output path that cannot be written is named with the reason", "[cli_errors]") {
+  Scratch s("unwritable");
+  train_tiny(s);
+  s.write("file", "a regular file\n");
+  const auto before = s.listing();
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "file/run"}),
+                  Contains("cannot create the output directory 'file/run': Not a directory"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "/proc/dualflow-run"}),
+                  Contains("cannot create the output directory '/proc/dualflow-run'"));
+  REQUIRE_REFUSED(
+      run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "file/x.npy", "--n", "8"}),
+      Contains("cannot write 'file/x.npy") && Contains("Not a directory"));
+  REQUIRE_REFUSED(run_dualflow(s, {"nll", "--checkpoint", "run/checkpoint.safetensors", "--out", "/proc/dualflow.json",
+                                   "--n", "8", "--solver", "euler", "--steps", "2"}),
+                  Contains("nll: cannot write '/proc/dualflow.json': No such file or directory"));
+  REQUIRE(s.listing() == before);
+  REQUIRE_FALSE(fs::exists("/proc/dualflow-run"));
+}
+
+TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected and found", "[cli_errors]") {
+  Scratch s("idx");
+  s.write("tiny.toml", kTinyRun);
+  fs::create_directories(s.work / "idx");
+  s.write("idx/train-images-idx3-ubyte", std::string("PK\x03\x04 not an IDX file", 20));
+  const std::string labels("\0\0\x08\x01\0\0\0\x01\x05", 9);  // one label
+  for (const char* f : {"idx/train-labels-idx1-ubyte", "idx/t10k-images-idx3-ubyte", "idx/t10k-labels-idx1-ubyte"})
+    s.write(f, labels);
+  const auto before = s.listing();
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "data.name=\"fashion_mnist\"", "--set",
+                                   "data.path=\"idx\"", "--set", "model.kind=\"unet\"", "--set",
+                                   "model.unet_channels=4", "--set", "model.unet_mult=[1]", "--set",
+                                   "model.unet_attention=[]", "--set", "model.unet_blocks=1"}),
+                  Contains("idx/train-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 50 4b 03 04"));
+  REQUIRE(s.listing() == before);
+}
+
+}  // namespace dualflow::testing
