@@ -48,7 +48,7 @@ Tensor dequantized(const Tensor& images, Generator& gen) {
 void run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
   if (a.threads > 0) cpu::set_num_threads(int(a.threads));
-  DF_CHECK(a.n >= 2, "eval: --n must be at least 2 (FD needs a covariance), got {}", a.n);
+  DF_CHECK(a.n >= 2 && a.n <= 10000, "eval: --n must be 2 to 10000 (FD needs a covariance; the test split holds 10000), got {}", a.n);
   LoadedClassifier clf = load_classifier(a.classifier);
   // The reference: the first n test images, and the floor of n train images against them.
   ClassifierEvaluation ref = evaluate_classifier(clf, "", a.seed, 500, a.n);
@@ -153,24 +153,26 @@ void add_eval(CLI::App& app) {
       ->check(CLI::ExistingFile);
   eval->add_option("--checkpoint", a->checkpoint, "image model to evaluate; without it only the real-data floor")
       ->check(CLI::ExistingFile);
-  eval->add_option("--n", a->n, "samples (and test / train images of the floor)")->capture_default_str()
-      ->check(CLI::Range(int64_t(2), int64_t(10000)));
+  eval->add_option("--n", a->n, "samples (and test / train images of the floor), 2 to 10000")
+      ->capture_default_str()
+      ->check(positive_integer());
   eval->add_option("--method", a->method, "ode or meanflow (default: meanflow for MeanFlow models)");
   eval->add_option("--solver", a->solver, "ODE solver (default: the run's sample.solver)");
-  eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(CLI::PositiveNumber);
-  eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(CLI::PositiveNumber);
-  eval->add_option("--atol", a->atol, "dopri5 absolute tolerance")->check(CLI::PositiveNumber);
+  eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(positive_integer());
+  eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(positive_number());
+  eval->add_option("--atol", a->atol, "dopri5 absolute tolerance")->check(positive_number());
   eval->add_option("--cfg", a->cfg, "guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_number());
   eval->add_option("--bpd", a->bpd, "also the bits per dimension on this many test images (0: skip)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_integer());
   eval->add_option("--bpd-solver", a->bpd_solver, "solver of the likelihood")->capture_default_str();
   eval->add_option("--bpd-steps", a->bpd_steps, "steps of a fixed-step likelihood solver (default 20)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   eval->add_option("--seed", a->seed, "seed of the samples, the train subset and the dequantisation")
+      ->check(non_negative_integer())
       ->capture_default_str();
   eval->add_option("--grid", a->grid, "also write the first 100 samples as a 10x10 PNG grid");
-  eval->add_option("--threads", a->threads, "CPU worker threads (default: all cores)")->check(CLI::PositiveNumber);
+  eval->add_option("--threads", a->threads, "CPU worker threads (default: all cores)")->check(positive_integer());
   eval->add_option("--out", a->out, "append the results as one JSON line to this file");
   eval->callback([a] { run_eval(*a); });
 }
