@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes one reader of untrusted input with libFuzzer under ASan + UBSan:
-#   tools/fuzz.sh safetensors|config [SECONDS | -runs=N] [more libFuzzer flags...]
+#   tools/fuzz.sh safetensors|config|idx [SECONDS | -runs=N] [more libFuzzer flags...]
 # (default 60 seconds). Builds build-fuzz/ with clang (-DDUALFLOW_FUZZ=ON, CPU only), grows a
 # working corpus in build-fuzz/corpus/TARGET from the seeds in tests/fuzz/corpus/TARGET, and
 # writes any crashing input to build-fuzz/artifacts/TARGET/. An allocation above 64 MiB (the
@@ -9,11 +9,11 @@
 # folder once it is fixed: the test suite replays that folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage="usage: tools/fuzz.sh safetensors|config [SECONDS | -runs=N] [libFuzzer flags...]"
+usage="usage: tools/fuzz.sh safetensors|config|idx [SECONDS | -runs=N] [libFuzzer flags...]"
 target="${1:?$usage}"
 shift
 case "$target" in
-  safetensors | config) ;;
+  safetensors | config | idx) ;;
   *) echo "tools/fuzz.sh: unknown target '$target'; $usage" >&2; exit 2 ;;
 esac
 limit=(-max_total_time=60)

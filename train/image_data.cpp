@@ -202,8 +202,8 @@ std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, const std::string& w
   return out;
 }
 
-IdxArray decode_idx(std::span<const uint8_t> bytes, const std::string& what) {
-  if (is_gzip(bytes)) return take_idx(gunzip(bytes, what), what);
+IdxArray decode_idx(std::span<const uint8_t> bytes, const std::string& what, size_t max_bytes) {
+  if (is_gzip(bytes)) return take_idx(gunzip(bytes, what, max_bytes), what);
   return parse_idx(bytes, what);
 }
 

@@ -33,8 +33,9 @@ IdxArray read_idx(const std::string& path);
 // The most bytes an IDX file may hold, plain or decompressed (the Fashion-MNIST training images
 // are 47 MB); larger inputs are refused before they are read whole.
 inline constexpr size_t kMaxIdxBytes = size_t(512) << 20;
-// What read_idx does after reading: gunzip when `bytes` start with the gzip magic, then parse_idx.
-IdxArray decode_idx(std::span<const uint8_t> bytes, const std::string& what);
+// What read_idx does after reading: gunzip when `bytes` start with the gzip magic (to at most
+// max_bytes), then parse_idx.
+IdxArray decode_idx(std::span<const uint8_t> bytes, const std::string& what, size_t max_bytes = kMaxIdxBytes);
 // Decompresses a gzip stream (one or more members) in a streaming loop. Refuses, naming `what`,
 // a corrupt or truncated stream, bytes after its end, and output beyond `max_bytes`; the buffer
 // grows with the bytes actually produced, never with a size the stream claims.

@@ -203,6 +203,8 @@ TEST_CASE("image_data: corrupt, truncated or oversized gzip streams are refused"
     CHECK(gunzip(gz, "x.gz", file.size()) == file);
     CHECK_THAT(refusal([&] { gunzip(gz, "x.gz", file.size() - 1); }),
                Contains("decompresses to more than 815 bytes"));
+    CHECK_THAT(refusal([&] { decode_idx(gz, "x.gz", 100); }), Contains("decompresses to more than 100 bytes"));
+    CHECK(decode_idx(gz, "x.gz", file.size()).data.size() == 800);
     // A highly compressible 8 MiB stream stops at the cap, having held at most cap + 1 bytes.
     Bytes zeros(size_t(8) << 20, 0);
     Bytes bomb = gzipped(zeros);
