@@ -113,6 +113,9 @@ RunConfig load_config(const std::string& path, const std::vector<std::string>& o
 RunConfig parse_config_text(std::string_view text, const std::string& what,
                             const std::vector<std::string>& overrides, const ConfigSchema& schema);
 
+// Levenshtein distance between two words: what "did you mean" suggestions rank by.
+size_t edit_distance(std::string_view a, std::string_view b);
+
 // The schema of `dualflow train`: run, data, model, method, meanflow, optim, train, sample.
 ConfigSchema flow_matching_schema();
 

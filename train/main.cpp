@@ -10,23 +10,9 @@
 
 #include "engine/error.h"
 #include "train/commands.h"
+#include "train/config.h"
 
 namespace {
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
 
 // A word where a subcommand must stand that names none: CLI11 alone would answer "A subcommand
 // is required". Returns the message, or "" when the command line names its subcommands.
@@ -45,8 +31,8 @@ std::string unknown_subcommand(const CLI::App& app, int argc, char** argv) {
     if (next == nullptr) {
       std::string guess;
       for (const auto& n : names)
-        if (edit_distance(n, word) <= std::max<size_t>(2, word.size() / 3) &&
-            (guess.empty() || edit_distance(n, word) < edit_distance(guess, word)))
+        if (dualflow::edit_distance(n, word) <= std::max<size_t>(2, word.size() / 3) &&
+            (guess.empty() || dualflow::edit_distance(n, word) < dualflow::edit_distance(guess, word)))
           guess = n;
       return fmt::format("{}: unknown subcommand '{}'; expected one of {}{}", path, word, fmt::join(names, ", "),
                          guess.empty() ? "" : fmt::format("; did you mean '{}'?", guess));
