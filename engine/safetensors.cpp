@@ -5,22 +5,20 @@
 #include "engine/safetensors.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
 #include <unordered_set>
 
+#include "engine/atomic_file.h"
 #include "engine/autograd.h"
 #include "engine/error.h"
 
@@ -332,91 +330,6 @@ void open_and_read_header(const std::string& path, OpenedFile& file) {
   file.header = parse_header(text.data(), n, size - 8 - n, path);
 }
 
-// The pid in a temp file name `<target name>.tmp.<pid>.<k>`, or nothing when `entry` is not one.
-std::optional<pid_t> temp_file_owner(const std::string& entry, const std::string& target_name) {
-  const std::string stem = target_name + ".tmp.";
-  if (entry.compare(0, stem.size(), stem) != 0) return std::nullopt;
-  std::string_view rest = std::string_view(entry).substr(stem.size());
-  size_t dot = rest.find('.');
-  auto all_digits = [](std::string_view s) {
-    return !s.empty() && s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (dot == std::string_view::npos || !all_digits(rest.substr(0, dot)) || !all_digits(rest.substr(dot + 1)))
-    return std::nullopt;
-  int64_t pid = std::stoll(std::string(rest.substr(0, dot)));
-  if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return std::nullopt;
-  return pid_t(pid);
-}
-
-// A process killed mid-save (SIGKILL, power loss) leaves its temp file behind; nothing else
-// ever removes it, so a run that is killed again and again would fill its directory. Each save
-// therefore deletes the temp files of `target` whose writer no longer exists. A live writer's
-// file is kept (kill(pid, 0) succeeds, or fails with EPERM for another user's process); a
-// writer on another machine sharing the directory would be mistaken for a dead one, but two
-// machines saving to one path are unsupported anyway (the last rename would win).
-void remove_stale_temp_files(const std::string& target) {
-  std::filesystem::path target_path(target);
-  std::filesystem::path dir = target_path.parent_path();
-  if (dir.empty()) dir = ".";
-  const std::string target_name = target_path.filename().string();
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string entry = it->path().filename().string();
-    std::optional<pid_t> owner = temp_file_owner(entry, target_name);
-    if (!owner || *owner == ::getpid()) continue;
-    if (::kill(*owner, 0) == 0 || errno != ESRCH) continue;
-    ::unlink(it->path().c_str());  // best effort: another saver may have removed it first
-  }
-}
-
-// Creates `<path>.tmp.<pid>.<k>` next to the target (a rename is only atomic within one file
-// system) and removes it again unless the save got as far as renaming it.
-class TempFile {
- public:
-  explicit TempFile(const std::string& target) {
-    static std::atomic<uint64_t> counter{0};
-    remove_stale_temp_files(target);
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      name_ = fmt::format("{}.tmp.{}.{}", target, ::getpid(), counter.fetch_add(1));
-      int fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd >= 0) {
-        fd_.reset(fd);
-        return;
-      }
-      if (errno != EEXIST)
-        fail("save_safetensors: {}: cannot create temporary file {}: {}", target, name_, errno_text(errno));
-    }
-    fail("save_safetensors: {}: cannot create a temporary file next to it: too many stale {}.tmp.* files", target,
-         target);
-  }
-  ~TempFile() {
-    if (!renamed_) ::unlink(name_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  FileDescriptor& fd() { return fd_; }
-  const std::string& name() const { return name_; }
-  void mark_renamed() { renamed_ = true; }
-
- private:
-  std::string name_;
-  FileDescriptor fd_;
-  bool renamed_ = false;
-};
-
-void write_all(int fd, const void* src, size_t size, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(src);
-  while (size > 0) {
-    ssize_t w = ::write(fd, p, std::min<size_t>(size, size_t(1) << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail("save_safetensors: {}: write failed: {}", path, errno_text(errno));
-    }
-    p += w;
-    size -= size_t(w);
-  }
-}
-
 uint64_t tensor_bytes(const Tensor& t) { return uint64_t(t.numel()) * t.element_size(); }
 
 }  // namespace
@@ -467,32 +380,18 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   DF_CHECK(header.size() <= kMaxHeaderBytes, "save_safetensors: {}: header would be {} bytes; readers accept at "
            "most {}", path, header.size(), kMaxHeaderBytes);
 
-  TempFile tmp(path);
+  AtomicFile file(path, "save_safetensors");
   uint8_t prefix[8];
   for (int i = 0; i < 8; ++i) prefix[i] = uint8_t(uint64_t(header.size()) >> (8 * i));
-  write_all(tmp.fd().get(), prefix, 8, path);
-  write_all(tmp.fd().get(), header.data(), header.size(), path);
+  file.write(prefix, 8);
+  file.write(header);
   for (size_t i : layout) {
     // One tensor at a time on the host keeps peak memory at the largest tensor, not the model.
     NoGradGuard no_grad;
     Tensor host = tensors[i].second.detach().to(Device::cpu()).contiguous();
-    if (uint64_t bytes = tensor_bytes(host)) write_all(tmp.fd().get(), host.raw_data(), size_t(bytes), path);
+    if (uint64_t bytes = tensor_bytes(host)) file.write(host.raw_data(), size_t(bytes));
   }
-  if (::fsync(tmp.fd().get()) != 0) fail("save_safetensors: {}: fsync failed: {}", path, errno_text(errno));
-  if (tmp.fd().close() != 0) fail("save_safetensors: {}: close failed: {}", path, errno_text(errno));
-  if (::rename(tmp.name().c_str(), path.c_str()) != 0)
-    fail("save_safetensors: {}: cannot rename {} over it: {}", path, tmp.name(), errno_text(errno));
-  tmp.mark_renamed();
-
-  // The rename is durable only once the directory entry is on disk.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  FileDescriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0)
-    fail("save_safetensors: {}: written, but cannot open directory {} to fsync it: {}", path, dir, errno_text(errno));
-  // Some file systems cannot fsync a directory (EINVAL); there is nothing more to do there.
-  if (::fsync(dir_fd.get()) != 0 && errno != EINVAL)
-    fail("save_safetensors: {}: written, but fsync of directory {} failed: {}", path, dir, errno_text(errno));
+  file.commit();
 }
 
 SafetensorsHeader inspect_safetensors(const std::string& path) {

@@ -38,10 +38,8 @@ struct SafetensorsHeader {
   uint64_t data_size = 0;   // bytes of the data buffer (the rest of the file)
 };
 
-// Writes atomically: a temp file in the same directory, fsync, rename over `path`, fsync the
-// directory, so a crash or error leaves either the old file or the new one, never a torn one.
-// A writer killed mid-save leaves its `<path>.tmp.<pid>.<k>`; the next save to `path` deletes
-// the temp files of writers that no longer exist.
+// Writes atomically (engine/atomic_file.h): a crash, kill or error leaves either the old file or
+// the new one, never a torn one.
 // Tensors may live on any device and have any strides (they are copied to contiguous CPU
 // bytes one at a time). Names must be unique, non-empty and not "__metadata__". As in the
 // reference writer, the header is space-padded to a multiple of 8 bytes and the data is laid

@@ -13,6 +13,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "train/checkpoint.h"
+#include "train/json_text.h"
 #include "train/optim.h"
 
 namespace dualflow {
@@ -20,11 +21,6 @@ namespace dualflow {
 namespace {
 
 constexpr const char* kClassifierKind = "image_classifier";
-
-std::string json_number(double v) {
-  if (std::isfinite(v)) return fmt::format("{:.9g}", v);
-  return std::isnan(v) ? "\"nan\"" : (v > 0 ? "\"inf\"" : "\"-inf\"");
-}
 
 Device run_device(const RunConfig& c) {
   Device d = Device::parse(c.get_string("run.device"));

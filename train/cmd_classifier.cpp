@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 
+#include "engine/atomic_file.h"
 #include "train/classifier_run.h"
+#include "train/json_text.h"
 #include "train/commands.h"
 
 namespace dualflow::cli {
@@ -40,6 +39,7 @@ struct EvalClassifierArgs {
 };
 
 void run_eval_classifier(const EvalClassifierArgs& a) {
+  if (!a.out.empty()) check_output_file(a.out, "eval-classifier --out");
   LoadedClassifier lc = load_classifier(a.classifier);
   ClassifierEvaluation e = evaluate_classifier(lc, a.data, a.seed, a.batch, a.limit);
   fmt::print("classifier {} (step {}, {})\n", a.classifier, lc.step, lc.model->describe());
@@ -48,14 +48,14 @@ void run_eval_classifier(const EvalClassifierArgs& a) {
   fmt::print("FD floor (test split vs a random train subset, {} images each, {}-d features): {:.4f}\n", e.floor_images,
              e.test_stats.dim(), e.fd_floor);
   if (!a.out.empty()) {
-    std::ofstream f(a.out);
-    DF_CHECK(bool(f), "eval-classifier: cannot write '{}': {}", a.out, std::strerror(errno));
-    f << fmt::format(
-        R"({{"classifier":"{}","step":{},"data":"{}","test_accuracy":{:.6f},"test_loss":{:.6f},"test_images":{},"fd_floor":{:.6f},"floor_images":{},"feature_dim":{},"seed":{}}})",
-        a.classifier, lc.step, e.data_dir, e.test.accuracy, e.test.loss, e.test.images, e.fd_floor, e.floor_images,
-        e.test_stats.dim(), a.seed)
-      << "\n";
-    DF_CHECK(bool(f.flush()), "eval-classifier: writing '{}' failed", a.out);
+    write_file_atomically(
+        a.out,
+        fmt::format(
+            R"({{"classifier":{},"step":{},"data":{},"test_accuracy":{:.6f},"test_loss":{},"test_images":{},"fd_floor":{:.6f},"floor_images":{},"feature_dim":{},"seed":{}}})",
+            json_string(a.classifier), lc.step, json_string(e.data_dir), e.test.accuracy, json_number(e.test.loss),
+            e.test.images, e.fd_floor, e.floor_images, e.test_stats.dim(), a.seed) +
+            "\n",
+        "eval-classifier");
   }
 }
 

@@ -10,11 +10,14 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 
+#include "engine/atomic_file.h"
 #include "kernels/cpu/parallel.h"
 #include "train/classifier_run.h"
 #include "train/commands.h"
 #include "train/flow_run.h"
+#include "train/json_text.h"
 #include "train/likelihood.h"
 #include "train/plots.h"
 
@@ -29,15 +32,6 @@ struct EvalArgs {
   uint64_t seed = 0;
 };
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out + "\"";
-}
-
 // Test images moved into the model's continuous space by uniform dequantisation: pixel k of
 // 0..255 (stored as k / 127.5 - 1) becomes (k + u) * 2 / 256 - 1, u ~ U[0, 1).
 Tensor dequantized(const Tensor& images, Generator& gen) {
@@ -49,6 +43,9 @@ void run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
   if (a.threads > 0) cpu::set_num_threads(int(a.threads));
   DF_CHECK(a.n >= 2 && a.n <= 10000, "eval: --n must be 2 to 10000 (FD needs a covariance; the test split holds 10000), got {}", a.n);
+  // Outputs are checked before minutes of sampling, not after.
+  if (!a.out.empty()) check_output_file(a.out, "eval --out");
+  if (!a.grid.empty()) check_output_file(a.grid, "eval --grid");
   LoadedClassifier clf = load_classifier(a.classifier);
   // The reference: the first n test images, and the floor of n train images against them.
   ClassifierEvaluation ref = evaluate_classifier(clf, "", a.seed, 500, a.n);
@@ -135,10 +132,15 @@ void run_eval(const EvalArgs& a) {
   }
   json += "}";
   if (!a.out.empty()) {
-    std::ofstream f(a.out, std::ios::app);
-    DF_CHECK(bool(f), "eval: cannot write '{}'", a.out);
-    f << json << "\n";
-    DF_CHECK(bool(f.flush()), "eval: writing '{}' failed", a.out);
+    // One line appended to the results of earlier runs; the file is rewritten whole and
+    // atomically, so a crash never leaves a half line or loses the earlier ones.
+    std::string lines;
+    if (std::ifstream old(a.out, std::ios::binary); old) {
+      lines.assign(std::istreambuf_iterator<char>(old), std::istreambuf_iterator<char>());
+      DF_CHECK(!old.bad(), "eval: cannot read '{}' to append to it", a.out);
+      if (!lines.empty() && lines.back() != '\n') lines += '\n';
+    }
+    write_file_atomically(a.out, lines + json + "\n", "eval");
   }
 }
 

@@ -9,10 +9,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
+#include "train/json_text.h"
 #include "train/meanflow.h"
 #include "train/npy.h"
 #include "train/plots.h"
@@ -115,6 +117,7 @@ void print_sample_distance(const std::string& data, const Tensor& samples, uint6
 
 void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
+  check_output_file(a.out, "sample --out");  // the .png goes beside it, in the same folder
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
   const int64_t n = a.n > 0 ? a.n : lm.config.get_int("sample.n");
   DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || lm.model.num_classes > 0,
@@ -162,6 +165,7 @@ struct NllArgs {
 };
 
 void run_nll(const NllArgs& a) {
+  check_output_file(a.out, "nll --out");
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
   Device dev = lm.model.module->parameters().front().device();
   Generator data_gen(a.seed), probe_gen(a.seed + 1);
@@ -182,12 +186,10 @@ void run_nll(const NllArgs& a) {
   for (double v : ll) sq += (v - mean) * (v - mean);
   const double stderr_ = std::sqrt(sq / double(ll.size() - 1) / double(ll.size()));
   std::string json = fmt::format(
-      R"({{"checkpoint":"{}","step":{},"dataset":"{}","n":{},"divergence":"{}","solver":"{}","nll_mean":{:.6f},"nll_stderr":{:.6f},"nfe":{}}})",
-      a.checkpoint, lm.step, data, a.n, a.divergence, ode_method_name(o.ode.method), -mean, stderr_, r.nfe);
-  std::ofstream f(a.out);
-  DF_CHECK(bool(f), "nll: cannot write '{}': {}", a.out, std::strerror(errno));
-  f << json << "\n";
-  DF_CHECK(bool(f.flush()), "nll: writing '{}' failed", a.out);
+      R"({{"checkpoint":{},"step":{},"dataset":{},"n":{},"divergence":{},"solver":{},"nll_mean":{},"nll_stderr":{},"nfe":{}}})",
+      json_string(a.checkpoint), lm.step, json_string(data), a.n, json_string(a.divergence),
+      json_string(ode_method_name(o.ode.method)), json_number(-mean), json_number(stderr_), r.nfe);
+  write_file_atomically(a.out, json + "\n", "nll");
   fmt::print("NLL {:.4f} ± {:.4f} nats over {} {} points ({} divergence, {} NFE) -> {}\n", -mean, stderr_, a.n, data,
              a.divergence, r.nfe, a.out);
 }

@@ -19,6 +19,7 @@
 #include "train/couplings.h"
 #include "train/data2d.h"
 #include "train/image_data.h"
+#include "train/json_text.h"
 #include "train/meanflow.h"
 #include "train/optim.h"
 #include "train/plots.h"
@@ -153,11 +154,6 @@ OdeOptions sampler_options(const RunConfig& c) {
   o.rtol = c.get_float("sample.rtol");
   o.atol = c.get_float("sample.atol");
   return o;
-}
-
-std::string json_number(double v) {
-  if (std::isfinite(v)) return fmt::format("{:.9g}", v);
-  return std::isnan(v) ? "\"nan\"" : (v > 0 ? "\"inf\"" : "\"-inf\"");
 }
 
 double absmax(const Tensor& t) { return amax(abs(t.detach())).to(DType::f64).item(); }

@@ -4,12 +4,7 @@
 
 #include <fmt/format.h>
 
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-
-#include <fcntl.h>
-#include <unistd.h>
+#include "engine/atomic_file.h"
 
 namespace dualflow {
 
@@ -36,31 +31,6 @@ std::string npy_f32_bytes(const Tensor& t) {
   return out;
 }
 
-void save_npy_f32(const std::string& path, const Tensor& t) {
-  const std::string bytes = npy_f32_bytes(t);
-  const std::string tmp = path + fmt::format(".tmp.{}", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  DF_CHECK(fd >= 0, "save_npy: cannot write '{}': {}", tmp, std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      int err = errno;
-      ::close(fd);
-      std::remove(tmp.c_str());
-      fail("save_npy: writing '{}' failed: {}", tmp, std::strerror(err));
-    }
-    done += size_t(w);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::remove(tmp.c_str());
-    fail("save_npy: flushing '{}' failed: {}", tmp, std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    fail("save_npy: cannot move '{}' to '{}': {}", tmp, path, std::strerror(err));
-  }
-}
+void save_npy_f32(const std::string& path, const Tensor& t) { write_file_atomically(path, npy_f32_bytes(t), "save_npy"); }
 
 }  // namespace dualflow

@@ -5,23 +5,22 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <vector>
 
-#include <unistd.h>
+#include "engine/atomic_file.h"
 
 namespace dualflow {
 
 namespace {
-// stb writes straight to the path; write a temp file and rename so a reader never sees half.
+// stb encodes into memory; the file is then written atomically, so a reader never sees half.
 void write_png_atomically(const std::string& path, int w, int h, int channels, const std::vector<uint8_t>& pixels) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  DF_CHECK(stbi_write_png(tmp.c_str(), w, h, channels, pixels.data(), w * channels) != 0,
-           "save png: cannot write '{}'", tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("save png: cannot move '{}' to '{}'", tmp, path);
-  }
+  std::string png;
+  auto append = [](void* context, void* data, int size) {
+    static_cast<std::string*>(context)->append(static_cast<const char*>(data), size_t(size));
+  };
+  DF_CHECK(stbi_write_png_to_func(append, &png, w, h, channels, pixels.data(), w * channels) != 0,
+           "save png: cannot encode {}x{} pixels for '{}'", w, h, path);
+  write_file_atomically(path, png, "save png");
 }
 }  // namespace
 

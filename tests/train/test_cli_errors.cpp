@@ -293,12 +293,19 @@ TEST_CASE("dualflow CLI: an output path that cannot be written is named with the
                   Contains("cannot create the output directory 'file/run': Not a directory"));
   REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "/proc/dualflow-run"}),
                   Contains("cannot create the output directory '/proc/dualflow-run'"));
+  // sample, nll and eval check their outputs before the work: these messages come from that
+  // check (a late failure would name the temporary file instead).
   REQUIRE_REFUSED(
       run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "file/x.npy", "--n", "8"}),
-      Contains("cannot write 'file/x.npy") && Contains("Not a directory"));
+      Contains("sample --out: cannot write 'file/x.npy': 'file' is not a folder"));
+  REQUIRE_REFUSED(
+      run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "missing/x.npy", "--n", "8"}),
+      Contains("sample --out: cannot write 'missing/x.npy': the folder 'missing' does not exist"));
   REQUIRE_REFUSED(run_dualflow(s, {"nll", "--checkpoint", "run/checkpoint.safetensors", "--out", "/proc/dualflow.json",
                                    "--n", "8", "--solver", "euler", "--steps", "2"}),
-                  Contains("nll: cannot write '/proc/dualflow.json': No such file or directory"));
+                  Contains("nll --out: cannot write '/proc/dualflow.json': cannot create files in the folder '/proc'"));
+  REQUIRE_REFUSED(run_dualflow(s, {"nll", "--checkpoint", "run/checkpoint.safetensors", "--out", "run", "--n", "8"}),
+                  Contains("nll --out: cannot write 'run': it is a directory"));
   REQUIRE(s.listing() == before);
   REQUIRE_FALSE(fs::exists("/proc/dualflow-run"));
 }
