@@ -144,4 +144,33 @@ TEST_CASE("every op on CUDA matches the CPU (forward and gradients, f64 and f32)
   }
 }
 
+
+TEST_CASE("index_add and scatter_add on CUDA: repeated indices sum in the CPU's order, bit for bit", "[cuda]") {
+  // Training on CUDA resumes exactly only if these (an embedding's gradient) repeat exactly;
+  // atomics would sum in a different order each run.
+  REQUIRE(cuda_available());
+  Generator g(17);
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+    INFO(dtype_name(t));
+    const int64_t n_out = 11, n_idx = 4099, inner = 37;
+    Tensor base = randn({3, n_out, inner}, g).to(t), src = (randn({3, n_idx, inner}, g) * 100.0).to(t);
+    std::vector<int64_t> rows(n_idx);
+    for (int64_t j = 0; j < n_idx; ++j) rows[size_t(j)] = (j * 7 + j / 13) % n_out;
+    Tensor index = from_vector(rows, Shape{n_idx}), index_g = index.to(Device::cuda());
+    Tensor cpu = index_add(base, 1, index, src);
+    Tensor gpu1 = index_add(base.to(Device::cuda()), 1, index_g, src.to(Device::cuda())).to(Device::cpu());
+    Tensor gpu2 = index_add(base.to(Device::cuda()), 1, index_g, src.to(Device::cuda())).to(Device::cpu());
+    REQUIRE(max_abs_diff(gpu1.to(DType::f64), cpu.to(DType::f64)) == 0.0);
+    REQUIRE(max_abs_diff(gpu2.to(DType::f64), gpu1.to(DType::f64)) == 0.0);
+
+    // scatter_add along dim 1 with a different index per column.
+    std::vector<int64_t> cols(size_t(3 * n_idx * inner));
+    for (size_t p = 0; p < cols.size(); ++p) cols[p] = int64_t((p * 2654435761u) % uint64_t(n_out));
+    Tensor sindex = from_vector(cols, Shape{3, n_idx, inner});
+    Tensor scpu = scatter_add(base, 1, sindex, src);
+    Tensor sgpu = scatter_add(base.to(Device::cuda()), 1, sindex.to(Device::cuda()), src.to(Device::cuda()));
+    REQUIRE(max_abs_diff(sgpu.to(Device::cpu()).to(DType::f64), scpu.to(DType::f64)) == 0.0);
+  }
+}
+
 }  // namespace dualflow::testing
