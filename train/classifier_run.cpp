@@ -13,6 +13,7 @@
 
 #include "kernels/cpu/parallel.h"
 #include "train/checkpoint.h"
+#include "train/gradient_step.h"
 #include "train/json_text.h"
 #include "train/optim.h"
 
@@ -195,20 +196,12 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
     ImageBatch b = batcher.batch_at(step, f32);
     Tensor logits = model.logits(b.images);
     Tensor loss = cross_entropy(logits, b.labels);
-    const double loss_value = loss.to(DType::f64).item();
-    opt->zero_grad();
-    double grad_norm = std::numeric_limits<double>::quiet_NaN();
-    if (std::isfinite(loss_value)) {
-      loss.backward();
-      grad_norm = clip_grad_norm(params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
-    }
-    if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-      metrics << fmt::format(R"({{"step":{},"event":"non_finite","loss":{},"grad_norm":{}}})", step + 1,
-                             json_number(loss_value), json_number(grad_norm))
-              << std::endl;
+    const GradientStep g = compute_gradients(loss, *opt, params, clip);
+    const double loss_value = g.loss, grad_norm = g.grad_norm;
+    if (!g.finite()) {
+      metrics << g.non_finite_record(step + 1) << "}" << std::endl;
       fail("train-classifier: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip)",
-           step + 1, std::isfinite(loss_value) ? "gradient norm" : "loss",
-           std::isfinite(loss_value) ? grad_norm : loss_value);
+           step + 1, g.bad_quantity(), g.bad_value());
     }
     opt->step();
     ++step;

@@ -18,6 +18,7 @@
 #include "train/checkpoint.h"
 #include "train/couplings.h"
 #include "train/data2d.h"
+#include "train/gradient_step.h"
 #include "train/image_data.h"
 #include "train/json_text.h"
 #include "train/meanflow.h"
@@ -514,18 +515,11 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     }
     opt->set_lr(schedule.lr_at(step));
     ObjectiveBatch b = objective(data_gen, step);
-    const Tensor& loss = b.loss;
-    const double loss_value = loss.to(DType::f64).item();
-    opt->zero_grad();
-    double grad_norm = std::numeric_limits<double>::quiet_NaN();
-    if (std::isfinite(loss_value)) {
-      loss.backward();
-      grad_norm = clip_grad_norm(params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
-    }
-    if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
+    const GradientStep g = compute_gradients(b.loss, *opt, params, clip);
+    const double loss_value = g.loss, grad_norm = g.grad_norm;
+    if (!g.finite()) {
       // Record the offending batch, keep the last good checkpoint, and stop with the step named.
-      std::string report = fmt::format(R"({{"step":{},"event":"non_finite","loss":{},"grad_norm":{})", step + 1,
-                                       json_number(loss_value), json_number(grad_norm));
+      std::string report = g.non_finite_record(step + 1);
       for (const auto& [name, value] : b.inputs) {
         report += fmt::format(R"(,"{}_absmax":{})", name, json_number(absmax(value)));
         if (value.dim() == 1)
@@ -535,8 +529,7 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
       metrics << report << "}" << std::endl;
       fail("train: step {}: the {} is {}; training stopped. The last good checkpoint is '{}'; the batch's "
            "statistics are in '{}'",
-           step + 1, std::isfinite(loss_value) ? "gradient norm" : "loss",
-           std::isfinite(loss_value) ? grad_norm : loss_value, fs::exists(ckpt) ? ckpt : "(none written yet)",
+           step + 1, g.bad_quantity(), g.bad_value(), fs::exists(ckpt) ? ckpt : "(none written yet)",
            metrics_path);
     }
     opt->step();
