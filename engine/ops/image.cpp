@@ -93,9 +93,25 @@ Tensor conv_columns(const Tensor& x, Pair kernel, const ConvSpec& c, int64_t out
   return cols.reshape({n, c.groups, ch / c.groups * kernel[0] * kernel[1], out_len});
 }
 
+// Whether the backend convolves this geometry directly (kernels/cpu/conv_direct.cpp: 3x3,
+// stride 1, padding 1, f32) rather than through im2col + GEMM.
+bool direct_conv(const Tensor& x, const ConvGeometry& g, int64_t out_channels, int64_t groups) {
+  const Backend& b = be(x);
+  return groups == 1 && b.conv2d_direct_supports && b.conv2d_direct && b.conv2d_direct_supports(x.dtype(), g, out_channels);
+}
+
 // out = W * cols per image and group: [groups, O/g, K] x [N, groups, K, L] -> [N, O, Ho, Wo].
 Tensor conv_forward(const Tensor& x, const Tensor& w, const Tensor& b, const ConvSpec& c, const ConvGeometry& g) {
   const int64_t n = x.shape()[0], o = w.shape()[0], l = g.out_h * g.out_w;
+  if (direct_conv(x, g, o, c.groups)) {
+    Tensor out = Tensor::empty({n, o, g.out_h, g.out_w}, x.options());
+    if (out.numel()) {
+      Tensor xc = x.contiguous(), wc = w.contiguous(), bc = b.defined() ? b.contiguous() : Tensor();
+      be(x).conv2d_direct(dev_index(x), x.dtype(), xc.raw_data(), wc.raw_data(), bc.defined() ? bc.raw_data() : nullptr,
+                          out.raw_data(), g, o);
+    }
+    return out;
+  }
   Tensor cols = conv_columns(x, {g.kh, g.kw}, c, l);
   Tensor out = matmul(w.reshape({c.groups, o / c.groups, cols.shape()[2]}), cols).reshape({n, o, g.out_h, g.out_w});
   if (b.defined()) out = out + b.reshape({1, o, 1, 1});
@@ -135,6 +151,15 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
                   Tensor go = gout.reshape({n, spec.groups, o / spec.groups, l});
                   Grads r(3);
                   if (need[0]) {
+                    // With unit stride and dilation and padding (k - 1) / 2 the adjoint is the same
+                    // convolution of the output gradient with the flipped, transposed weights; take
+                    // it where the backend convolves that directly (no column matrix at all).
+                    const ConvGeometry gt{n, o, g.out_h, g.out_w, g.kh, g.kw, 1, 1, g.pad_h, g.pad_w, 1, 1, g.h, g.w};
+                    if (spec.groups == 1 && spec.stride == Pair{1, 1} && spec.dilation == Pair{1, 1} &&
+                        2 * g.pad_h == g.kh - 1 && 2 * g.pad_w == g.kw - 1 && direct_conv(gout, gt, x.shape()[1], 1))
+                      r[0] = conv2d(gout, flip(weight, {2, 3}).transpose(0, 1), Tensor(), {1, 1}, spec.padding, {1, 1}, 1);
+                  }
+                  if (need[0] && !r[0].defined()) {
                     // d cols = W^T g, summed back onto the image by the adjoint of im2col
                     Tensor dcols = matmul(weight.reshape({spec.groups, o / spec.groups, k}).transpose(-2, -1), go)
                                        .reshape({n, x.shape()[1] * g.kh * g.kw, l});

@@ -120,6 +120,12 @@ struct Backend {
   void (*im2col)(int device, DType t, const void* x, void* cols, const ConvGeometry& g);
   // its adjoint: x[n, c, i, j] = sum of the cols entries im2col read from it (x overwritten)
   void (*col2im)(int device, DType t, const void* cols, void* x, const ConvGeometry& g);
+  // Optional (nullptr, or false from _supports, sends the engine to im2col + GEMM): a direct
+  // convolution out [n, o, out_h, out_w] = w [o, c, kh, kw] (*) x [n, c, h, w] + bias [o]
+  // (bias may be null), all contiguous, one group.
+  bool (*conv2d_direct_supports)(DType t, const ConvGeometry& g, int64_t out_channels);
+  void (*conv2d_direct)(int device, DType t, const void* x, const void* w, const void* bias, void* out,
+                        const ConvGeometry& g, int64_t out_channels);
   // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
   void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed,
                  uint64_t offset, double a, double b);

@@ -83,6 +83,7 @@ Backend make() {
   register_gemm(b);
   register_indexing(b);
   register_conv(b);
+  register_conv_direct(b);
   register_random(b);
   register_optim(b);
   return b;

@@ -61,6 +61,54 @@ TEST_CASE("conv2d equals the direct sum over windows", "[image]") {
   }
 }
 
+TEST_CASE("conv2d's direct 3x3 f32 path equals the window sum, with its gradients and JVP", "[image]") {
+  // f32 3x3 stride-1 padding-1 convolutions go through the backend's direct kernel where it has
+  // one (the CPU with AVX2), and so does the input gradient (the same convolution of the output
+  // gradient with flipped, transposed weights). Widths around the kernel's 8- and 16-column
+  // tiles and channel counts around its 6- and 12-channel blocks; f64 runs the im2col path.
+  struct Case { Shape x; int64_t o; bool bias; };
+  const std::vector<Case> cases = {{{1, 1, 1, 1}, 1, true},  {{2, 3, 5, 7}, 5, true},   {{1, 2, 4, 8}, 13, false},
+                                   {{3, 2, 9, 9}, 6, true},  {{1, 4, 6, 16}, 7, true},  {{2, 3, 3, 17}, 12, false},
+                                   {{1, 2, 28, 28}, 8, true}, {{1, 1, 2, 33}, 1, true}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& k = cases[i];
+    INFO("case " << i << ": x " << k.x.str() << ", " << k.o << " output channels");
+    const Shape ws{k.o, k.x[1], 3, 3};
+    Tensor x = uniform_f64(k.x, -1, 1, 40 + i), w = uniform_f64(ws, -1, 1, 50 + i);
+    Tensor b = k.bias ? uniform_f64({k.o}, -1, 1, 60 + i) : Tensor();
+    Tensor want = direct_conv(x, w, b, {1, 1}, {1, 1}, {1, 1}, 1);
+    auto f32 = [](const Tensor& t) { return t.defined() ? t.to(DType::f32) : t; };
+    require_close(conv2d(f32(x), f32(w), f32(b), {1, 1}, {1, 1}).to(DType::f64), want, 1e-5, 1e-5, "forward");
+
+    // Gradients of <seed, conv(x, w, b)> and the JVP along (dx, dw, db): f32 against f64.
+    Tensor seed = uniform_f64(want.shape(), -1, 1, 70 + i), dx = uniform_f64(k.x, -1, 1, 80 + i),
+           dw = uniform_f64(ws, -1, 1, 90 + i), db = k.bias ? uniform_f64({k.o}, -1, 1, 100 + i) : Tensor();
+    auto grads = [&](DType t) {
+      std::vector<Tensor> in = {x.to(t), w.to(t)};
+      if (k.bias) in.push_back(b.to(t));
+      return grad(
+          [&](const std::vector<Tensor>& v) {
+            return sum(conv2d(v[0], v[1], k.bias ? v[2] : Tensor(), {1, 1}, {1, 1}) * seed.to(t));
+          },
+          in);
+    };
+    std::vector<Tensor> g64 = grads(DType::f64), g32 = grads(DType::f32);
+    for (size_t j = 0; j < g64.size(); ++j)
+      require_close(g32[j].to(DType::f64), g64[j], 1e-4, 1e-4, "gradient of input " + std::to_string(j));
+    auto tangent = [&](DType t) {
+      std::vector<Tensor> in = {x.to(t), w.to(t)}, dir = {dx.to(t), dw.to(t)};
+      if (k.bias) in.push_back(b.to(t)), dir.push_back(db.to(t));
+      return jvp(
+                 [&](const std::vector<Tensor>& v) {
+                   return std::vector<Tensor>{conv2d(v[0], v[1], k.bias ? v[2] : Tensor(), {1, 1}, {1, 1})};
+                 },
+                 in, dir)
+          .tangents[0];
+    };
+    require_close(tangent(DType::f32).to(DType::f64), tangent(DType::f64), 1e-4, 1e-4, "JVP");
+  }
+}
+
 TEST_CASE("col2im is the adjoint of im2col", "[image]") {
   Tensor x = uniform_f64({2, 3, 6, 5}, -1, 1, 1);
   Tensor cols = im2col(x, {3, 2}, {2, 1}, {1, 1}, {1, 2});
