@@ -72,7 +72,7 @@ void save_checkpoint(const std::string& path, const CheckpointParts& parts, cons
   }
   std::map<std::string, std::string> meta;
   meta["format"] = "pt";  // what safetensors.torch expects of a file it loads
-  meta["dualflow.version"] = kFormatVersion;
+  meta["dualflow.version"] = std::string(kFormatVersion);
   meta["dualflow.step"] = std::to_string(info.step);
   meta["dualflow.config"] = info.config;
   if (parts.optimizer) meta["dualflow.optimizer"] = parts.optimizer->name();
