@@ -15,6 +15,7 @@
 #include "train/checkpoint.h"
 #include "train/gradient_step.h"
 #include "train/json_text.h"
+#include "train/metrics_log.h"
 #include "train/optim.h"
 
 namespace dualflow {
@@ -176,8 +177,7 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
   const ImageBatcher batcher(train_set, c.get_int("train.batch"), seed, c.get_bool("data.hflip"));
   const TensorOptions f32(DType::f32, dev);
 
-  std::ofstream metrics(metrics_path, std::ios::trunc);
-  DF_CHECK(bool(metrics), "train-classifier: cannot write the metrics file '{}'", metrics_path);
+  MetricsLog metrics(metrics_path, /*resume_step=*/-1, "train-classifier");
   const int64_t total = c.get_int("train.steps"), log_every = c.get_int("train.log_every");
   const int64_t batch = c.get_int("train.batch");
   const double clip = c.get_float("optim.grad_clip");
@@ -199,7 +199,7 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
     const GradientStep g = compute_gradients(loss, *opt, params, clip);
     const double loss_value = g.loss, grad_norm = g.grad_norm;
     if (!g.finite()) {
-      metrics << g.non_finite_record(step + 1) << "}" << std::endl;
+      metrics.write(g.non_finite_record(step + 1) + "}");
       fail("train-classifier: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip)",
            step + 1, g.bad_quantity(), g.bad_value());
     }
@@ -213,11 +213,10 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
       const double secs = std::chrono::duration<double>(now - window_start).count();
       const double its = secs > 0 ? double(window_steps) / secs : 0;
       const double mean_loss = window_loss / double(window_steps), mean_acc = window_accuracy / double(window_steps);
-      metrics << fmt::format(
-                     R"({{"step":{},"epoch":{:.4f},"loss":{},"train_accuracy":{:.5f},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})",
-                     step, double(step * batch) / double(train_set.size()), json_number(mean_loss), mean_acc,
-                     json_number(opt->lr()), json_number(grad_norm), its)
-              << std::endl;
+      metrics.write(fmt::format(
+          R"({{"step":{},"epoch":{:.4f},"loss":{},"train_accuracy":{:.5f},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})",
+          step, double(step * batch) / double(train_set.size()), json_number(mean_loss), mean_acc,
+          json_number(opt->lr()), json_number(grad_norm), its));
       result.last_loss = mean_loss;
       if (!o.quiet) {
         const double eta = its > 0 ? double(total - step) / its : 0;
@@ -240,10 +239,9 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
   result.test_accuracy = test.accuracy;
   result.test_loss = test.loss;
   result.test_images = test.images;
-  metrics << fmt::format(
-                 R"({{"step":{},"event":"test","test_accuracy":{:.5f},"test_loss":{},"test_images":{},"train_seconds":{:.2f}}})",
-                 result.steps_done, test.accuracy, json_number(test.loss), test.images, result.train_seconds)
-          << std::endl;
+  metrics.write(fmt::format(
+      R"({{"step":{},"event":"test","test_accuracy":{:.5f},"test_loss":{},"test_images":{},"train_seconds":{:.2f}}})",
+      result.steps_done, test.accuracy, json_number(test.loss), test.images, result.train_seconds));
 
   CheckpointInfo info;
   info.step = result.steps_done;

@@ -22,6 +22,7 @@
 #include "train/image_data.h"
 #include "train/json_text.h"
 #include "train/meanflow.h"
+#include "train/metrics_log.h"
 #include "train/optim.h"
 #include "train/plots.h"
 #include "train/reflow.h"
@@ -493,8 +494,7 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
     save_checkpoint(ckpt, ckpt_parts, info);
   };
 
-  std::ofstream metrics(metrics_path, o.resume ? std::ios::app : std::ios::trunc);
-  DF_CHECK(bool(metrics), "train: cannot write the metrics file '{}'", metrics_path);
+  MetricsLog metrics(metrics_path, o.resume ? step : -1, "train");
   const int64_t total = c.get_int("train.steps");
   const int64_t log_every = c.get_int("train.log_every"), ckpt_every = c.get_int("train.checkpoint_every");
   const double clip = c.get_float("optim.grad_clip");
@@ -526,7 +526,7 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
           report += fmt::format(R"(,"{}_min":{},"{}_max":{})", name, json_number(amin(value).to(DType::f64).item()),
                                 name, json_number(amax(value).to(DType::f64).item()));
       }
-      metrics << report << "}" << std::endl;
+      metrics.write(report + "}");
       fail("train: step {}: the {} is {}; training stopped. The last good checkpoint is '{}'; the batch's "
            "statistics are in '{}'",
            step + 1, g.bad_quantity(), g.bad_value(), fs::exists(ckpt) ? ckpt : "(none written yet)",
@@ -549,9 +549,9 @@ TrainRunResult train_flow_matching(const RunConfig& c, const TrainRunOptions& o)
         diagnostics_json += fmt::format(R"(,"{}":{})", name, json_number(v));
         if (first_diagnostic.empty()) first_diagnostic = fmt::format("  {} {:.5f}", name, v);
       }
-      metrics << fmt::format(R"({{"step":{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step,
-                             json_number(loss_value), diagnostics_json, json_number(opt->lr()), json_number(grad_norm), its)
-              << std::endl;
+      metrics.write(fmt::format(R"({{"step":{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step,
+                                json_number(loss_value), diagnostics_json, json_number(opt->lr()), json_number(grad_norm),
+                                its));
       if (!o.quiet) {
         const double eta = its > 0 ? double(total - step) / its : 0;
         std::string line = fmt::format("step {}/{}  loss {:.5f}{}  {:.1f} it/s  ETA {:.0f} s", step, total, loss_value,

@@ -11,6 +11,7 @@
 #include "tests/engine/test_util.h"
 #include "train/flow_run.h"
 #include "train/meanflow.h"
+#include "train/metrics_log.h"
 
 namespace dualflow::testing {
 namespace {
@@ -56,10 +57,22 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
 
   o.out_dir = resumed.string();
   train_flow_matching(small_run({"train.steps=20"}), o);
+  {
+    // As if the run had gone on past its checkpoint at step 20 and been killed mid-line.
+    std::ofstream f(resumed / "metrics.jsonl", std::ios::app);
+    f << R"({"step":25,"loss":123,"lr":0.001,"grad_norm":1,"it_per_s":1})" << "\n" << R"({"step":30,"lo)";
+  }
   o.resume = true;
   TrainRunResult rest = train_flow_matching(small_run({"train.steps=30"}), o);
   REQUIRE(rest.steps_done == 30);
   REQUIRE(rest.last_loss == full.last_loss);
+  // The log reads as the uninterrupted run's (timings aside), with the resume marked.
+  std::vector<std::string> mr = lines_of(resumed / "metrics.jsonl");
+  REQUIRE(mr.size() == m.size() + 1);
+  REQUIRE(mr[4] == R"({"step":20,"event":"resume"})");
+  mr.erase(mr.begin() + 4);
+  auto without_timing = [](std::string line) { return line.substr(0, line.find(",\"it_per_s\"")); };
+  for (size_t i = 0; i < m.size(); ++i) REQUIRE(without_timing(mr[i]) == without_timing(m[i]));
   SafetensorsContent a = load_safetensors((straight / "checkpoint.safetensors").string());
   SafetensorsContent b = load_safetensors((resumed / "checkpoint.safetensors").string());
   REQUIRE(a.tensors.size() == b.tensors.size());
@@ -77,6 +90,23 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
   REQUIRE(v.shape() == Shape{4, 2});
   fs::remove_all(straight);
   fs::remove_all(resumed);
+}
+
+TEST_CASE("metrics log: a resume keeps earlier steps and every event, drops later steps and torn lines",
+          "[flow_run]") {
+  const std::string text = R"({"step":5,"loss":1}
+{"step":10,"loss":0.5}
+{"step":11,"event":"non_finite","loss":"nan"}
+{"step":15,"loss":0.4}
+not json
+{"step":20,"loss":0.3}
+{"step":25,"lo)";
+  REQUIRE(metrics_kept_on_resume(text, 10) == R"({"step":5,"loss":1}
+{"step":10,"loss":0.5}
+{"step":11,"event":"non_finite","loss":"nan"}
+)");
+  REQUIRE(metrics_kept_on_resume(text, 100).find("not json") == std::string::npos);
+  REQUIRE(metrics_kept_on_resume("", 3).empty());
 }
 
 TEST_CASE("train run: MeanFlow trains with its diagnostics, resumes bit for bit and loads in both time conventions",
