@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "engine/dualflow.h"
+#include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/parallel.h"
 #include "train/commands.h"
 
@@ -18,6 +19,8 @@ void add_info(CLI::App& app) {
     fmt::print("build:       debug, C++20, {}\n", __VERSION__);
 #endif
     fmt::print("blas:        {}\n", openblas_get_config());
+    const cpu::BlasKernelChoice& kernels = cpu::choose_blas_kernels();
+    fmt::print("blas kernels: {} ({})\n", kernels.used, kernels.reason);
     fmt::print("cpu threads: {}\n", cpu::num_threads());
     fmt::print("cuda:        {}\n", cuda_build_info());
     int n = cuda_device_count();

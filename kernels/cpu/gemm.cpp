@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 
@@ -86,6 +87,7 @@ void gemm(int, const GemmArgs& g) {
 }  // namespace
 
 void register_gemm(Backend& b) {
+  choose_blas_kernels();        // before the first GEMM
   openblas_set_num_threads(1);  // see gemm_parallel
   b.gemm = gemm;
 }
