@@ -1,10 +1,10 @@
 // CPU direct convolution for the U-Net's workhorse: 3x3 windows, stride 1, padding 1, f32, on
-// AVX2 + FMA. It reads each image once through a zero-bordered copy instead of writing the
-// nine-times-larger im2col matrix and multiplying it by OpenBLAS: a register tile of output
-// rows (2 vectors of 8 columns by 6 output channels, or 1 by 12 for images 8 wide or less)
-// sums its 9*C products in registers, broadcasting one weight against two vectors of a
-// shifted input row. Other geometries and dtypes report no support, and the engine takes the
-// im2col + GEMM path (conv.cpp).
+// AVX2 + FMA, and on AVX-512 where the build targets it. It reads each image once through a
+// zero-bordered copy instead of writing the nine-times-larger im2col matrix and multiplying it
+// by OpenBLAS: a register tile of R output rows by NV vectors of columns by OCB output
+// channels sums its 9*C products in registers, broadcasting one weight against the R*NV
+// vectors of a shifted input row. Other geometries and dtypes report no support, and the
+// engine takes the im2col + GEMM path (conv.cpp).
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
@@ -34,13 +34,47 @@ bool conv2d_direct_supports(DType t, const ConvGeometry& g, int64_t out_channels
 
 #ifdef DUALFLOW_CONV_DIRECT
 
-// One image's input with a zero border: [c, h + 2, row] where row covers the widest read (the
-// last column tile plus the window's 2 extra columns).
+// The vector operations a tile needs, for 8 lanes (AVX2) and 16 lanes (AVX-512).
+struct Avx2 {
+  using V = __m256;
+  static constexpr int lanes = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float v) { return _mm256_set1_ps(v); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // The first `width` lanes (width >= 1).
+  static void store(float* p, V v, int64_t width) {
+    if (width >= lanes) return _mm256_storeu_ps(p, v);
+    alignas(32) float row[lanes];
+    _mm256_store_ps(row, v);
+    std::memcpy(p, row, size_t(width) * sizeof(float));
+  }
+};
+
+#ifdef __AVX512F__
+struct Avx512 {
+  using V = __m512;
+  static constexpr int lanes = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // The first `width` lanes (width >= 1).
+  static void store(float* p, V v, int64_t width) {
+    if (width >= lanes) return _mm512_storeu_ps(p, v);
+    _mm512_mask_storeu_ps(p, __mmask16((1u << width) - 1u), v);
+  }
+};
+#endif
+
+// One image's input with a zero border: [c, rows, row], where rows covers the last row tile's
+// reads (h + 2, plus R - 1 rows a partial tile reads but does not store) and row covers the
+// last column tile plus the window's 2 extra columns.
 struct PaddedImage {
   int64_t rows = 0, row = 0;
   std::vector<float> data;
-  void fill(const float* x, int64_t c, int64_t h, int64_t w, int64_t tile_width) {
-    rows = h + 2;
+  void fill(const float* x, int64_t c, int64_t h, int64_t w, int64_t tile_rows, int64_t tile_width) {
+    rows = (h + tile_rows - 1) / tile_rows * tile_rows + 2;
     row = (w + tile_width - 1) / tile_width * tile_width + 2;
     data.assign(size_t(c * rows * row), 0.0f);
     for (int64_t ci = 0; ci < c; ++ci)
@@ -49,65 +83,66 @@ struct PaddedImage {
   }
 };
 
-// Output rows [.., oy, col : col + 8*NV) of OCB channels. `wp` holds this channel block's
-// weights as [c][9][OCB]; `out` points at channel 0 of the block, row 0, column 0.
-template <int NV, int OCB>
+// Output rows [oy, oy + R) x columns [col, col + lanes*NV) of OCB channels, for every tile of
+// the image. `wp` holds this channel block's weights as [c][9][OCB]; `out` points at channel 0
+// of the block, row 0, column 0. The loops over R, NV and OCB are unrolled in full so the
+// accumulators stay in registers (R*NV*OCB of them, plus R*NV input vectors and a weight).
+template <class S, int R, int NV, int OCB>
 void conv_tile(const PaddedImage& xp, int64_t c, const float* wp, const float* bias, int64_t oc_valid, float* out,
                int64_t h, int64_t w) {
+  using V = typename S::V;
+  constexpr int L = S::lanes;
   const int64_t offsets[9] = {0, 1, 2, xp.row, xp.row + 1, xp.row + 2, 2 * xp.row, 2 * xp.row + 1, 2 * xp.row + 2};
-  for (int64_t oy = 0; oy < h; ++oy) {
-    for (int64_t col = 0; col < w; col += 8 * NV) {
-      __m256 acc[OCB][NV];
-#pragma GCC unroll 12
-      for (int j = 0; j < OCB; ++j)
+  for (int64_t oy = 0; oy < h; oy += R) {
+    for (int64_t col = 0; col < w; col += L * NV) {
+      V acc[R][NV][OCB];
+#pragma GCC unroll 24
+      for (int j = 0; j < OCB; ++j) {
+        const V b = S::set1(j < oc_valid ? bias[j] : 0.0f);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[j][v] = _mm256_set1_ps(j < oc_valid ? bias[j] : 0.0f);
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) acc[r][v][j] = b;
+      }
       const float* wk = wp;
       for (int64_t ci = 0; ci < c; ++ci) {
         const float* base = xp.data.data() + (ci * xp.rows + oy) * xp.row + col;
 #pragma GCC unroll 1
         for (int t = 0; t < 9; ++t, wk += OCB) {
           const float* in = base + offsets[t];
-#pragma GCC unroll 12
-          for (int j = 0; j < OCB; ++j) {
-            const __m256 wj = _mm256_broadcast_ss(wk + j);
+          V x[R][NV];
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; ++v) acc[j][v] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(in + 8 * v), acc[j][v]);
+          for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) x[r][v] = S::load(in + r * xp.row + L * v);
+#pragma GCC unroll 24
+          for (int j = 0; j < OCB; ++j) {
+            const V wj = S::set1(wk[j]);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+              for (int v = 0; v < NV; ++v) acc[r][v][j] = S::fmadd(wj, x[r][v], acc[r][v][j]);
           }
         }
       }
-      const int64_t width = std::min<int64_t>(8 * NV, w - col);
-      // Fully unrolled (a loop bounded at run time would make the accumulators an array in memory).
-#pragma GCC unroll 12
+      const int64_t width = std::min<int64_t>(L * NV, w - col);
+#pragma GCC unroll 24
       for (int j = 0; j < OCB; ++j) {
         if (j >= oc_valid) continue;
-        float* dst = out + j * h * w + oy * w + col;
-        if (width == 8 * NV) {
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) _mm256_storeu_ps(dst + 8 * v, acc[j][v]);
-        } else {
-          alignas(32) float row[8 * NV];
+        for (int r = 0; r < R; ++r) {
+          if (oy + r >= h) continue;
+          float* dst = out + j * h * w + (oy + r) * w + col;
 #pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) _mm256_store_ps(row + 8 * v, acc[j][v]);
-          std::memcpy(dst, row, size_t(width) * sizeof(float));
+          for (int v = 0; v < NV; ++v)
+            if (width > L * v) S::store(dst + L * v, acc[r][v][j], width - L * v);
         }
       }
     }
   }
 }
 
-template <int NV, int OCB>
-void conv_image(const float* x, const std::vector<float>& packed, const float* bias, float* out, const ConvGeometry& g,
-                int64_t o, PaddedImage& xp) {
-  xp.fill(x, g.c, g.h, g.w, 8 * NV);
-  for (int64_t ob = 0; ob * OCB < o; ++ob) {
-    const int64_t oc_valid = std::min<int64_t>(OCB, o - ob * OCB);
-    conv_tile<NV, OCB>(xp, g.c, packed.data() + size_t(ob * g.c * 9 * OCB), bias + ob * OCB, oc_valid,
-                       out + ob * OCB * g.h * g.w, g.h, g.w);
-  }
-}
-
-template <int NV, int OCB>
+template <class S, int R, int NV, int OCB>
 void conv_all(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g, int64_t o) {
   // Weights as [o / OCB][c][9][OCB], the last block zero-padded: a tile reads its OCB weights
   // of one tap from one place.
@@ -125,8 +160,13 @@ void conv_all(const float* x, const float* w, const float* bias, float* out, con
   }
   parallel_for(g.n, 1, [&](int64_t b, int64_t e) {
     PaddedImage xp;
-    for (int64_t n = b; n < e; ++n)
-      conv_image<NV, OCB>(x + n * g.c * g.h * g.w, packed, zero_bias.data(), out + n * o * g.h * g.w, g, o, xp);
+    for (int64_t n = b; n < e; ++n) {
+      xp.fill(x + n * g.c * g.h * g.w, g.c, g.h, g.w, R, S::lanes * NV);
+      float* image_out = out + n * o * g.h * g.w;
+      for (int64_t ob = 0; ob < blocks; ++ob)
+        conv_tile<S, R, NV, OCB>(xp, g.c, packed.data() + size_t(ob * g.c * 9 * OCB), zero_bias.data() + ob * OCB,
+                                 std::min<int64_t>(OCB, o - ob * OCB), image_out + ob * OCB * g.h * g.w, g.h, g.w);
+    }
   });
 }
 
@@ -141,8 +181,15 @@ void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias,
   const auto* wf = static_cast<const float*>(w);
   const auto* bf = static_cast<const float*>(bias);
   auto* of = static_cast<float*>(out);
-  if (g.w <= 8) conv_all<1, 12>(xf, wf, bf, of, g, out_channels);
-  else conv_all<2, 6>(xf, wf, bf, of, g, out_channels);
+  // Tiles chosen so few lanes run past the image's right edge: 16-lane vectors for images
+  // wider than 8 (two rows at once up to 16 wide), 8-lane ones below.
+  if (g.w <= 8) return conv_all<Avx2, 1, 1, 12>(xf, wf, bf, of, g, out_channels);
+#ifdef __AVX512F__
+  if (g.w <= 16) return conv_all<Avx512, 2, 1, 12>(xf, wf, bf, of, g, out_channels);
+  return conv_all<Avx512, 1, 2, 12>(xf, wf, bf, of, g, out_channels);
+#else
+  return conv_all<Avx2, 1, 2, 6>(xf, wf, bf, of, g, out_channels);
+#endif
 #else
   (void)x, (void)w, (void)bias, (void)out;
 #endif
