@@ -35,6 +35,15 @@ Tensor reduce_raw(const char* name, ReduceOp op, const Tensor& x, const std::vec
   if (block) {
     for (int i = 0; i < dims.front(); ++i) outer *= x.shape()[i];
     for (int i = dims.back() + 1; i < nd; ++i) inner *= x.shape()[i];
+  } else if (x.is_contiguous() && !dims.empty() && (op == ReduceOp::Sum || op == ReduceOp::Max || op == ReduceOp::Min)) {
+    // Reduced dims in several blocks (a bias gradient sums [N, C, H, W] over {0, 2, 3}): reduce
+    // the last block in place, then the rest of the smaller result, instead of copying the
+    // input into a permuted layout.
+    size_t first_of_last = dims.size() - 1;
+    while (first_of_last > 0 && dims[first_of_last - 1] == dims[first_of_last] - 1) --first_of_last;
+    const std::vector<int> last(dims.begin() + std::ptrdiff_t(first_of_last), dims.end());
+    const std::vector<int> rest(dims.begin(), dims.begin() + std::ptrdiff_t(first_of_last));
+    return reduce_raw(name, op, reduce_raw(name, op, x, last), rest);
   } else {
     std::vector<int64_t> perm;
     for (int i = 0; i < nd; ++i)
