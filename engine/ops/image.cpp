@@ -183,6 +183,52 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
                 });
 }
 
+namespace {
+
+// GroupNorm's rules in engine ops, on x viewed as [n * groups, per_group]: with
+// xhat = (x - mean) * rstd, d xhat = rstd * (dx - mean(dx) - xhat * mean(dx * xhat)).
+struct GroupNormRule {
+  Tensor x, weight;
+  int64_t groups;
+  double eps;
+  Shape affine_shape;  // [1, c, 1, ...]: broadcasts a per-channel vector against x
+
+  Shape grouped() const { return {x.shape()[0] * groups, x.numel() / std::max<int64_t>(x.shape()[0] * groups, 1)}; }
+  std::pair<Tensor, Tensor> xhat_rstd() const {
+    Tensor xg = x.reshape(grouped());
+    Tensor rstd = rsqrt(var(xg, {-1}, 0, true) + eps);
+    return {(xg - mean(xg, {-1}, true)) * rstd, rstd};
+  }
+  // d xhat for a change d of x, both in x's shape.
+  Tensor normalized_change(const Tensor& d, const Tensor& xhat_g, const Tensor& rstd) const {
+    Tensor dg = d.reshape(grouped());
+    return (rstd * (dg - mean(dg, {-1}, true) - xhat_g * mean(dg * xhat_g, {-1}, true))).reshape(x.shape());
+  }
+  Tensor per_channel_sum(const Tensor& t) const { return sum_to(t, affine_shape).reshape({x.shape()[1]}); }
+
+  Grads vjp(const Tensor& g, NeedsGrad need) const {
+    auto [xhat_g, rstd] = xhat_rstd();
+    Grads r(3);
+    if (need[0]) r[0] = normalized_change(weight.defined() ? g * weight.reshape(affine_shape) : g, xhat_g, rstd);
+    if (need[1]) r[1] = per_channel_sum(g * xhat_g.reshape(x.shape()));
+    if (need[2]) r[2] = per_channel_sum(g);
+    return r;
+  }
+  Tensor jvp(const Tangents& t) const {
+    auto [xhat_g, rstd] = xhat_rstd();
+    Tensor r;
+    if (t[0].defined()) {
+      Tensor th = normalized_change(t[0], xhat_g, rstd);
+      r = weight.defined() ? th * weight.reshape(affine_shape) : th;
+    }
+    if (t[1].defined()) r = add_opt(r, xhat_g.reshape(x.shape()) * t[1].reshape(affine_shape));
+    if (t[2].defined()) r = add_opt(r, t[2].reshape(affine_shape).expand(x.shape()));
+    return r;
+  }
+};
+
+}  // namespace
+
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
   const char* name = "group_norm";
   check_defined(name, x);
@@ -200,11 +246,51 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
     DF_CHECK(p->dim() == 1 && p->shape()[0] == c, "{}: {} must have shape [{}], got {}", name,
              p == &weight ? "weight" : "bias", c, p->shape().str());
   }
-  const int64_t per_group = n * groups != 0 ? x.numel() / (n * groups) : 0;
-  Tensor y = layer_norm(x.reshape({n * groups, per_group}), per_group, Tensor(), Tensor(), eps).reshape(x.shape());
-  if (weight.defined()) y = y * weight.reshape(affine_shape);
-  if (bias.defined()) y = y + bias.reshape(affine_shape);
-  return y;
+  const Backend& b = be(x);
+  const bool fused = b.group_norm && b.group_norm_backward && (x.dtype() == DType::f32 || x.dtype() == DType::f64);
+  if (!fused) {
+    // Backends without the fused kernels: the row normalisation over groups, then the affine ops.
+    const int64_t per_group = n * groups != 0 ? x.numel() / (n * groups) : 0;
+    Tensor y = layer_norm(x.reshape({n * groups, per_group}), per_group, Tensor(), Tensor(), eps).reshape(x.shape());
+    if (weight.defined()) y = y * weight.reshape(affine_shape);
+    if (bias.defined()) y = y + bias.reshape(affine_shape);
+    return y;
+  }
+  const int64_t spatial = n * c != 0 ? x.numel() / (n * c) : 0;
+  Tensor xc = x.contiguous().detach();
+  Tensor wc = weight.defined() ? weight.contiguous() : Tensor(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor out = Tensor::empty(x.shape(), x.options());
+  const TensorOptions stats_options(DType::f64, x.device());
+  Tensor group_mean = Tensor::empty({n * groups}, stats_options), group_rstd = Tensor::empty({n * groups}, stats_options);
+  if (x.numel())
+    b.group_norm(dev_index(x), x.dtype(), xc.raw_data(), wc.defined() ? wc.raw_data() : nullptr,
+                 bc.defined() ? bc.raw_data() : nullptr, out.raw_data(), static_cast<double*>(group_mean.raw_data()),
+                 static_cast<double*>(group_rstd.raw_data()), n, c, spatial, groups, eps);
+  const GroupNormRule rule{x, weight, groups, eps, affine_shape};
+  return record(name, {&x, &weight, &bias}, out,
+                [rule, xc, wc, group_mean, group_rstd, spatial](const Tensor& g, NeedsGrad need) -> Grads {
+                  if (!rule_is_plain()) return rule.vjp(g, need);
+                  // The fused backward kernel, from the saved statistics.
+                  const Tensor& x = rule.x;
+                  const int64_t n = x.shape()[0], c = x.shape()[1];
+                  Tensor gc = g.contiguous();
+                  Grads r(3);
+                  if (need[0]) r[0] = Tensor::empty(x.shape(), x.options());
+                  if (need[1]) r[1] = Tensor::empty({c}, x.options());
+                  if (need[2]) r[2] = Tensor::empty({c}, x.options());
+                  if (x.numel())
+                    be(x).group_norm_backward(dev_index(x), x.dtype(), gc.raw_data(), xc.raw_data(),
+                                              static_cast<const double*>(group_mean.raw_data()),
+                                              static_cast<const double*>(group_rstd.raw_data()),
+                                              wc.defined() ? wc.raw_data() : nullptr,
+                                              need[0] ? r[0].raw_data() : nullptr, need[1] ? r[1].raw_data() : nullptr,
+                                              need[2] ? r[2].raw_data() : nullptr, n, c, spatial, rule.groups);
+                  else
+                    for (size_t i = 1; i < 3; ++i)
+                      if (need[i]) fill_(r[i], 0.0);
+                  return r;
+                },
+                [rule](const Tangents& t, const Tensor&) { return rule.jvp(t); });
 }
 
 namespace {

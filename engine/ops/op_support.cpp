@@ -104,4 +104,6 @@ std::vector<int> normalize_dims(const char* op, const std::vector<int64_t>& dims
   return out;
 }
 
+bool rule_is_plain() { return !GradMode::enabled() && !autodiff_detail::any_forward_level_visible(); }
+
 }  // namespace dualflow::detail

@@ -22,4 +22,9 @@ ElemLayout make_layout(const char* op, const Tensor& out, std::initializer_list<
 
 std::vector<int> normalize_dims(const char* op, const std::vector<int64_t>& dims, int ndim);
 
+// Whether a rule runs outside any differentiation of itself (no tape, no visible forward
+// level): then it may use saved values and fused kernels; otherwise it must compute through
+// differentiable engine ops so its own derivatives exist.
+bool rule_is_plain();
+
 }  // namespace dualflow::detail

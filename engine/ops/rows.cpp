@@ -22,10 +22,6 @@ Tensor run_rows(const char* name, RowOp op, const Tensor& x, int d) {
   return out.transpose(d, -1).detach();
 }
 
-// The saved output is reused when nothing differentiates the rule itself (the common case);
-// otherwise the rule recomputes it through the differentiable op.
-bool rule_is_plain() { return !GradMode::enabled() && !autodiff_detail::any_forward_level_visible(); }
-
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {

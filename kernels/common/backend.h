@@ -126,6 +126,16 @@ struct Backend {
   bool (*conv2d_direct_supports)(DType t, const ConvGeometry& g, int64_t out_channels);
   void (*conv2d_direct)(int device, DType t, const void* x, const void* w, const void* bias, void* out,
                         const ConvGeometry& g, int64_t out_channels);
+  // Optional (nullptr sends the engine to layer_norm and affine ops): GroupNorm of contiguous
+  // x [n, c, s] in `groups` groups of c / groups channels, y = (x - mean) * rstd * w[c] + b[c]
+  // (w, b may be null), writing each group's mean and rstd ([n * groups], f64 whatever t is).
+  void (*group_norm)(int device, DType t, const void* x, const void* w, const void* b, void* y, double* mean,
+                     double* rstd, int64_t n, int64_t c, int64_t s, int64_t groups, double eps);
+  // Its gradients from dy (contiguous like x): dx, and dw, db summed over n and s; any of the
+  // three may be null (not needed). Sums run in a fixed order, whatever the thread count.
+  void (*group_norm_backward)(int device, DType t, const void* dy, const void* x, const double* mean,
+                              const double* rstd, const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c,
+                              int64_t s, int64_t groups);
   // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
   void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed,
                  uint64_t offset, double a, double b);

@@ -157,6 +157,30 @@ TEST_CASE("group_norm normalises each group of channels", "[image]") {
   require_close(v, expected_var, 1e-10, 1e-12, "variance");
 }
 
+TEST_CASE("group_norm's fused backward kernel equals its rule in engine ops", "[image]") {
+  // A plain backward runs the backend's fused kernel (the CPU has one); with create_graph the
+  // same gradients come from the rule in engine ops, which is what nesting differentiates.
+  for (DType t : {DType::f64, DType::f32}) {
+    INFO(std::string(dtype_name(t)));
+    for (auto [shape, groups] : {std::pair<Shape, int64_t>{{4, 32, 7, 7}, 8}, {{3, 6, 5}, 3}, {{2, 4, 1, 1}, 4}}) {
+      const int64_t c = shape[1];
+      Tensor x = uniform_f64(shape, -2, 3, 11).to(t).set_requires_grad();
+      Tensor w = uniform_f64({c}, 0.5, 2, 12).to(t).set_requires_grad();
+      Tensor b = uniform_f64({c}, -1, 1, 13).to(t).set_requires_grad();
+      Tensor dy = uniform_f64(shape, -1, 1, 14).to(t);
+      std::vector<Tensor> fused = grad({group_norm(x, groups, w, b)}, {x, w, b}, {dy});
+      std::vector<Tensor> composed = grad({group_norm(x, groups, w, b)}, {x, w, b}, {dy}, false, true);
+      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+      for (size_t i = 0; i < 3; ++i)
+        require_close(fused[i].detach().to(DType::f64), composed[i].detach().to(DType::f64), tol, tol, "gradient");
+      // Without weight and bias, and with only the input's gradient asked for.
+      Tensor x_only = grad({group_norm(x, groups)}, {x}, {dy})[0];
+      Tensor x_only_composed = grad({group_norm(x, groups)}, {x}, {dy}, false, true)[0];
+      require_close(x_only.detach().to(DType::f64), x_only_composed.detach().to(DType::f64), tol, tol, "input only");
+    }
+  }
+}
+
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
   Tensor q = uniform_f64({2, 3, 4}, -1, 1, 1), k = uniform_f64({2, 5, 4}, -1, 1, 2), v = uniform_f64({2, 5, 6}, -1, 1, 3);
   auto Q = q.to_vector<double>(), K = k.to_vector<double>(), Vv = v.to_vector<double>();

@@ -1,0 +1,136 @@
+// CPU GroupNorm, forward and backward, fused: one pass for a group's statistics, one for the
+// output; the backward pass sums each channel's dy and dy * x once and forms dx in a second
+// pass, where the same rule in engine ops (layer_norm over groups, then the affine ops)
+// reads and writes the activation about fifteen times. f32 sums in f32 vector lanes, like the
+// row normalisation; f64 in f64. The engine keeps the rule in engine ops for nesting and JVPs.
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace dualflow::cpu {
+namespace {
+
+template <class T>
+void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out, double* rstd_out, int64_t n,
+                      int64_t c, int64_t s, int64_t groups, double eps) {
+  const int64_t cg = c / groups, len = cg * s;
+  parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t ng = begin; ng < end; ++ng) {
+      const int64_t first_channel = (ng % groups) * cg;
+      const T* xg = x + ng * len;
+      T* yg = y + ng * len;
+      T mean = 0, var = 0;
+#pragma omp simd reduction(+ : mean)
+      for (int64_t i = 0; i < len; ++i) mean += xg[i];
+      mean /= T(len);
+#pragma omp simd reduction(+ : var)
+      for (int64_t i = 0; i < len; ++i) var += (xg[i] - mean) * (xg[i] - mean);
+      var /= T(len);
+      const T rstd = T(1) / std::sqrt(var + T(eps));
+      mean_out[ng] = double(mean);
+      rstd_out[ng] = double(rstd);
+      for (int64_t k = 0; k < cg; ++k) {
+        // y = x * scale + shift per channel.
+        const T scale = rstd * (w ? w[first_channel + k] : T(1));
+        const T shift = (b ? b[first_channel + k] : T(0)) - mean * scale;
+        const T* xc = xg + k * s;
+        T* yc = yg + k * s;
+#pragma omp simd
+        for (int64_t i = 0; i < s; ++i) yc[i] = xc[i] * scale + shift;
+      }
+    }
+  });
+}
+
+// With xhat = (x - mean) * rstd and dh = dy * w[c]:
+//   dx = rstd * (dh - mean(dh) - xhat * mean(dh * xhat))   (means over the group)
+//   dw[c] = sum dy * xhat,  db[c] = sum dy                 (over n and s)
+// Per (image, channel): sum dy and sum dy * x give both sums over the group in one pass.
+template <class T>
+void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, const double* rstd_in, const T* w,
+                               T* dx, T* dw, T* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
+  const int64_t cg = c / groups, len = cg * s;
+  // Per (image, channel) sums of dy * xhat and of dy, summed over the images afterwards in
+  // image order (the same result for any thread count).
+  std::vector<T> dy_xhat(size_t(n * c)), dy_sum(size_t(n * c));
+  parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t ng = begin; ng < end; ++ng) {
+      const int64_t first = ng * cg;  // index of this group's first channel among the n * c
+      const T mean = T(mean_in[ng]), rstd = T(rstd_in[ng]);
+      T dh_sum = 0, dh_xhat_sum = 0;
+      for (int64_t k = 0; k < cg; ++k) {
+        const T* dyc = dy + (first + k) * s;
+        const T* xc = x + (first + k) * s;
+        T sum_dy = 0, sum_dy_x = 0;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_x)
+        for (int64_t i = 0; i < s; ++i) {
+          sum_dy += dyc[i];
+          sum_dy_x += dyc[i] * xc[i];
+        }
+        const T sum_dy_xhat = rstd * (sum_dy_x - mean * sum_dy);
+        dy_xhat[size_t(first + k)] = sum_dy_xhat;
+        dy_sum[size_t(first + k)] = sum_dy;
+        const T wk = w ? w[(first + k) % c] : T(1);
+        dh_sum += wk * sum_dy;
+        dh_xhat_sum += wk * sum_dy_xhat;
+      }
+      if (!dx) continue;
+      const T mean_dh = dh_sum / T(len), mean_dh_xhat = dh_xhat_sum / T(len);
+      for (int64_t k = 0; k < cg; ++k) {
+        // dx = a * dy + b1 * x + b0 per channel.
+        const T wk = w ? w[(first + k) % c] : T(1);
+        const T a = rstd * wk;
+        const T b1 = -rstd * rstd * mean_dh_xhat;
+        const T b0 = -rstd * mean_dh - b1 * mean;
+        const T* dyc = dy + (first + k) * s;
+        const T* xc = x + (first + k) * s;
+        T* dxc = dx + (first + k) * s;
+#pragma omp simd
+        for (int64_t i = 0; i < s; ++i) dxc[i] = a * dyc[i] + b1 * xc[i] + b0;
+      }
+    }
+  });
+  for (int64_t ch = 0; ch < c; ++ch) {
+    T sw = 0, sb = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      sw += dy_xhat[size_t(i * c + ch)];
+      sb += dy_sum[size_t(i * c + ch)];
+    }
+    if (dw) dw[ch] = sw;
+    if (db) db[ch] = sb;
+  }
+}
+
+void group_norm(int, DType t, const void* x, const void* w, const void* b, void* y, double* mean, double* rstd,
+                int64_t n, int64_t c, int64_t s, int64_t groups, double eps) {
+  if (t == DType::f32)
+    return group_norm_typed(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<const float*>(b),
+                            static_cast<float*>(y), mean, rstd, n, c, s, groups, eps);
+  if (t == DType::f64)
+    return group_norm_typed(static_cast<const double*>(x), static_cast<const double*>(w),
+                            static_cast<const double*>(b), static_cast<double*>(y), mean, rstd, n, c, s, groups, eps);
+}
+
+void group_norm_backward(int, DType t, const void* dy, const void* x, const double* mean, const double* rstd,
+                         const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
+  if (t == DType::f32)
+    return group_norm_backward_typed(static_cast<const float*>(dy), static_cast<const float*>(x), mean, rstd,
+                                     static_cast<const float*>(w), static_cast<float*>(dx), static_cast<float*>(dw),
+                                     static_cast<float*>(db), n, c, s, groups);
+  if (t == DType::f64)
+    return group_norm_backward_typed(static_cast<const double*>(dy), static_cast<const double*>(x), mean, rstd,
+                                     static_cast<const double*>(w), static_cast<double*>(dx),
+                                     static_cast<double*>(dw), static_cast<double*>(db), n, c, s, groups);
+}
+
+}  // namespace
+
+void register_group_norm(Backend& b) {
+  b.group_norm = group_norm;
+  b.group_norm_backward = group_norm_backward;
+}
+
+}  // namespace dualflow::cpu
