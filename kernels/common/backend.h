@@ -120,6 +120,11 @@ struct Backend {
   void (*im2col)(int device, DType t, const void* x, void* cols, const ConvGeometry& g);
   // its adjoint: x[n, c, i, j] = sum of the cols entries im2col read from it (x overwritten)
   void (*col2im)(int device, DType t, const void* cols, void* x, const ConvGeometry& g);
+  // Optional (nullptr: the engine multiplies the batch's window matrix itself): the weight
+  // gradient of a one-group convolution, dw [o, c*kh*kw] = sum over images of gout[i] [o, L]
+  // times im2col(x[i])^T, f32 and f64, all contiguous.
+  void (*conv2d_weight_grad)(int device, DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
+                             int64_t out_channels);
   // Optional (nullptr, or false from _supports, sends the engine to im2col + GEMM): a direct
   // convolution out [n, o, out_h, out_w] = w [o, c, kh, kw] (*) x [n, c, h, w] + bias [o]
   // (bias may be null), all contiguous, one group.

@@ -181,6 +181,30 @@ TEST_CASE("group_norm's fused backward kernel equals its rule in engine ops", "[
   }
 }
 
+TEST_CASE("conv2d's weight gradient from the backend equals the batch's window matrix times the output gradient",
+          "[image]") {
+  // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image); with
+  // create_graph the engine multiplies the whole batch's window matrix in engine ops.
+  struct Case { Shape x, w; Pair s, p, d; };
+  const std::vector<Case> cases = {{{3, 5, 9, 8}, {4, 5, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{2, 3, 9, 11}, {6, 3, 3, 2}, {2, 3}, {0, 1}, {1, 1}},
+                                   {{2, 2, 10, 9}, {3, 2, 3, 3}, {1, 2}, {2, 2}, {2, 2}},
+                                   {{4, 7, 6, 6}, {5, 7, 1, 1}, {1, 1}, {0, 0}, {1, 1}}};
+  for (DType t : {DType::f64, DType::f32})
+    for (size_t i = 0; i < cases.size(); ++i) {
+      INFO("case " << i << " " << std::string(dtype_name(t)));
+      const Case& k = cases[i];
+      Tensor x = uniform_f64(k.x, -1, 1, 40 + i).to(t).set_requires_grad();
+      Tensor w = uniform_f64(k.w, -1, 1, 50 + i).to(t).set_requires_grad();
+      Tensor y = conv2d(x, w, Tensor(), k.s, k.p, k.d, 1);
+      Tensor dy = uniform_f64(y.shape(), -1, 1, 60 + i).to(t);
+      Tensor backend = grad({conv2d(x, w, Tensor(), k.s, k.p, k.d, 1)}, {w}, {dy})[0];
+      Tensor engine = grad({y}, {w}, {dy}, false, true)[0];
+      const double tol = t == DType::f64 ? 1e-12 : 1e-5;
+      require_close(backend.detach().to(DType::f64), engine.detach().to(DType::f64), tol, tol, "weight gradient");
+    }
+}
+
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
   Tensor q = uniform_f64({2, 3, 4}, -1, 1, 1), k = uniform_f64({2, 5, 4}, -1, 1, 2), v = uniform_f64({2, 5, 6}, -1, 1, 3);
   auto Q = q.to_vector<double>(), K = k.to_vector<double>(), Vv = v.to_vector<double>();
