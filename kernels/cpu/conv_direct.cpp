@@ -170,6 +170,84 @@ void conv_all(const float* x, const float* w, const float* bias, float* out, con
   });
 }
 
+#ifdef __AVX512F__
+// Images 8 wide or less: a 16-lane vector would hold one row and mostly nothing, so the tile
+// runs along the zero-bordered image read as one flat array of rows w + 2 wide instead. Flat
+// position p = y * (w + 2) + x is output (y, x) where x < w; the two border columns in every row
+// compute values nobody reads, and the tile copies out the rest.
+template <int NV, int OCB>
+void conv_flat_image(const float* x, const float* wp, const float* bias, float* out, const ConvGeometry& g, int64_t o,
+                     std::vector<float>& xp) {
+  using S = Avx512;
+  using V = S::V;
+  constexpr int L = S::lanes, T = L * NV;
+  const int64_t row = g.w + 2, positions = g.h * row, padded_positions = (positions + T - 1) / T * T;
+  const int64_t plane = std::max((g.h + 2) * row, padded_positions + 2 * row + 2);
+  xp.assign(size_t(g.c * plane), 0.0f);
+  for (int64_t ci = 0; ci < g.c; ++ci)
+    for (int64_t y = 0; y < g.h; ++y)
+      std::memcpy(&xp[size_t(ci * plane + (y + 1) * row + 1)], x + (ci * g.h + y) * g.w, size_t(g.w) * sizeof(float));
+  const int64_t offsets[9] = {0, 1, 2, row, row + 1, row + 2, 2 * row, 2 * row + 1, 2 * row + 2};
+  for (int64_t ob = 0; ob * OCB < o; ++ob) {
+    const int64_t oc_valid = std::min<int64_t>(OCB, o - ob * OCB);
+    const float* wb = wp + ob * g.c * 9 * OCB;
+    for (int64_t p0 = 0; p0 < padded_positions; p0 += T) {
+      V acc[NV][OCB];
+#pragma GCC unroll 24
+      for (int j = 0; j < OCB; ++j) {
+        const V b = S::set1(j < oc_valid ? bias[ob * OCB + j] : 0.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[v][j] = b;
+      }
+      const float* wk = wb;
+      for (int64_t ci = 0; ci < g.c; ++ci) {
+        const float* base = xp.data() + ci * plane + p0;
+#pragma GCC unroll 1
+        for (int t = 0; t < 9; ++t, wk += OCB) {
+          V xv[NV];
+#pragma GCC unroll 4
+          for (int v = 0; v < NV; ++v) xv[v] = S::load(base + offsets[t] + L * v);
+#pragma GCC unroll 24
+          for (int j = 0; j < OCB; ++j) {
+            const V wj = S::set1(wk[j]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) acc[v][j] = S::fmadd(wj, xv[v], acc[v][j]);
+          }
+        }
+      }
+      alignas(64) float tile[OCB][T];
+#pragma GCC unroll 24
+      for (int j = 0; j < OCB; ++j)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) _mm512_store_ps(&tile[j][L * v], acc[v][j]);
+      for (int64_t q = 0; q < T && p0 + q < positions; ++q) {
+        const int64_t y = (p0 + q) / row, xo = (p0 + q) % row;
+        if (xo >= g.w) continue;
+        for (int64_t j = 0; j < oc_valid; ++j) out[((ob * OCB + j) * g.h + y) * g.w + xo] = tile[j][q];
+      }
+    }
+  }
+}
+
+template <int NV, int OCB>
+void conv_flat_all(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g, int64_t o) {
+  const int64_t blocks = (o + OCB - 1) / OCB;
+  std::vector<float> packed(size_t(blocks * g.c * 9 * OCB), 0.0f);
+  for (int64_t oc = 0; oc < o; ++oc)
+    for (int64_t ci = 0; ci < g.c; ++ci)
+      for (int64_t t = 0; t < 9; ++t)
+        packed[size_t(((oc / OCB * g.c + ci) * 9 + t) * OCB + oc % OCB)] = w[(oc * g.c + ci) * 9 + t];
+  std::vector<float> zero_bias(size_t(blocks * OCB), 0.0f);
+  if (bias) std::copy(bias, bias + o, zero_bias.begin());
+  parallel_for(g.n, 1, [&](int64_t b, int64_t e) {
+    std::vector<float> xp;
+    for (int64_t n = b; n < e; ++n)
+      conv_flat_image<NV, OCB>(x + n * g.c * g.h * g.w, packed.data(), zero_bias.data(), out + n * o * g.h * g.w, g, o,
+                               xp);
+  });
+}
+#endif  // __AVX512F__
+
 #endif  // DUALFLOW_CONV_DIRECT
 
 void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias, void* out, const ConvGeometry& g,
@@ -181,13 +259,15 @@ void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias,
   const auto* wf = static_cast<const float*>(w);
   const auto* bf = static_cast<const float*>(bias);
   auto* of = static_cast<float*>(out);
-  // Tiles chosen so few lanes run past the image's right edge: 16-lane vectors for images
-  // wider than 8 (two rows at once up to 16 wide), 8-lane ones below.
-  if (g.w <= 8) return conv_all<Avx2, 1, 1, 12>(xf, wf, bf, of, g, out_channels);
+  // Tiles chosen so few lanes run past the image's right edge: 16-lane vectors, along flat
+  // rows up to 8 wide, two rows at once up to 16 wide, two vectors of one row beyond; 8-lane
+  // ones where the build has no AVX-512.
 #ifdef __AVX512F__
+  if (g.w <= 8) return conv_flat_all<2, 12>(xf, wf, bf, of, g, out_channels);
   if (g.w <= 16) return conv_all<Avx512, 2, 1, 12>(xf, wf, bf, of, g, out_channels);
   return conv_all<Avx512, 1, 2, 12>(xf, wf, bf, of, g, out_channels);
 #else
+  if (g.w <= 8) return conv_all<Avx2, 1, 1, 12>(xf, wf, bf, of, g, out_channels);
   return conv_all<Avx2, 1, 2, 6>(xf, wf, bf, of, g, out_channels);
 #endif
 #else
