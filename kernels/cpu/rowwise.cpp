@@ -19,6 +19,7 @@ void rowwise_typed(RowOp op, const T* in, T* out, int64_t rows, int64_t cols) {
     for (int64_t rI = b; rI < e; ++rI) {
       const T* x = in + rI * cols;
       C mx = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : mx)
       for (int64_t i = 0; i < cols; ++i) mx = std::max(mx, C(x[i]));
       if (std::isinf(mx)) mx = mx < 0 ? C(0) : mx;  // all -inf row: avoid inf - inf
       // exp once per element, into a row buffer; sum in vector lanes.
