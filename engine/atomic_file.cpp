@@ -22,7 +22,8 @@ namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// The pid in a temp file name `<target name>.tmp.<pid>.<k>`, or nothing when `entry` is not one.
+// The pid in a temp file name `<target name>.tmp.<pid>.<k>` (or `.probe`, check_output_file's
+// probe), or nothing when `entry` is not one.
 std::optional<pid_t> temp_file_owner(const std::string& entry, const std::string& target_name) {
   const std::string stem = fmt::format("{}.tmp.", target_name);
   if (entry.compare(0, stem.size(), stem) != 0) return std::nullopt;
@@ -31,7 +32,8 @@ std::optional<pid_t> temp_file_owner(const std::string& entry, const std::string
   auto all_digits = [](std::string_view s) {
     return !s.empty() && s.size() <= 18 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
-  if (dot == std::string_view::npos || !all_digits(rest.substr(0, dot)) || !all_digits(rest.substr(dot + 1)))
+  if (dot == std::string_view::npos || !all_digits(rest.substr(0, dot)) ||
+      !(all_digits(rest.substr(dot + 1)) || rest.substr(dot + 1) == "probe"))
     return std::nullopt;
   int64_t pid = std::stoll(std::string(rest.substr(0, dot)));
   if (pid <= 0 || pid > std::numeric_limits<pid_t>::max()) return std::nullopt;

@@ -74,10 +74,11 @@ TEST_CASE("AtomicFile: the target changes only on commit, whole", "[atomic_file]
     REQUIRE(dir.listing() == std::vector<std::string>{"out.txt"});
     REQUIRE_THROWS_WITH(f.write("more"), Contains("write after commit"));
   }
-  SECTION("a dead writer's temp file is removed by the next write; a foreign name is kept") {
+  SECTION("a dead writer's temp and probe files are removed by the next write; a foreign name is kept") {
     // pid 2^22 + 1 is above Linux's pid_max limit, so no such process can exist.
     const std::string stale = path + ".tmp.4194305.0", other = path + ".tmp.notes";
     write_file_atomically(stale, "half a file", "test");
+    write_file_atomically(path + ".tmp.4194305.probe", "", "test");  // check_output_file's, killed
     write_file_atomically(other, "kept", "test");
     write_file_atomically(path, "newer\n", "test");
     REQUIRE(contents(path) == "newer\n");
