@@ -1,4 +1,5 @@
-// `dualflow bench kernels`: times GEMM, elementwise, reductions, softmax, layer_norm and the
+// `dualflow bench kernels`: times GEMM, elementwise, reductions, softmax, layer_norm, the
+// U-Net's 3x3 convolutions and GroupNorm (forward, and with their gradients), and the
 // dispatch cost of a tiny op through the engine, each beside the device's own reference
 // (OpenBLAS sgemm / memcpy on CPU, device-to-device copy on CUDA) measured in the same run, and
 // the exact-OT assignment that OT-CFM runs on every batch.
@@ -148,6 +149,50 @@ void run_kernels(const BenchOptions& o) {
     rep.add(Row{"softmax", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, ""});
     ms = median_ms([&] { layer_norm(x, cols, w, bias); }, dev, 15, rows <= 256 ? 20 : 1);
     rep.add(Row{"layer_norm", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, ""});
+  }
+
+  // ---- the U-Net's layers: 3x3 convolutions (forward; forward + input, weight and bias
+  // gradients) and GroupNorm, batch 64 ----
+  {
+    struct ConvLayer { int64_t c, o, size; };
+    std::vector<ConvLayer> layers = {{32, 32, 28}, {64, 64, 14}, {64, 64, 7}};
+    if (o.quick) layers = {{32, 32, 14}};
+    const int64_t n = o.quick ? 8 : 64;
+    for (const ConvLayer& l : layers) {
+      Tensor x = randn(Shape{n, l.c, l.size, l.size}, gen, f32).set_requires_grad();
+      Tensor w = (randn(Shape{l.o, l.c, 3, 3}, gen, f32) * 0.05).set_requires_grad();
+      Tensor b = randn(Shape{l.o}, gen, f32).set_requires_grad();
+      Tensor dy = randn(Shape{n, l.o, l.size, l.size}, gen, f32);
+      const std::string shape = fmt::format("{}x{}x{}x{}>{}", n, l.c, l.size, l.size, l.o);
+      const double flop = 2.0 * double(n * l.o * l.c * 9 * l.size * l.size);
+      double ms;
+      {
+        GradModeGuard off(false);
+        ms = median_ms([&] { conv2d(x, w, b, {1, 1}, {1, 1}); }, dev, 9);
+      }
+      rep.add(Row{"conv2d 3x3", "f32", shape, ms, flop / ms / 1e6, 0, "forward"});
+      {
+        GradModeGuard on(true);  // the rest of the kernels run untaped
+        ms = median_ms([&] { grad({conv2d(x, w, b, {1, 1}, {1, 1})}, {x, w, b}, {dy}); }, dev, 9);
+      }
+      rep.add(Row{"conv2d 3x3 +grads", "f32", shape, ms, 3 * flop / ms / 1e6, 0, "forward, then dx, dw, db"});
+    }
+    Tensor x = randn(Shape{n, 32, 28, 28}, gen, f32).set_requires_grad();
+    Tensor w = randn(Shape{32}, gen, f32).set_requires_grad(), b = randn(Shape{32}, gen, f32).set_requires_grad();
+    Tensor dy = randn(Shape{n, 32, 28, 28}, gen, f32);
+    const std::string shape = fmt::format("{}x32x28x28", n);
+    const double bytes = double(x.numel()) * 4;
+    double ms;
+    {
+      GradModeGuard off(false);
+      ms = median_ms([&] { group_norm(x, 8, w, b); }, dev, 15);
+    }
+    rep.add(Row{"group_norm (8)", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, "forward"});
+    {
+      GradModeGuard on(true);
+      ms = median_ms([&] { grad({group_norm(x, 8, w, b)}, {x, w, b}, {dy}); }, dev, 15);
+    }
+    rep.add(Row{"group_norm (8) +grads", "f32", shape, ms, 0, 5 * bytes / ms / 1e6, "forward, then dx, dw, db"});
   }
 
   // ---- dispatch cost of a tiny op ----
