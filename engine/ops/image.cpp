@@ -324,8 +324,17 @@ Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode) {
   check_image(name, x);
   DF_CHECK(scale >= 1, "{}: scale must be >= 1, got {}", name, scale);
   const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
-  if (mode == UpsampleMode::Nearest)
-    return x.reshape({n, c, h, 1, w, 1}).expand({n, c, h, scale, w, scale}).reshape({n, c, h * scale, w * scale});
+  if (mode == UpsampleMode::Nearest) {
+    // Row i of the output reads row i / scale, along each axis: two gathers, whose inner loops
+    // run along whole rows (copying an expanded [.., w, scale] view instead runs `scale`
+    // elements at a time, about five times slower), and whose adjoint is index_add.
+    auto repeat_each = [&](int64_t size) {
+      std::vector<int64_t> source(size_t(size * scale));
+      for (int64_t i = 0; i < size * scale; ++i) source[size_t(i)] = i / scale;
+      return from_vector(source, {size * scale}, TensorOptions(DType::i64, x.device()));
+    };
+    return index_select(index_select(x, 3, repeat_each(w)), 2, repeat_each(h));
+  }
   // Bilinear resampling is separable: rows by A_h, then columns by A_w^T.
   Tensor a_h = linear_resample_matrix(h, scale, x), a_w = linear_resample_matrix(w, scale, x);
   return matmul(matmul(a_h, x), a_w.t());
