@@ -22,20 +22,12 @@ Tensor reduce_raw(const char* name, ReduceOp op, const Tensor& x, const std::vec
   const int nd = x.dim();
   Shape keep = reduced_shape(x.shape(), dims, true);
   bool is_arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
-  Tensor out = Tensor::empty(keep, TensorOptions(is_arg ? DType::i64 : x.dtype(), x.device()));
   int64_t r = 1;
   for (int d : dims) r *= x.shape()[d];
-  if (out.numel() == 0) return out;
-  DF_CHECK(r > 0 || op == ReduceOp::Sum, "{}: cannot reduce over an empty dim of shape {}", name, x.shape().str());
-  if (r == 0) { fill_(out, 0.0); return out; }
   // Contiguous input whose reduced dims form one block: [outer, r, inner] with no copy.
   bool block = x.is_contiguous() && !dims.empty() && dims.back() - dims.front() + 1 == int(dims.size());
-  Tensor src = x;
-  int64_t outer = 1, inner = 1;
-  if (block) {
-    for (int i = 0; i < dims.front(); ++i) outer *= x.shape()[i];
-    for (int i = dims.back() + 1; i < nd; ++i) inner *= x.shape()[i];
-  } else if (x.is_contiguous() && !dims.empty() && (op == ReduceOp::Sum || op == ReduceOp::Max || op == ReduceOp::Min)) {
+  if (!block && x.is_contiguous() && !dims.empty() && keep.numel() > 0 && r > 0 &&
+      (op == ReduceOp::Sum || op == ReduceOp::Max || op == ReduceOp::Min)) {
     // Reduced dims in several blocks (a bias gradient sums [N, C, H, W] over {0, 2, 3}): reduce
     // the last block in place, then the rest of the smaller result, instead of copying the
     // input into a permuted layout.
@@ -44,6 +36,16 @@ Tensor reduce_raw(const char* name, ReduceOp op, const Tensor& x, const std::vec
     const std::vector<int> last(dims.begin() + std::ptrdiff_t(first_of_last), dims.end());
     const std::vector<int> rest(dims.begin(), dims.begin() + std::ptrdiff_t(first_of_last));
     return reduce_raw(name, op, reduce_raw(name, op, x, last), rest);
+  }
+  Tensor out = Tensor::empty(keep, TensorOptions(is_arg ? DType::i64 : x.dtype(), x.device()));
+  if (out.numel() == 0) return out;
+  DF_CHECK(r > 0 || op == ReduceOp::Sum, "{}: cannot reduce over an empty dim of shape {}", name, x.shape().str());
+  if (r == 0) { fill_(out, 0.0); return out; }
+  Tensor src = x;
+  int64_t outer = 1, inner = 1;
+  if (block) {
+    for (int i = 0; i < dims.front(); ++i) outer *= x.shape()[i];
+    for (int i = dims.back() + 1; i < nd; ++i) inner *= x.shape()[i];
   } else {
     std::vector<int64_t> perm;
     for (int i = 0; i < nd; ++i)

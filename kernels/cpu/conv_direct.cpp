@@ -142,29 +142,37 @@ void conv_tile(const PaddedImage& xp, int64_t c, const float* wp, const float* b
   }
 }
 
+// Weights as [o / OCB][c][9][OCB] and the bias as [o / OCB][OCB], the last block zero-padded:
+// a tile reads its OCB weights of one tap, and its OCB biases, from one place.
+struct BlockedWeights {
+  int64_t blocks = 0;
+  std::vector<float> weights, bias;
+};
+
+template <int OCB>
+BlockedWeights block_weights(const float* w, const float* bias, int64_t c, int64_t o) {
+  BlockedWeights b;
+  b.blocks = (o + OCB - 1) / OCB;
+  b.weights.assign(size_t(b.blocks * c * 9 * OCB), 0.0f);
+  for (int64_t oc = 0; oc < o; ++oc)
+    for (int64_t ci = 0; ci < c; ++ci)
+      for (int64_t t = 0; t < 9; ++t)
+        b.weights[size_t(((oc / OCB * c + ci) * 9 + t) * OCB + oc % OCB)] = w[(oc * c + ci) * 9 + t];
+  b.bias.assign(size_t(b.blocks * OCB), 0.0f);
+  if (bias) std::copy(bias, bias + o, b.bias.begin());
+  return b;
+}
+
 template <class S, int R, int NV, int OCB>
 void conv_all(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g, int64_t o) {
-  // Weights as [o / OCB][c][9][OCB], the last block zero-padded: a tile reads its OCB weights
-  // of one tap from one place.
-  const int64_t blocks = (o + OCB - 1) / OCB;
-  std::vector<float> packed(size_t(blocks * g.c * 9 * OCB), 0.0f);
-  for (int64_t oc = 0; oc < o; ++oc)
-    for (int64_t ci = 0; ci < g.c; ++ci)
-      for (int64_t t = 0; t < 9; ++t)
-        packed[size_t(((oc / OCB * g.c + ci) * 9 + t) * OCB + oc % OCB)] = w[(oc * g.c + ci) * 9 + t];
-  std::vector<float> zero_bias;
-  if (!bias) zero_bias.assign(size_t(blocks * OCB), 0.0f);
-  else {
-    zero_bias.assign(bias, bias + o);
-    zero_bias.resize(size_t(blocks * OCB), 0.0f);
-  }
+  const BlockedWeights bw = block_weights<OCB>(w, bias, g.c, o);
   parallel_for(g.n, 1, [&](int64_t b, int64_t e) {
     PaddedImage xp;
     for (int64_t n = b; n < e; ++n) {
       xp.fill(x + n * g.c * g.h * g.w, g.c, g.h, g.w, R, S::lanes * NV);
       float* image_out = out + n * o * g.h * g.w;
-      for (int64_t ob = 0; ob < blocks; ++ob)
-        conv_tile<S, R, NV, OCB>(xp, g.c, packed.data() + size_t(ob * g.c * 9 * OCB), zero_bias.data() + ob * OCB,
+      for (int64_t ob = 0; ob < bw.blocks; ++ob)
+        conv_tile<S, R, NV, OCB>(xp, g.c, bw.weights.data() + size_t(ob * g.c * 9 * OCB), bw.bias.data() + ob * OCB,
                                  std::min<int64_t>(OCB, o - ob * OCB), image_out + ob * OCB * g.h * g.w, g.h, g.w);
     }
   });
@@ -231,19 +239,12 @@ void conv_flat_image(const float* x, const float* wp, const float* bias, float* 
 
 template <int NV, int OCB>
 void conv_flat_all(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g, int64_t o) {
-  const int64_t blocks = (o + OCB - 1) / OCB;
-  std::vector<float> packed(size_t(blocks * g.c * 9 * OCB), 0.0f);
-  for (int64_t oc = 0; oc < o; ++oc)
-    for (int64_t ci = 0; ci < g.c; ++ci)
-      for (int64_t t = 0; t < 9; ++t)
-        packed[size_t(((oc / OCB * g.c + ci) * 9 + t) * OCB + oc % OCB)] = w[(oc * g.c + ci) * 9 + t];
-  std::vector<float> zero_bias(size_t(blocks * OCB), 0.0f);
-  if (bias) std::copy(bias, bias + o, zero_bias.begin());
+  const BlockedWeights bw = block_weights<OCB>(w, bias, g.c, o);
   parallel_for(g.n, 1, [&](int64_t b, int64_t e) {
     std::vector<float> xp;
     for (int64_t n = b; n < e; ++n)
-      conv_flat_image<NV, OCB>(x + n * g.c * g.h * g.w, packed.data(), zero_bias.data(), out + n * o * g.h * g.w, g, o,
-                               xp);
+      conv_flat_image<NV, OCB>(x + n * g.c * g.h * g.w, bw.weights.data(), bw.bias.data(), out + n * o * g.h * g.w, g,
+                               o, xp);
   });
 }
 #endif  // __AVX512F__
