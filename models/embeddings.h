@@ -54,7 +54,7 @@ struct SinusoidalOptions {
   bool cos_first = false;     // [cos(a), sin(a)] as in DiT's code instead of [sin(a), cos(a)]
 };
 
-// emb(s) = [sin(a), cos(a)] with a = scale * s * freqs: the embedding of BENCHMARKS.md with
+// emb(s) = [sin(a), cos(a)] with a = scale * s * freqs: the embedding of docs/BENCHMARKS.md with
 // the defaults. No parameters; differentiable in s (MeanFlow differentiates through t).
 class SinusoidalEmbedding : public UnaryModule {
  public:

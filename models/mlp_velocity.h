@@ -1,4 +1,4 @@
-// MLPVelocity: the toy2d velocity network of BENCHMARKS.md. The input features are
+// MLPVelocity: the toy2d velocity network of docs/BENCHMARKS.md. The input features are
 // [z (d), emb(t) (64), emb(h) (64)] with h = t - r (MeanFlow's interval) and emb the
 // sinusoidal embedding; then Linear 130x256, SiLU, 3 x (Linear 256x256, SiLU), Linear 256xd.
 //

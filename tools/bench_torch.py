@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch baseline of BENCHMARKS.md's flow workloads, timed like `dualflow bench toy2d-* | fmnist-*`.
+"""PyTorch baseline of the flow workloads of docs/BENCHMARKS.md, timed like `dualflow bench toy2d-* | fmnist-*`.
 
 The same network (MLPVelocity: [z, emb(t), emb(t - r)] = 130 -> 256 x 4 SiLU -> 2, PyTorch's
 default initialisation), the same batch sizes and the same timing (median of the per-step wall

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# dualflow and PyTorch side by side on one suite of BENCHMARKS.md's workloads: `dualflow bench
+# dualflow and PyTorch side by side on one suite of docs/BENCHMARKS.md's workloads: `dualflow bench
 # WORKLOAD` and tools/bench_torch.py (the same networks, parameter for parameter), one workload
 # after the other on each side at each thread count (so both see the same machine state), then
 # the table of speed-ups (PyTorch ms / dualflow ms, above 1 means dualflow is faster).

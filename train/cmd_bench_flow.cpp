@@ -1,5 +1,5 @@
 // `dualflow bench toy2d-cfm | toy2d-meanflow | toy2d-euler | toy2d-nll-exact`: the 2-D flow
-// workloads of BENCHMARKS.md ("toy2d network") on MLPVelocity, and `dualflow bench
+// workloads of docs/BENCHMARKS.md ("toy2d network") on MLPVelocity, and `dualflow bench
 // fmnist-unet-cfm | fmnist-dit-meanflow`: its image workloads (28x28x1, batch 64, AdamW lr 1e-4)
 // on the U-Net and DiT-S/4. Each step runs through the library code that `dualflow train`,
 // `sample` and `nll` run (cfm_loss over a CondOT AffinePath and meanflow_training_loss, each with
@@ -45,7 +45,7 @@ struct FlowWorkload {
   std::function<void()> step;
 };
 
-// BENCHMARKS.md's sizes.
+// The sizes of docs/BENCHMARKS.md.
 constexpr int64_t kTrainBatch = 1024;
 constexpr int64_t kSamplePoints = 10000;
 constexpr int64_t kLikelihoodPoints = 1000;
@@ -80,7 +80,7 @@ OptimizerOptions adamw_options() {
   return o;
 }
 
-// BENCHMARKS.md's fmnist-unet-cfm network: base 32, multipliers [1, 2, 2], 2 residual blocks
+// docs/BENCHMARKS.md's fmnist-unet-cfm network: base 32, multipliers [1, 2, 2], 2 residual blocks
 // per level, attention at 7x7 with 4 heads, GroupNorm(8), 10 classes and the null class.
 UNetConfig fmnist_unet_config() {
   UNetConfig c;
@@ -161,7 +161,7 @@ FlowWorkload make_image_workload(const std::string& which, const Device& dev) {
     const VelocityNet vnet = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
       return net->forward(x, t, h, labels);
     };
-    MeanFlowOptions mo;  // BENCHMARKS.md's sampler and loss weight are its defaults
+    MeanFlowOptions mo;  // docs/BENCHMARKS.md's sampler and loss weight are its defaults
     mo.class_dropout = 0.0;
     mo.guidance_omega = 1.0;
     mo.null_label = kImageClasses;
@@ -207,7 +207,7 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
   } else if (which == "toy2d-meanflow") {
     w.description = "MeanFlow step: checkerboard, logit-normal(-0.4, 1) times, 25% r != t, JVP, adaptive weight, Adam";
     w.batch = kTrainBatch;
-    const MeanFlowOptions mo;  // its defaults are BENCHMARKS.md's sampler and loss weight
+    const MeanFlowOptions mo;  // its defaults are docs/BENCHMARKS.md's sampler and loss weight
     std::shared_ptr<Optimizer> opt = make_optimizer(net->named_parameters(), adam_options());
     w.step = [vnet, mo, opt, gen, f32, batch = w.batch] {
       Tensor x = sample_2d("checkerboard", batch, *gen, f32);

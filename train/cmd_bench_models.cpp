@@ -52,7 +52,7 @@ Workload make_workload(const std::string& which, const Device& dev, int batch_ov
     w.sample_shape = {2};
     w.batch = 1024;
   } else if (which == "unet") {
-    UNetConfig c;  // BENCHMARKS.md's fmnist-unet-cfm network, plus the h input for the MeanFlow row
+    UNetConfig c;  // docs/BENCHMARKS.md's fmnist-unet-cfm network, plus the h input for the MeanFlow row
     c.num_classes = 10;
     c.use_h = true;
     auto net = std::make_shared<UNet>(c, gen);

@@ -1,5 +1,5 @@
 // Built-in 2-D toy datasets for Flow Matching experiments, drawn from a Generator into [N, 2]
-// tensors: checkerboard (exactly as BENCHMARKS.md), two moons, 8 gaussians, circles, spirals
+// tensors: checkerboard (exactly as docs/BENCHMARKS.md), two moons, 8 gaussians, circles, spirals
 // and pinwheel, with the scales and noise levels of the common FFJORD / torchcfm toy sets.
 // The random numbers come from the engine's Philox streams and the arithmetic is done once in
 // f64 on the CPU, so a seed gives the same points whichever device receives them.

@@ -409,7 +409,7 @@ TEST_CASE("Embedding and LabelEmbedding: N(0,1) table, null class, label droppin
   REQUIRE(labels.null_labels(many).to_vector<int64_t>() == std::vector<int64_t>(4000, 10));
 }
 
-TEST_CASE("SinusoidalEmbedding: exactly the BENCHMARKS.md formula", "[models]") {
+TEST_CASE("SinusoidalEmbedding: exactly the docs/BENCHMARKS.md formula", "[models]") {
   SinusoidalEmbedding emb;  // 64 dims, scale 1000
   const std::vector<double> s{0.0, 0.3, 1.0};
   Tensor out = emb.forward(from_vector(s, Shape{3}, DType::f64));

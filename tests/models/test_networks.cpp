@@ -38,7 +38,7 @@ DiTConfig tiny_dit_config() {
 
 }  // namespace
 
-TEST_CASE("MLPVelocity: the toy2d network of BENCHMARKS.md", "[models]") {
+TEST_CASE("MLPVelocity: the toy2d network of docs/BENCHMARKS.md", "[models]") {
   Generator gen(0);
   MLPVelocity net(MLPVelocityConfig{}, gen);
   REQUIRE(net.input_features() == 130);

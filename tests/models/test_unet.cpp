@@ -1,5 +1,5 @@
 // The U-Net: structure and names, zero output at initialisation, size and input checks, the
-// BENCHMARKS.md configuration, and its VJP / JVP against finite differences in f64.
+// docs/BENCHMARKS.md configuration, and its VJP / JVP against finite differences in f64.
 #include <catch2/catch.hpp>
 
 #include "models/unet.h"
@@ -55,7 +55,7 @@ TEST_CASE("UNet: structure, names and zero output at initialisation", "[models]"
 
 TEST_CASE("UNet: the fmnist-unet-cfm configuration maps 28x28 back to 28x28", "[models]") {
   Generator gen(4);
-  UNetConfig c;  // defaults are BENCHMARKS.md's: base 32, mult [1, 2, 2], 2 blocks, attention at 7
+  UNetConfig c;  // defaults are docs/BENCHMARKS.md's: base 32, mult [1, 2, 2], 2 blocks, attention at 7
   c.num_classes = 10;
   UNet net(c, gen);
   REQUIRE(net.config().embedding_dim == 128);

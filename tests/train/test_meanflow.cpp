@@ -624,7 +624,7 @@ TEST_CASE("MeanFlow loss, gradients and sampling on CUDA match the CPU", "[meanf
 }
 
 // Not a test: prints the median time and the peak tensor memory of a MeanFlow loss + backward
-// step against a flow matching loss + backward step on the toy2d network (BENCHMARKS.md) at
+// step against a flow matching loss + backward step on the toy2d network (docs/BENCHMARKS.md) at
 // batch 1024 and 2 threads. Run: build/tests/test_train "[.meanflow_timing]" -s
 TEST_CASE("MeanFlow step against a flow matching step: time and peak memory", "[.meanflow_timing]") {
   const int threads_before = cpu::num_threads();
