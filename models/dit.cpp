@@ -177,7 +177,7 @@ Tensor DiTFinalLayer::forward(const Tensor& x, const Tensor& c) {
 
 // ---- DiT ----
 
-DiT::DiT(const DiTConfig& config, Generator& gen) : Module("DiT"), config_(config) {
+DiT::DiT(const DiTConfig& config, Generator& gen) : VelocityNetwork("DiT"), config_(config) {
   config.validate();
   const int64_t hidden = config.hidden_size;
   const SinusoidalOptions freqs{config.frequency_dim, config.time_scale, 10000, /*cos_first=*/true};

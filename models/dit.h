@@ -5,6 +5,7 @@
 #pragma once
 #include <string>
 
+#include "models/velocity_network.h"
 #include "models/attention.h"
 #include "models/embeddings.h"
 #include "models/norms.h"
@@ -105,7 +106,7 @@ class DiTFinalLayer : public Module {
   std::shared_ptr<Linear> modulation;              // adaLN_modulation[1]
 };
 
-class DiT : public Module {
+class DiT : public VelocityNetwork {
  public:
   // Builds and initialises like the reference: xavier-uniform Linear weights with zero bias,
   // the patch projection xavier-uniform on its flattened [hidden, C p p] weight, label table
@@ -115,7 +116,7 @@ class DiT : public Module {
   // x [N, C, S, S], t [N] (or [N, 1]); h [N] only with use_h; labels i64 [N] only with classes
   // (values in [0, num_classes], num_classes being the null class; undefined: all null).
   // -> [N, out_channels, S, S]
-  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor());
+  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
   const DiTConfig& config() const { return config_; }
   // Re-runs the reference initialisation (the constructor calls it).
   void initialize_weights(Generator& gen);

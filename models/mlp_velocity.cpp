@@ -4,7 +4,7 @@
 namespace dualflow {
 
 MLPVelocity::MLPVelocity(const MLPVelocityConfig& config, Generator& gen)
-    : Module("MLPVelocity"), config_(config), time_embedding_(SinusoidalOptions{config.embedding_dim, config.time_scale}) {
+    : VelocityNetwork("MLPVelocity"), config_(config), time_embedding_(SinusoidalOptions{config.embedding_dim, config.time_scale}) {
   DF_CHECK(config.data_dim > 0 && config.width > 0 && config.depth > 0,
            "MLPVelocity: data_dim, width and depth must be positive, got {}, {}, {}", config.data_dim, config.width,
            config.depth);

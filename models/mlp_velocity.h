@@ -9,6 +9,7 @@
 #pragma once
 #include <string>
 
+#include "models/velocity_network.h"
 #include "models/embeddings.h"
 #include "models/mlp.h"
 
@@ -25,13 +26,13 @@ struct MLPVelocityConfig {
   std::string activation = "silu";
 };
 
-class MLPVelocity : public Module {
+class MLPVelocity : public VelocityNetwork {
  public:
   MLPVelocity(const MLPVelocityConfig& config, Generator& gen);
   std::string describe() const override;
   // z [N, d], t [N] (or [N, 1]), h [N] (or [N, 1]; must be undefined when use_h is off),
   // labels i64 [N] (optional; only with num_classes > 0) -> velocity [N, d].
-  Tensor forward(const Tensor& z, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor());
+  Tensor forward(const Tensor& z, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
   const MLPVelocityConfig& config() const { return config_; }
   int64_t input_features() const;
 

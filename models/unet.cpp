@@ -91,7 +91,7 @@ Tensor Resample::forward(const Tensor& x) {
 
 // ---- UNet ----
 
-UNet::UNet(const UNetConfig& config, Generator& gen) : Module("UNet"), config_(config) {
+UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityNetwork("UNet"), config_(config) {
   UNetConfig& c = config_;
   if (c.out_channels == 0) c.out_channels = c.in_channels;
   if (c.embedding_dim == 0) c.embedding_dim = 4 * c.base_channels;

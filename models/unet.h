@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/velocity_network.h"
 #include "models/attention.h"
 #include "models/conv.h"
 #include "models/dropout.h"
@@ -91,13 +92,13 @@ class Resample : public UnaryModule {
   bool up_;
 };
 
-class UNet : public Module {
+class UNet : public VelocityNetwork {
  public:
   UNet(const UNetConfig& config, Generator& gen);
   std::string describe() const override;
   // x [N, C, S, S], t [N] (or [N, 1]); h [N] only with use_h; labels i64 [N] only with classes
   // (values in [0, num_classes], num_classes being the null class; undefined: all null).
-  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor());
+  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
   const UNetConfig& config() const { return config_; }
 
   std::shared_ptr<TimestepEmbedder> t_embedder, h_embedder;  // h_embedder null without use_h

@@ -52,6 +52,7 @@ struct LoadedClassifier {
   std::shared_ptr<ImageClassifier> model;
   int64_t step = 0;
   std::map<std::string, std::string> metadata;  // the checkpoint's user.* entries
+  std::string data_name, data_path;             // the image set it classifies (data.name, data.path)
 };
 // Refuses a file that is not an image-classifier checkpoint (a flow model's, say), naming it.
 LoadedClassifier load_classifier(const std::string& path);

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "engine/dualflow.h"
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "train/bench_timing.h"
 #include "train/commands.h"
 #include "train/couplings.h"
@@ -68,8 +68,8 @@ std::string human(int64_t n) {
 void run_kernels(const BenchOptions& o) {
   Device dev = Device::parse(o.device);
   backend_for(dev);  // clear error when the device is missing
-  if (o.threads > 0) cpu::set_num_threads(o.threads);
-  fmt::print("device {}, {} CPU thread(s)\n", dev.str(), cpu::num_threads());
+  if (o.threads > 0) set_cpu_threads(o.threads);
+  fmt::print("device {}, {} CPU thread(s)\n", dev.str(), cpu_threads());
   Report rep(o, dev);
   Generator gen(1);
   const TensorOptions f32(DType::f32, dev);
@@ -89,7 +89,7 @@ void run_kernels(const BenchOptions& o) {
     if (dev.is_cpu()) {
       Tensor c = Tensor::empty(Shape{n, n}, f32);
       // The reference is OpenBLAS with its own threads (the engine runs it single-threaded per chunk).
-      openblas_set_num_threads(cpu::num_threads());
+      openblas_set_num_threads(cpu_threads());
       double ref = median_ms([&] {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
                     b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
@@ -111,7 +111,7 @@ void run_kernels(const BenchOptions& o) {
       char* d = static_cast<char*>(dst.raw_data());
       const char* s = static_cast<const char*>(src.raw_data());
       ms = median_ms([&] {
-        cpu::parallel_for(int64_t(bytes), 1 << 20, [&](int64_t b0, int64_t e0) { std::memcpy(d + b0, s + b0, size_t(e0 - b0)); });
+        parallel_chunks(int64_t(bytes), 1 << 20, [&](int64_t b0, int64_t e0) { std::memcpy(d + b0, s + b0, size_t(e0 - b0)); });
       }, dev, 9);
     } else {
       const Backend& be = backend_for(dev);

@@ -12,7 +12,7 @@
 #include <fstream>
 #include <memory>
 
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "models/models.h"
 #include "train/bench_timing.h"
 #include "train/cfm.h"
@@ -246,7 +246,7 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
 void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   Device dev = Device::parse(o.device);
   backend_for(dev);  // a clear error when the device is missing
-  if (o.threads > 0) cpu::set_num_threads(o.threads);
+  if (o.threads > 0) set_cpu_threads(o.threads);
   std::ofstream json;
   if (!o.json.empty()) {
     json.open(o.json);
@@ -263,7 +263,7 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
 
   fmt::print("{}: {}\n", w.name, w.description);
   fmt::print("device {}, {} CPU thread(s), {} timed steps after {} warm-up steps, {} ({} params)\n", dev.str(),
-             cpu::num_threads(), o.steps, o.warmup, net->describe(), net->num_parameters());
+             cpu_threads(), o.steps, o.warmup, net->describe(), net->num_parameters());
   reset_peak_memory(dev);
   const int64_t before = memory_stats(dev).current_bytes;
   const StepTimes st = time_steps(w.step, dev, o.steps, o.warmup);
@@ -276,7 +276,7 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   if (json)
     json << fmt::format(
                 R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f}}})",
-                w.name, dev.str(), cpu::num_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
+                w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
                 st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
          << "\n";
 }

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <memory>
 
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "models/models.h"
 #include "train/bench_timing.h"
 #include "train/commands.h"
@@ -90,7 +90,7 @@ Workload make_workload(const std::string& which, const Device& dev, int batch_ov
 void run_models(const ModelBenchOptions& o) {
   Device dev = Device::parse(o.device);
   backend_for(dev);  // a clear error when the device is missing
-  if (o.threads > 0) cpu::set_num_threads(o.threads);
+  if (o.threads > 0) set_cpu_threads(o.threads);
   std::ofstream json;
   if (!o.json.empty()) {
     json.open(o.json);
@@ -98,7 +98,7 @@ void run_models(const ModelBenchOptions& o) {
   }
   std::vector<std::string> models = o.model == "all" ? std::vector<std::string>{"mlp", "unet", "dit"}
                                                      : std::vector<std::string>{o.model};
-  fmt::print("device {}, {} CPU thread(s), median of {} steps after 2 warm-up steps\n", dev.str(), cpu::num_threads(),
+  fmt::print("device {}, {} CPU thread(s), median of {} steps after 2 warm-up steps\n", dev.str(), cpu_threads(),
              o.samples);
   fmt::print("{:<6} {:>6} {:>11} {:<22} {:>10} {:>10}  {}\n", "model", "batch", "params", "pass", "ms/step", "peak MiB",
              "note");
@@ -158,7 +158,7 @@ void run_models(const ModelBenchOptions& o) {
       if (json)
         json << fmt::format(
                     R"({{"model":"{}","description":"{}","device":"{}","threads":{},"batch":{},"params":{},"pass":"{}","median_ms":{:.4f},"peak_mib":{:.2f}}})",
-                    which, w.description, dev.str(), cpu::num_threads(), w.batch, m.num_parameters(), p.name, ms, peak_mib)
+                    which, w.description, dev.str(), cpu_threads(), w.batch, m.num_parameters(), p.name, ms, peak_mib)
              << "\n";
     }
   }

@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "engine/dualflow.h"
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "train/commands.h"
 
 namespace dualflow::cli {
@@ -28,7 +28,7 @@ Tensor target(const Tensor& x) {
 }
 
 void run_demo(const DemoOptions& o) {
-  if (o.threads > 0) cpu::set_num_threads(o.threads);
+  if (o.threads > 0) set_cpu_threads(o.threads);
   Generator gen(o.seed);
   // PyTorch's default Linear initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
   auto linear = [&](int64_t in, int64_t out) {

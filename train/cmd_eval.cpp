@@ -13,7 +13,7 @@
 #include <iterator>
 
 #include "engine/atomic_file.h"
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "train/classifier_run.h"
 #include "train/commands.h"
 #include "train/flow_run.h"
@@ -41,7 +41,7 @@ Tensor dequantized(const Tensor& images, Generator& gen) {
 
 void run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
-  if (a.threads > 0) cpu::set_num_threads(int(a.threads));
+  if (a.threads > 0) set_cpu_threads(int(a.threads));
   DF_CHECK(a.n >= 2 && a.n <= 10000, "eval: --n must be 2 to 10000 (FD needs a covariance; the test split holds 10000), got {}", a.n);
   // Outputs are checked before minutes of sampling, not after.
   if (!a.out.empty()) check_output_file(a.out, "eval --out");
@@ -56,26 +56,22 @@ void run_eval(const EvalArgs& a) {
                                  ref.floor_images, ref.fd_floor);
   if (!a.checkpoint.empty()) {
     LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
-    DF_CHECK(lm.model.sample_shape.size() == 3,
+    DF_CHECK(lm.spec.data.kind == DataKind::Images,
              "eval: {} holds a model of {} data; eval measures image models (data.name fashion_mnist or mnist)",
-             a.checkpoint, lm.config.get_string("data.name"));
-    DF_CHECK(lm.config.get_string("data.name") == clf.config.get_string("data.name"),
-             "eval: the model was trained on {} but the classifier on {}", lm.config.get_string("data.name"),
-             clf.config.get_string("data.name"));
-    const std::string method = a.method.empty() ? (lm.model.meanflow_time ? "meanflow" : "ode") : a.method;
-    SampleRequest request;
-    request.n = ref.floor_images;
-    request.method = method;
-    request.ode.method = parse_ode_method(a.solver.empty() ? lm.config.get_string("sample.solver") : a.solver);
-    request.ode.steps = a.steps > 0 ? a.steps : lm.config.get_int("sample.steps");
-    request.ode.rtol = a.rtol > 0 ? a.rtol : lm.config.get_float("sample.rtol");
-    request.ode.atol = a.atol > 0 ? a.atol : lm.config.get_float("sample.atol");
-    request.meanflow_steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
-    request.cfg_scale = a.cfg >= 0                                        ? a.cfg
-                        : lm.model.num_classes > 0 && method == "ode" ? lm.config.get_float("sample.cfg_scale")
-                                                                      : 1.0;
-    request.seed = a.seed + 1;
-    request.chunk = 250;
+             a.checkpoint, lm.spec.data.name);
+    DF_CHECK(lm.spec.data.name == clf.data_name, "eval: the model was trained on {} but the classifier on {}",
+             lm.spec.data.name, clf.data_name);
+    SampleChoices choices;
+    choices.sampler = a.method;
+    choices.solver = a.solver;
+    choices.n = ref.floor_images;
+    choices.steps = a.steps;
+    choices.rtol = a.rtol;
+    choices.atol = a.atol;
+    choices.cfg = a.cfg;
+    choices.seed = a.seed + 1;
+    choices.chunk = 250;
+    const SampleRequest request = sample_request(lm.spec, lm.model, choices);
     const auto t0 = clock::now();
     DrawnSamples s = draw_samples(lm.model, request);
     const double sample_seconds = std::chrono::duration<double>(clock::now() - t0).count();
@@ -99,8 +95,8 @@ void run_eval(const EvalArgs& a) {
     if (a.bpd > 0) {
       // Bits per dimension of the model's unconditional density (the null class for a
       // class-conditional model) on the first --bpd test images.
-      ImageDataset test = load_image_dataset(clf.config.get_string("data.path"), ImageSplit::Test, a.bpd);
-      const Device dev = lm.model.module->parameters().front().device();
+      ImageDataset test = load_image_dataset(clf.data_path, ImageSplit::Test, a.bpd);
+      const Device dev = model_device(lm.model);
       Generator gen(a.seed + 2);
       Tensor x = dequantized(test.images, gen).to(dev);
       LikelihoodOptions o;
@@ -158,7 +154,7 @@ void add_eval(CLI::App& app) {
   eval->add_option("--n", a->n, "samples (and test / train images of the floor), 2 to 10000")
       ->capture_default_str()
       ->check(positive_integer());
-  eval->add_option("--method", a->method, "ode or meanflow (default: meanflow for MeanFlow models)");
+  eval->add_option("--method", a->method, "a sampler of the model's method: ode, or its own (meanflow, the default for MeanFlow models)");
   eval->add_option("--solver", a->solver, "ODE solver (default: the run's sample.solver)");
   eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(positive_integer());
   eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(positive_number());

@@ -9,11 +9,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/ranges.h>
+
 #include "engine/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
+#include "train/likelihood.h"
 #include "train/json_text.h"
 #include "train/meanflow.h"
 #include "train/npy.h"
@@ -81,21 +84,6 @@ struct SampleArgs {
   uint64_t seed = 0;
 };
 
-OdeOptions ode_options(const RunConfig& c, const std::string& solver, int64_t steps, double rtol, double atol) {
-  OdeOptions o;
-  o.method = parse_ode_method(solver.empty() ? c.get_string("sample.solver") : solver);
-  o.steps = steps > 0 ? steps : c.get_int("sample.steps");
-  o.rtol = rtol > 0 ? rtol : c.get_float("sample.rtol");
-  o.atol = atol > 0 ? atol : c.get_float("sample.atol");
-  return o;
-}
-
-bool is_2d_data(const RunConfig& c) {
-  for (const auto& name : dataset_2d_names())
-    if (name == c.get_string("data.name")) return true;
-  return false;
-}
-
 // How far 2-D samples are from the data, beside the floor that sampling noise alone gives: the
 // energy distance of the first (up to) 4000 samples to as many fresh data points, and of two
 // independent data draws of that size. One draw's floor varies by a factor of 3 or more, so
@@ -119,42 +107,46 @@ void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
   check_output_file(a.out, "sample --out");  // the .png goes beside it, in the same folder
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
-  const int64_t n = a.n > 0 ? a.n : lm.config.get_int("sample.n");
   DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || lm.model.num_classes > 0,
            "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.cfg);
-  // A MeanFlow model samples with its own few-step jumps unless the ODE of its instantaneous
-  // velocity is asked for; every other model integrates its ODE.
-  const std::string method = a.method.empty() ? (lm.model.meanflow_time ? "meanflow" : "ode") : a.method;
-  DF_CHECK(method == "ode" || method == "meanflow", "sample: --method expects ode or meanflow, got '{}'", method);
-  DF_CHECK(method == "ode" || lm.model.meanflow_time,
-           "sample: --method meanflow needs a MeanFlow checkpoint; this one was trained with method.name = \"{}\" "
-           "(sample it with --method ode)",
-           lm.config.get_string("method.name"));
-  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || method == "ode",
-           "sample: --cfg {}: a MeanFlow model's guidance is trained in (meanflow.guidance_*); its jumps take none",
-           a.cfg);
-  DF_CHECK(method == "ode" || (a.solver.empty() && a.rtol == 0 && a.atol == 0),
-           "sample: --solver, --rtol and --atol choose the ODE solver; MeanFlow sampling takes only --steps (add "
-           "--method ode to integrate the model's instantaneous velocity instead)");
-  SampleRequest request;
-  request.n = n;
-  request.method = method;
-  request.ode = ode_options(lm.config, a.solver, a.steps, a.rtol, a.atol);
-  request.meanflow_steps = a.steps > 0 ? a.steps : lm.config.get_int("meanflow.sample_steps");
-  request.cfg_scale = a.cfg >= 0                                        ? a.cfg
-                      : lm.model.num_classes > 0 && method == "ode" ? lm.config.get_float("sample.cfg_scale")
-                                                                    : 1.0;
-  request.seed = a.seed;
-  request.chunk = lm.model.sample_shape.size() == 3 ? 500 : 0;
+  // The method's own sampler unless another of its samplers is asked for: a MeanFlow model
+  // jumps in a few steps, every other model integrates its ODE.
+  const std::vector<std::string> samplers = lm.model.method->samplers();
+  const std::string sampler = a.method.empty() ? samplers.front() : a.method;
+  DF_CHECK(std::find(samplers.begin(), samplers.end(), sampler) != samplers.end(),
+           "sample: --method {}: this checkpoint was trained with method.name = \"{}\", whose models sample with {} "
+           "(sample it with --method {})",
+           sampler, lm.spec.method_name, fmt::join(samplers, " or "), samplers.front());
+  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || sampler == kOdeSampler,
+           "sample: --cfg {}: guidance scales the ODE sampler; the {} sampler's guidance is trained in (for MeanFlow, "
+           "meanflow.guidance_*) and it takes none",
+           a.cfg, sampler);
+  DF_CHECK(sampler == kOdeSampler || (a.solver.empty() && a.rtol == 0 && a.atol == 0),
+           "sample: --solver, --rtol and --atol choose the ODE solver; the {} sampler takes only --steps (add "
+           "--method ode to integrate the model's velocity ODE instead)",
+           sampler);
+  SampleChoices choices;
+  choices.sampler = sampler;
+  choices.solver = a.solver;
+  choices.n = a.n;
+  choices.steps = a.steps;
+  choices.rtol = a.rtol;
+  choices.atol = a.atol;
+  choices.cfg = a.cfg;
+  choices.seed = a.seed;
+  const bool images = lm.spec.data.kind == DataKind::Images;
+  choices.chunk = images ? 500 : 0;
+  const SampleRequest request = sample_request(lm.spec, lm.model, choices);
   DrawnSamples drawn = draw_samples(lm.model, request);
   const Tensor& x = drawn.x;
   save_npy_f32(a.out, x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
-  if (x.dim() == 2 && x.shape()[1] == 2) save_scatter_png(png, x);
+  if (!images && x.shape()[1] == 2) save_scatter_png(png, x);
   // Images: a grid of the first 100, 10 per row (a row per class for class-conditional models).
-  if (x.dim() == 4) save_image_grid_png(png, x.narrow(0, 0, std::min<int64_t>(n, 100)), 10);
-  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", n, lm.step, drawn.how, drawn.nfe, a.out, png);
-  if (is_2d_data(lm.config)) print_sample_distance(lm.config.get_string("data.name"), x, a.seed);
+  if (images) save_image_grid_png(png, x.narrow(0, 0, std::min<int64_t>(request.n, 100)), 10);
+  fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", request.n, lm.step, drawn.how, drawn.nfe, a.out,
+             png);
+  if (!images) print_sample_distance(lm.spec.data.name, x, a.seed);
 }
 
 struct NllArgs {
@@ -167,12 +159,12 @@ struct NllArgs {
 void run_nll(const NllArgs& a) {
   check_output_file(a.out, "nll --out");
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
-  Device dev = lm.model.module->parameters().front().device();
+  const Device dev = model_device(lm.model);
   Generator data_gen(a.seed), probe_gen(a.seed + 1);
-  const std::string data = lm.config.get_string("data.name");
+  const std::string data = lm.spec.data.name;
   Tensor x = sample_2d(data, a.n, data_gen, TensorOptions(DType::f32, dev));
   LikelihoodOptions o;
-  o.ode = ode_options(lm.config, a.solver.empty() ? "dopri5" : a.solver, a.steps, a.rtol, a.atol);
+  o.ode = ode_options_with(lm.spec.sample.ode, a.solver.empty() ? "dopri5" : a.solver, a.steps, a.rtol, a.atol);
   o.divergence = parse_divergence_method(a.divergence);
   o.t_data = lm.model.t_end;
   o.prior_std = lm.model.source_std;
@@ -211,8 +203,9 @@ void add_flow_commands(CLI::App& app) {
   sample->add_option("--checkpoint", sa->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
   sample->add_option("--out", sa->out, "output .npy file (a .png beside it for 2-D data)")->required();
   sample->add_option("--method", sa->method,
-                     "ode (integrate the velocity; for a MeanFlow model its instantaneous velocity) or meanflow "
-                     "(MeanFlow jumps; the default for MeanFlow checkpoints)");
+                     "a sampler of the checkpoint's method: ode (integrate its velocity ODE; for a MeanFlow model the "
+                     "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
+                     "checkpoints)");
   sample->add_option("--solver", sa->solver, "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
   sample->add_option("--steps", sa->steps,
                      "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "

@@ -4,7 +4,7 @@
 
 #include "engine/dualflow.h"
 #include "kernels/cpu/blas_kernels.h"
-#include "kernels/cpu/parallel.h"
+#include "engine/threads.h"
 #include "train/commands.h"
 
 namespace dualflow::cli {
@@ -21,7 +21,7 @@ void add_info(CLI::App& app) {
     fmt::print("blas:        {}\n", openblas_get_config());
     const cpu::BlasKernelChoice& kernels = cpu::choose_blas_kernels();
     fmt::print("blas kernels: {} ({})\n", kernels.used, kernels.reason);
-    fmt::print("cpu threads: {}\n", cpu::num_threads());
+    fmt::print("cpu threads: {}\n", cpu_threads());
     fmt::print("cuda:        {}\n", cuda_build_info());
     int n = cuda_device_count();
     fmt::print("devices:     cpu{}\n", n > 0 ? fmt::format(", {} CUDA device(s)", n) : std::string(""));

@@ -116,7 +116,8 @@ RunConfig parse_config_text(std::string_view text, const std::string& what,
 // Levenshtein distance between two words: what "did you mean" suggestions rank by.
 size_t edit_distance(std::string_view a, std::string_view b);
 
-// The schema of `dualflow train`: run, data, model, method, meanflow, optim, train, sample.
+// The schema of `dualflow train` (defined in train/run_spec.cpp, assembled from the network and
+// method registries).
 ConfigSchema flow_matching_schema();
 
 }  // namespace dualflow

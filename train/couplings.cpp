@@ -614,6 +614,12 @@ CoupledBatch SchrodingerBridgeCoupling::couple(const Tensor& x0, const Tensor& x
   return sinkhorn_.couple(x0, x1, gen);
 }
 
+std::shared_ptr<ProbabilityPath> Coupling::own_path(Generator&) const { return nullptr; }
+
+std::shared_ptr<ProbabilityPath> SchrodingerBridgeCoupling::own_path(Generator& noise) const {
+  return std::make_shared<SchrodingerBridgePath>(sigma_, noise);
+}
+
 std::vector<std::string> coupling_names() { return {"independent", "exact_ot", "sinkhorn", "sb"}; }
 
 std::shared_ptr<Coupling> make_coupling(const std::string& name, const CouplingParams& params) {

@@ -65,12 +65,21 @@ class Coupling {
   // x0, x1: [N, ...] of one shape, dtype and device. Returns N re-paired rows of each.
   virtual CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const = 0;
   virtual std::string name() const = 0;
+  // Whether the first argument comes back in its order, row for row (labels riding with it
+  // stay with their rows).
+  virtual bool keeps_first_in_order() const { return false; }
+  // The probability path this coupling's pairs are trained on when the coupling defines one
+  // (the Schrödinger bridge draws its noise from `noise`, which must outlive the path); null:
+  // the run's own path.
+  virtual std::shared_ptr<ProbabilityPath> own_path(Generator& noise) const;
+  virtual bool has_own_path() const { return false; }
 };
 
 class IndependentCoupling final : public Coupling {
  public:
   CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
   std::string name() const override { return "independent"; }
+  bool keeps_first_in_order() const override { return true; }
 };
 
 // The minibatch OT coupling: x0 stays in order and x1 is permuted by the exact assignment, so
@@ -79,6 +88,7 @@ class ExactOTCoupling final : public Coupling {
  public:
   CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
   std::string name() const override { return "exact_ot"; }
+  bool keeps_first_in_order() const override { return true; }
   // The permutation it applies: x1 row perm[i] goes with x0 row i.
   static std::vector<int64_t> assignment(const Tensor& x0, const Tensor& x1);
 };
@@ -129,6 +139,8 @@ class SchrodingerBridgeCoupling final : public Coupling {
   explicit SchrodingerBridgeCoupling(double sigma = 1.0, int64_t iterations = 200);
   CoupledBatch couple(const Tensor& x0, const Tensor& x1, Generator& gen) const override;
   std::string name() const override { return "sb"; }
+  std::shared_ptr<ProbabilityPath> own_path(Generator& noise) const override;
+  bool has_own_path() const override { return true; }
   double sigma() const { return sigma_; }
 
  private:

@@ -84,7 +84,7 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
   // The checkpoint rebuilds the model for sampling, with its recorded config.
   LoadedModel lm = load_model_from_checkpoint((straight / "checkpoint.safetensors").string());
   REQUIRE(lm.step == 30);
-  REQUIRE(lm.config.get_int("model.width") == 32);
+  REQUIRE(lm.spec.config.get_int("model.width") == 32);
   Generator g(3);
   Tensor v = lm.model.net(randn({4, 2}, g), rand({4}, g), Tensor(), Tensor());
   REQUIRE(v.shape() == Shape{4, 2});
@@ -141,7 +141,7 @@ TEST_CASE("train run: MeanFlow trains with its diagnostics, resumes bit for bit 
   }
 
   LoadedModel lm = load_model_from_checkpoint((straight / "checkpoint.safetensors").string());
-  REQUIRE(lm.model.meanflow_time);
+  REQUIRE(lm.model.method->samplers().front() == "meanflow");
   Generator g(3);
   Tensor x = randn({5, 2}, g), tau = rand({5}, g);
   // The ODE velocity in flow-matching time tau is -u(x, t = 1 - tau, h = 0).
@@ -244,7 +244,7 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
                                           o),
                       Catch::Contains("guidance interval"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
-                      Catch::Contains("U-Net or a DiT"));
+                      Catch::Contains("image data (fashion_mnist) trains \"unet\" (a U-Net") && Catch::Contains("\"dit\""));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"model.kind=\"unet\""}), o), Catch::Contains("MLP"));
   const std::string images = "data.name=\"fashion_mnist\"", unet = "model.kind=\"unet\"";
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, unet, "model.classes=5"}), o),
@@ -315,8 +315,8 @@ TEST_CASE("image run: a tiny class-conditional DiT MeanFlow run resumes bit for 
   REQUIRE(lm.model.sample_shape == Shape({1, 28, 28}));
   SampleRequest r;
   r.n = 12;
-  r.method = "meanflow";
-  r.meanflow_steps = 2;
+  r.sampler = "meanflow";
+  r.steps = 2;
   DrawnSamples s = draw_samples(lm.model, r);
   REQUIRE(s.x.shape() == Shape({12, 1, 28, 28}));
   REQUIRE(s.nfe == 2);

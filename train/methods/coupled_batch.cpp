@@ -1,0 +1,40 @@
+// The batch of the path-based objectives (see coupled_batch.h).
+#include "train/methods/coupled_batch.h"
+
+#include "train/couplings.h"
+#include "train/meanflow.h"
+
+namespace dualflow {
+
+CoupledBatches coupled_batches(const TrainingSetup& s) {
+  const DataSource data = s.data();
+  const std::shared_ptr<Coupling> coupling = make_coupling(s.spec.path.coupling, coupling_params(s.spec.path));
+  const double class_dropout = s.spec.path.class_dropout, t_max = s.spec.path.t_max;
+  const int64_t null_label = s.model.num_classes;
+  const TensorOptions opts = s.options;
+  return [=](Generator& gen, int64_t step) {
+    DataBatch d = data(gen, step);
+    Tensor x0 = randn(d.x.shape(), gen, opts);
+    CoupledBatch pair;
+    if (d.labels.defined()) {
+      // The data rows keep their order (and their labels): the coupling re-pairs the noise. The
+      // couplings allowed with labels keep their first argument in order.
+      CoupledBatch swapped = coupling->couple(d.x, x0, gen);
+      pair = {swapped.x1, swapped.x0};
+    } else {
+      pair = coupling->couple(x0, d.x, gen);
+    }
+    Tensor labels = d.labels.defined() && class_dropout > 0 ? drop_class_labels(d.labels, class_dropout, null_label, gen)
+                                                            : d.labels;
+    Tensor t = rand({d.x.size(0)}, gen, opts) * t_max;
+    return CoupledTrainingBatch{pair.x0, pair.x1, t, labels};
+  };
+}
+
+std::shared_ptr<ProbabilityPath> training_path(const TrainingSetup& s) {
+  const std::shared_ptr<Coupling> coupling = make_coupling(s.spec.path.coupling, coupling_params(s.spec.path));
+  if (std::shared_ptr<ProbabilityPath> own = coupling->own_path(s.data_gen)) return own;
+  return s.spec.path.affine_path();
+}
+
+}  // namespace dualflow

@@ -1,0 +1,61 @@
+// Sample requests and the chunked draw (see sampling.h); the method draws each chunk.
+#include "train/sampling.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "train/methods/method.h"
+
+namespace dualflow {
+
+SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model, const SampleChoices& c) {
+  SampleRequest r;
+  r.sampler = c.sampler.empty() ? model.method->samplers().front() : c.sampler;
+  r.ode = ode_options_with(spec.sample.ode, c.solver, c.steps, c.rtol, c.atol);
+  r.steps = c.steps;
+  r.n = c.n > 0 ? c.n : spec.sample.n;
+  r.cfg_scale = c.cfg >= 0 ? c.cfg : model.num_classes > 0 && r.sampler == kOdeSampler ? spec.sample.cfg_scale : 1.0;
+  r.seed = c.seed;
+  r.chunk = c.chunk;
+  return r;
+}
+
+Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
+  DF_CHECK(classes > 0 && columns > 0, "grid_labels: classes and columns must be positive, got {} and {}", classes, columns);
+  std::vector<int64_t> v(size_t(std::max<int64_t>(n, 0)));
+  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = (i / columns) % classes;
+  return from_vector(v, {n}, TensorOptions(DType::i64, device));
+}
+
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) {
+  DF_CHECK(r.n >= 1, "draw_samples: n must be at least 1, got {}", r.n);
+  const std::vector<std::string> samplers = model.method->samplers();
+  DF_CHECK(std::find(samplers.begin(), samplers.end(), r.sampler) != samplers.end(),
+           "draw_samples: sampler '{}' is not one of this model's ({})", r.sampler, fmt::join(samplers, ", "));
+  DF_CHECK(r.cfg_scale == 1.0 || (model.num_classes > 0 && r.sampler == kOdeSampler),
+           "draw_samples: guidance scale {} needs a class-conditional flow sampled by its ODE", r.cfg_scale);
+  const Device dev = model_device(model);
+  const TensorOptions f32(DType::f32, dev);
+  Generator gen(r.seed);
+  std::vector<int64_t> dims = {r.n};
+  for (int64_t d : model.sample_shape) dims.push_back(d);
+  Tensor noise = randn(Shape(dims), gen, f32) * model.source_std;
+  DrawnSamples out;
+  if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev);
+  const int64_t chunk = r.chunk > 0 ? r.chunk : r.n;
+  std::vector<Tensor> parts;
+  for (int64_t start = 0; start < r.n; start += chunk) {
+    const int64_t len = std::min(chunk, r.n - start);
+    Tensor labels = out.labels.defined() ? out.labels.narrow(0, start, len) : Tensor();
+    SampledChunk s = model.method->sample(model, noise.narrow(0, start, len), labels, r);
+    parts.push_back(s.x);
+    out.nfe = std::max(out.nfe, s.nfe);
+  }
+  out.x = parts.size() == 1 ? parts[0] : cat(parts, 0);
+  out.how = model.method->describe_sampling(r);
+  return out;
+}
+
+}  // namespace dualflow

@@ -1,0 +1,59 @@
+// Drawing samples from a velocity model: a request (which of the method's samplers, the ODE
+// options, guidance, seed, chunking), the one place a request is defaulted from a run spec
+// and a command line's choices, and the chunked draw itself.
+#pragma once
+#include <string>
+
+#include "train/run_spec.h"
+#include "train/solvers.h"
+
+namespace dualflow {
+
+struct VelocityModel;
+
+// The sampler every method offers: integrate the model's velocity ODE.
+inline constexpr const char* kOdeSampler = "ode";
+
+// What to draw: `n` samples from fresh noise of `seed` by one of the model's samplers ("ode",
+// or a method's own such as "meanflow"). A class-conditional model gets balanced labels
+// (grid_labels with 10 columns: row k of a 10-wide grid is class k) and, on the ODE,
+// classifier-free guidance of scale `cfg_scale` (1: the conditional model alone).
+struct SampleRequest {
+  int64_t n = 100;
+  std::string sampler = kOdeSampler;
+  OdeOptions ode;
+  int64_t steps = 0;  // steps of a method's few-step sampler; 0: the method's configured default
+  double cfg_scale = 1.0;
+  uint64_t seed = 0;
+  int64_t chunk = 0;  // draw at most this many at once (bounds memory); 0: all at once
+};
+
+// A command line's choices: empty strings, zeros and a negative cfg keep the run's settings.
+struct SampleChoices {
+  std::string sampler, solver;
+  int64_t n = 0, steps = 0, chunk = 0;
+  double rtol = 0, atol = 0, cfg = -1;
+  uint64_t seed = 0;
+};
+// The request a run's settings and the choices make: the method's default sampler, the run's
+// sample.* ODE options, --steps for both the ODE and a few-step sampler, and the run's guidance
+// scale for class-conditional models sampled by their ODE.
+SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model, const SampleChoices& choices);
+
+struct SampledChunk {
+  Tensor x;
+  int64_t nfe = 0;  // network evaluations per sample (guidance's two branches count once)
+};
+
+struct DrawnSamples {
+  Tensor x;        // [n, sample_shape...] on the model's device
+  Tensor labels;   // i64 [n], undefined for unconditional models
+  int64_t nfe = 0;
+  std::string how;  // "euler, 50 steps", "MeanFlow, 1 step", ...
+};
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request);
+
+// i64 [n]: sample i gets class (i / columns) mod classes.
+Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device);
+
+}  // namespace dualflow

@@ -1,0 +1,163 @@
+// The one training loop (see training_loop.h).
+#include "train/training_loop.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "train/gradient_step.h"
+#include "train/json_text.h"
+
+namespace dualflow {
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+extern "C" void request_stop(int) { g_stop_requested.store(true); }
+
+double absmax(const Tensor& t) { return amax(abs(t.detach())).to(DType::f64).item(); }
+double as_double(const Tensor& t) { return t.to(DType::f64).item(); }
+
+}  // namespace
+
+void install_stop_signal_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = request_stop;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+TrainingLoop::TrainingLoop(LoopSettings settings, LoopState state) : settings_(std::move(settings)), state_(std::move(state)) {
+  namespace fs = std::filesystem;
+  const std::string& cmd = settings_.command;
+  DF_CHECK(!settings_.out_dir.empty(), "{}: an output directory is required (--out DIR)", cmd);
+  DF_CHECK(state_.model && state_.optimizer, "{}: the training loop needs a model and an optimizer", cmd);
+  std::error_code ec;
+  fs::create_directories(settings_.out_dir, ec);
+  DF_CHECK(!ec && fs::is_directory(settings_.out_dir), "{}: cannot create the output directory '{}': {}", cmd,
+           settings_.out_dir, ec ? ec.message() : "not a directory");
+  checkpoint_path_ = (fs::path(settings_.out_dir) / "checkpoint.safetensors").string();
+  metrics_path_ = (fs::path(settings_.out_dir) / "metrics.jsonl").string();
+  if (settings_.resume) {
+    DF_CHECK(fs::exists(checkpoint_path_), "{} --resume: no checkpoint at '{}'", cmd, checkpoint_path_);
+    step_ = load_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators})
+                .step;
+    DF_CHECK(step_ <= settings_.total_steps, "{} --resume: the checkpoint is at step {}, beyond train.steps = {}", cmd,
+             step_, settings_.total_steps);
+  }
+  if (settings_.role.writes_files())
+    metrics_ = std::make_unique<MetricsLog>(metrics_path_, settings_.resume ? step_ : -1, cmd);
+}
+
+void TrainingLoop::save(const std::map<std::string, std::string>& metadata) {
+  if (!settings_.role.writes_files()) return;
+  CheckpointInfo info;
+  info.step = step_;
+  info.config = state_.config_text;
+  info.metadata = metadata;
+  save_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators}, info);
+}
+
+void TrainingLoop::log(const std::string& record) {
+  if (metrics_) metrics_->write(record);
+}
+
+void TrainingLoop::print_line(const std::string& line) const {
+  if (settings_.quiet || !settings_.role.writes_files()) return;
+  if (settings_.progress_line) fmt::print("\r{:<78}", line);
+  else fmt::print("{}\n", line);
+  std::fflush(stdout);
+}
+
+void TrainingLoop::stop_on_non_finite(const GradientStep& g, const StepOutcome& outcome) {
+  namespace fs = std::filesystem;
+  // Record the offending batch, keep the last good checkpoint, and stop with the step named.
+  std::string report = g.non_finite_record(step_ + 1);
+  for (const auto& [name, value] : outcome.inputs) {
+    report += fmt::format(R"(,"{}_absmax":{})", name, json_number(absmax(value)));
+    if (value.dim() == 1)
+      report += fmt::format(R"(,"{}_min":{},"{}_max":{})", name, json_number(as_double(amin(value))), name,
+                            json_number(as_double(amax(value))));
+  }
+  log(report + "}");
+  fail("{}: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip). The last good checkpoint "
+       "is '{}'; the batch's statistics are in '{}'",
+       settings_.command, step_ + 1, g.bad_quantity(), g.bad_value(),
+       fs::exists(checkpoint_path_) ? checkpoint_path_ : "(none written yet)", metrics_path_);
+}
+
+LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& compute) {
+  using clock = std::chrono::steady_clock;
+  const LoopSettings& s = settings_;
+  Optimizer& opt = *state_.optimizer;
+  const auto started = clock::now();
+  auto window_start = started;
+  int64_t window_steps = 0;
+  double window_loss = 0;
+  std::vector<double> window_diagnostics;
+  LoopResult result;
+  g_stop_requested.store(false);
+  while (step_ < s.total_steps) {
+    if (g_stop_requested.load()) {
+      save();
+      result.interrupted = true;
+      if (!s.quiet)
+        fmt::print("{}stopped at step {}: checkpoint saved to {}\n", s.progress_line ? "\n" : "", step_,
+                   checkpoint_path_);
+      break;
+    }
+    opt.set_lr(s.schedule.lr_at(step_));
+    const StepOutcome outcome = compute(step_);
+    const GradientStep g = compute_gradients(outcome.loss, opt, state_.params, s.grad_clip);
+    // Gradients are complete here (clipped, and the norm measured, inside compute_gradients):
+    // a data-parallel run averages them across processes before the optimizer steps.
+    if (!g.finite()) stop_on_non_finite(g, outcome);
+    opt.step();
+    ++step_;
+    ++window_steps;
+    if (state_.ema) state_.ema->update(step_);
+    const bool log_now = step_ % s.log_every == 0 || step_ == s.total_steps;
+    if (s.window_means) {
+      window_loss += g.loss;
+      window_diagnostics.resize(outcome.diagnostics.size(), 0.0);
+      for (size_t i = 0; i < outcome.diagnostics.size(); ++i) window_diagnostics[i] += as_double(outcome.diagnostics[i].second);
+    }
+    if (log_now) {
+      const auto now = clock::now();
+      const double secs = std::chrono::duration<double>(now - window_start).count();
+      const double its = secs > 0 ? double(window_steps) / secs : 0;
+      const double loss = s.window_means ? window_loss / double(window_steps) : g.loss;
+      std::string diagnostics_json, first_diagnostic;
+      for (size_t i = 0; i < outcome.diagnostics.size(); ++i) {
+        const auto& [name, value] = outcome.diagnostics[i];
+        const double v = s.window_means ? window_diagnostics[i] / double(window_steps) : as_double(value);
+        diagnostics_json += fmt::format(R"(,"{}":{})", name, json_number(v));
+        if (first_diagnostic.empty()) first_diagnostic = fmt::format("  {} {:.5f}", name, v);
+      }
+      log(fmt::format(R"({{"step":{}{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step_,
+                      s.extra_fields ? s.extra_fields(step_) : std::string(), json_number(loss), diagnostics_json,
+                      json_number(opt.lr()), json_number(g.grad_norm), its));
+      const double eta = its > 0 ? double(s.total_steps - step_) / its : 0;
+      print_line(fmt::format("step {}/{}  loss {:.5f}{}  {:.1f} it/s  ETA {:.0f} s", step_, s.total_steps, loss,
+                             first_diagnostic, its, eta));
+      result.last_loss = loss;
+      window_start = now;
+      window_steps = 0;
+      window_loss = 0;
+      window_diagnostics.assign(window_diagnostics.size(), 0.0);
+    }
+    if (s.checkpoint_every > 0 && step_ % s.checkpoint_every == 0 && step_ < s.total_steps) save();
+  }
+  if (!result.interrupted && s.save_at_end) save();
+  if (!s.quiet && s.progress_line && !result.interrupted) fmt::print("\n");
+  result.steps_done = step_;
+  result.train_seconds = std::chrono::duration<double>(clock::now() - started).count();
+  return result;
+}
+
+}  // namespace dualflow
