@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -42,8 +43,10 @@ struct AutogradMeta {
 };
 
 // Which inputs of an op need a gradient (bit i = input i).
+// Which inputs of a node need a gradient; a node has at most kMaxOpInputs inputs.
+constexpr size_t kMaxOpInputs = 64;
 struct NeedsGrad {
-  uint32_t mask = 0;
+  uint64_t mask = 0;
   bool operator[](int i) const { return (mask >> i) & 1u; }
 };
 
@@ -115,9 +118,12 @@ class FnNode final : public Node {
 // Attaches autodiff to an op's freshly computed output. `vjp(g, needs) -> Grads` and
 // `jvp(tangents, out) -> Tensor` are the op's two rules; they capture (by value) what they use.
 // Cost when nothing is differentiated: one pointer test per input.
+// `inputs` is any contiguous list of up to kMaxOpInputs tensors (a braced list, or a vector of
+// pointers for ops of many inputs such as cat).
 template <class Vjp, class Jvp>
-Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor out, Vjp&& vjp,
-              Jvp&& jvp) {
+Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp) {
+  DF_CHECK(inputs.size() <= kMaxOpInputs, "{}: an op records at most {} inputs, got {}", name, kMaxOpInputs,
+           inputs.size());
   bool any_meta = false;
   for (const Tensor* t : inputs) any_meta |= (t->defined() && t->impl()->autograd != nullptr);
   if (!any_meta) return out;
@@ -125,7 +131,7 @@ Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Ten
     NeedsGrad needs;
     int i = 0;
     for (const Tensor* t : inputs) {
-      if (t->defined() && autodiff_detail::requires_grad(*t)) needs.mask |= 1u << i;
+      if (t->defined() && autodiff_detail::requires_grad(*t)) needs.mask |= uint64_t(1) << i;
       ++i;
     }
     if (needs.mask) {
@@ -136,10 +142,15 @@ Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Ten
     }
   }
   if (autodiff_detail::any_forward_level_visible()) {
-    autodiff_detail::forward_tangents(inputs.begin(), int(inputs.size()), out,
+    autodiff_detail::forward_tangents(inputs.data(), int(inputs.size()), out,
                                       [&](const Tangents& tg) { return jvp(tg, out); });
   }
   return out;
+}
+template <class Vjp, class Jvp>
+Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp) {
+  return record(name, std::span<const Tensor* const>(inputs.begin(), inputs.size()), std::move(out),
+                std::forward<Vjp>(vjp), std::forward<Jvp>(jvp));
 }
 
 // ---- public API -----------------------------------------------------------------------------

@@ -4,9 +4,9 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/common/backend.h"
-
 namespace dualflow {
+
+struct Backend;  // kernels/common/backend.h: the kernel table, included where kernels are called
 
 struct Device {
   enum class Kind : uint8_t { CPU, CUDA };
@@ -26,6 +26,15 @@ struct Device {
 
 // The kernel table for a device; throws a clear error if that device is not available.
 const Backend& backend_for(const Device& d);
+// Throws the same clear error as backend_for when the device does not exist.
+void check_device(const Device& d);
+// Waits for the device's queued work (timing); nothing to wait for on the CPU.
+void synchronize(const Device& d);
 bool cuda_available();
+// Number of CUDA devices that answer (0 without a GPU or without the CUDA backend); the build's
+// CUDA runtime, cuBLAS and cuDNN versions (or "not built"); a device's name.
+int cuda_device_count();
+std::string cuda_build_info();
+std::string cuda_device_name(int device);
 
 }  // namespace dualflow

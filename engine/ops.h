@@ -7,6 +7,7 @@
 
 #include "engine/autograd.h"
 #include "engine/tensor.h"
+#include "kernels/common/scalar_ops.h"  // UnaryOp: the op vocabulary the backends share
 
 namespace dualflow {
 

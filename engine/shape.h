@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "engine/error.h"
-#include "kernels/common/backend.h"
+#include "kernels/common/limits.h"
 
 namespace dualflow {
 

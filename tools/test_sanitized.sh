@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test suite with AddressSanitizer + UndefinedBehaviorSanitizer into build-asan/
 # (CPU only, -O1 with line tables so reports name file and line) and runs it, leaving out the
-# minutes-long e2e runs and the CUDA entries. A sanitizer report aborts the test process, so
+# minutes-long e2e and golden runs, the install test (its outside program is not sanitized) and the
+# CUDA entries. A sanitizer report aborts the test process, so
 # it fails the CTest entry that triggered it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +11,4 @@ cmake -S . -B build-asan -G Ninja -DDUALFLOW_SANITIZE=ON -DDUALFLOW_CUDA=OFF \
 cmake --build build-asan -j "$(nproc)"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-ctest --test-dir build-asan --output-on-failure -j 2 -LE 'e2e|cuda'
+ctest --test-dir build-asan --output-on-failure -j 2 -LE 'e2e|golden|install|cuda'

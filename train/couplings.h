@@ -1,8 +1,8 @@
 // Minibatch couplings for Flow Matching: given noise x0 [N, ...] and data x1 [N, ...], re-pair
 // them before sampling the path. Independent (as drawn), exact OT on the squared Euclidean cost
-// (a shortest-augmenting-path assignment solver on the CPU), entropic OT by log-domain
-// Sinkhorn (engine ops, either device), and Schrödinger-bridge CFM (Sinkhorn with
-// reg = 2 sigma^2 plus the Brownian-bridge path), with a factory by name.
+// (the assignment solver of assignment.h, on the CPU), entropic OT by log-domain Sinkhorn
+// (engine ops, either device), and Schrödinger-bridge CFM (Sinkhorn with reg = 2 sigma^2, whose
+// Brownian-bridge path is in paths.h), with a factory by name.
 #pragma once
 #include <map>
 #include <memory>
@@ -11,6 +11,7 @@
 
 #include "engine/random.h"
 #include "engine/tensor.h"
+#include "train/assignment.h"
 #include "train/paths.h"
 
 namespace dualflow {
@@ -21,22 +22,6 @@ namespace dualflow {
 // ||a||^2 + ||b||^2 - 2 a b^T (one GEMM) in the inputs' dtype and device, clamped at 0 against
 // rounding.
 Tensor pairwise_sq_distances(const Tensor& a, const Tensor& b);
-
-// The exact linear assignment: for a row-major n x n cost matrix, the column of each row that
-// minimises the total cost. Shortest augmenting paths with row/column potentials (the
-// Jonker-Volgenant / Hungarian family), O(n^3) worst case, warm-started from two half-size
-// problems (see couplings.cpp), single-threaded; about n^2 / 3 doubles of extra memory. Costs
-// must be finite, at most 1e300 in magnitude.
-std::vector<int64_t> solve_assignment(const std::vector<double>& cost, int64_t n);
-
-// The same with the dual potentials that certify it: row_potential u and col_potential v with
-// C_ij - u_i - v_j >= 0 for every pair and = 0 on the assigned pairs (up to rounding), so the
-// assignment's cost equals sum(u) + sum(v), a lower bound on the cost of every assignment.
-struct AssignmentSolution {
-  std::vector<int64_t> col_of_row;
-  std::vector<double> row_potential, col_potential;
-};
-AssignmentSolution solve_assignment_with_potentials(const std::vector<double>& cost, int64_t n);
 
 // Entropic OT plan between uniform weights (1/N rows, 1/M columns) for cost [N, M]:
 // P = exp((f_i + g_j - C_ij) / reg), with the potentials from `iterations` log-domain Sinkhorn
@@ -111,26 +96,6 @@ class SinkhornCoupling final : public Coupling {
   double reg_;
   int64_t iterations_;
   PlanPairing pairing_;
-};
-
-// The Brownian-bridge path of Schrödinger-bridge CFM (Tong et al.):
-//   x_t = t x_1 + (1 - t) x_0 + sigma sqrt(t (1 - t)) eps,  eps ~ N(0, I),
-//   u_t = x_1 - x_0 + (1 - 2t) / (2 t (1 - t)) (x_t - (t x_1 + (1 - t) x_0)).
-// For fixed eps, u_t is exactly d/dt x_t. The denominator carries a 1e-8 guard (as torchcfm's)
-// so that t = 0 and t = 1 give u_t = x_1 - x_0 instead of 0 / 0.
-class SchrodingerBridgePath final : public ProbabilityPath {
- public:
-  // eps is drawn from `gen`, which must outlive the path.
-  SchrodingerBridgePath(double sigma, Generator& gen);
-  PathSample sample(const Tensor& x0, const Tensor& x1, const Tensor& t) const override;
-  // The same with the noise given: what tests and reproducible callers use.
-  PathSample sample_with_noise(const Tensor& x0, const Tensor& x1, const Tensor& t, const Tensor& eps) const;
-  std::string name() const override { return "schrodinger_bridge"; }
-  double sigma() const { return sigma_; }
-
- private:
-  double sigma_;
-  Generator* gen_;
 };
 
 // SB-CFM's coupling: entropic OT with reg = 2 sigma^2, pairs sampled from the plan.

@@ -1,5 +1,5 @@
 // Optimizers, gradient clipping, the learning-rate schedule and the weight EMA (train/optim.h).
-// Every update goes through one fused backend kernel per parameter, under NoGradGuard.
+// Every update goes through one fused engine update per parameter (engine/fused_updates.h).
 #include "train/optim.h"
 
 #include <fmt/format.h>
@@ -20,19 +20,6 @@ namespace {
 
 std::string describe(const Tensor& t) {
   return fmt::format("{} {} {} strides {}", dtype_name(t.dtype()), t.device().str(), t.shape().str(), t.strides().str());
-}
-
-// The checks every fused update makes: `ts` are (role, tensor) with the parameter first.
-void check_fused_operands(const char* op, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
-  const Tensor& p = *ts.begin()->second;
-  for (const auto& [role, t] : ts) {
-    DF_CHECK(t->defined(), "{}: expected a defined {}, got an undefined tensor", op, role);
-    DF_CHECK(t->dtype() == DType::f32 || t->dtype() == DType::f64, "{}: expected an f32 or f64 {}, got {}", op,
-             role, describe(*t));
-    DF_CHECK(t->is_contiguous(), "{}: expected a contiguous {}, got {}", op, role, describe(*t));
-    DF_CHECK(t->dtype() == p.dtype() && t->device() == p.device() && t->shape() == p.shape(),
-             "{}: expected the {} to match the param ({}), got {}", op, role, describe(p), describe(*t));
-  }
 }
 
 // Up to five items of a list, then how many more.
@@ -104,42 +91,7 @@ void check_beta(const char* op, const char* what, double v) {
 
 }  // namespace
 
-// ---- fused updates ---------------------------------------------------------------------------
 
-namespace optim {
-
-void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStepArgs& a) {
-  if (a.momentum != 0.0)
-    check_fused_operands("sgd_step", {{"param", &param}, {"grad", &grad}, {"momentum buffer", &momentum_buf}});
-  else
-    check_fused_operands("sgd_step", {{"param", &param}, {"grad", &grad}});
-  if (param.numel() == 0) return;
-  NoGradGuard no_grad;
-  backend_for(param.device())
-      .sgd_step(param.device().index, param.dtype(), param.raw_data(), grad.raw_data(),
-                a.momentum != 0.0 ? momentum_buf.raw_data() : nullptr, param.numel(), a);
-}
-
-void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                const AdamStepArgs& a) {
-  check_fused_operands("adam_step",
-                       {{"param", &param}, {"grad", &grad}, {"exp_avg", &exp_avg}, {"exp_avg_sq", &exp_avg_sq}});
-  if (param.numel() == 0) return;
-  NoGradGuard no_grad;
-  backend_for(param.device())
-      .adam_step(param.device().index, param.dtype(), param.raw_data(), grad.raw_data(), exp_avg.raw_data(),
-                 exp_avg_sq.raw_data(), param.numel(), a);
-}
-
-void lerp_(const Tensor& shadow, const Tensor& x, double weight) {
-  check_fused_operands("lerp_", {{"shadow", &shadow}, {"source", &x}});
-  if (shadow.numel() == 0) return;
-  NoGradGuard no_grad;
-  backend_for(shadow.device()).lerp_(shadow.device().index, shadow.dtype(), shadow.raw_data(), x.raw_data(),
-                                     shadow.numel(), weight);
-}
-
-}  // namespace optim
 
 // ---- Optimizer -------------------------------------------------------------------------------
 
@@ -335,12 +287,7 @@ double clip_grad_norm(const NamedTensors& params, double max_norm) {
     if (!done.insert({g.impl()->storage.get(), g.offset(), g.numel()}).second) continue;
     if (g.numel() == 0) continue;
     if (g.is_contiguous()) {
-      ElemLayout l;
-      l.ndim = 1;
-      l.sizes[0] = g.numel();
-      l.strides[0][0] = l.strides[1][0] = 1;
-      backend_for(g.device()).unary(g.device().index, UnaryOp::MulScalar, g.dtype(), g.raw_data(), g.raw_data(), l,
-                                    coef, 0.0);
+      optim::scale_(g, coef);
     } else {
       copy_(g, mul(g, coef));
     }

@@ -9,20 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/fused_updates.h"
 #include "engine/tensor.h"
 
 namespace dualflow {
 
-// ---- fused in-place updates on tensors ------------------------------------------------------
-// Every tensor must be contiguous, of one dtype (f32 or f64), on one device and of one shape;
-// anything else is refused with the offending tensor named.
-namespace optim {
-void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStepArgs& a);
-void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-                const AdamStepArgs& a);
-// shadow <- shadow + weight * (x - shadow), in ATen's lerp arithmetic.
-void lerp_(const Tensor& shadow, const Tensor& x, double weight);
-}  // namespace optim
 
 // ---- optimizers -----------------------------------------------------------------------------
 

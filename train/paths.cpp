@@ -202,4 +202,26 @@ PathSample CurvedPath2D::sample(const Tensor& x0, const Tensor& x1, const Tensor
   return {x_t, u_t};
 }
 
+// ---- the Schrödinger bridge --------------------------------------------------------------
+
+SchrodingerBridgePath::SchrodingerBridgePath(double sigma, Generator& gen) : sigma_(sigma), gen_(&gen) {
+  DF_CHECK(sigma > 0, "SchrodingerBridgePath: sigma must be positive, given {}", sigma);
+}
+
+PathSample SchrodingerBridgePath::sample(const Tensor& x0, const Tensor& x1, const Tensor& t) const {
+  return sample_with_noise(x0, x1, t, randn(x0.shape(), *gen_, x0.options()));
+}
+
+PathSample SchrodingerBridgePath::sample_with_noise(const Tensor& x0, const Tensor& x1, const Tensor& t,
+                                                    const Tensor& eps) const {
+  Tensor tb = broadcast_time("SchrodingerBridgePath::sample", x0, x1, t);
+  DF_CHECK(eps.defined() && eps.shape() == x0.shape(), "SchrodingerBridgePath::sample: eps must be {}, given {}",
+           x0.shape().str(), eps.defined() ? eps.shape().str() : std::string("undefined"));
+  Tensor var = tb * (1.0 - tb);
+  Tensor mu = tb * x1 + (1.0 - tb) * x0;
+  Tensor x_t = mu + (sqrt(var) * sigma_) * eps;
+  Tensor u_t = (x1 - x0) + ((1.0 - 2.0 * tb) / (var * 2.0 + 1e-8)) * (x_t - mu);
+  return {x_t, u_t};
+}
+
 }  // namespace dualflow

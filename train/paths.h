@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/random.h"
 #include "engine/tensor.h"
 
 namespace dualflow {
@@ -153,6 +154,26 @@ class CurvedPath2D final : public ProbabilityPath {
 
  private:
   double a_;
+};
+
+// The Brownian-bridge path of Schrödinger-bridge CFM (Tong et al.):
+//   x_t = t x_1 + (1 - t) x_0 + sigma sqrt(t (1 - t)) eps,  eps ~ N(0, I),
+//   u_t = x_1 - x_0 + (1 - 2t) / (2 t (1 - t)) (x_t - (t x_1 + (1 - t) x_0)).
+// For fixed eps, u_t is exactly d/dt x_t. The denominator carries a 1e-8 guard (as torchcfm's)
+// so that t = 0 and t = 1 give u_t = x_1 - x_0 instead of 0 / 0.
+class SchrodingerBridgePath final : public ProbabilityPath {
+ public:
+  // eps is drawn from `gen`, which must outlive the path.
+  SchrodingerBridgePath(double sigma, Generator& gen);
+  PathSample sample(const Tensor& x0, const Tensor& x1, const Tensor& t) const override;
+  // The same with the noise given: what tests and reproducible callers use.
+  PathSample sample_with_noise(const Tensor& x0, const Tensor& x1, const Tensor& t, const Tensor& eps) const;
+  std::string name() const override { return "schrodinger_bridge"; }
+  double sigma() const { return sigma_; }
+
+ private:
+  double sigma_;
+  Generator* gen_;
 };
 
 }  // namespace dualflow

@@ -179,7 +179,7 @@ RunSettings parse_run_keys(const RunConfig& c) {
   RunSettings r;
   r.seed = uint64_t(c.get_int("run.seed"));
   r.device = Device::parse(c.get_string("run.device"));
-  backend_for(r.device);  // a clear error when the device does not exist
+  check_device(r.device);  // a clear error when the device does not exist
   r.threads = int(c.get_int("run.threads"));
   return r;
 }

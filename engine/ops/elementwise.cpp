@@ -16,14 +16,9 @@ Tensor fit(const Tensor& t, const Shape& shape) {
   return t.expand(shape);
 }
 
-bool int_ok(UnaryOp op) {
-  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
-         op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Clamp || op == UnaryOp::LogicalNot;
-}
-
 Tensor unary_raw(const char* name, UnaryOp op, const Tensor& x, double a, double b) {
   check_defined(name, x);
-  if (!int_ok(op)) check_floating(name, x);
+  if (!unary_allows_integers(op)) check_floating(name, x);
   DF_CHECK(x.dtype() != DType::b8 || op == UnaryOp::LogicalNot, "{}: not defined for bool tensors", name);
   Tensor out = Tensor::empty(x.shape(), x.options());
   if (out.numel() == 0) return out;

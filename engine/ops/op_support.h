@@ -4,6 +4,7 @@
 #include <initializer_list>
 
 #include "engine/ops.h"
+#include "kernels/common/backend.h"
 
 namespace dualflow::detail {
 

@@ -45,6 +45,13 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
                xs[i].shape().str(), shape.str(), d);
     total += xs[i].shape()[d];
   }
+  if (xs.size() > kMaxOpInputs) {
+    // More inputs than one node records: groups of kMaxOpInputs first (one extra copy).
+    std::vector<Tensor> groups;
+    for (size_t at = 0; at < xs.size(); at += kMaxOpInputs)
+      groups.push_back(cat(std::vector<Tensor>(xs.begin() + long(at), xs.begin() + long(std::min(xs.size(), at + kMaxOpInputs))), d));
+    return cat(groups, d);
+  }
   shape[d] = total;
   Tensor out = Tensor::empty(shape, x0.options());
   std::vector<int64_t> sizes;
@@ -58,14 +65,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
       at += n;
     }
   }
-  if (xs.size() > 4) {
-    // record() takes a fixed list; wide concatenations go through a pairwise tree.
-    size_t half = xs.size() / 2;
-    return cat({cat(std::vector<Tensor>(xs.begin(), xs.begin() + long(half)), d),
-                cat(std::vector<Tensor>(xs.begin() + long(half), xs.end()), d)}, d);
-  }
-  Tensor in[4];
-  for (size_t i = 0; i < xs.size(); ++i) in[i] = xs[i];
+  std::vector<const Tensor*> inputs;
+  for (const Tensor& x : xs) inputs.push_back(&x);
   auto vjp = [sizes, d](const Tensor& g, NeedsGrad n) -> Grads {
     Grads r(sizes.size());
     int64_t at = 0;
@@ -75,18 +76,15 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
     }
     return r;
   };
-  auto jvp = [in0 = in[0], in1 = in[1], in2 = in[2], in3 = in[3], count = xs.size(), d](const Tangents& t, const Tensor&) {
-    const Tensor ins[4] = {in0, in1, in2, in3};
+  // The JVP needs the inputs' shapes (a missing tangent is zeros), not their values.
+  std::vector<Shape> shapes;
+  for (const Tensor& x : xs) shapes.push_back(x.shape());
+  auto jvp = [shapes, options = x0.options(), d](const Tangents& t, const Tensor&) {
     std::vector<Tensor> parts;
-    for (size_t i = 0; i < count; ++i) parts.push_back(t[i].defined() ? t[i] : zeros_like(ins[i]));
+    for (size_t i = 0; i < shapes.size(); ++i) parts.push_back(t[i].defined() ? t[i] : zeros(shapes[i], options));
     return cat(parts, d);
   };
-  switch (xs.size()) {
-    case 1: return record("cat", {&in[0]}, out, vjp, jvp);
-    case 2: return record("cat", {&in[0], &in[1]}, out, vjp, jvp);
-    case 3: return record("cat", {&in[0], &in[1], &in[2]}, out, vjp, jvp);
-    default: return record("cat", {&in[0], &in[1], &in[2], &in[3]}, out, vjp, jvp);
-  }
+  return record("cat", std::span<const Tensor* const>(inputs), out, vjp, jvp);
 }
 
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim_) {

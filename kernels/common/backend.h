@@ -7,12 +7,12 @@
 #include <string>
 
 #include "kernels/common/dtype.h"
+#include "kernels/common/limits.h"
+#include "kernels/common/optim_args.h"
 #include "kernels/common/philox.h"
 #include "kernels/common/scalar_ops.h"
 
 namespace dualflow {
-
-constexpr int kMaxDims = 8;
 
 // An n-d iteration space shared by one output (operand 0) and up to three inputs. Strides are
 // in elements and may be 0 (broadcast). The engine coalesces dims before calling a kernel.
@@ -47,29 +47,6 @@ struct ConvGeometry {
   int64_t n = 0, c = 0, h = 0, w = 0;
   int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
   int64_t out_h = 0, out_w = 0;
-};
-
-// Scalars of one fused Adam/AdamW update (torch.optim.Adam / AdamW, non-amsgrad). The caller
-// precomputes the bias corrections from its step count, so a kernel needs no state of its own.
-struct AdamStepArgs {
-  double lr = 1e-3;
-  double beta1 = 0.9, beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;
-  bool decoupled_weight_decay = false;  // AdamW: param *= 1 - lr * wd; Adam: grad += wd * param
-  double bias_correction1 = 1.0;        // 1 - beta1^step
-  double bias_correction2_sqrt = 1.0;   // sqrt(1 - beta2^step)
-};
-
-// Scalars of one fused SGD update (torch.optim.SGD). With momentum, `first_step` makes the
-// buffer start as the gradient itself, as PyTorch does when the buffer does not exist yet.
-struct SgdStepArgs {
-  double lr = 1e-3;
-  double momentum = 0.0;
-  double dampening = 0.0;
-  double weight_decay = 0.0;
-  bool nesterov = false;
-  bool first_step = false;
 };
 
 struct Backend {

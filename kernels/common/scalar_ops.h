@@ -33,6 +33,25 @@ constexpr bool binary_is_comparison(BinaryOp op) {
          op == BinaryOp::LogicalOr;
 }
 
+// The unary ops defined for integer and bool tensors; the engine refuses the others for them
+// and the backends instantiate only these for integer dtypes.
+constexpr bool unary_allows_integers(UnaryOp op) {
+  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
+         op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Clamp || op == UnaryOp::LogicalNot;
+}
+
+// The type elementwise kernels compute a T in: 16-bit floats in float, bool as int32, the rest
+// as themselves; and how a computed value is stored back (bool: nonzero), alike on both backends.
+template <class T> struct Compute { using type = T; };
+template <> struct Compute<bf16_t> { using type = float; };
+template <> struct Compute<f16_t> { using type = float; };
+template <> struct Compute<bool> { using type = int32_t; };
+
+template <class T, class C> DF_HD_INLINE T store_as(C v) {
+  if constexpr (std::is_same_v<T, bool>) return v != C(0);
+  else return T(v);
+}
+
 namespace scalar {
 
 using std::exp; using std::log; using std::log1p; using std::expm1; using std::sqrt;

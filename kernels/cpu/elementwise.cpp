@@ -50,15 +50,6 @@ void run(const ElemLayout& l, char* const base[N], const size_t esize[N], Row&& 
 }
 
 
-template <class T> struct Compute { using type = T; };
-template <> struct Compute<bf16_t> { using type = float; };
-template <> struct Compute<f16_t> { using type = float; };
-template <> struct Compute<bool> { using type = int32_t; };
-
-template <class T, class C> inline T store_as(C v) {
-  if constexpr (std::is_same_v<T, bool>) return v != C(0);
-  else return T(v);
-}
 
 void fill(int, DType t, void* out, const ElemLayout& l, double value) {
   dispatch_dtype(t, [&]<class T>() {

@@ -17,21 +17,14 @@ namespace dualflow::gpu {
 
 // ---- types ----
 
-template <class T> struct Compute { using type = T; };
-template <> struct Compute<bf16_t> { using type = float; };
-template <> struct Compute<f16_t> { using type = float; };
-template <> struct Compute<bool> { using type = int32_t; };
+using dualflow::Compute;  // one definition, kernels/common/scalar_ops.h
+using dualflow::store_as;
 
 template <class T>
 constexpr bool is_half_v = std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>;
 template <class T>
 constexpr bool is_float_like_v = std::is_floating_point_v<T> || is_half_v<T>;
 
-// Stores a computed value as T the way the CPU backend does (bool: nonzero; else T(v)).
-template <class T, class C> __host__ __device__ __forceinline__ T store_as(C v) {
-  if constexpr (std::is_same_v<T, bool>) return v != C(0);
-  else return T(v);
-}
 
 // Double/int64 value -> T as the CPU's fills do (16-bit floats through float).
 template <class T> __host__ __device__ __forceinline__ T from_double(double v) {

@@ -25,16 +25,10 @@ template <class T, class C, UnaryOp Op> struct UnaryBackwardF {
   }
 };
 
-// Ops defined for integer and bool tensors (the engine rejects the others for them).
-constexpr bool integer_safe(UnaryOp op) {
-  return op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Sign || op == UnaryOp::Square ||
-         op == UnaryOp::AddScalar || op == UnaryOp::MulScalar || op == UnaryOp::Clamp ||
-         op == UnaryOp::LogicalNot;
-}
 
 template <class T, class C, UnaryOp Op>
 void unary_fixed(int device, const void* x, void* y, const ElemLayout& l, C a, C b) {
-  if constexpr (is_float_like_v<T> || integer_safe(Op)) {
+  if constexpr (is_float_like_v<T> || unary_allows_integers(Op)) {
     launch_elementwise<2>(device, l, UnaryF<T, C, Op>{static_cast<T*>(y), static_cast<const T*>(x), a, b});
   } else {
     throw std::runtime_error("cuda backend: unary op " + std::to_string(int(Op)) +

@@ -7,7 +7,7 @@
 #include "engine/atomic_file.h"
 #include "train/classifier_run.h"
 #include "train/json_text.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 
 namespace dualflow::cli {
 namespace {

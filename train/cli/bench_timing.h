@@ -17,14 +17,13 @@ inline double now_ms() {
 
 // Median wall time of `fn` in ms over `samples` samples of `inner` calls each, after `warmup` calls.
 inline double median_ms(const std::function<void()>& fn, const Device& dev, int samples, int inner = 1, int warmup = 2) {
-  const Backend& be = backend_for(dev);
   for (int i = 0; i < warmup; ++i) fn();
-  be.synchronize(dev.index);
+  synchronize(dev);
   std::vector<double> t;
   for (int s = 0; s < samples; ++s) {
     double t0 = now_ms();
     for (int i = 0; i < inner; ++i) fn();
-    be.synchronize(dev.index);
+    synchronize(dev);
     t.push_back((now_ms() - t0) / inner);
   }
   std::sort(t.begin(), t.end());
@@ -40,14 +39,13 @@ struct StepTimes {
 
 // Times `steps` calls of `fn` one by one after `warmup` untimed calls.
 inline StepTimes time_steps(const std::function<void()>& fn, const Device& dev, int steps, int warmup) {
-  const Backend& be = backend_for(dev);
   for (int i = 0; i < warmup; ++i) fn();
-  be.synchronize(dev.index);
+  synchronize(dev);
   std::vector<double> t;
   for (int s = 0; s < steps; ++s) {
     double t0 = now_ms();
     fn();
-    be.synchronize(dev.index);
+    synchronize(dev);
     t.push_back(now_ms() - t0);
   }
   std::sort(t.begin(), t.end());

@@ -5,7 +5,7 @@
 #include "engine/dualflow.h"
 #include "kernels/cpu/blas_kernels.h"
 #include "engine/threads.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 
 namespace dualflow::cli {
 

@@ -14,9 +14,9 @@
 
 #include "engine/threads.h"
 #include "models/models.h"
-#include "train/bench_timing.h"
+#include "train/cli/bench_timing.h"
 #include "train/cfm.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/likelihood.h"
 #include "train/meanflow.h"
@@ -245,7 +245,7 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
 
 void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   Device dev = Device::parse(o.device);
-  backend_for(dev);  // a clear error when the device is missing
+  check_device(dev);  // a clear error when the device is missing
   if (o.threads > 0) set_cpu_threads(o.threads);
   std::ofstream json;
   if (!o.json.empty()) {

@@ -15,7 +15,7 @@
 #include "engine/atomic_file.h"
 #include "engine/threads.h"
 #include "train/classifier_run.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 #include "train/flow_run.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"

@@ -15,8 +15,9 @@
 
 #include "engine/dualflow.h"
 #include "engine/threads.h"
-#include "train/bench_timing.h"
-#include "train/commands.h"
+#include "kernels/common/backend.h"  // the memory-bandwidth row times the backend's own copy kernel
+#include "train/cli/bench_timing.h"
+#include "train/cli/commands.h"
 #include "train/couplings.h"
 
 namespace dualflow::cli {
@@ -67,7 +68,7 @@ std::string human(int64_t n) {
 
 void run_kernels(const BenchOptions& o) {
   Device dev = Device::parse(o.device);
-  backend_for(dev);  // clear error when the device is missing
+  check_device(dev);  // clear error when the device is missing
   if (o.threads > 0) set_cpu_threads(o.threads);
   fmt::print("device {}, {} CPU thread(s)\n", dev.str(), cpu_threads());
   Report rep(o, dev);

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "engine/error.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 #include "train/config.h"
 
 namespace {

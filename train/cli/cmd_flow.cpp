@@ -13,7 +13,7 @@
 
 #include "engine/atomic_file.h"
 #include "train/checkpoint.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
 #include "train/likelihood.h"

@@ -8,7 +8,7 @@
 
 #include "engine/dualflow.h"
 #include "engine/threads.h"
-#include "train/commands.h"
+#include "train/cli/commands.h"
 
 namespace dualflow::cli {
 namespace {

@@ -10,8 +10,8 @@
 
 #include "engine/threads.h"
 #include "models/models.h"
-#include "train/bench_timing.h"
-#include "train/commands.h"
+#include "train/cli/bench_timing.h"
+#include "train/cli/commands.h"
 
 namespace dualflow::cli {
 namespace {
@@ -89,7 +89,7 @@ Workload make_workload(const std::string& which, const Device& dev, int batch_ov
 
 void run_models(const ModelBenchOptions& o) {
   Device dev = Device::parse(o.device);
-  backend_for(dev);  // a clear error when the device is missing
+  check_device(dev);  // a clear error when the device is missing
   if (o.threads > 0) set_cpu_threads(o.threads);
   std::ofstream json;
   if (!o.json.empty()) {
