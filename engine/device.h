@@ -26,6 +26,9 @@ struct Device {
 
 // The kernel table for a device; throws a clear error if that device is not available.
 const Backend& backend_for(const Device& d);
+// Refuses a kernel table that leaves a required kernel null, naming it (backend_for checks each
+// table once this way).
+const Backend& check_backend_complete(const Backend& b);
 // Throws the same clear error as backend_for when the device does not exist.
 void check_device(const Device& d);
 // Waits for the device's queued work (timing); nothing to wait for on the CPU.

@@ -67,12 +67,10 @@ Device Device::parse(const std::string& s) {
 
 bool cuda_available() { return cuda_backend() != nullptr && cuda_device_count() > 0; }
 
-namespace {
-
 // A backend's table must fill every kernel the engine calls unconditionally; the optional ones
 // (a null pointer sends the engine to composed ops) are listed as such in backend.h. Checked
 // once per table, so a missing registration is an error naming the kernel, not a null call.
-const Backend& checked(const Backend& b) {
+const Backend& check_backend_complete(const Backend& b) {
 #define DF_REQUIRED_KERNELS(X)                                                                              \
   X(alloc) X(free) X(copy_to_host) X(copy_from_host) X(copy_same_device) X(synchronize) X(fill) X(copy)     \
   X(unary) X(unary_backward) X(binary) X(where) X(reduce) X(rowwise) X(normalize_rows) X(gemm)              \
@@ -86,21 +84,19 @@ const Backend& checked(const Backend& b) {
   return b;
 }
 
-}  // namespace
-
 void check_device(const Device& d) { backend_for(d); }
 void synchronize(const Device& d) { backend_for(d).synchronize(d.index); }
 
 const Backend& backend_for(const Device& d) {
   if (d.is_cpu()) {
-    static const Backend& cpu = checked(cpu_backend());
+    static const Backend& cpu = check_backend_complete(cpu_backend());
     return cpu;
   }
   const Backend* b = cuda_backend();
   DF_CHECK(b != nullptr, "device {}: this build has no CUDA backend (configure with -DDUALFLOW_CUDA=ON)", d.str());
   int n = cuda_device_count();
   DF_CHECK(d.index < n, "device {}: no such CUDA device ({} found)", d.str(), n);
-  static const Backend& cuda = checked(*b);
+  static const Backend& cuda = check_backend_complete(*b);
   return cuda;
 }
 

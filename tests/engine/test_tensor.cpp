@@ -1,6 +1,7 @@
 // Tensor basics: views share storage, copies and conversions, factories, printing, the
 // Philox generator's reproducibility and saved state, and clear errors for bad input.
 #include "test_util.h"
+#include "kernels/common/backend.h"
 
 namespace dualflow::testing {
 
@@ -145,6 +146,36 @@ TEST_CASE("bad input names the op, what was expected and what was given", "[tens
     REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{3}, Device::cuda())),
                         Catch::Contains("add") && Catch::Contains("cpu") && Catch::Contains("cuda:0"));
   }
+}
+
+TEST_CASE("cat records all its inputs in one node: wide concatenations differentiate in both modes", "[tensor]") {
+  for (int count : {5, 70}) {  // within one node, and beyond one node's 64 inputs
+    INFO(count);
+    std::vector<Tensor> xs, ts;
+    for (int i = 0; i < count; ++i) {
+      xs.push_back(full(Shape{2, 1}, double(i), TensorOptions(DType::f64)));
+      xs.back().set_requires_grad(true);
+      ts.push_back(full(Shape{2, 1}, double(i % 3), TensorOptions(DType::f64)));
+    }
+    Tensor w = arange(2 * count, DType::f64).reshape(Shape{2, count});
+    Tensor y = cat(xs, 1);
+    REQUIRE(y.shape() == Shape({2, count}));
+    REQUIRE(y.to_vector<double>()[size_t(count - 1)] == double(count - 1));
+    std::vector<Tensor> g = grad({sum(y * w)}, xs);
+    for (int i = 0; i < count; ++i) REQUIRE(max_abs_diff(g[size_t(i)], w.narrow(1, i, 1)) == 0.0);
+    JvpResult j = jvp([](const std::vector<Tensor>& in) { return std::vector<Tensor>{cat(in, 1)}; }, xs, ts);
+    REQUIRE(max_abs_diff(j.tangents[0], cat(ts, 1)) == 0.0);
+  }
+}
+
+TEST_CASE("a backend table missing a required kernel is refused, naming the kernel", "[tensor]") {
+  Backend b = cpu_backend();
+  REQUIRE_NOTHROW(check_backend_complete(b));
+  b.gemm = nullptr;
+  REQUIRE_THROWS_WITH(check_backend_complete(b), Catch::Contains("backend cpu: kernel 'gemm' is not registered"));
+  b = cpu_backend();
+  b.group_norm = nullptr;  // optional: the engine composes GroupNorm from other ops without it
+  REQUIRE_NOTHROW(check_backend_complete(b));
 }
 
 }  // namespace dualflow::testing

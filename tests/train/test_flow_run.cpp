@@ -372,4 +372,24 @@ TEST_CASE("train run on CUDA: resume equals an uninterrupted run bit for bit", "
   }
 }
 
+TEST_CASE("run spec: optim.beta1 is SGD's momentum in flow runs, as the schema says", "[flow_run]") {
+  FlowRunSpec spec = parse_flow_run_spec(small_run({"optim.name=\"sgd\"", "optim.beta1=0.8"}));
+  REQUIRE(spec.optim.optimizer.name == "sgd");
+  REQUIRE(spec.optim.optimizer.momentum == 0.8);
+  FlowRunSpec adam = parse_flow_run_spec(small_run({"optim.beta1=0.8"}));
+  REQUIRE(adam.optim.optimizer.beta1 == 0.8);
+  REQUIRE(adam.optim.optimizer.momentum == 0.0);
+  // The run keeps a momentum buffer per parameter in its checkpoint.
+  fs::path dir = fresh_dir("sgd");
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = dir.string();
+  train_flow_matching(small_run({"optim.name=\"sgd\"", "optim.beta1=0.8", "train.steps=3"}), o);
+  SafetensorsContent c = load_safetensors((dir / "checkpoint.safetensors").string());
+  int buffers = 0;
+  for (const auto& [name, t] : c.tensors) buffers += name.find("momentum") != std::string::npos;
+  REQUIRE(buffers > 0);
+  fs::remove_all(dir);
+}
+
 }  // namespace dualflow::testing
