@@ -157,7 +157,7 @@ void add_train_keys(ConfigSchema& s) {
 
 void add_sample_keys(ConfigSchema& s) {
   s.add_string("sample.solver", "euler", "ODE solver from noise to data; dopri5 is adaptive")
-      .one_of({"euler", "midpoint", "heun", "rk4", "dopri5"});
+      .one_of(ode_method_names());
   s.add_int("sample.steps", 100, "steps of the fixed-step solvers").at_least(1);
   s.add_float("sample.rtol", 1e-5, "relative tolerance of dopri5").greater_than(0);
   s.add_float("sample.atol", 1e-5, "absolute tolerance of dopri5").greater_than(0);

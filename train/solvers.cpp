@@ -300,8 +300,20 @@ void validate(const Tensor& x0, double t0, double t1, const OdeOptions& o) {
 
 }  // namespace
 
+namespace {
+constexpr OdeMethod kOdeMethods[] = {OdeMethod::Euler, OdeMethod::Midpoint, OdeMethod::Heun, OdeMethod::RK4,
+                                     OdeMethod::Dopri5};
+}  // namespace
+
+std::vector<std::string> ode_method_names(bool fixed_step_only) {
+  std::vector<std::string> names;
+  for (OdeMethod m : kOdeMethods)
+    if (!fixed_step_only || m != OdeMethod::Dopri5) names.push_back(ode_method_name(m));
+  return names;
+}
+
 OdeMethod parse_ode_method(const std::string& name) {
-  for (OdeMethod m : {OdeMethod::Euler, OdeMethod::Midpoint, OdeMethod::Heun, OdeMethod::RK4, OdeMethod::Dopri5})
+  for (OdeMethod m : kOdeMethods)
     if (name == ode_method_name(m)) return m;
   fail("unknown ODE method '{}'; expected one of: euler, midpoint, heun, rk4, dopri5", name);
 }

@@ -40,7 +40,7 @@ MethodEntry cnf_mle_method_entry() {
   e.description = "maximum-likelihood CNF";
   e.add_keys = [](ConfigSchema& s) {
     s.add_string("cnf.solver", "rk4", "fixed-step solver the likelihood is back-propagated through (method cnf_mle)")
-        .one_of({"euler", "midpoint", "heun", "rk4"});
+        .one_of(ode_method_names(/*fixed_step_only=*/true));
     s.add_int("cnf.steps", 10, "solver steps of the training likelihood (method cnf_mle)").at_least(1);
     s.add_string("cnf.divergence", "exact", "divergence of the training likelihood: exact or a Hutchinson estimate")
         .one_of({"exact", "hutchinson"});

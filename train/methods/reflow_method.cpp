@@ -79,7 +79,7 @@ MethodEntry reflow_method_entry() {
     s.add_string("reflow.teacher", "", "checkpoint of the trained flow whose ODE pairs are learned (method reflow)");
     s.add_int("reflow.pairs", 20000, "number of (noise, sample) pairs drawn from the teacher").at_least(1);
     s.add_string("reflow.solver", "rk4", "solver that draws the teacher's pairs")
-        .one_of({"euler", "midpoint", "heun", "rk4", "dopri5"});
+        .one_of(ode_method_names());
     s.add_int("reflow.steps", 25, "steps of a fixed-step reflow.solver").at_least(1);
     s.add_bool("reflow.init_from_teacher", true, "start from the teacher's weights (as rectified flow does)");
   };
