@@ -132,8 +132,7 @@ void check_output_file(const std::string& path, const std::string& who) {
   DF_CHECK(!fs::is_directory(p, ec), "{}: cannot write '{}': it is a directory; expected a file path", who, path);
   fs::path dir = p.parent_path();
   if (dir.empty()) dir = ".";
-  if (!fs::exists(dir, ec))
-    fail("{}: cannot write '{}': the folder '{}' does not exist", who, path, dir.string());
+  if (!fs::exists(dir, ec)) fail("{}: cannot write '{}': the folder '{}' does not exist", who, path, dir.string());
   DF_CHECK(fs::is_directory(dir, ec), "{}: cannot write '{}': '{}' is not a folder", who, path, dir.string());
   // The file is replaced by a rename, so the folder must take new entries. Permission bits do not
   // tell (root ignores them; /proc or a read-only mount refuse anyway), so a probe file is made

@@ -23,8 +23,8 @@ struct Level {
 };
 
 struct ForwardState {
-  std::vector<Level> levels;                // open levels, outermost first (ids increase)
-  uint64_t visible_below = UINT64_MAX;      // only levels with id < this are visible
+  std::vector<Level> levels;            // open levels, outermost first (ids increase)
+  uint64_t visible_below = UINT64_MAX;  // only levels with id < this are visible
   uint64_t next_id = 1;
 };
 thread_local ForwardState t_fwd;
@@ -44,7 +44,10 @@ AutogradMeta& meta_of(const Tensor& t) {
 void attach_tangent(const Tensor& t, uint64_t level, const Tensor& tangent) {
   AutogradMeta& m = meta_of(t);
   for (auto& [lv, tg] : m.tangents)
-    if (lv == level) { tg = tangent; return; }
+    if (lv == level) {
+      tg = tangent;
+      return;
+    }
   m.tangents.emplace_back(level, tangent);
   if (Level* l = find_level(level)) l->touched.push_back(t.impl()->autograd);
 }
@@ -91,9 +94,7 @@ void GradMode::set_enabled(bool on) { t_grad_enabled = on; }
 
 namespace autodiff_detail {
 
-bool any_forward_level_visible() {
-  return !t_fwd.levels.empty() && t_fwd.levels.front().id < t_fwd.visible_below;
-}
+bool any_forward_level_visible() { return !t_fwd.levels.empty() && t_fwd.levels.front().id < t_fwd.visible_below; }
 
 bool requires_grad(const Tensor& t) {
   const auto& m = t.impl()->autograd;
@@ -163,11 +164,15 @@ bool Tensor::requires_grad() const { return defined() && autodiff_detail::requir
 
 const Tensor& Tensor::set_requires_grad(bool on) const {
   DF_CHECK(defined(), "set_requires_grad: undefined tensor");
-  if (on) DF_CHECK(is_floating(dtype()), "set_requires_grad: only floating tensors can require grad, got {}", dtype_name(dtype()));
+  if (on)
+    DF_CHECK(is_floating(dtype()), "set_requires_grad: only floating tensors can require grad, got {}",
+             dtype_name(dtype()));
   auto& m = impl_->autograd;
   if (!on && !m) return *this;
-  DF_CHECK(!(m && m->grad_fn), "set_requires_grad: only leaf tensors can change requires_grad (this one is the output of '{}'); use detach()",
-           m ? m->grad_fn->name() : "");
+  DF_CHECK(
+      !(m && m->grad_fn),
+      "set_requires_grad: only leaf tensors can change requires_grad (this one is the output of '{}'); use detach()",
+      m ? m->grad_fn->name() : "");
   meta_of(*this).requires_grad = on;
   return *this;
 }
@@ -295,8 +300,9 @@ Tensor seed_for(const char* op, const Tensor& out, const Tensor& seed) {
              seed.shape().str(), out.shape().str());
     return seed;
   }
-  DF_CHECK(out.numel() == 1, "{}: an output of shape {} needs an explicit gradient seed (only one-element outputs get 1)",
-           op, out.shape().str());
+  DF_CHECK(out.numel() == 1,
+           "{}: an output of shape {} needs an explicit gradient seed (only one-element outputs get 1)", op,
+           out.shape().str());
   return ones_like(out);
 }
 
@@ -304,7 +310,9 @@ Tensor seed_for(const char* op, const Tensor& out, const Tensor& seed) {
 
 void Tensor::backward(const Tensor& seed, bool retain_graph, bool create_graph) const {
   DF_CHECK(defined(), "backward: undefined tensor");
-  DF_CHECK(requires_grad(), "backward: this tensor does not require grad (no input of its computation requires grad, or grad mode was off)");
+  DF_CHECK(
+      requires_grad(),
+      "backward: this tensor does not require grad (no input of its computation requires grad, or grad mode was off)");
   Tensor s = seed_for("backward", *this, seed);
   BackwardTask task;
   run_backward({{autodiff_detail::edge_for(*this), s}}, retain_graph || create_graph, create_graph, task, nullptr);
@@ -312,8 +320,8 @@ void Tensor::backward(const Tensor& seed, bool retain_graph, bool create_graph) 
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs, bool retain_graph, bool create_graph) {
-  DF_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(),
-           "grad: got {} gradient seeds for {} outputs", grad_outputs.size(), outputs.size());
+  DF_CHECK(grad_outputs.empty() || grad_outputs.size() == outputs.size(), "grad: got {} gradient seeds for {} outputs",
+           grad_outputs.size(), outputs.size());
   std::vector<std::pair<std::shared_ptr<Node>, Tensor>> roots;
   for (size_t i = 0; i < outputs.size(); ++i) {
     DF_CHECK(outputs[i].defined(), "grad: output {} is undefined", i);
@@ -377,8 +385,8 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
   for (size_t i = 0; i < primals.size(); ++i) {
     DF_CHECK(primals[i].defined(), "jvp: primal {} is undefined", i);
     if (!tangents[i].defined()) continue;
-    DF_CHECK(tangents[i].shape() == primals[i].shape(), "jvp: tangent {} has shape {}, expected the primal's shape {}", i,
-             tangents[i].shape().str(), primals[i].shape().str());
+    DF_CHECK(tangents[i].shape() == primals[i].shape(), "jvp: tangent {} has shape {}, expected the primal's shape {}",
+             i, tangents[i].shape().str(), primals[i].shape().str());
     DF_CHECK(tangents[i].dtype() == primals[i].dtype(), "jvp: tangent {} has dtype {}, expected {}", i,
              dtype_name(tangents[i].dtype()), dtype_name(primals[i].dtype()));
     DF_CHECK(tangents[i].device() == primals[i].device(), "jvp: tangent {} is on {}, expected {}", i,
@@ -392,9 +400,9 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
       if (it->id != id) continue;
       for (auto& w : it->touched)
         if (auto m = w.lock())
-          m->tangents.erase(std::remove_if(m->tangents.begin(), m->tangents.end(),
-                                           [&](const auto& p) { return p.first == id; }),
-                            m->tangents.end());
+          m->tangents.erase(
+              std::remove_if(m->tangents.begin(), m->tangents.end(), [&](const auto& p) { return p.first == id; }),
+              m->tangents.end());
       t_fwd.levels.erase(it);
       break;
     }
@@ -415,7 +423,12 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
       uint64_t saved = t_fwd.visible_below;
       t_fwd.visible_below = id;
       Tensor primal;
-      try { primal = alias(o); } catch (...) { t_fwd.visible_below = saved; throw; }
+      try {
+        primal = alias(o);
+      } catch (...) {
+        t_fwd.visible_below = saved;
+        throw;
+      }
       t_fwd.visible_below = saved;
       res.outputs.push_back(primal);
       res.tangents.push_back(tg.defined() ? tg : zeros_like(o));
@@ -444,7 +457,10 @@ VjpResult vjp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
              outs.size());
     std::vector<Tensor> os, cs;
     for (size_t i = 0; i < outs.size(); ++i)
-      if (outs[i].requires_grad() && cotangents[i].defined()) { os.push_back(outs[i]); cs.push_back(cotangents[i]); }
+      if (outs[i].requires_grad() && cotangents[i].defined()) {
+        os.push_back(outs[i]);
+        cs.push_back(cotangents[i]);
+      }
     if (os.empty()) {
       std::vector<Tensor> zs;
       for (const Tensor& x : xs) zs.push_back(zeros_like(x));

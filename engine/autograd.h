@@ -5,8 +5,8 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <span>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -35,10 +35,10 @@ class Node : public std::enable_shared_from_this<Node> {
 };
 
 struct AutogradMeta {
-  bool requires_grad = false;          // set on leaves by the user
-  std::shared_ptr<Node> grad_fn;       // set on op outputs
-  std::weak_ptr<Node> accumulator;     // a leaf's AccumulateGrad node, made on demand
-  Tensor grad;                         // a leaf's accumulated gradient
+  bool requires_grad = false;                         // set on leaves by the user
+  std::shared_ptr<Node> grad_fn;                      // set on op outputs
+  std::weak_ptr<Node> accumulator;                    // a leaf's AccumulateGrad node, made on demand
+  Tensor grad;                                        // a leaf's accumulated gradient
   std::vector<std::pair<uint64_t, Tensor>> tangents;  // forward-mode tangent per level id
 };
 
@@ -102,7 +102,9 @@ class FnNode final : public Node {
   FnNode(const char* name, Vjp&& vjp, NeedsGrad needs)
       : Node(name), vjp_(std::make_unique<Vjp>(std::move(vjp))), needs_(needs) {}
   std::vector<Tensor> apply(const Tensor& g) override {
-    if (!vjp_) fail("backward through '{}' a second time: the graph was freed; pass retain_graph=true to the first backward", name());
+    if (!vjp_)
+      fail("backward through '{}' a second time: the graph was freed; pass retain_graph=true to the first backward",
+           name());
     return (*vjp_)(g, needs_);
   }
   void release() override { vjp_.reset(); }
@@ -180,8 +182,7 @@ struct JvpResult {
 // Forward-mode product: runs f at `primals` with `tangents` (undefined = zero) attached at a
 // new forward level and returns f's outputs and their tangents J·v.
 JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
-              const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents,
-              JvpOptions opts = {});
+              const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts = {});
 
 struct VjpResult {
   std::vector<Tensor> outputs;

@@ -20,7 +20,7 @@ template <class... Args>
 
 }  // namespace dualflow
 
-#define DF_CHECK(cond, ...)                        \
-  do {                                             \
-    if (!(cond)) ::dualflow::fail(__VA_ARGS__);    \
+#define DF_CHECK(cond, ...)                     \
+  do {                                          \
+    if (!(cond)) ::dualflow::fail(__VA_ARGS__); \
   } while (0)

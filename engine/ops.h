@@ -112,8 +112,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
               Pair padding = {0, 0}, Pair dilation = {1, 1}, int64_t groups = 1);
 // x [N, C, *]: normalised over each group of C / groups channels and the spatial dims;
 // weight/bias [C] or undefined.
-Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = Tensor(),
-                  const Tensor& bias = Tensor(), double eps = 1e-5);
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                  double eps = 1e-5);
 enum class UpsampleMode { Nearest, Bilinear };
 // [N, C, H, W] -> [N, C, H*scale, W*scale]; bilinear uses half-pixel centres (align_corners=False).
 Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode = UpsampleMode::Nearest);
@@ -123,8 +123,7 @@ Tensor avg_pool2d(const Tensor& x, int64_t kernel);
 // ---- attention ----
 // softmax(q k^T * scale) v over the last two dims: q [..., Lq, D], k [..., Lk, D], v [..., Lk, Dv].
 // scale <= 0 means 1/sqrt(D).
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
-                                    double scale = 0.0);
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, double scale = 0.0);
 
 // ---- autodiff cuts ----
 Tensor stop_gradient(const Tensor& x);

@@ -12,7 +12,8 @@ Generator& default_generator() {
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
 
 namespace {
-Tensor draw(const char* name, philox::Dist dist, const Shape& shape, double a, double b, Generator& gen, TensorOptions opts) {
+Tensor draw(const char* name, philox::Dist dist, const Shape& shape, double a, double b, Generator& gen,
+            TensorOptions opts) {
   Tensor out = Tensor::empty(shape, opts);
   int64_t n = out.numel();
   if (n == 0) return out;

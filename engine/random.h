@@ -13,12 +13,24 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void manual_seed(uint64_t seed) { seed_ = seed; offset_ = 0; }
-  struct State { uint64_t seed = 0, offset = 0; };
+  void manual_seed(uint64_t seed) {
+    seed_ = seed;
+    offset_ = 0;
+  }
+  struct State {
+    uint64_t seed = 0, offset = 0;
+  };
   State state() const { return {seed_, offset_}; }
-  void set_state(const State& s) { seed_ = s.seed; offset_ = s.offset; }
+  void set_state(const State& s) {
+    seed_ = s.seed;
+    offset_ = s.offset;
+  }
   // Reserves `blocks` Philox blocks; returns the first.
-  uint64_t advance(uint64_t blocks) { uint64_t o = offset_; offset_ += blocks; return o; }
+  uint64_t advance(uint64_t blocks) {
+    uint64_t o = offset_;
+    offset_ += blocks;
+    return o;
+  }
 
  private:
   uint64_t seed_ = 0;
@@ -29,8 +41,8 @@ class Generator {
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 
-Tensor rand(const Shape& shape, Generator& gen, TensorOptions opts = {});              // U[0, 1)
-Tensor randn(const Shape& shape, Generator& gen, TensorOptions opts = {});             // N(0, 1)
+Tensor rand(const Shape& shape, Generator& gen, TensorOptions opts = {});   // U[0, 1)
+Tensor randn(const Shape& shape, Generator& gen, TensorOptions opts = {});  // N(0, 1)
 Tensor randint(int64_t low, int64_t high, const Shape& shape, Generator& gen, TensorOptions opts = DType::i64);
 Tensor bernoulli(const Shape& shape, double p, Generator& gen, TensorOptions opts = {});
 Tensor uniform(const Shape& shape, double low, double high, Generator& gen, TensorOptions opts = {});

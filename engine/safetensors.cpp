@@ -83,8 +83,8 @@ uint64_t checked_header_length(const uint8_t* prefix, uint64_t file_size, const 
     refuse(what, fmt::format("header length is {} bytes; expected at most {} (the reference library's limit)", n,
                              kMaxHeaderBytes));
   if (n > file_size - 8)
-    refuse(what, fmt::format("header length is {} bytes but only {} bytes follow the 8-byte length field", n,
-                             file_size - 8));
+    refuse(what,
+           fmt::format("header length is {} bytes but only {} bytes follow the 8-byte length field", n, file_size - 8));
   return n;
 }
 
@@ -116,9 +116,7 @@ json parse_json_unique_keys(const char* text, size_t size, std::vector<std::stri
   };
   try {
     return json::parse(text, text + size, callback);
-  } catch (const json::exception& e) {
-    refuse(what, fmt::format("header is not valid JSON: {}", e.what()));
-  }
+  } catch (const json::exception& e) { refuse(what, fmt::format("header is not valid JSON: {}", e.what())); }
 }
 
 SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t data_size, const std::string& what) {
@@ -129,8 +127,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
   for (const auto& [key, unused] : v.items()) {
     (void)unused;
     if (key != "dtype" && key != "shape" && key != "data_offsets")
-      refuse(what, fmt::format("{}: unexpected field {}; expected only dtype, shape and data_offsets", tensor,
-                               quoted(key)));
+      refuse(what,
+             fmt::format("{}: unexpected field {}; expected only dtype, shape and data_offsets", tensor, quoted(key)));
   }
   for (const char* field : {"dtype", "shape", "data_offsets"})
     if (!v.contains(field)) refuse(what, fmt::format("{}: missing field \"{}\"", tensor, field));
@@ -144,8 +142,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
   for (const auto& c : kDTypeCodes)
     if (code == c.code) found = &c;
   if (!found)
-    refuse(what, fmt::format("{}: unsupported dtype {}; expected one of F32, F64, BF16, F16, I64, I32, BOOL",
-                             tensor, quoted(code)));
+    refuse(what, fmt::format("{}: unsupported dtype {}; expected one of F32, F64, BF16, F16, I64, I32, BOOL", tensor,
+                             quoted(code)));
   e.dtype = found->dtype;
 
   const json& shape = v["shape"];
@@ -165,7 +163,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
     if (__builtin_mul_overflow(stride_extent, std::max<uint64_t>(*n, 1), &stride_extent) ||
         stride_extent > uint64_t(std::numeric_limits<int64_t>::max()))
       refuse(what, fmt::format("{}: shape {} has more elements than fit in 63 bits (zero dims counted as 1, as in "
-                               "its strides)", tensor, brief(shape)));
+                               "its strides)",
+                               tensor, brief(shape)));
     numel *= *n;  // <= stride_extent
     e.shape.push_back(int64_t(*n));
   }
@@ -187,8 +186,8 @@ SafetensorsEntry parse_entry(const std::string& name, const json& v, uint64_t da
     refuse(what, fmt::format("{}: data_offsets [{}, {}] span {} bytes but {} {} needs {}", tensor, e.begin, e.end,
                              e.end - e.begin, code, brief(shape), bytes));
   if (e.end > data_size)
-    refuse(what, fmt::format("{}: data_offsets [{}, {}] run past the data buffer, which is {} bytes", tensor,
-                             e.begin, e.end, data_size));
+    refuse(what, fmt::format("{}: data_offsets [{}, {}] run past the data buffer, which is {} bytes", tensor, e.begin,
+                             e.end, data_size));
   return e;
 }
 
@@ -226,8 +225,8 @@ SafetensorsHeader parse_header(const char* text, uint64_t header_len, uint64_t d
         refuse(what, fmt::format("__metadata__ must be an object of strings, got {} {}", v.type_name(), brief(v)));
       for (const auto& [mk, mv] : v.items()) {
         if (!mv.is_string())
-          refuse(what, fmt::format("__metadata__ value for {} must be a string, got {} {}", quoted(mk),
-                                   mv.type_name(), brief(mv)));
+          refuse(what, fmt::format("__metadata__ value for {} must be a string, got {} {}", quoted(mk), mv.type_name(),
+                                   brief(mv)));
         h.metadata.emplace(mk, mv.get<std::string>());
       }
       continue;
@@ -261,8 +260,8 @@ SafetensorsHeader parse_header(const char* text, uint64_t header_len, uint64_t d
 void check_bool_bytes(const uint8_t* p, uint64_t n, const SafetensorsEntry& e, const std::string& what) {
   for (uint64_t i = 0; i < n; ++i)
     if (p[i] > 1)
-      refuse(what, fmt::format("BOOL tensor {} holds byte {:#04x} at element {}; expected 0 or 1", quoted(e.name),
-                               p[i], i));
+      refuse(what,
+             fmt::format("BOOL tensor {} holds byte {:#04x} at element {}; expected 0 or 1", quoted(e.name), p[i], i));
 }
 
 std::string errno_text(int err) { return std::strerror(err); }
@@ -340,8 +339,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   for (size_t i = 0; i < tensors.size(); ++i) {
     const auto& [name, t] = tensors[i];
     DF_CHECK(!name.empty(), "save_safetensors: {}: tensor #{} has an empty name; expected a non-empty name", path, i);
-    DF_CHECK(name != kMetadataKey, "save_safetensors: {}: tensor #{} is named \"__metadata__\", which the format "
-             "reserves for metadata", path, i);
+    DF_CHECK(name != kMetadataKey,
+             "save_safetensors: {}: tensor #{} is named \"__metadata__\", which the format "
+             "reserves for metadata",
+             path, i);
     DF_CHECK(names.insert(name).second, "save_safetensors: {}: tensor name {} appears twice; expected unique names",
              path, quoted(name));
     DF_CHECK(t.defined(), "save_safetensors: {}: tensor {} is undefined", path, quoted(name));
@@ -377,8 +378,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   }
   header += '}';
   header.append((8 - header.size() % 8) % 8, ' ');  // data then starts 8-byte aligned
-  DF_CHECK(header.size() <= kMaxHeaderBytes, "save_safetensors: {}: header would be {} bytes; readers accept at "
-           "most {}", path, header.size(), kMaxHeaderBytes);
+  DF_CHECK(header.size() <= kMaxHeaderBytes,
+           "save_safetensors: {}: header would be {} bytes; readers accept at "
+           "most {}",
+           path, header.size(), kMaxHeaderBytes);
 
   AtomicFile file(path, "save_safetensors");
   uint8_t prefix[8];

@@ -19,7 +19,10 @@ class Dims {
   Dims() = default;
   Dims(std::initializer_list<int64_t> v) { assign(v.begin(), v.end()); }
   explicit Dims(const std::vector<int64_t>& v) { assign(v.begin(), v.end()); }
-  template <class It> Dims(It b, It e) { assign(b, e); }
+  template <class It>
+  Dims(It b, It e) {
+    assign(b, e);
+  }
 
   int size() const { return n_; }
   bool empty() const { return n_ == 0; }
@@ -60,7 +63,8 @@ class Dims {
   std::string str() const { return fmt::format("[{}]", fmt::join(begin(), end(), ",")); }
 
  private:
-  template <class It> void assign(It b, It e) {
+  template <class It>
+  void assign(It b, It e) {
     n_ = 0;
     for (; b != e; ++b) push_back(int64_t(*b));
   }
@@ -75,7 +79,10 @@ inline Dims contiguous_strides(const Dims& shape) {
   Dims s;
   s.resize(shape.size());
   int64_t acc = 1;
-  for (int i = shape.size() - 1; i >= 0; --i) { s[i] = acc; acc *= std::max<int64_t>(shape[i], 1); }
+  for (int i = shape.size() - 1; i >= 0; --i) {
+    s[i] = acc;
+    acc *= std::max<int64_t>(shape[i], 1);
+  }
   return s;
 }
 
@@ -88,8 +95,10 @@ inline int wrap_dim(const char* op, int64_t dim, int ndim) {
 
 }  // namespace dualflow
 
-template <> struct fmt::formatter<dualflow::Dims> : fmt::formatter<std::string> {
-  template <class Ctx> auto format(const dualflow::Dims& d, Ctx& ctx) const {
+template <>
+struct fmt::formatter<dualflow::Dims> : fmt::formatter<std::string> {
+  template <class Ctx>
+  auto format(const dualflow::Dims& d, Ctx& ctx) const {
     return fmt::formatter<std::string>::format(d.str(), ctx);
   }
 };

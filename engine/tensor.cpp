@@ -33,8 +33,7 @@ Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
   ByteCounter& c = counter(dev);
   int64_t now = c.current.fetch_add(int64_t(nbytes)) + int64_t(nbytes);
   int64_t peak = c.peak.load();
-  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
-  }
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {}
 }
 Storage::~Storage() {
   if (data) backend_for(device).free(device.index, data, bytes);
@@ -59,8 +58,7 @@ Device Device::parse(const std::string& s) {
       size_t used = 0;
       int i = std::stoi(s.substr(5), &used);
       if (used == s.size() - 5 && i >= 0) return cuda(i);
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
   }
   fail("device: expected 'cpu', 'cuda' or 'cuda:N', got '{}'", s);
 }
@@ -71,11 +69,12 @@ bool cuda_available() { return cuda_backend() != nullptr && cuda_device_count() 
 // (a null pointer sends the engine to composed ops) are listed as such in backend.h. Checked
 // once per table, so a missing registration is an error naming the kernel, not a null call.
 const Backend& check_backend_complete(const Backend& b) {
-#define DF_REQUIRED_KERNELS(X)                                                                              \
-  X(alloc) X(free) X(copy_to_host) X(copy_from_host) X(copy_same_device) X(synchronize) X(fill) X(copy)     \
-  X(unary) X(unary_backward) X(binary) X(where) X(reduce) X(rowwise) X(normalize_rows) X(gemm)              \
-  X(index_select) X(index_add) X(gather) X(scatter_add) X(im2col) X(col2im) X(random) X(arange)            \
-  X(find_out_of_range) X(adam_step) X(sgd_step) X(lerp_)
+#define DF_REQUIRED_KERNELS(X)                                                                                         \
+  X(alloc)                                                                                                             \
+  X(free) X(copy_to_host) X(copy_from_host) X(copy_same_device) X(synchronize) X(fill) X(copy) X(unary)                \
+      X(unary_backward) X(binary) X(where) X(reduce) X(rowwise) X(normalize_rows) X(gemm) X(index_select) X(index_add) \
+          X(gather) X(scatter_add) X(im2col) X(col2im) X(random) X(arange) X(find_out_of_range) X(adam_step)           \
+              X(sgd_step) X(lerp_)
 #define DF_CHECK_KERNEL(NAME) \
   DF_CHECK(b.NAME != nullptr, "backend {}: kernel '{}' is not registered (kernels/{}/)", b.name, #NAME, b.name);
   DF_REQUIRED_KERNELS(DF_CHECK_KERNEL)
@@ -183,16 +182,17 @@ Tensor Tensor::to(Device d) const {
   size_t bytes = size_t(numel()) * element_size();
   if (bytes) {
     if (src.device().is_cpu()) backend_for(d).copy_from_host(d.index, out.raw_data(), src.raw_data(), bytes);
-    else if (d.is_cpu()) backend_for(src.device()).copy_to_host(src.device().index, out.raw_data(), src.raw_data(), bytes);
+    else if (d.is_cpu())
+      backend_for(src.device()).copy_to_host(src.device().index, out.raw_data(), src.raw_data(), bytes);
     else {
       Tensor host = src.to(Device::cpu());
       return host.to(d);
     }
   }
   Tensor x = *this;
-  return record("to_device", {&x}, out,
-                [from = device()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
-                [d](const Tangents& t, const Tensor&) { return t[0].defined() ? t[0].to(d) : Tensor(); });
+  return record(
+      "to_device", {&x}, out, [from = device()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
+      [d](const Tangents& t, const Tensor&) { return t[0].defined() ? t[0].to(d) : Tensor(); });
 }
 
 Tensor Tensor::to(DType t) const {
@@ -202,9 +202,9 @@ Tensor Tensor::to(DType t) const {
   detail::be(*this).copy(device().index, dtype(), raw_data(), t, out.raw_data(), l);
   if (!is_floating(t) || !is_floating(dtype())) return out;
   Tensor x = *this;
-  return record("to_dtype", {&x}, out,
-                [from = dtype()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
-                [t](const Tangents& tg, const Tensor&) { return tg[0].defined() ? tg[0].to(t) : Tensor(); });
+  return record(
+      "to_dtype", {&x}, out, [from = dtype()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
+      [t](const Tangents& tg, const Tensor&) { return tg[0].defined() ? tg[0].to(t) : Tensor(); });
 }
 
 Tensor Tensor::contiguous() const {
@@ -217,8 +217,9 @@ Tensor Tensor::clone() const {
   ElemLayout l = detail::make_layout("clone", out, {this});
   detail::be(*this).copy(device().index, dtype(), raw_data(), dtype(), out.raw_data(), l);
   Tensor x = *this;
-  return record("clone", {&x}, out, [](const Tensor& g, NeedsGrad) -> Grads { return {g}; },
-                [](const Tangents& t, const Tensor&) { return t[0]; });
+  return record(
+      "clone", {&x}, out, [](const Tensor& g, NeedsGrad) -> Grads { return {g}; },
+      [](const Tangents& t, const Tensor&) { return t[0]; });
 }
 
 // ---- factories ----
@@ -271,9 +272,15 @@ static Tensor from_host(const std::vector<T>& values, const Shape& shape, DType 
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(T));
   return host.to(opts.dtype).to(opts.device);
 }
-Tensor from_vector(const std::vector<double>& v, const Shape& s, TensorOptions o) { return from_host(v, s, DType::f64, o); }
-Tensor from_vector(const std::vector<float>& v, const Shape& s, TensorOptions o) { return from_host(v, s, DType::f32, o); }
-Tensor from_vector(const std::vector<int64_t>& v, const Shape& s, TensorOptions o) { return from_host(v, s, DType::i64, o); }
+Tensor from_vector(const std::vector<double>& v, const Shape& s, TensorOptions o) {
+  return from_host(v, s, DType::f64, o);
+}
+Tensor from_vector(const std::vector<float>& v, const Shape& s, TensorOptions o) {
+  return from_host(v, s, DType::f32, o);
+}
+Tensor from_vector(const std::vector<int64_t>& v, const Shape& s, TensorOptions o) {
+  return from_host(v, s, DType::i64, o);
+}
 
 // ---- printing ----
 
@@ -288,7 +295,10 @@ std::string Tensor::str() const {
   auto fmt_one = [&](double x) { return integral ? fmt::format("{}", int64_t(x)) : fmt::format("{:.6g}", x); };
   // Nested brackets; long dims show their first and last 3 entries.
   std::function<void(int, int64_t, int)> rec = [&](int d, int64_t base, int indent) {
-    if (dim() == 0) { os << fmt_one(v[0]); return; }
+    if (dim() == 0) {
+      os << fmt_one(v[0]);
+      return;
+    }
     int64_t n = shape()[d];
     int64_t inner = 1;
     for (int i = d + 1; i < dim(); ++i) inner *= shape()[i];

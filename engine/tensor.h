@@ -47,7 +47,7 @@ struct TensorOptions {
   DType dtype = DType::f32;
   Device device = Device::cpu();
   TensorOptions() = default;
-  TensorOptions(DType t) : dtype(t) {}  // NOLINT: lets `zeros(s, DType::f64)` read naturally
+  TensorOptions(DType t) : dtype(t) {}    // NOLINT: lets `zeros(s, DType::f64)` read naturally
   TensorOptions(Device d) : device(d) {}  // NOLINT
   TensorOptions(DType t, Device d) : dtype(t), device(d) {}
 };
@@ -77,11 +77,15 @@ class Tensor {
 
   // Raw pointer to the first element (storage + offset); device memory for CUDA tensors.
   void* raw_data() const;
-  template <class T> T* data() const { return static_cast<T*>(raw_data()); }
+  template <class T>
+  T* data() const {
+    return static_cast<T*>(raw_data());
+  }
   // The single value of a one-element tensor, as double (copies from the device if needed).
   double item() const;
   // All values in logical (row-major) order, converted to T.
-  template <class T> std::vector<T> to_vector() const;
+  template <class T>
+  std::vector<T> to_vector() const;
 
   // Views (share storage; differentiable).
   Tensor reshape(const Shape& shape) const;

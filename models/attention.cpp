@@ -18,8 +18,8 @@ std::string MultiheadSelfAttention::describe() const {
 Tensor MultiheadSelfAttention::forward(const Tensor& x) {
   DF_CHECK(x.defined() && x.dim() == 3, "{}: expected an input [N, L, {}], got {}", describe(), dim_,
            x.defined() ? x.shape().str() : "undefined");
-  DF_CHECK(x.shape()[2] == dim_, "{}: input last dim expected {}, got {} (input shape {})", describe(), dim_, x.shape()[2],
-           x.shape().str());
+  DF_CHECK(x.shape()[2] == dim_, "{}: input last dim expected {}, got {} (input shape {})", describe(), dim_,
+           x.shape()[2], x.shape().str());
   const int64_t n = x.shape()[0], l = x.shape()[1], head_dim = dim_ / heads_;
   // [N, L, 3 * D] -> [3, N, heads, L, head_dim]
   Tensor qkv_heads = qkv->forward(x).reshape(Shape{n, l, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});

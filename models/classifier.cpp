@@ -15,8 +15,8 @@ ImageClassifier::ImageClassifier(const ImageClassifierConfig& config, Generator&
            c.in_channels, c.num_classes, c.feature_dim, c.convs_per_stage, fmt::join(c.widths, ", "));
   const int64_t shrink = int64_t(1) << c.widths.size();
   DF_CHECK(c.image_size > 0 && c.image_size % shrink == 0,
-           "ImageClassifier: image_size {} must be a positive multiple of {} ({} stages, each pooling by 2)", c.image_size,
-           shrink, c.widths.size());
+           "ImageClassifier: image_size {} must be a positive multiple of {} ({} stages, each pooling by 2)",
+           c.image_size, shrink, c.widths.size());
   convs = register_module("convs", std::make_shared<ModuleList<Conv2d>>());
   if (c.norm_groups > 0) norms = register_module("norms", std::make_shared<ModuleList<GroupNorm>>());
   int64_t channels = c.in_channels;
@@ -27,7 +27,8 @@ ImageClassifier::ImageClassifier(const ImageClassifierConfig& config, Generator&
              fmt::join(c.widths, ", "));
     for (int64_t k = 0; k < c.convs_per_stage; ++k) {
       const int64_t stride = strided_ && k + 1 == c.convs_per_stage ? 2 : 1;
-      convs->push_back(std::make_shared<Conv2d>(channels, width, 3, gen, Conv2dOptions{.stride = stride, .padding = 1}));
+      convs->push_back(
+          std::make_shared<Conv2d>(channels, width, 3, gen, Conv2dOptions{.stride = stride, .padding = 1}));
       if (norms) norms->push_back(std::make_shared<GroupNorm>(c.norm_groups, width));
       channels = width;
     }
@@ -69,7 +70,8 @@ ClassifierOutput ImageClassifier::forward(const Tensor& x) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   DF_CHECK(logits.defined() && logits.dim() == 2 && logits.size(0) >= 1,
-           "cross_entropy: expected logits [N, C] with N >= 1, got {}", logits.defined() ? logits.shape().str() : "undefined");
+           "cross_entropy: expected logits [N, C] with N >= 1, got {}",
+           logits.defined() ? logits.shape().str() : "undefined");
   DF_CHECK(labels.defined() && labels.dim() == 1 && labels.size(0) == logits.size(0) && labels.dtype() == DType::i64,
            "cross_entropy: expected labels i64 [{}] for logits {}, got {} {}", logits.size(0), logits.shape().str(),
            labels.defined() ? std::string(dtype_name(labels.dtype())) : std::string("undefined"),
@@ -82,7 +84,8 @@ double accuracy(const Tensor& logits, const Tensor& labels) {
   DF_CHECK(logits.defined() && logits.dim() == 2 && labels.defined() && labels.dim() == 1 &&
                labels.size(0) == logits.size(0) && logits.size(0) >= 1,
            "accuracy: expected logits [N, C] and labels [N] with N >= 1, got {} and {}",
-           logits.defined() ? logits.shape().str() : "undefined", labels.defined() ? labels.shape().str() : "undefined");
+           logits.defined() ? logits.shape().str() : "undefined",
+           labels.defined() ? labels.shape().str() : "undefined");
   const std::vector<int64_t> predicted = argmax(logits.detach(), 1).to(DType::i64).to_vector<int64_t>();
   const std::vector<int64_t> truth = labels.to(DType::i64).to_vector<int64_t>();
   int64_t right = 0;

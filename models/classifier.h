@@ -23,13 +23,13 @@ namespace dualflow {
 
 struct ImageClassifierConfig {
   int64_t in_channels = 1;
-  int64_t image_size = 28;              // square inputs; divisible by 2^widths.size()
+  int64_t image_size = 28;  // square inputs; divisible by 2^widths.size()
   int64_t num_classes = 10;
   std::vector<int64_t> widths = {32, 64};  // channels of each stage; each stage halves the size
   int64_t convs_per_stage = 2;
-  int64_t feature_dim = 128;            // width of the penultimate (feature) layer
-  int64_t norm_groups = 0;              // GroupNorm after each conv with this many groups; 0: none
-  std::string downsample = "avgpool";   // "avgpool" or "stride" (see above); same parameters either way
+  int64_t feature_dim = 128;           // width of the penultimate (feature) layer
+  int64_t norm_groups = 0;             // GroupNorm after each conv with this many groups; 0: none
+  std::string downsample = "avgpool";  // "avgpool" or "stride" (see above); same parameters either way
   std::string activation = "relu";
 };
 

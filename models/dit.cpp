@@ -17,7 +17,10 @@ DiTConfig DiTConfig::preset(const std::string& name, DiTConfig base) {
   auto slash = s.find('/');
   std::string size = s.substr(0, slash);
   std::string patch = slash == std::string::npos ? "" : s.substr(slash + 1);
-  struct Arch { const char* name; int64_t hidden, depth, heads; };
+  struct Arch {
+    const char* name;
+    int64_t hidden, depth, heads;
+  };
   static const Arch archs[] = {{"S", 384, 12, 6}, {"B", 768, 12, 12}, {"L", 1024, 24, 16}, {"XL", 1152, 28, 16}};
   const Arch* arch = nullptr;
   for (const Arch& a : archs)
@@ -36,26 +39,29 @@ DiTConfig DiTConfig::preset(const std::string& name) { return preset(name, DiTCo
 void DiTConfig::validate() const {
   DF_CHECK(input_size > 0 && patch_size > 0 && input_size % patch_size == 0,
            "DiT: image size {} is not divisible by the patch size {}", input_size, patch_size);
-  DF_CHECK(in_channels > 0 && out_channels >= 0, "DiT: channels must be positive, got in={} out={}", in_channels, out_channels);
+  DF_CHECK(in_channels > 0 && out_channels >= 0, "DiT: channels must be positive, got in={} out={}", in_channels,
+           out_channels);
   DF_CHECK(hidden_size > 0 && hidden_size % 4 == 0,
            "DiT: hidden size must be a positive multiple of 4 (2-D sin-cos positions), got {}", hidden_size);
-  DF_CHECK(num_heads > 0 && hidden_size % num_heads == 0, "DiT: hidden size {} is not divisible by {} heads", hidden_size,
-           num_heads);
-  DF_CHECK(depth > 0 && mlp_hidden() > 0, "DiT: depth and mlp width must be positive, got depth={} mlp={}", depth, mlp_hidden());
+  DF_CHECK(num_heads > 0 && hidden_size % num_heads == 0, "DiT: hidden size {} is not divisible by {} heads",
+           hidden_size, num_heads);
+  DF_CHECK(depth > 0 && mlp_hidden() > 0, "DiT: depth and mlp width must be positive, got depth={} mlp={}", depth,
+           mlp_hidden());
   DF_CHECK(num_classes >= 0, "DiT: num_classes must be >= 0, got {}", num_classes);
-  DF_CHECK(frequency_dim > 0 && frequency_dim % 2 == 0, "DiT: frequency_dim must be positive and even, got {}", frequency_dim);
+  DF_CHECK(frequency_dim > 0 && frequency_dim % 2 == 0, "DiT: frequency_dim must be positive and even, got {}",
+           frequency_dim);
 }
 
 int64_t dit_parameter_count(const DiTConfig& c) {
   c.validate();
   const int64_t h = c.hidden_size, p = c.patch_size, m = c.mlp_hidden();
   auto linear = [](int64_t in, int64_t out) { return in * out + out; };
-  int64_t n = c.in_channels * p * p * h + h;                                        // x_embedder
+  int64_t n = c.in_channels * p * p * h + h;  // x_embedder
   const int64_t timestep = linear(c.frequency_dim, h) + linear(h, h);
-  n += timestep * (c.use_h ? 2 : 1);                                                // t (and h) embedders
-  if (c.num_classes > 0) n += (c.num_classes + 1) * h;                              // y_embedder with null class
+  n += timestep * (c.use_h ? 2 : 1);                    // t (and h) embedders
+  if (c.num_classes > 0) n += (c.num_classes + 1) * h;  // y_embedder with null class
   n += c.depth * (linear(h, 3 * h) + linear(h, h) + linear(h, m) + linear(m, h) + linear(h, 6 * h));  // blocks
-  n += linear(h, 2 * h) + linear(h, p * p * c.output_channels());                  // final layer
+  n += linear(h, 2 * h) + linear(h, p * p * c.output_channels());                                     // final layer
   return n;
 }
 
@@ -97,13 +103,14 @@ std::string PatchProjection::describe() const {
 }
 
 Tensor PatchProjection::forward(const Tensor& x) {
-  DF_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_, "{}: expected an input [N, {}, H, W], got {}", describe(), in_,
-           x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_, "{}: expected an input [N, {}, H, W], got {}",
+           describe(), in_, x.defined() ? x.shape().str() : "undefined");
   const int64_t n = x.shape()[0], p = patch_, gh = x.shape()[2] / p, gw = x.shape()[3] / p;
   DF_CHECK(x.shape()[2] % p == 0 && x.shape()[3] % p == 0, "{}: image size {}x{} is not divisible by the patch size {}",
            describe(), x.shape()[2], x.shape()[3], p);
   // [N, C, gh, p, gw, p] -> [N, gh, gw, C, p, p]: each patch flattened in the weight's (C, p, p) order.
-  Tensor patches = x.reshape(Shape{n, in_, gh, p, gw, p}).permute({0, 2, 4, 1, 3, 5}).reshape(Shape{n, gh * gw, in_ * p * p});
+  Tensor patches =
+      x.reshape(Shape{n, in_, gh, p, gw, p}).permute({0, 2, 4, 1, 3, 5}).reshape(Shape{n, gh * gw, in_ * p * p});
   return matmul(patches, weight.reshape(Shape{hidden_, in_ * p * p}).t()) + bias;
 }
 
@@ -121,11 +128,11 @@ std::string PatchEmbed::describe() const {
 Tensor PatchEmbed::forward(const Tensor& x) {
   DF_CHECK(x.defined() && x.dim() == 4, "{}: expected an input [N, {}, {}, {}], got {}", describe(), in_, input_size_,
            input_size_, x.defined() ? x.shape().str() : "undefined");
-  DF_CHECK(x.shape()[1] == in_, "{}: input channels expected {}, got {} (input shape {})", describe(), in_, x.shape()[1],
-           x.shape().str());
+  DF_CHECK(x.shape()[1] == in_, "{}: input channels expected {}, got {} (input shape {})", describe(), in_,
+           x.shape()[1], x.shape().str());
   DF_CHECK(x.shape()[2] == input_size_ && x.shape()[3] == input_size_,
-           "{}: image size expected {}x{}, got {}x{} (the positional embedding is fixed to the configured size)", describe(),
-           input_size_, input_size_, x.shape()[2], x.shape()[3]);
+           "{}: image size expected {}x{}, got {}x{} (the positional embedding is fixed to the configured size)",
+           describe(), input_size_, input_size_, x.shape()[2], x.shape()[3]);
   return proj->forward(x);
 }
 
@@ -162,7 +169,8 @@ Tensor DiTBlock::forward(const Tensor& x, const Tensor& c) {
   return y + m[5].unsqueeze(1) * mlp->forward(modulate(norm2->forward(y), m[3], m[4]));
 }
 
-DiTFinalLayer::DiTFinalLayer(int64_t hidden, int64_t patch, int64_t out_channels, Generator& gen) : Module("DiTFinalLayer") {
+DiTFinalLayer::DiTFinalLayer(int64_t hidden, int64_t patch, int64_t out_channels, Generator& gen)
+    : Module("DiTFinalLayer") {
   norm_final = register_module("norm_final", std::make_shared<LayerNorm>(hidden, 1e-6, false));
   linear = register_module("linear", std::make_shared<Linear>(hidden, patch * patch * out_channels, gen));
   adaLN_modulation = register_module("adaLN_modulation", std::make_shared<Sequential>());
@@ -182,7 +190,7 @@ DiT::DiT(const DiTConfig& config, Generator& gen) : VelocityNetwork("DiT"), conf
   const int64_t hidden = config.hidden_size;
   const SinusoidalOptions freqs{config.frequency_dim, config.time_scale, 10000, /*cos_first=*/true};
   x_embedder = register_module("x_embedder", std::make_shared<PatchEmbed>(config.input_size, config.in_channels, hidden,
-                                                                           config.patch_size, gen));
+                                                                          config.patch_size, gen));
   t_embedder = register_module("t_embedder", std::make_shared<TimestepEmbedder>(hidden, gen, freqs));
   if (config.use_h) h_embedder = register_module("h_embedder", std::make_shared<TimestepEmbedder>(hidden, gen, freqs));
   if (config.num_classes > 0)
@@ -191,8 +199,8 @@ DiT::DiT(const DiTConfig& config, Generator& gen) : VelocityNetwork("DiT"), conf
   blocks = register_module("blocks", std::make_shared<ModuleList<DiTBlock>>());
   for (int64_t i = 0; i < config.depth; ++i)
     blocks->push_back(std::make_shared<DiTBlock>(hidden, config.num_heads, config.mlp_hidden(), gen));
-  final_layer = register_module("final_layer", std::make_shared<DiTFinalLayer>(hidden, config.patch_size,
-                                                                                config.output_channels(), gen));
+  final_layer = register_module(
+      "final_layer", std::make_shared<DiTFinalLayer>(hidden, config.patch_size, config.output_channels(), gen));
   initialize_weights(gen);
 }
 
@@ -241,8 +249,8 @@ Tensor DiT::unpatchify(const Tensor& x) const {
 }
 
 Tensor DiT::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
-  DF_CHECK(x.defined() && x.dim() == 4, "{}: expected an image batch [N, {}, {}, {}], got {}", describe(), config_.in_channels,
-           config_.input_size, config_.input_size, x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.defined() && x.dim() == 4, "{}: expected an image batch [N, {}, {}, {}], got {}", describe(),
+           config_.in_channels, config_.input_size, config_.input_size, x.defined() ? x.shape().str() : "undefined");
   const int64_t n = x.shape()[0];
   DF_CHECK(x.shape()[1] == config_.in_channels, "{}: input channels expected {}, got {} (input shape {})", describe(),
            config_.in_channels, x.shape()[1], x.shape().str());

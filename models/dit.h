@@ -5,26 +5,26 @@
 #pragma once
 #include <string>
 
-#include "models/velocity_network.h"
 #include "models/attention.h"
 #include "models/embeddings.h"
 #include "models/norms.h"
+#include "models/velocity_network.h"
 
 namespace dualflow {
 
 struct DiTConfig {
-  int64_t input_size = 32;       // square images input_size x input_size
+  int64_t input_size = 32;  // square images input_size x input_size
   int64_t in_channels = 4;
-  int64_t out_channels = 0;      // 0: same as in_channels (2 * in_channels is DiT's learn_sigma)
+  int64_t out_channels = 0;  // 0: same as in_channels (2 * in_channels is DiT's learn_sigma)
   int64_t patch_size = 2;
   int64_t hidden_size = 1152;
   int64_t depth = 28;
   int64_t num_heads = 16;
   double mlp_ratio = 4.0;
-  int64_t num_classes = 1000;    // 0: unconditional, no y_embedder
-  bool use_h = false;            // MeanFlow: an h_embedder for h = t - r, summed into the condition
-  int64_t frequency_dim = 256;   // sinusoidal dims feeding each timestep embedder
-  double time_scale = 1000.0;    // t in [0, 1] -> a = 1000 t freqs (the reference's integer steps: 1)
+  int64_t num_classes = 1000;   // 0: unconditional, no y_embedder
+  bool use_h = false;           // MeanFlow: an h_embedder for h = t - r, summed into the condition
+  int64_t frequency_dim = 256;  // sinusoidal dims feeding each timestep embedder
+  double time_scale = 1000.0;   // t in [0, 1] -> a = 1000 t freqs (the reference's integer steps: 1)
 
   // Architecture presets "S/2", "B/4", "L/8", "XL/2" (also spelled "DiT-XL/2"): hidden size,
   // depth, heads and patch set on top of `base`. Refuses unknown names.
@@ -92,7 +92,7 @@ class DiTBlock : public Module {
   std::shared_ptr<MultiheadSelfAttention> attn;
   std::shared_ptr<TransformerMlp> mlp;
   std::shared_ptr<Sequential> adaLN_modulation;  // [SiLU, Linear(hidden, 6 hidden)]
-  std::shared_ptr<Linear> modulation;              // adaLN_modulation[1]
+  std::shared_ptr<Linear> modulation;            // adaLN_modulation[1]
 };
 
 class DiTFinalLayer : public Module {
@@ -103,7 +103,7 @@ class DiTFinalLayer : public Module {
   std::shared_ptr<LayerNorm> norm_final;
   std::shared_ptr<Linear> linear;
   std::shared_ptr<Sequential> adaLN_modulation;  // [SiLU, Linear(hidden, 2 hidden)]
-  std::shared_ptr<Linear> modulation;              // adaLN_modulation[1]
+  std::shared_ptr<Linear> modulation;            // adaLN_modulation[1]
 };
 
 class DiT : public VelocityNetwork {
@@ -116,16 +116,17 @@ class DiT : public VelocityNetwork {
   // x [N, C, S, S], t [N] (or [N, 1]); h [N] only with use_h; labels i64 [N] only with classes
   // (values in [0, num_classes], num_classes being the null class; undefined: all null).
   // -> [N, out_channels, S, S]
-  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
+  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(),
+                 const Tensor& labels = Tensor()) override;
   const DiTConfig& config() const { return config_; }
   // Re-runs the reference initialisation (the constructor calls it).
   void initialize_weights(Generator& gen);
 
   std::shared_ptr<PatchEmbed> x_embedder;
   std::shared_ptr<TimestepEmbedder> t_embedder;
-  std::shared_ptr<TimestepEmbedder> h_embedder;     // null unless use_h
-  std::shared_ptr<LabelEmbedding> y_embedder;       // null unless num_classes > 0
-  Tensor pos_embed;                                 // buffer [1, tokens, hidden]
+  std::shared_ptr<TimestepEmbedder> h_embedder;  // null unless use_h
+  std::shared_ptr<LabelEmbedding> y_embedder;    // null unless num_classes > 0
+  Tensor pos_embed;                              // buffer [1, tokens, hidden]
   std::shared_ptr<ModuleList<DiTBlock>> blocks;
   std::shared_ptr<DiTFinalLayer> final_layer;
 

@@ -27,9 +27,7 @@ Tensor lookup(const std::string& who, const Tensor& table, const Tensor& indices
   out_shape.push_back(table.shape()[1]);
   try {
     return index_select(table, 0, indices.reshape(Shape{-1})).reshape(out_shape);
-  } catch (const Error& e) {
-    fail("{}: {}", who, e.what());
-  }
+  } catch (const Error& e) { fail("{}: {}", who, e.what()); }
 }
 
 }  // namespace
@@ -126,8 +124,8 @@ Tensor TimestepEmbedder::forward(const Tensor& t) {
 FourierFeatures::FourierFeatures(int64_t in_features, int64_t num_features, double sigma, Generator& gen)
     : UnaryModule("FourierFeatures"), in_(in_features), num_(num_features), sigma_(sigma) {
   DF_CHECK(in_features > 0 && num_features > 0 && sigma > 0,
-           "FourierFeatures: sizes and sigma must be positive, got in={} features={} sigma={}", in_features, num_features,
-           sigma);
+           "FourierFeatures: sizes and sigma must be positive, got in={} features={} sigma={}", in_features,
+           num_features, sigma);
   B = register_buffer("B", normal(Shape{in_, num_}, 0.0, sigma, gen));
 }
 
@@ -136,8 +134,8 @@ std::string FourierFeatures::describe() const {
 }
 
 Tensor FourierFeatures::forward(const Tensor& x) {
-  DF_CHECK(x.defined() && x.dim() >= 1 && x.shape()[x.dim() - 1] == in_,
-           "{}: input last dim expected {}, got shape {}", describe(), in_, x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.defined() && x.dim() >= 1 && x.shape()[x.dim() - 1] == in_, "{}: input last dim expected {}, got shape {}",
+           describe(), in_, x.defined() ? x.shape().str() : "undefined");
   Tensor a = matmul(x, B) * (2.0 * std::numbers::pi);
   return cat({sin(a), cos(a)}, -1);
 }
@@ -154,10 +152,13 @@ Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t
     check_time("h", h);
     c = c + h_embedder->forward(h);
   } else {
-    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", who, h.shape().str());
+    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", who,
+             h.shape().str());
   }
   if (y_embedder) {
-    Tensor y = labels.defined() ? labels : full(Shape{n}, double(y_embedder->null_class()), TensorOptions(DType::i64, t.device()));
+    Tensor y = labels.defined()
+                   ? labels
+                   : full(Shape{n}, double(y_embedder->null_class()), TensorOptions(DType::i64, t.device()));
     DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", who, n, y.shape().str());
     c = c + y_embedder->forward(y);
   } else {

@@ -14,7 +14,8 @@ GroupNorm::GroupNorm(int64_t groups, int64_t channels, double eps, bool affine)
 }
 
 std::string GroupNorm::describe() const {
-  return fmt::format("GroupNorm(groups={}, channels={}{})", groups_, channels_, weight.defined() ? "" : ", affine=false");
+  return fmt::format("GroupNorm(groups={}, channels={}{})", groups_, channels_,
+                     weight.defined() ? "" : ", affine=false");
 }
 
 Tensor GroupNorm::forward(const Tensor& x) {

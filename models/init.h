@@ -12,7 +12,9 @@ inline void zeros_(const Tensor& p) { constant_(p, 0.0); }
 inline void ones_(const Tensor& p) { constant_(p, 1.0); }
 
 // PyTorch's fans: dim 1 (times the receptive field) is fan_in, dim 0 fan_out.
-struct Fans { int64_t in, out; };
+struct Fans {
+  int64_t in, out;
+};
 Fans fans(const Tensor& p);
 // U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
 void xavier_uniform_(const Tensor& p, Generator& gen);

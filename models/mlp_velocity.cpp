@@ -4,7 +4,9 @@
 namespace dualflow {
 
 MLPVelocity::MLPVelocity(const MLPVelocityConfig& config, Generator& gen)
-    : VelocityNetwork("MLPVelocity"), config_(config), time_embedding_(SinusoidalOptions{config.embedding_dim, config.time_scale}) {
+    : VelocityNetwork("MLPVelocity"),
+      config_(config),
+      time_embedding_(SinusoidalOptions{config.embedding_dim, config.time_scale}) {
   DF_CHECK(config.data_dim > 0 && config.width > 0 && config.depth > 0,
            "MLPVelocity: data_dim, width and depth must be positive, got {}, {}, {}", config.data_dim, config.width,
            config.depth);
@@ -14,7 +16,8 @@ MLPVelocity::MLPVelocity(const MLPVelocityConfig& config, Generator& gen)
   widths.push_back(config.data_dim);
   net = register_module("net", std::make_shared<MLP>(widths, config.activation, gen));
   if (config.num_classes > 0)
-    label_embedding = register_module("label_embedding", std::make_shared<LabelEmbedding>(config.num_classes, input_features(), gen));
+    label_embedding =
+        register_module("label_embedding", std::make_shared<LabelEmbedding>(config.num_classes, input_features(), gen));
 }
 
 int64_t MLPVelocity::input_features() const {
@@ -22,18 +25,19 @@ int64_t MLPVelocity::input_features() const {
 }
 
 std::string MLPVelocity::describe() const {
-  return fmt::format("MLPVelocity(d={}, width={}, depth={}, emb={}{}{})", config_.data_dim, config_.width, config_.depth,
-                     config_.embedding_dim, config_.use_h ? ", h" : "",
+  return fmt::format("MLPVelocity(d={}, width={}, depth={}, emb={}{}{})", config_.data_dim, config_.width,
+                     config_.depth, config_.embedding_dim, config_.use_h ? ", h" : "",
                      config_.num_classes ? fmt::format(", classes={}", config_.num_classes) : "");
 }
 
 Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& labels) {
-  DF_CHECK(z.defined() && z.dim() == 2 && z.shape()[1] == config_.data_dim, "{}: z expected [N, {}], got {}", describe(),
-           config_.data_dim, z.defined() ? z.shape().str() : "undefined");
+  DF_CHECK(z.defined() && z.dim() == 2 && z.shape()[1] == config_.data_dim, "{}: z expected [N, {}], got {}",
+           describe(), config_.data_dim, z.defined() ? z.shape().str() : "undefined");
   const int64_t n = z.shape()[0];
   auto check_time = [&](const char* what, const Tensor& s) {
     DF_CHECK(s.defined() && s.shape()[0] == n && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
-             "{}: {} expected [{}] or [{}, 1], got {}", describe(), what, n, n, s.defined() ? s.shape().str() : "undefined");
+             "{}: {} expected [{}] or [{}, 1], got {}", describe(), what, n, n,
+             s.defined() ? s.shape().str() : "undefined");
   };
   check_time("t", t);
   std::vector<Tensor> features{z, time_embedding_.forward(t)};
@@ -41,11 +45,14 @@ Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, c
     check_time("h", h);
     features.push_back(time_embedding_.forward(h));
   } else {
-    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(), h.shape().str());
+    DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(),
+             h.shape().str());
   }
   Tensor x = cat(features, 1);
   if (label_embedding) {
-    Tensor y = labels.defined() ? labels : full(Shape{n}, double(label_embedding->null_class()), TensorOptions(DType::i64, z.device()));
+    Tensor y = labels.defined()
+                   ? labels
+                   : full(Shape{n}, double(label_embedding->null_class()), TensorOptions(DType::i64, z.device()));
     DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", describe(), n, y.shape().str());
     x = x + label_embedding->forward(y);
   } else {

@@ -9,20 +9,20 @@
 #pragma once
 #include <string>
 
-#include "models/velocity_network.h"
 #include "models/embeddings.h"
 #include "models/mlp.h"
+#include "models/velocity_network.h"
 
 namespace dualflow {
 
 struct MLPVelocityConfig {
   int64_t data_dim = 2;
   int64_t width = 256;
-  int64_t depth = 4;              // hidden layers (Linear + activation) before the output Linear
-  int64_t embedding_dim = 64;     // sinusoidal dims of each time input
-  double time_scale = 1000.0;     // a = time_scale * t * freqs
-  bool use_h = true;              // embed h = t - r (MeanFlow); false: input [z, emb(t)] (flow matching)
-  int64_t num_classes = 0;        // > 0: class-conditional through a LabelEmbedding
+  int64_t depth = 4;           // hidden layers (Linear + activation) before the output Linear
+  int64_t embedding_dim = 64;  // sinusoidal dims of each time input
+  double time_scale = 1000.0;  // a = time_scale * t * freqs
+  bool use_h = true;           // embed h = t - r (MeanFlow); false: input [z, emb(t)] (flow matching)
+  int64_t num_classes = 0;     // > 0: class-conditional through a LabelEmbedding
   std::string activation = "silu";
 };
 
@@ -32,7 +32,8 @@ class MLPVelocity : public VelocityNetwork {
   std::string describe() const override;
   // z [N, d], t [N] (or [N, 1]), h [N] (or [N, 1]; must be undefined when use_h is off),
   // labels i64 [N] (optional; only with num_classes > 0) -> velocity [N, d].
-  Tensor forward(const Tensor& z, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
+  Tensor forward(const Tensor& z, const Tensor& t, const Tensor& h = Tensor(),
+                 const Tensor& labels = Tensor()) override;
   const MLPVelocityConfig& config() const { return config_; }
   int64_t input_features() const;
 

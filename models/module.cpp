@@ -40,8 +40,8 @@ void Module::check_new_name(const std::string& name) const {
       if (n == name) return true;
     return false;
   };
-  DF_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), "{}: the name '{}' is registered twice", describe(),
-           name);
+  DF_CHECK(!taken(params_) && !taken(buffers_) && !taken(children_), "{}: the name '{}' is registered twice",
+           describe(), name);
 }
 
 Tensor Module::register_parameter(const std::string& name, const Tensor& value) {
@@ -123,7 +123,8 @@ void Module::train(bool on) {
   for (auto& [_, m] : children_) m->train(on);
 }
 
-template <class F> void Module::for_each_tensor(F&& f) {
+template <class F>
+void Module::for_each_tensor(F&& f) {
   for (auto& [_, t] : params_) f(t, true);
   for (auto& [_, t] : buffers_) f(t, false);
   for (auto& [_, m] : children_) m->for_each_tensor(f);
@@ -151,7 +152,8 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
     } else if (src.shape() != dst.shape()) {
       mismatched.push_back(fmt::format("{}: shape expected {}, given {}", name, dst.shape().str(), src.shape().str()));
     } else if (src.dtype() != dst.dtype()) {
-      mismatched.push_back(fmt::format("{}: dtype expected {}, given {}", name, dtype_name(dst.dtype()), dtype_name(src.dtype())));
+      mismatched.push_back(
+          fmt::format("{}: dtype expected {}, given {}", name, dtype_name(dst.dtype()), dtype_name(src.dtype())));
     } else {
       copies.emplace_back(dst, src);
     }
@@ -219,7 +221,8 @@ ScopedParameters::ScopedParameters(Module& module, const NamedTensors& replaceme
     DF_CHECK(t.defined() && t.shape() == p.shape() && t.dtype() == p.dtype() && t.device() == p.device(),
              "ScopedParameters: '{}' expects {} {} on {}, given {}", name, dtype_name(p.dtype()), p.shape().str(),
              p.device().str(),
-             t.defined() ? fmt::format("{} {} on {}", dtype_name(t.dtype()), t.shape().str(), t.device().str()) : "undefined");
+             t.defined() ? fmt::format("{} {} on {}", dtype_name(t.dtype()), t.shape().str(), t.device().str())
+                         : "undefined");
     swaps.emplace_back(p, t);
   }
   // Everything checked: swap in, remembering each parameter's own state.

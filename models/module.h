@@ -74,7 +74,8 @@ class Module {
  private:
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;
-  template <class F> void for_each_tensor(F&& f);
+  template <class F>
+  void for_each_tensor(F&& f);
 
   std::string type_name_;
   bool training_ = true;
@@ -118,7 +119,8 @@ class ModuleList : public Module {
 class Sequential : public UnaryModule {
  public:
   Sequential() : UnaryModule("Sequential") {}
-  template <class M> std::shared_ptr<M> push_back(std::shared_ptr<M> module) {
+  template <class M>
+  std::shared_ptr<M> push_back(std::shared_ptr<M> module) {
     auto m = register_module(std::to_string(items_.size()), std::move(module));
     items_.push_back(m);
     return m;

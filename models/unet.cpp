@@ -13,22 +13,25 @@ ResBlock::ResBlock(int64_t in_channels, int64_t out_channels, int64_t embedding_
                    uint64_t dropout_seed, Generator& gen)
     : Module("ResBlock"), in_(in_channels), out_(out_channels) {
   norm1 = register_module("norm1", std::make_shared<GroupNorm>(std::min(norm_groups, in_channels), in_channels));
-  conv1 = register_module("conv1", std::make_shared<Conv2d>(in_channels, out_channels, 3, gen, Conv2dOptions{.padding = 1}));
+  conv1 = register_module("conv1",
+                          std::make_shared<Conv2d>(in_channels, out_channels, 3, gen, Conv2dOptions{.padding = 1}));
   emb_proj = register_module("emb_proj", std::make_shared<Linear>(embedding_dim, out_channels, gen));
   norm2 = register_module("norm2", std::make_shared<GroupNorm>(std::min(norm_groups, out_channels), out_channels));
   dropout = register_module("dropout", std::make_shared<Dropout>(p, dropout_seed));
-  conv2 = register_module("conv2", std::make_shared<Conv2d>(out_channels, out_channels, 3, gen, Conv2dOptions{.padding = 1}));
+  conv2 = register_module("conv2",
+                          std::make_shared<Conv2d>(out_channels, out_channels, 3, gen, Conv2dOptions{.padding = 1}));
   // A fresh block starts as the identity on its residual path (ADM's zero_module).
   init::zeros_(conv2->weight);
   init::zeros_(conv2->bias);
-  if (in_channels != out_channels) skip = register_module("skip", std::make_shared<Conv2d>(in_channels, out_channels, 1, gen));
+  if (in_channels != out_channels)
+    skip = register_module("skip", std::make_shared<Conv2d>(in_channels, out_channels, 1, gen));
 }
 
 std::string ResBlock::describe() const { return fmt::format("ResBlock(in={}, out={})", in_, out_); }
 
 Tensor ResBlock::forward(const Tensor& x, const Tensor& emb) {
-  DF_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_, "{}: input expected [N, {}, H, W], got {}", describe(), in_,
-           x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_, "{}: input expected [N, {}, H, W], got {}", describe(),
+           in_, x.defined() ? x.shape().str() : "undefined");
   Tensor h = conv1->forward(silu(norm1->forward(x)));
   Tensor e = emb_proj->forward(silu(emb));  // [N, out]
   h = h + e.reshape({e.shape()[0], out_, 1, 1});
@@ -76,10 +79,12 @@ Tensor UNetStage::forward(const Tensor& x, const Tensor& emb) {
 Resample::Resample(int64_t channels, bool up, bool with_conv, Generator& gen) : UnaryModule("Resample"), up_(up) {
   if (with_conv)
     conv = register_module("conv", std::make_shared<Conv2d>(channels, channels, 3, gen,
-                                                             Conv2dOptions{.stride = up ? 1 : 2, .padding = 1}));
+                                                            Conv2dOptions{.stride = up ? 1 : 2, .padding = 1}));
 }
 
-std::string Resample::describe() const { return fmt::format("Resample({}, conv={})", up_ ? "up" : "down", conv != nullptr); }
+std::string Resample::describe() const {
+  return fmt::format("Resample({}, conv={})", up_ ? "up" : "down", conv != nullptr);
+}
 
 Tensor Resample::forward(const Tensor& x) {
   if (up_) {
@@ -110,19 +115,22 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityNetwork("UNet"), 
   SinusoidalOptions freqs{c.base_channels + c.base_channels % 2, c.time_scale, 10000, false};
   t_embedder = register_module("t_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
   if (c.use_h) h_embedder = register_module("h_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
-  if (c.num_classes > 0) y_embedder = register_module("y_embedder", std::make_shared<LabelEmbedding>(c.num_classes, emb, gen));
+  if (c.num_classes > 0)
+    y_embedder = register_module("y_embedder", std::make_shared<LabelEmbedding>(c.num_classes, emb, gen));
 
-  input_conv = register_module("input_conv", std::make_shared<Conv2d>(c.in_channels, c.base_channels, 3, gen,
-                                                                      Conv2dOptions{.padding = 1}));
+  input_conv = register_module(
+      "input_conv", std::make_shared<Conv2d>(c.in_channels, c.base_channels, 3, gen, Conv2dOptions{.padding = 1}));
   down_stages = register_module("down", std::make_shared<ModuleList<UNetStage>>());
   downsamples = register_module("downsample", std::make_shared<ModuleList<Resample>>());
   uint64_t seed = c.dropout_seed;
   auto wants_attention = [&](int64_t res) {
-    return std::find(c.attention_resolutions.begin(), c.attention_resolutions.end(), res) != c.attention_resolutions.end();
+    return std::find(c.attention_resolutions.begin(), c.attention_resolutions.end(), res) !=
+           c.attention_resolutions.end();
   };
   auto stage = [&](int64_t in, int64_t out, int64_t res) {
     auto rb = std::make_shared<ResBlock>(in, out, emb, c.norm_groups, c.dropout, seed++, gen);
-    auto ab = wants_attention(res) ? std::make_shared<AttentionBlock>(out, c.attention_heads, c.norm_groups, gen) : nullptr;
+    auto ab =
+        wants_attention(res) ? std::make_shared<AttentionBlock>(out, c.attention_heads, c.norm_groups, gen) : nullptr;
     return std::make_shared<UNetStage>(rb, ab);
   };
 
@@ -141,10 +149,12 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityNetwork("UNet"), 
       res /= 2;
     }
   }
-  middle_in = register_module("middle_in", std::make_shared<UNetStage>(
-                                               std::make_shared<ResBlock>(ch, ch, emb, c.norm_groups, c.dropout, seed++, gen),
-                                               std::make_shared<AttentionBlock>(ch, c.attention_heads, c.norm_groups, gen)));
-  middle_out = register_module("middle_out", std::make_shared<ResBlock>(ch, ch, emb, c.norm_groups, c.dropout, seed++, gen));
+  middle_in = register_module(
+      "middle_in",
+      std::make_shared<UNetStage>(std::make_shared<ResBlock>(ch, ch, emb, c.norm_groups, c.dropout, seed++, gen),
+                                  std::make_shared<AttentionBlock>(ch, c.attention_heads, c.norm_groups, gen)));
+  middle_out =
+      register_module("middle_out", std::make_shared<ResBlock>(ch, ch, emb, c.norm_groups, c.dropout, seed++, gen));
 
   up_stages = register_module("up", std::make_shared<ModuleList<UNetStage>>());
   upsamples = register_module("upsample", std::make_shared<ModuleList<Resample>>());
@@ -163,7 +173,8 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityNetwork("UNet"), 
     }
   }
   output_norm = register_module("output_norm", std::make_shared<GroupNorm>(std::min(c.norm_groups, ch), ch));
-  output_conv = register_module("output_conv", std::make_shared<Conv2d>(ch, c.out_channels, 3, gen, Conv2dOptions{.padding = 1}));
+  output_conv =
+      register_module("output_conv", std::make_shared<Conv2d>(ch, c.out_channels, 3, gen, Conv2dOptions{.padding = 1}));
   // The network starts by predicting zero (ADM's zero-initialised output layer).
   init::zeros_(output_conv->weight);
   init::zeros_(output_conv->bias);
@@ -176,8 +187,8 @@ std::string UNet::describe() const {
 
 Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
   const UNetConfig& c = config_;
-  DF_CHECK(x.defined() && x.dim() == 4, "{}: expected an image batch [N, {}, {}, {}], got {}", describe(), c.in_channels,
-           c.image_size, c.image_size, x.defined() ? x.shape().str() : "undefined");
+  DF_CHECK(x.defined() && x.dim() == 4, "{}: expected an image batch [N, {}, {}, {}], got {}", describe(),
+           c.in_channels, c.image_size, c.image_size, x.defined() ? x.shape().str() : "undefined");
   const int64_t n = x.shape()[0];
   DF_CHECK(x.shape()[1] == c.in_channels, "{}: input channels expected {}, got {} (input shape {})", describe(),
            c.in_channels, x.shape()[1], x.shape().str());

@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "models/velocity_network.h"
 #include "models/attention.h"
 #include "models/conv.h"
 #include "models/dropout.h"
 #include "models/embeddings.h"
 #include "models/group_norm.h"
+#include "models/velocity_network.h"
 
 namespace dualflow {
 
@@ -22,16 +22,16 @@ struct UNetConfig {
   int64_t image_size = 28;   // square images; each level halves it
   int64_t base_channels = 32;
   std::vector<int64_t> channel_mult = {1, 2, 2};
-  int64_t num_res_blocks = 2;                      // per level on the way down (one more on the way up)
+  int64_t num_res_blocks = 2;                        // per level on the way down (one more on the way up)
   std::vector<int64_t> attention_resolutions = {7};  // feature-map sizes that get self-attention
   int64_t attention_heads = 4;
   int64_t norm_groups = 8;
   double dropout = 0.0;
-  int64_t num_classes = 0;            // > 0: class-conditional with a learned null class
-  bool use_h = false;                 // MeanFlow: a second time input h = t - r with its own embedder
-  bool conv_resample = true;          // strided conv down / conv after nearest upsample; else pool / plain
-  int64_t embedding_dim = 0;          // conditioning width; 0: 4 * base_channels
-  double time_scale = 1000.0;         // t in [0, 1] -> a = time_scale * t * freqs in the sinusoidal embedding
+  int64_t num_classes = 0;     // > 0: class-conditional with a learned null class
+  bool use_h = false;          // MeanFlow: a second time input h = t - r with its own embedder
+  bool conv_resample = true;   // strided conv down / conv after nearest upsample; else pool / plain
+  int64_t embedding_dim = 0;   // conditioning width; 0: 4 * base_channels
+  double time_scale = 1000.0;  // t in [0, 1] -> a = time_scale * t * freqs in the sinusoidal embedding
   uint64_t dropout_seed = 0;
 };
 
@@ -98,7 +98,8 @@ class UNet : public VelocityNetwork {
   std::string describe() const override;
   // x [N, C, S, S], t [N] (or [N, 1]); h [N] only with use_h; labels i64 [N] only with classes
   // (values in [0, num_classes], num_classes being the null class; undefined: all null).
-  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(), const Tensor& labels = Tensor()) override;
+  Tensor forward(const Tensor& x, const Tensor& t, const Tensor& h = Tensor(),
+                 const Tensor& labels = Tensor()) override;
   const UNetConfig& config() const { return config_; }
 
   std::shared_ptr<TimestepEmbedder> t_embedder, h_embedder;  // h_embedder null without use_h

@@ -12,7 +12,10 @@ int main(int argc, char** argv) {
   std::vector<char*> args;
   bool cuda_only = false;
   for (int i = 0; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--cuda-only") == 0) { cuda_only = true; continue; }
+    if (std::strcmp(argv[i], "--cuda-only") == 0) {
+      cuda_only = true;
+      continue;
+    }
     args.push_back(argv[i]);
   }
   if (cuda_only && !dualflow::cuda_available()) {

@@ -162,7 +162,7 @@ class ShortestAugmentingPaths {
 
   // v_j = min over rows first, first + 2, first + 4, ... of (C_ij - u_i), u_i read in that order.
   DUALFLOW_ALWAYS_INLINE void c_transform_of_rows(const std::vector<double>& row_potential, int64_t first,
-                                                   double* v) const {
+                                                  double* v) const {
     for (int64_t j = 0; j < n_; ++j) v[j] = inf;
     for (size_t a = 0; a < row_potential.size(); ++a) {
       const double* row = cost_ + (2 * int64_t(a) + first) * n_;
@@ -349,7 +349,7 @@ class ShortestAugmentingPaths {
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 __attribute__((target("avx2"))) AssignmentSolution solve_level_avx2(const double* cost, int64_t n,
-                                                                     const HalfProblemPotentials* halves) {
+                                                                    const HalfProblemPotentials* halves) {
   return ShortestAugmentingPaths<4>(cost, n).solve(halves);
 }
 #define DUALFLOW_ASSIGNMENT_AVX2 1
@@ -386,8 +386,9 @@ AssignmentSolution solve_from_halves(const double* cost, int64_t n) {
 
 AssignmentSolution solve_dense_assignment(const double* cost, int64_t n) {
   for (int64_t k = 0; k < n * n; ++k) {
-    DF_CHECK(std::abs(cost[k]) <= kMaxCostMagnitude, "solve_assignment: costs must be finite and at most {} in magnitude, given {}",
-             kMaxCostMagnitude, cost[k]);
+    DF_CHECK(std::abs(cost[k]) <= kMaxCostMagnitude,
+             "solve_assignment: costs must be finite and at most {} in magnitude, given {}", kMaxCostMagnitude,
+             cost[k]);
   }
   return solve_from_halves(cost, n);
 }

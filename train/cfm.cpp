@@ -3,8 +3,8 @@
 
 namespace dualflow {
 
-Tensor cfm_loss(const VelocityNet& net, const ProbabilityPath& path, const Tensor& x0, const Tensor& x1, const Tensor& t,
-                const Tensor& labels) {
+Tensor cfm_loss(const VelocityNet& net, const ProbabilityPath& path, const Tensor& x0, const Tensor& x1,
+                const Tensor& t, const Tensor& labels) {
   PathSample s = path.sample(x0, x1, t);
   Tensor v = net(s.x_t, t, Tensor(), labels);
   DF_CHECK(v.shape() == s.u_t.shape(), "cfm_loss: the network returned {} for a target of shape {}", v.shape().str(),
@@ -29,8 +29,8 @@ VelocityField velocity_field(const VelocityNet& net, const GuidanceOptions& g) {
   };
 }
 
-OdeResult sample_flow(const VelocityNet& net, const Tensor& x0, const OdeOptions& options, const GuidanceOptions& guidance,
-                      double t_end) {
+OdeResult sample_flow(const VelocityNet& net, const Tensor& x0, const OdeOptions& options,
+                      const GuidanceOptions& guidance, double t_end) {
   DF_CHECK(t_end > 0 && t_end <= 1, "sample_flow: t_end must lie in (0, 1], given {}", t_end);
   NoGradGuard ng;
   return odeint(velocity_field(net, guidance), x0, 0.0, t_end, options);

@@ -17,13 +17,13 @@ namespace dualflow {
 using VelocityNet = std::function<Tensor(const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels)>;
 
 // mean over batch and dims of (v(x_t, t) - u_t)^2 with (x_t, u_t) drawn from the path.
-Tensor cfm_loss(const VelocityNet& net, const ProbabilityPath& path, const Tensor& x0, const Tensor& x1, const Tensor& t,
-                const Tensor& labels = Tensor());
+Tensor cfm_loss(const VelocityNet& net, const ProbabilityPath& path, const Tensor& x0, const Tensor& x1,
+                const Tensor& t, const Tensor& labels = Tensor());
 
 struct GuidanceOptions {
-  Tensor labels;             // i64 [N]; undefined: unconditional
-  int64_t null_label = -1;   // the null class index (needed when scale != 1)
-  double scale = 1.0;        // omega: v = omega * v(x|c) + (1 - omega) * v(x|null); 1 = no guidance
+  Tensor labels;            // i64 [N]; undefined: unconditional
+  int64_t null_label = -1;  // the null class index (needed when scale != 1)
+  double scale = 1.0;       // omega: v = omega * v(x|c) + (1 - omega) * v(x|null); 1 = no guidance
 };
 
 // The ODE right-hand side for the solvers: the network at scalar time t for the whole batch,

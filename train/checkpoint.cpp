@@ -37,8 +37,8 @@ Tensor generator_state_tensor(const Generator& g) {
 }
 
 Generator::State generator_state_from(const std::string& where, const Tensor& t) {
-  DF_CHECK(t.dtype() == DType::i64 && t.shape() == Shape{2}, "{}: expected an i64 [2] generator state, got {} {}", where,
-           dtype_name(t.dtype()), t.shape().str());
+  DF_CHECK(t.dtype() == DType::i64 && t.shape() == Shape{2}, "{}: expected an i64 [2] generator state, got {} {}",
+           where, dtype_name(t.dtype()), t.shape().str());
   auto v = t.to_vector<int64_t>();
   Generator::State s;
   std::memcpy(&s.seed, &v[0], 8);
@@ -113,9 +113,10 @@ CheckpointInfo load_checkpoint(const std::string& path, const CheckpointParts& p
   NamedTensors optim = part_of(content.tensors, "optim.");
   NamedTensors rng = part_of(content.tensors, "rng.");
   auto require = [&](bool ok, const char* what) {
-    DF_CHECK(ok, "checkpoint {}: holds no {} state, but one was requested (the file has {} tensors: {} model, {} ema, "
-             "{} optimizer, {} generator)", path, what, content.tensors.size(), model.size(), ema.size(), optim.size(),
-             rng.size());
+    DF_CHECK(ok,
+             "checkpoint {}: holds no {} state, but one was requested (the file has {} tensors: {} model, {} ema, "
+             "{} optimizer, {} generator)",
+             path, what, content.tensors.size(), model.size(), ema.size(), optim.size(), rng.size());
   };
   if (parts.model) require(!model.empty(), "model");
   if (parts.ema) require(!ema.empty(), "EMA");

@@ -42,7 +42,8 @@ ConfigSchema classifier_schema() {
   s.add_bool("data.hflip", false, "mirror each training image left-right with probability 1/2");
   s.add_int("data.limit", 0, "train on the first N images only; 0 uses the whole training split").at_least(0);
 
-  s.add_int_list("model.widths", {32, 64}, "channels of each stage; each halves the size (model.downsample)").at_least(1);
+  s.add_int_list("model.widths", {32, 64}, "channels of each stage; each halves the size (model.downsample)")
+      .at_least(1);
   s.add_int("model.convs_per_stage", 2, "3x3 convolutions per stage").at_least(1);
   s.add_int("model.features", 128, "width of the penultimate layer, the features of the Fréchet distance").at_least(1);
   s.add_string("model.downsample", "stride",
@@ -160,7 +161,9 @@ ClassifierRunResult train_classifier(const RunConfig& c, const ClassifierRunOpti
     ImageBatch b = batcher.batch_at(step, f32);
     Tensor logits = model.logits(b.images);
     const double train_accuracy = accuracy(logits, b.labels);
-    return StepOutcome{cross_entropy(logits, b.labels), {}, {{"train_accuracy", full({1}, train_accuracy, TensorOptions(DType::f64))}}};
+    return StepOutcome{cross_entropy(logits, b.labels),
+                       {},
+                       {{"train_accuracy", full({1}, train_accuracy, TensorOptions(DType::f64))}}};
   });
   ClassifierRunResult result;
   result.steps_done = r.steps_done;

@@ -5,12 +5,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "engine/error.h"
 
@@ -33,9 +33,7 @@ ConfigType config_type_of(const ConfigValue& value) { return static_cast<ConfigT
 
 namespace {
 
-std::string with_article(ConfigType type) {
-  return (type == ConfigType::Int ? "an " : "a ") + config_type_name(type);
-}
+std::string with_article(ConfigType type) { return (type == ConfigType::Int ? "an " : "a ") + config_type_name(type); }
 
 std::string toml_quote(std::string_view s) {
   std::string out = "\"";
@@ -49,8 +47,7 @@ std::string toml_quote(std::string_view s) {
       default:
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
           out += fmt::format("\\u{:04X}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        else
-          out += c;
+        else out += c;
     }
   }
   return out + "\"";
@@ -66,7 +63,6 @@ std::string toml_float(double v) {
 std::string bound_text(double v, ConfigType type) {
   return type == ConfigType::Float ? fmt::format("{}", v) : fmt::format("{}", static_cast<int64_t>(v));
 }
-
 
 std::string_view last_segment(std::string_view name) {
   size_t dot = name.rfind('.');
@@ -123,10 +119,22 @@ std::string config_value_to_toml(const ConfigValue& value) {
 
 // ---- keys and schema ------------------------------------------------------------------------
 
-ConfigKey& ConfigKey::at_least(double v) { lower = v, lower_exclusive = false; return *this; }
-ConfigKey& ConfigKey::greater_than(double v) { lower = v, lower_exclusive = true; return *this; }
-ConfigKey& ConfigKey::at_most(double v) { upper = v, upper_exclusive = false; return *this; }
-ConfigKey& ConfigKey::less_than(double v) { upper = v, upper_exclusive = true; return *this; }
+ConfigKey& ConfigKey::at_least(double v) {
+  lower = v, lower_exclusive = false;
+  return *this;
+}
+ConfigKey& ConfigKey::greater_than(double v) {
+  lower = v, lower_exclusive = true;
+  return *this;
+}
+ConfigKey& ConfigKey::at_most(double v) {
+  upper = v, upper_exclusive = false;
+  return *this;
+}
+ConfigKey& ConfigKey::less_than(double v) {
+  upper = v, upper_exclusive = true;
+  return *this;
+}
 ConfigKey& ConfigKey::one_of(std::vector<std::string> allowed) {
   DF_CHECK(type == ConfigType::String, "config schema: {} is {}; choices need a string key", name, with_article(type));
   choices = std::move(allowed);
@@ -161,7 +169,8 @@ std::string ConfigKey::violation(const ConfigValue& value) const {
       auto closest = std::min_element(choices.begin(), choices.end(), [&](const auto& a, const auto& b) {
         return edit_distance(a, s) < edit_distance(b, s);
       });
-      if (edit_distance(*closest, s) <= std::max<size_t>(2, s.size() / 3)) why += fmt::format("; did you mean '{}'?", *closest);
+      if (edit_distance(*closest, s) <= std::max<size_t>(2, s.size() / 3))
+        why += fmt::format("; did you mean '{}'?", *closest);
       return why;
     }
     case ConfigType::Bool: return "";
@@ -372,12 +381,15 @@ void write_toml_value(std::ostream& out, const toml::node& node) {
 }
 
 std::string describe(const toml::node& node) {
-  static const std::map<toml::node_type, const char*> names = {
-      {toml::node_type::table, "table"},          {toml::node_type::array, "list"},
-      {toml::node_type::string, "string"},        {toml::node_type::integer, "int"},
-      {toml::node_type::floating_point, "float"}, {toml::node_type::boolean, "bool"},
-      {toml::node_type::date, "date"},            {toml::node_type::time, "time"},
-      {toml::node_type::date_time, "date-time"}};
+  static const std::map<toml::node_type, const char*> names = {{toml::node_type::table, "table"},
+                                                               {toml::node_type::array, "list"},
+                                                               {toml::node_type::string, "string"},
+                                                               {toml::node_type::integer, "int"},
+                                                               {toml::node_type::floating_point, "float"},
+                                                               {toml::node_type::boolean, "bool"},
+                                                               {toml::node_type::date, "date"},
+                                                               {toml::node_type::time, "time"},
+                                                               {toml::node_type::date_time, "date-time"}};
   auto it = names.find(node.type());
   std::string name = it == names.end() ? "value" : it->second;
   if (node.is_table()) return "a table";

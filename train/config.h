@@ -107,11 +107,10 @@ class RunConfig {
 // Reads the TOML file at `path`, then applies `overrides` ("key=value", the value in TOML
 // syntax, or bare text for string keys), then checks every value. Errors name the file with
 // line and column (or the --set argument), the key, what was expected and what was given.
-RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides,
-                      const ConfigSchema& schema);
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides, const ConfigSchema& schema);
 // The same from text; `what` names the source in messages (a file name, "<test>").
-RunConfig parse_config_text(std::string_view text, const std::string& what,
-                            const std::vector<std::string>& overrides, const ConfigSchema& schema);
+RunConfig parse_config_text(std::string_view text, const std::string& what, const std::vector<std::string>& overrides,
+                            const ConfigSchema& schema);
 
 // Levenshtein distance between two words: what "did you mean" suggestions rank by.
 size_t edit_distance(std::string_view a, std::string_view b);

@@ -56,10 +56,10 @@ Tensor pairwise_sq_distances(const Tensor& a, const Tensor& b) {
   DF_CHECK(a.defined() && b.defined() && a.dim() >= 1 && b.dim() >= 1,
            "pairwise_sq_distances: a and b must be [N, ...] and [M, ...]");
   Tensor af = a.reshape({a.size(0), -1}), bf = b.reshape({b.size(0), -1});
-  DF_CHECK(af.size(1) == bf.size(1), "pairwise_sq_distances: rows must have one size, given {} and {}",
-           a.shape().str(), b.shape().str());
-  Tensor aa = sum(square(af), {1}, true);               // [N, 1]
-  Tensor bb = sum(square(bf), {1}, true).t();           // [1, M]
+  DF_CHECK(af.size(1) == bf.size(1), "pairwise_sq_distances: rows must have one size, given {} and {}", a.shape().str(),
+           b.shape().str());
+  Tensor aa = sum(square(af), {1}, true);      // [N, 1]
+  Tensor bb = sum(square(bf), {1}, true).t();  // [1, M]
   Tensor d = aa + bb - matmul(af, bf.t()) * 2.0;
   // Cancellation can leave tiny negatives for near-identical rows; a distance is never below 0.
   return maximum(d, zeros_like(d));

@@ -32,7 +32,7 @@ Tensor checkerboard(int64_t n, Generator& gen, TensorOptions opts) {
   Vec x1 = uniforms(n, gen), u = uniforms(n, gen), b = uniforms(n, gen);
   Vec xy(2 * n);
   for (int64_t i = 0; i < n; ++i) {
-    const double a = 4 * x1[i] - 2;                                   // U[-2, 2)
+    const double a = 4 * x1[i] - 2;                                             // U[-2, 2)
     const double parity = std::fmod(std::fmod(std::floor(a), 2.0) + 2.0, 2.0);  // Python's mod
     const double bern = b[i] < 0.5 ? 1.0 : 0.0;
     xy[2 * i] = 2 * a;

@@ -31,7 +31,8 @@ TrainRunResult train_flow_matching(const FlowRunSpec& spec, const TrainRunOption
   std::unique_ptr<Ema> ema;
   // With warmup the average forgets the initial weights quickly (decay (1 + s) / (10 + s) early
   // on); a plain 0.999 average still holds 22% of the initialisation after 1500 steps.
-  if (spec.optim.ema_decay > 0) ema = std::make_unique<Ema>(params, EmaOptions{.decay = spec.optim.ema_decay, .warmup = true});
+  if (spec.optim.ema_decay > 0)
+    ema = std::make_unique<Ema>(params, EmaOptions{.decay = spec.optim.ema_decay, .warmup = true});
 
   LoopSettings ls;
   ls.command = "train";
@@ -45,7 +46,8 @@ TrainRunResult train_flow_matching(const FlowRunSpec& spec, const TrainRunOption
   ls.grad_clip = spec.optim.grad_clip;
   ls.schedule = spec.optim.schedule;
   ls.role = o.role;
-  TrainingLoop loop(ls, LoopState{vm.module.get(), opt.get(), ema.get(), {{"data", &data_gen}}, params, spec.config.to_toml()});
+  TrainingLoop loop(
+      ls, LoopState{vm.module.get(), opt.get(), ema.get(), {{"data", &data_gen}}, params, spec.config.to_toml()});
   const LoopResult r = loop.run([&](int64_t step) { return objective(data_gen, step); });
 
   TrainRunResult result{r.steps_done, r.interrupted, r.last_loss};
@@ -71,8 +73,10 @@ LoadedModel load_model_from_checkpoint(const std::string& path) {
   CheckpointInfo info;
   NamedTensors weights = checkpoint_weights(path, true, &info);
   DF_CHECK(!info.config.empty(), "checkpoint {}: holds no run config (metadata 'dualflow.config' is empty)", path);
-  LoadedModel lm{parse_flow_run_spec(parse_config_text(info.config, path + " (stored config)", {}, flow_matching_schema())),
-                 {}, info.step};
+  LoadedModel lm{
+      parse_flow_run_spec(parse_config_text(info.config, path + " (stored config)", {}, flow_matching_schema())),
+      {},
+      info.step};
   Generator init(0);
   lm.model = build_velocity_model(lm.spec, init);
   lm.model.module->load_state_dict(weights);

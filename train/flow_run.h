@@ -12,16 +12,16 @@
 namespace dualflow {
 
 struct TrainRunOptions {
-  std::string out_dir;          // receives checkpoint.safetensors, metrics.jsonl, samples.png
-  bool resume = false;          // continue from out_dir/checkpoint.safetensors
-  bool progress_line = false;   // one updating line (a terminal) instead of plain log lines
-  bool quiet = false;           // no console output at all (tests)
-  ProcessRole role;             // which process of a run this is (rank 0 writes the files)
+  std::string out_dir;         // receives checkpoint.safetensors, metrics.jsonl, samples.png
+  bool resume = false;         // continue from out_dir/checkpoint.safetensors
+  bool progress_line = false;  // one updating line (a terminal) instead of plain log lines
+  bool quiet = false;          // no console output at all (tests)
+  ProcessRole role;            // which process of a run this is (rank 0 writes the files)
 };
 
 struct TrainRunResult {
-  int64_t steps_done = 0;       // the step count reached (including resumed steps)
-  bool interrupted = false;     // stopped by SIGINT/SIGTERM after saving
+  int64_t steps_done = 0;    // the step count reached (including resumed steps)
+  bool interrupted = false;  // stopped by SIGINT/SIGTERM after saving
   double last_loss = 0;
 };
 

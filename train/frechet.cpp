@@ -84,10 +84,9 @@ SymmetricEigen symmetric_eigen(const Tensor& symmetric) {
   liwork = std::max(1, iwork_query);
   std::vector<double> work(static_cast<size_t>(lwork));
   std::vector<int> iwork(static_cast<size_t>(liwork));
-  dsyevd_(&jobz, &uplo, &n, a.data<double>(), &n, w.data<double>(), work.data(), &lwork, iwork.data(), &liwork, &info, 1,
-          1);
-  DF_CHECK(info == 0,
-           "symmetric_eigen: LAPACK dsyevd failed (info {}) on a [{}, {}] matrix: {}", info, n, n,
+  dsyevd_(&jobz, &uplo, &n, a.data<double>(), &n, w.data<double>(), work.data(), &lwork, iwork.data(), &liwork, &info,
+          1, 1);
+  DF_CHECK(info == 0, "symmetric_eigen: LAPACK dsyevd failed (info {}) on a [{}, {}] matrix: {}", info, n, n,
            info < 0 ? "an argument was illegal" : "the eigenvalues did not converge (non-finite entries?)");
   // Column-major eigenvectors read row-major are the rows; transpose them into columns.
   return {w, a.t().contiguous()};

@@ -44,9 +44,7 @@ const char* idx_type_name(uint8_t code) {
   }
 }
 
-std::string dims_str(const std::vector<int64_t>& dims) {
-  return fmt::format("{}", fmt::join(dims, "x"));
-}
+std::string dims_str(const std::vector<int64_t>& dims) { return fmt::format("{}", fmt::join(dims, "x")); }
 
 struct IdxHeader {
   std::vector<int64_t> dims;
@@ -68,7 +66,8 @@ IdxHeader parse_header(std::span<const uint8_t> bytes, const std::string& what) 
          bytes[1], bytes[2], bytes[3], note);
   }
   const int ndim = bytes[3];
-  if (ndim < 1 || ndim > kMaxIdxRank) fail("{}: IDX rank: expected 1 to {} dimensions, got {}", what, kMaxIdxRank, ndim);
+  if (ndim < 1 || ndim > kMaxIdxRank)
+    fail("{}: IDX rank: expected 1 to {} dimensions, got {}", what, kMaxIdxRank, ndim);
   IdxHeader h;
   h.header_bytes = 4 + 4 * size_t(ndim);
   if (n < h.header_bytes)
@@ -219,7 +218,8 @@ namespace {
 // mirrors spell it with a dot ("train-images.idx3-ubyte").
 std::string find_idx_file(const fs::path& dir, const std::string& prefix, const std::string& kind,
                           const std::string& rank) {
-  const std::string dash = prefix + "-" + kind + "-" + rank + "-ubyte", dot = prefix + "-" + kind + "." + rank + "-ubyte";
+  const std::string dash = prefix + "-" + kind + "-" + rank + "-ubyte",
+                    dot = prefix + "-" + kind + "." + rank + "-ubyte";
   const std::array<std::string, 4> names{dash + ".gz", dash, dot + ".gz", dot};
   std::error_code ec;
   for (const auto& name : names)
@@ -274,8 +274,7 @@ ImageDataset load_image_dataset(const std::string& dir, ImageSplit split, int64_
 
 ImageBatcher::ImageBatcher(const ImageDataset& data, int64_t batch, uint64_t seed, bool hflip)
     : data_(data), batch_(batch), seed_(seed), hflip_(hflip) {
-  DF_CHECK(data.images.defined() && data.images.dim() == 4,
-           "ImageBatcher: expected images [N, C, H, W], got {}",
+  DF_CHECK(data.images.defined() && data.images.dim() == 4, "ImageBatcher: expected images [N, C, H, W], got {}",
            data.images.defined() ? data.images.shape().str() : std::string("none"));
   DF_CHECK(data.labels.defined() && data.labels.dim() == 1 && data.labels.size(0) == data.images.size(0),
            "ImageBatcher: expected labels [{}], got {}", data.images.size(0),

@@ -18,8 +18,8 @@ namespace dualflow {
 
 // An IDX array of unsigned bytes (type code 0x08, the only one MNIST-like sets use).
 struct IdxArray {
-  std::vector<int64_t> dims;   // e.g. {60000, 28, 28} for images, {60000} for labels
-  std::vector<uint8_t> data;   // row-major, product(dims) bytes
+  std::vector<int64_t> dims;  // e.g. {60000, 28, 28} for images, {60000} for labels
+  std::vector<uint8_t> data;  // row-major, product(dims) bytes
 };
 
 // Parses IDX bytes: magic 0x00 0x00 <type> <ndim>, ndim big-endian u32 sizes, then the data.
@@ -44,10 +44,10 @@ std::vector<uint8_t> gunzip(std::span<const uint8_t> bytes, const std::string& w
 enum class ImageSplit { Train, Test };
 
 struct ImageDataset {
-  Tensor images;             // f32 [N, 1, H, W] in [-1, 1] (pixel / 127.5 - 1), on the CPU
-  Tensor labels;             // i64 [N] in [0, num_classes)
+  Tensor images;  // f32 [N, 1, H, W] in [-1, 1] (pixel / 127.5 - 1), on the CPU
+  Tensor labels;  // i64 [N] in [0, num_classes)
   int64_t num_classes = 10;
-  std::string source;        // the images file read, for messages
+  std::string source;  // the images file read, for messages
   int64_t size() const { return images.size(0); }
 };
 

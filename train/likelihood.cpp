@@ -30,8 +30,9 @@ Shape with_batch(const Tensor& x, int64_t batch) {
 }
 
 void check_velocity(const Tensor& v, const Tensor& x, const char* who) {
-  DF_CHECK(v.defined() && v.shape() == x.shape(), "{}: the velocity field returned shape {}, expected the state's shape {}",
-           who, v.defined() ? v.shape().str() : std::string("undefined"), x.shape().str());
+  DF_CHECK(v.defined() && v.shape() == x.shape(),
+           "{}: the velocity field returned shape {}, expected the state's shape {}", who,
+           v.defined() ? v.shape().str() : std::string("undefined"), x.shape().str());
 }
 
 }  // namespace
@@ -111,8 +112,8 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
   // Dopri5's error norm) treats it as a single state.
   VelocityField augmented = [&](const Tensor& z, double t) {
     Tensor xt = z.narrow(1, 0, d).reshape(x_shape);
-    VelocityAndDivergence vd = probe.defined() ? velocity_and_divergence_hutchinson(v, xt, t, probe)
-                                               : velocity_and_divergence_exact(v, xt, t);
+    VelocityAndDivergence vd =
+        probe.defined() ? velocity_and_divergence_hutchinson(v, xt, t, probe) : velocity_and_divergence_exact(v, xt, t);
     return cat({vd.velocity.reshape({n, d}), vd.divergence.reshape({n, 1})}, 1);
   };
   Tensor z1 = cat({x.reshape({n, d}), zeros({n, 1}, x.options())}, 1);
@@ -132,8 +133,9 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
 }
 
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options) {
-  DF_CHECK(options.divergence == DivergenceMethod::Exact,
-           "cnf_log_likelihood: the Hutchinson estimator needs a Generator for its probes; call the overload taking one");
+  DF_CHECK(
+      options.divergence == DivergenceMethod::Exact,
+      "cnf_log_likelihood: the Hutchinson estimator needs a Generator for its probes; call the overload taking one");
   Generator unused(0);
   return cnf_log_likelihood(v, x, options, unused);
 }

@@ -58,11 +58,11 @@ struct LikelihoodOptions {
 };
 
 struct LikelihoodResult {
-  Tensor log_likelihood;        // [N] log p_1(x)
-  Tensor noise;                 // x_0: where the reverse flow takes x (shaped like x)
-  Tensor log_prior;             // [N] log N(x_0; 0, prior_std^2 I)
-  Tensor divergence_integral;   // [N] ∫_0^t_data div v(x_t, t) dt
-  int64_t nfe = 0;              // evaluations of the augmented field (each one pass of v with a JVP)
+  Tensor log_likelihood;       // [N] log p_1(x)
+  Tensor noise;                // x_0: where the reverse flow takes x (shaped like x)
+  Tensor log_prior;            // [N] log N(x_0; 0, prior_std^2 I)
+  Tensor divergence_integral;  // [N] ∫_0^t_data div v(x_t, t) dt
+  int64_t nfe = 0;             // evaluations of the augmented field (each one pass of v with a JVP)
   int64_t accepted_steps = 0;
   int64_t rejected_steps = 0;
 };

@@ -48,10 +48,12 @@ const char* time_distribution_name(TimeDistribution distribution) {
 void MeanFlowOptions::validate() const {
   DF_CHECK(std::isfinite(time_mu), "MeanFlow: time_mu must be finite, got {}", time_mu);
   DF_CHECK(std::isfinite(time_sigma) && time_sigma > 0, "MeanFlow: time_sigma must be > 0, got {}", time_sigma);
-  DF_CHECK(ratio_r_neq_t >= 0 && ratio_r_neq_t <= 1, "MeanFlow: ratio_r_neq_t must be in [0, 1], got {}", ratio_r_neq_t);
+  DF_CHECK(ratio_r_neq_t >= 0 && ratio_r_neq_t <= 1, "MeanFlow: ratio_r_neq_t must be in [0, 1], got {}",
+           ratio_r_neq_t);
   DF_CHECK(std::isfinite(adaptive_p) && adaptive_p >= 0, "MeanFlow: adaptive_p must be >= 0, got {}", adaptive_p);
   DF_CHECK(std::isfinite(adaptive_c) && adaptive_c > 0, "MeanFlow: adaptive_c must be > 0, got {}", adaptive_c);
-  DF_CHECK(class_dropout >= 0 && class_dropout <= 1, "MeanFlow: class_dropout must be in [0, 1], got {}", class_dropout);
+  DF_CHECK(class_dropout >= 0 && class_dropout <= 1, "MeanFlow: class_dropout must be in [0, 1], got {}",
+           class_dropout);
   DF_CHECK(null_label >= -1, "MeanFlow: null_label must be a class index >= 0 (or -1 for none), got {}", null_label);
   DF_CHECK(std::isfinite(guidance_omega) && guidance_omega > 0, "MeanFlow: guidance_omega must be > 0, got {}",
            guidance_omega);
@@ -87,7 +89,8 @@ MeanFlowTimes sample_meanflow_times(int64_t n, const MeanFlowOptions& options, G
 Tensor drop_class_labels(const Tensor& labels, double probability, int64_t null_label, Generator& gen) {
   DF_CHECK(labels.defined(), "drop_class_labels: labels are undefined");
   check_labels("drop_class_labels", labels, labels.shape()[0]);
-  DF_CHECK(probability >= 0 && probability <= 1, "drop_class_labels: probability must be in [0, 1], got {}", probability);
+  DF_CHECK(probability >= 0 && probability <= 1, "drop_class_labels: probability must be in [0, 1], got {}",
+           probability);
   DF_CHECK(null_label >= 0, "drop_class_labels: the null class index must be >= 0, got {}", null_label);
   const int64_t n = labels.shape()[0];
   // Always draw, so the generator advances the same way whatever the probability.
@@ -106,8 +109,9 @@ Tensor meanflow_guided_velocity(const VelocityNet& net, const Tensor& z, const T
   options.validate();
   DF_CHECK(options.guided(), "{}: guidance is off (omega = 1, kappa = 0); use v itself", who);
   DF_CHECK(labels.defined() && options.null_label >= 0,
-           "{}: guidance (omega {}, kappa {}) needs class labels and the null class index, got {} and null_label {}", who,
-           options.guidance_omega, options.guidance_kappa, labels.defined() ? "labels" : "no labels", options.null_label);
+           "{}: guidance (omega {}, kappa {}) needs class labels and the null class index, got {} and null_label {}",
+           who, options.guidance_omega, options.guidance_kappa, labels.defined() ? "labels" : "no labels",
+           options.null_label);
   DF_CHECK(v.shape() == z.shape(), "{}: v expected the shape of z {}, got {}", who, z.shape().str(), v.shape().str());
   check_times(who, "t", t, z);
   check_labels(who, labels, z.shape()[0]);
@@ -146,8 +150,8 @@ MeanFlowJvp meanflow_jvp(const VelocityNet& net, const Tensor& z, const Tensor& 
   // Along (dz, dr, dt) = (velocity, 0, 1) the network's inputs (z, t, h = t - r) move by
   // (velocity, 1, 1).
   auto u_of = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{net(in[0], in[1], in[2], labels)}; };
-  JvpResult res = jvp(u_of, {z, t, h}, {velocity, ones_like(t), ones_like(h)},
-                      JvpOptions{.differentiable_tangents = false});
+  JvpResult res =
+      jvp(u_of, {z, t, h}, {velocity, ones_like(t), ones_like(h)}, JvpOptions{.differentiable_tangents = false});
   DF_CHECK(res.outputs[0].shape() == z.shape(), "{}: the network returned {} for an input of shape {}", who,
            res.outputs[0].shape().str(), z.shape().str());
   return {res.outputs[0], res.tangents[0]};
@@ -198,7 +202,9 @@ MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor
   }
   auto reorder = [&](const Tensor& a) { return a.defined() && !in_batch_order ? index_select(a, 0, order_index) : a; };
   auto restore = [&](const Tensor& a) { return in_batch_order ? a : index_select(a, 0, inverse_index); };
-  auto rows = [&](const Tensor& a, int64_t start, int64_t count) { return a.defined() ? a.narrow(0, start, count) : a; };
+  auto rows = [&](const Tensor& a, int64_t start, int64_t count) {
+    return a.defined() ? a.narrow(0, start, count) : a;
+  };
 
   const Tensor z_o = reorder(z), t_o = reorder(t), r_o = reorder(r), velocity_o = reorder(out.velocity),
                labels_o = reorder(labels), gap_o = reorder(gap);
@@ -265,7 +271,8 @@ MeanFlowLoss meanflow_training_loss(const VelocityNet& net, const Tensor& x, con
     DF_CHECK(options.null_label >= 0 || (options.class_dropout == 0 && !options.guided()),
              "meanflow_training_loss: class dropout {} and guidance need the null class index, got null_label {}",
              options.class_dropout, options.null_label);
-    if (options.class_dropout > 0) fed_labels = drop_class_labels(labels, options.class_dropout, options.null_label, gen);
+    if (options.class_dropout > 0)
+      fed_labels = drop_class_labels(labels, options.class_dropout, options.null_label, gen);
   }
   return meanflow_loss(net, x, e, times.t, times.r, options, fed_labels);
 }

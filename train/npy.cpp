@@ -31,6 +31,8 @@ std::string npy_f32_bytes(const Tensor& t) {
   return out;
 }
 
-void save_npy_f32(const std::string& path, const Tensor& t) { write_file_atomically(path, npy_f32_bytes(t), "save_npy"); }
+void save_npy_f32(const std::string& path, const Tensor& t) {
+  write_file_atomically(path, npy_f32_bytes(t), "save_npy");
+}
 
 }  // namespace dualflow

@@ -19,7 +19,8 @@ namespace dualflow {
 namespace {
 
 std::string describe(const Tensor& t) {
-  return fmt::format("{} {} {} strides {}", dtype_name(t.dtype()), t.device().str(), t.shape().str(), t.strides().str());
+  return fmt::format("{} {} {} strides {}", dtype_name(t.dtype()), t.device().str(), t.shape().str(),
+                     t.strides().str());
 }
 
 // Up to five items of a list, then how many more.
@@ -44,7 +45,10 @@ std::vector<size_t> match_by_name(const std::string& op, const NamedTensors& exp
     const auto& [name, t] = expected[i];
     wanted.insert(name);
     auto it = at.find(name);
-    if (it == at.end()) { missing.push_back(name); continue; }
+    if (it == at.end()) {
+      missing.push_back(name);
+      continue;
+    }
     const Tensor& g = given[it->second].second;
     if (!g.defined()) mismatched.push_back(fmt::format("{} (undefined)", name));
     else if (g.shape() != t.shape())
@@ -59,8 +63,8 @@ std::vector<size_t> match_by_name(const std::string& op, const NamedTensors& exp
   if (!unexpected.empty()) why += fmt::format("; unexpected: {}", some(unexpected));
   if (!mismatched.empty()) why += fmt::format("; shape differs: {}", some(mismatched));
   if (!duplicate.empty()) why += fmt::format("; given twice: {}", some(duplicate));
-  fail("{}: expected {} entries with the names and shapes of this state, got {}{}", op, expected.size(),
-       given.size(), why);
+  fail("{}: expected {} entries with the names and shapes of this state, got {}{}", op, expected.size(), given.size(),
+       why);
 }
 
 // Parameters an optimizer or EMA can own: named once each, defined, leaf, f32/f64, contiguous.
@@ -71,7 +75,8 @@ void check_params(const std::string& op, const NamedTensors& params) {
     DF_CHECK(!name.empty(), "{}: expected every parameter to have a name, got an empty one", op);
     DF_CHECK(names.insert(name).second, "{}: expected unique parameter names, got '{}' twice", op, name);
     DF_CHECK(p.defined(), "{}: expected a tensor for parameter '{}', got an undefined one", op, name);
-    DF_CHECK(impls.insert(p.impl().get()).second, "{}: expected each tensor once, got '{}' as a second name of an earlier parameter", op, name);
+    DF_CHECK(impls.insert(p.impl().get()).second,
+             "{}: expected each tensor once, got '{}' as a second name of an earlier parameter", op, name);
     DF_CHECK(p.is_leaf(), "{}: expected leaf parameters, got '{}' computed by '{}' (detach it or use the leaf)", op,
              name, p.grad_fn() ? p.grad_fn()->name() : "?");
     DF_CHECK(p.dtype() == DType::f32 || p.dtype() == DType::f64, "{}: expected f32 or f64 parameters, got '{}' as {}",
@@ -90,8 +95,6 @@ void check_beta(const char* op, const char* what, double v) {
 }
 
 }  // namespace
-
-
 
 // ---- Optimizer -------------------------------------------------------------------------------
 
@@ -158,8 +161,8 @@ void Optimizer::load_state(const NamedTensors& state) {
   const std::vector<size_t> from = match_by_name(op, mine, state);
   for (size_t j = 0; j < mine.size(); ++j) {
     const Tensor& src = state[from[j]].second;
-    DF_CHECK(is_floating(src.dtype()) || mine[j].first == "step", "{}: expected a floating tensor for '{}', got {}",
-             op, mine[j].first, dtype_name(src.dtype()));
+    DF_CHECK(is_floating(src.dtype()) || mine[j].first == "step", "{}: expected a floating tensor for '{}', got {}", op,
+             mine[j].first, dtype_name(src.dtype()));
   }
   const Tensor& given_steps = state[from.back()].second;
   for (double v : given_steps.to_vector<double>())
@@ -177,7 +180,8 @@ std::vector<std::string> sgd_kinds(const SgdOptions& o) {
 }
 }  // namespace
 
-SGD::SGD(const NamedTensors& params, SgdOptions opts) : Optimizer("sgd", params, opts.lr, sgd_kinds(opts)), opts_(opts) {
+SGD::SGD(const NamedTensors& params, SgdOptions opts)
+    : Optimizer("sgd", params, opts.lr, sgd_kinds(opts)), opts_(opts) {
   check_rate("sgd", "momentum", opts.momentum);
   check_rate("sgd", "weight_decay", opts.weight_decay);
   DF_CHECK(std::isfinite(opts.dampening), "sgd: expected a finite dampening, got {}", opts.dampening);
@@ -243,7 +247,8 @@ std::unique_ptr<Optimizer> make_optimizer(const NamedTensors& params, const Opti
   if (o.name == "sgd") {
     refuse_unused(o.beta1 != d.beta1 || o.beta2 != d.beta2, "betas");
     refuse_unused(o.eps != d.eps, "eps");
-    return std::make_unique<SGD>(params, SgdOptions{o.lr, o.momentum, o.dampening, o.weight_decay.value_or(0.0), o.nesterov});
+    return std::make_unique<SGD>(params,
+                                 SgdOptions{o.lr, o.momentum, o.dampening, o.weight_decay.value_or(0.0), o.nesterov});
   }
   if (o.name == "adam" || o.name == "adamw") {
     refuse_unused(o.momentum != d.momentum, "momentum");
@@ -251,8 +256,8 @@ std::unique_ptr<Optimizer> make_optimizer(const NamedTensors& params, const Opti
     refuse_unused(o.nesterov != d.nesterov, "nesterov");
     if (o.name == "adam")
       return std::make_unique<Adam>(params, AdamOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay.value_or(0.0)});
-    return std::make_unique<AdamW>(params,
-                                   AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay.value_or(AdamWOptions{}.weight_decay)});
+    return std::make_unique<AdamW>(
+        params, AdamWOptions{o.lr, o.beta1, o.beta2, o.eps, o.weight_decay.value_or(AdamWOptions{}.weight_decay)});
   }
   fail("make_optimizer: expected an optimizer name out of {}, got '{}'", fmt::join(optimizer_names(), ", "), o.name);
 }

@@ -14,7 +14,6 @@
 
 namespace dualflow {
 
-
 // ---- optimizers -----------------------------------------------------------------------------
 
 // Holds named leaf parameters (f32 or f64, contiguous, each tensor once) and one state buffer
@@ -128,7 +127,7 @@ class AdamW : public Adam {
 struct OptimizerOptions {
   std::string name = "adamw";  // "sgd" | "adam" | "adamw"
   double lr = 1e-3;
-  std::optional<double> weight_decay;  // unset: the optimizer's default (sgd/adam 0, adamw 0.01)
+  std::optional<double> weight_decay;             // unset: the optimizer's default (sgd/adam 0, adamw 0.01)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw
   double momentum = 0.0, dampening = 0.0;         // sgd
   bool nesterov = false;                          // sgd

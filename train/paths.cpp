@@ -43,8 +43,8 @@ SchedulerValues CondOTScheduler::operator()(const Tensor& t) const {
 }
 
 VPScheduler::VPScheduler(double beta_min, double beta_max) : beta_min_(beta_min), beta_max_(beta_max) {
-  DF_CHECK(beta_min > 0 && beta_max > beta_min, "VPScheduler: need 0 < beta_min < beta_max, given beta_min={} beta_max={}",
-           beta_min, beta_max);
+  DF_CHECK(beta_min > 0 && beta_max > beta_min,
+           "VPScheduler: need 0 < beta_min < beta_max, given beta_min={} beta_max={}", beta_min, beta_max);
 }
 
 SchedulerValues VPScheduler::operator()(const Tensor& t) const {
@@ -62,8 +62,8 @@ SchedulerValues VPScheduler::operator()(const Tensor& t) const {
 }
 
 VEScheduler::VEScheduler(double sigma_min, double sigma_max) : sigma_min_(sigma_min), sigma_max_(sigma_max) {
-  DF_CHECK(sigma_min > 0 && sigma_max > sigma_min, "VEScheduler: need 0 < sigma_min < sigma_max, given sigma_min={} sigma_max={}",
-           sigma_min, sigma_max);
+  DF_CHECK(sigma_min > 0 && sigma_max > sigma_min,
+           "VEScheduler: need 0 < sigma_min < sigma_max, given sigma_min={} sigma_max={}", sigma_min, sigma_max);
 }
 
 SchedulerValues VEScheduler::operator()(const Tensor& t) const {

@@ -25,8 +25,8 @@ void write_png_atomically(const std::string& path, int w, int h, int channels, c
 }  // namespace
 
 void save_scatter_png(const std::string& path, const Tensor& points, double extent, int size) {
-  DF_CHECK(points.defined() && points.dim() == 2 && points.shape()[1] == 2, "save_scatter_png: points must be [N, 2], got {}",
-           points.defined() ? points.shape().str() : "undefined");
+  DF_CHECK(points.defined() && points.dim() == 2 && points.shape()[1] == 2,
+           "save_scatter_png: points must be [N, 2], got {}", points.defined() ? points.shape().str() : "undefined");
   DF_CHECK(size >= 16 && extent > 0, "save_scatter_png: size must be >= 16 and extent > 0");
   auto xy = points.detach().to(Device::cpu()).to(DType::f64).contiguous().to_vector<double>();
   std::vector<double> counts(size_t(size) * size, 0.0);

@@ -66,7 +66,8 @@ void add_model_keys(ConfigSchema& s) {
   // The time embedding's frequency scale (a = time_scale * t * freqs). 1000 is the toy2d network
   // of docs/BENCHMARKS.md; MeanFlow runs use a smaller scale because its target differentiates
   // the network along t (see configs/toy2d_meanflow.toml).
-  s.add_float("model.time_scale", 1000.0, "frequency scale of every network's sinusoidal time embedding (a = scale * t * freqs)")
+  s.add_float("model.time_scale", 1000.0,
+              "frequency scale of every network's sinusoidal time embedding (a = scale * t * freqs)")
       .greater_than(0);
   s.add_int("model.classes", 0, "number of class labels to condition on; 0 trains unconditionally").at_least(0);
   for (const NetworkEntry& n : network_registry())
@@ -111,7 +112,8 @@ void add_path_keys(ConfigSchema& s) {
   s.add_float("method.vp_beta_min", 0.1, "beta_min of the VP path").greater_than(0);
   s.add_float("method.vp_beta_max", 20.0, "beta_max of the VP path").greater_than(0);
   s.add_float("method.ve_sigma_min", 0.01, "noise level of the VE path at the data end").greater_than(0);
-  s.add_float("method.ve_sigma_max", 50.0, "noise level of the VE path at the noise end (its source is N(0, sigma_max^2 I))")
+  s.add_float("method.ve_sigma_max", 50.0,
+              "noise level of the VE path at the noise end (its source is N(0, sigma_max^2 I))")
       .greater_than(0);
   s.add_float("method.poly_n", 2.0, "exponent n of the polynomial path alpha_t = t^n").greater_than(0);
   s.add_float("method.t_max", 1.0,
@@ -119,7 +121,8 @@ void add_path_keys(ConfigSchema& s) {
               "path, whose velocity is singular at t = 1")
       .greater_than(0)
       .at_most(1);
-  s.add_string("method.coupling", "independent", "how noise and data are paired within a batch").one_of(coupling_names());
+  s.add_string("method.coupling", "independent", "how noise and data are paired within a batch")
+      .one_of(coupling_names());
   s.add_float("method.sinkhorn_reg", 0.05, "entropic regularisation of the sinkhorn and sb couplings").greater_than(0);
   s.add_float("method.class_dropout", 0.1, "probability of dropping the label, for classifier-free guidance")
       .at_least(0)
@@ -129,7 +132,8 @@ void add_path_keys(ConfigSchema& s) {
 // The scheduler's parameters live under method.*: each scheduler takes its own keys.
 PathParams scheduler_params(const RunConfig& c, const std::string& scheduler) {
   if (scheduler == "condot") return {{"sigma_min", c.get_float("method.sigma_min")}};
-  if (scheduler == "vp") return {{"beta_min", c.get_float("method.vp_beta_min")}, {"beta_max", c.get_float("method.vp_beta_max")}};
+  if (scheduler == "vp")
+    return {{"beta_min", c.get_float("method.vp_beta_min")}, {"beta_max", c.get_float("method.vp_beta_max")}};
   if (scheduler == "ve")
     return {{"sigma_min", c.get_float("method.ve_sigma_min")}, {"sigma_max", c.get_float("method.ve_sigma_max")}};
   if (scheduler == "polynomial") return {{"n", c.get_float("method.poly_n")}};
@@ -192,7 +196,8 @@ void add_optimizer_keys(ConfigSchema& s, const OptimizerDefaults& d) {
   s.add_float("optim.beta2", 0.999, "Adam second-moment decay").at_least(0).less_than(1);
   s.add_float("optim.grad_clip", 0.0, "clip the global gradient norm to this; 0 turns clipping off").at_least(0);
   s.add_int("optim.warmup_steps", d.warmup_steps, "steps of linear learning-rate warmup from 0").at_least(0);
-  s.add_string("optim.schedule", d.schedule, "learning rate after warmup: constant, or cosine decay to 0 at train.steps")
+  s.add_string("optim.schedule", d.schedule,
+               "learning rate after warmup: constant, or cosine decay to 0 at train.steps")
       .one_of({"constant", "cosine"});
 }
 
@@ -217,7 +222,8 @@ OptimSpec parse_optimizer_keys(const RunConfig& c, int64_t total_steps) {
   return o;
 }
 
-OdeOptions ode_options_with(const OdeOptions& base, const std::string& solver, int64_t steps, double rtol, double atol) {
+OdeOptions ode_options_with(const OdeOptions& base, const std::string& solver, int64_t steps, double rtol,
+                            double atol) {
   OdeOptions o = base;
   if (!solver.empty()) o.method = parse_ode_method(solver);
   if (steps > 0) o.steps = steps;

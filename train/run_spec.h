@@ -45,10 +45,10 @@ struct DataSpec {
 using NetworkBuilder = std::function<std::shared_ptr<VelocityNetwork>(Generator& init)>;
 
 struct ModelSpec {
-  std::string kind;         // a name of the network registry
-  int64_t classes = 0;      // labels conditioned on; 0: unconditional
+  std::string kind;     // a name of the network registry
+  int64_t classes = 0;  // labels conditioned on; 0: unconditional
   double time_scale = 1000;
-  NetworkBuilder build;     // the registry entry's builder, its own keys already parsed
+  NetworkBuilder build;  // the registry entry's builder, its own keys already parsed
 };
 
 // The probability path from noise (t = 0) to data (t = t_max) and how a batch pairs them.
@@ -56,7 +56,7 @@ struct PathSpec {
   std::string scheduler;  // a name of paths.h's scheduler registry (condot, vp, ...)
   PathParams params;      // the scheduler's parameters from the method.* keys
   double t_max = 1.0;
-  std::string coupling;   // a name of couplings.h's registry (independent, exact_ot, ...)
+  std::string coupling;  // a name of couplings.h's registry (independent, exact_ot, ...)
   double sinkhorn_reg = 0.05;
   double class_dropout = 0.1;
 

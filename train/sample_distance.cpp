@@ -16,15 +16,14 @@ Tensor as_rows(const Tensor& x, const char* who) {
   return x.detach().to(Device::cpu()).to(DType::f64).contiguous().reshape({x.size(0), x.numel() / x.size(0)});
 }
 
-double mean_distance(const Tensor& a, const Tensor& b) {
-  return mean(sqrt(pairwise_sq_distances(a, b))).item();
-}
+double mean_distance(const Tensor& a, const Tensor& b) { return mean(sqrt(pairwise_sq_distances(a, b))).item(); }
 
 }  // namespace
 
 double energy_distance(const Tensor& a, const Tensor& b) {
   Tensor ra = as_rows(a, "energy_distance"), rb = as_rows(b, "energy_distance");
-  DF_CHECK(ra.size(1) == rb.size(1), "energy_distance: the sets have {} and {} dims per sample", ra.size(1), rb.size(1));
+  DF_CHECK(ra.size(1) == rb.size(1), "energy_distance: the sets have {} and {} dims per sample", ra.size(1),
+           rb.size(1));
   return 2 * mean_distance(ra, rb) - mean_distance(ra, ra) - mean_distance(rb, rb);
 }
 

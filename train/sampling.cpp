@@ -23,7 +23,8 @@ SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model
 }
 
 Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
-  DF_CHECK(classes > 0 && columns > 0, "grid_labels: classes and columns must be positive, got {} and {}", classes, columns);
+  DF_CHECK(classes > 0 && columns > 0, "grid_labels: classes and columns must be positive, got {} and {}", classes,
+           columns);
   std::vector<int64_t> v(size_t(std::max<int64_t>(n, 0)));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = (i / columns) % classes;
   return from_vector(v, {n}, TensorOptions(DType::i64, device));

@@ -46,8 +46,8 @@ struct SampledChunk {
 };
 
 struct DrawnSamples {
-  Tensor x;        // [n, sample_shape...] on the model's device
-  Tensor labels;   // i64 [n], undefined for unconditional models
+  Tensor x;       // [n, sample_shape...] on the model's device
+  Tensor labels;  // i64 [n], undefined for unconditional models
   int64_t nfe = 0;
   std::string how;  // "euler, 50 steps", "MeanFlow, 1 step", ...
 };

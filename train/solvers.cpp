@@ -46,8 +46,8 @@ void validate_save_times(const std::vector<double>& save, double t0, double t1) 
              std::max(t0, t1));
     if (i > 0)
       DF_CHECK(dir * (save[i] - save[i - 1]) >= 0,
-               "odeint: save_times must be monotone in the direction of integration ({} to {}), got {} after {}", t0, t1,
-               save[i], save[i - 1]);
+               "odeint: save_times must be monotone in the direction of integration ({} to {}), got {} after {}", t0,
+               t1, save[i], save[i - 1]);
   }
 }
 
@@ -102,13 +102,14 @@ OdeResult integrate_fixed(const VelocityField& f, const Tensor& x0, double t0, d
     grid = o.time_grid;
     DF_CHECK(grid.size() >= 2, "odeint: time_grid needs at least 2 points, got {}", grid.size());
     DF_CHECK(grid.front() == t0 && grid.back() == t1,
-             "odeint: time_grid must start at t0 = {} and end at t1 = {}, got {} ... {}", t0, t1, grid.front(), grid.back());
+             "odeint: time_grid must start at t0 = {} and end at t1 = {}, got {} ... {}", t0, t1, grid.front(),
+             grid.back());
     const double dir = t1 > t0 ? 1.0 : -1.0;
     for (size_t i = 1; i < grid.size(); ++i) {
       check_finite_time("time_grid point", grid[i]);
       DF_CHECK(dir * (grid[i] - grid[i - 1]) > 0,
-               "odeint: time_grid must be strictly monotone from {} to {}, got {} after {} at index {}", t0, t1, grid[i],
-               grid[i - 1], i);
+               "odeint: time_grid must be strictly monotone from {} to {}, got {} after {} at index {}", t0, t1,
+               grid[i], grid[i - 1], i);
     }
   }
   OdeResult res;
@@ -191,9 +192,11 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
   double t = t0;
   while (dir * (t1 - t) > 0) {
     if (res.accepted_steps + res.rejected_steps >= o.max_steps)
-      fail("odeint: dopri5 gave up after max_steps = {} steps ({} accepted, {} rejected) at t = {} of [{}, {}] with step {}; "
-           "raise max_steps or loosen rtol/atol (rtol = {}, atol = {})",
-           o.max_steps, res.accepted_steps, res.rejected_steps, t, t0, t1, h, o.rtol, o.atol);
+      fail(
+          "odeint: dopri5 gave up after max_steps = {} steps ({} accepted, {} rejected) at t = {} of [{}, {}] with "
+          "step {}; "
+          "raise max_steps or loosen rtol/atol (rtol = {}, atol = {})",
+          o.max_steps, res.accepted_steps, res.rejected_steps, t, t0, t1, h, o.rtol, o.atol);
     // The last step lands exactly on t1, absorbing a remainder too small to be worth a step.
     const double remaining = std::abs(t1 - t);
     const bool last = h >= remaining * (1 - 1e-10);
@@ -215,14 +218,16 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
     double error_ratio;
     {
       NoGradGuard no_grad;
-      Tensor d1 = k1.detach(), d3 = k3.detach(), d4 = k4.detach(), d5 = k5.detach(), d6 = k6.detach(),
-             d7 = k7.detach();
-      Tensor err = axpy_sum(zeros_like(d1), dt, {{kE1, &d1}, {kE3, &d3}, {kE4, &d4}, {kE5, &d5}, {kE6, &d6}, {kE7, &d7}});
+      Tensor d1 = k1.detach(), d3 = k3.detach(), d4 = k4.detach(), d5 = k5.detach(), d6 = k6.detach(), d7 = k7.detach();
+      Tensor err =
+          axpy_sum(zeros_like(d1), dt, {{kE1, &d1}, {kE3, &d3}, {kE4, &d4}, {kE5, &d5}, {kE6, &d6}, {kE7, &d7}});
       Tensor tol = add(mul(maximum(abs(y.detach()), abs(y_new.detach())), o.rtol), o.atol);
       error_ratio = rms(div(err, tol));
     }
-    DF_CHECK(std::isfinite(error_ratio), "odeint: dopri5 error estimate is not finite at t = {} (step {}); the field "
-             "returned inf or nan", t, hs);
+    DF_CHECK(std::isfinite(error_ratio),
+             "odeint: dopri5 error estimate is not finite at t = {} (step {}); the field "
+             "returned inf or nan",
+             t, hs);
 
     const bool accept = error_ratio <= 1.0;
     if (accept) {
@@ -231,12 +236,15 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
         Tensor y_mid = axpy_sum(y, dt, {{kM1, &k1}, {kM3, &k3}, {kM4, &k4}, {kM5, &k5}, {kM6, &k6}, {kM7, &k7}});
         // p(θ) = a θ⁴ + b θ³ + c θ² + d θ + e with p(0)=y, p(½)=y_mid, p(1)=y_new, p'(0)=dt k1, p'(1)=dt k7.
         Tensor a = add(mul(sub(k7, k1), 2 * dt), add(mul(add(y_new, y), -8.0), mul(y_mid, 16.0)));
-        Tensor b = add(mul(sub(mul(k1, 5.0), mul(k7, 3.0)), dt),
-                       add(add(mul(y, 18.0), mul(y_new, 14.0)), mul(y_mid, -32.0)));
+        Tensor b =
+            add(mul(sub(mul(k1, 5.0), mul(k7, 3.0)), dt), add(add(mul(y, 18.0), mul(y_new, 14.0)), mul(y_mid, -32.0)));
         Tensor c = add(mul(sub(k7, mul(k1, 4.0)), dt), add(add(mul(y, -11.0), mul(y_new, -5.0)), mul(y_mid, 16.0)));
         Tensor d = mul(k1, dt);
         while (!save.done() && dir * (save.time() - t_new) <= 1e-12 * scale_t) {
-          if (at(save.time(), t_new)) { save.put(y_new); continue; }
+          if (at(save.time(), t_new)) {
+            save.put(y_new);
+            continue;
+          }
           const double th = (save.time() - t) / dt;
           save.put(add(y, mul(add(d, mul(add(c, mul(add(b, mul(a, th)), th)), th)), th)));
         }
@@ -263,9 +271,10 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
     if (o.dt_max > 0) h = std::min(h, o.dt_max);
     if (o.dt_min > 0 && h < o.dt_min) {
       if (!accept)
-        fail("odeint: dopri5 needs a step of {} at t = {}, below dt_min = {} (error ratio {}); lower dt_min or loosen "
-             "rtol/atol",
-             h, t, o.dt_min, error_ratio);
+        fail(
+            "odeint: dopri5 needs a step of {} at t = {}, below dt_min = {} (error ratio {}); lower dt_min or loosen "
+            "rtol/atol",
+            h, t, o.dt_min, error_ratio);
       h = o.dt_min;
     }
   }

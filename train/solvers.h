@@ -60,8 +60,8 @@ struct OdeOptions {
 };
 
 struct OdeResult {
-  Tensor x;                         // state at t1
-  std::vector<Tensor> trajectory;   // one state per save_times entry
+  Tensor x;                        // state at t1
+  std::vector<Tensor> trajectory;  // one state per save_times entry
   // Function evaluations. Fixed step: Euler 1, midpoint/Heun 2, RK4 4 per step. Dopri5: 1 for
   // f(t0, x0), 1 for the automatic first-step probe, then 6 per attempted step (stages 2..7;
   // stage 7 at the new point is reused as stage 1 of the next step: FSAL).

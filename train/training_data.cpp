@@ -13,7 +13,9 @@ DataSource make_data_source(const FlowRunSpec& spec, TensorOptions opts) {
   const int64_t batch = spec.train.batch;
   if (data.kind == DataKind::Points2D) {
     const std::string name = data.name;
-    return [name, batch, opts](Generator& gen, int64_t) { return DataBatch{sample_2d(name, batch, gen, opts), Tensor()}; };
+    return [name, batch, opts](Generator& gen, int64_t) {
+      return DataBatch{sample_2d(name, batch, gen, opts), Tensor()};
+    };
   }
   auto set = std::make_shared<const ImageDataset>(load_image_dataset(data.path, ImageSplit::Train, data.limit));
   const int64_t h = data.sample_shape[1], w = data.sample_shape[2];

@@ -32,7 +32,8 @@ void install_stop_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-TrainingLoop::TrainingLoop(LoopSettings settings, LoopState state) : settings_(std::move(settings)), state_(std::move(state)) {
+TrainingLoop::TrainingLoop(LoopSettings settings, LoopState state)
+    : settings_(std::move(settings)), state_(std::move(state)) {
   namespace fs = std::filesystem;
   const std::string& cmd = settings_.command;
   DF_CHECK(!settings_.out_dir.empty(), "{}: an output directory is required (--out DIR)", cmd);
@@ -45,7 +46,8 @@ TrainingLoop::TrainingLoop(LoopSettings settings, LoopState state) : settings_(s
   metrics_path_ = (fs::path(settings_.out_dir) / "metrics.jsonl").string();
   if (settings_.resume) {
     DF_CHECK(fs::exists(checkpoint_path_), "{} --resume: no checkpoint at '{}'", cmd, checkpoint_path_);
-    step_ = load_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators})
+    step_ = load_checkpoint(checkpoint_path_,
+                            CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators})
                 .step;
     DF_CHECK(step_ <= settings_.total_steps, "{} --resume: the checkpoint is at step {}, beyond train.steps = {}", cmd,
              step_, settings_.total_steps);
@@ -60,7 +62,8 @@ void TrainingLoop::save(const std::map<std::string, std::string>& metadata) {
   info.step = step_;
   info.config = state_.config_text;
   info.metadata = metadata;
-  save_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators}, info);
+  save_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators},
+                  info);
 }
 
 void TrainingLoop::log(const std::string& record) {
@@ -85,10 +88,11 @@ void TrainingLoop::stop_on_non_finite(const GradientStep& g, const StepOutcome& 
                             json_number(as_double(amax(value))));
   }
   log(report + "}");
-  fail("{}: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip). The last good checkpoint "
-       "is '{}'; the batch's statistics are in '{}'",
-       settings_.command, step_ + 1, g.bad_quantity(), g.bad_value(),
-       fs::exists(checkpoint_path_) ? checkpoint_path_ : "(none written yet)", metrics_path_);
+  fail(
+      "{}: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip). The last good checkpoint "
+      "is '{}'; the batch's statistics are in '{}'",
+      settings_.command, step_ + 1, g.bad_quantity(), g.bad_value(),
+      fs::exists(checkpoint_path_) ? checkpoint_path_ : "(none written yet)", metrics_path_);
 }
 
 LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& compute) {
@@ -125,7 +129,8 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
     if (s.window_means) {
       window_loss += g.loss;
       window_diagnostics.resize(outcome.diagnostics.size(), 0.0);
-      for (size_t i = 0; i < outcome.diagnostics.size(); ++i) window_diagnostics[i] += as_double(outcome.diagnostics[i].second);
+      for (size_t i = 0; i < outcome.diagnostics.size(); ++i)
+        window_diagnostics[i] += as_double(outcome.diagnostics[i].second);
     }
     if (log_now) {
       const auto now = clock::now();

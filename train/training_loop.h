@@ -63,10 +63,10 @@ struct LoopSettings {
 struct LoopState {
   Module* model = nullptr;
   Optimizer* optimizer = nullptr;
-  Ema* ema = nullptr;  // may be null
+  Ema* ema = nullptr;                                          // may be null
   std::vector<std::pair<std::string, Generator*>> generators;  // saved and restored with the step
-  NamedTensors params;                                          // what the optimizer updates
-  std::string config_text;                                      // recorded in the checkpoint
+  NamedTensors params;                                         // what the optimizer updates
+  std::string config_text;                                     // recorded in the checkpoint
 };
 
 struct LoopResult {

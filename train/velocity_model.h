@@ -20,7 +20,7 @@ struct VelocityModel {
   // The velocity in flow-matching time (noise at t = 0, data at t_end), what the ODE solvers
   // and the likelihood integrate (set by the method's prepare_model).
   VelocityNet net;
-  Shape sample_shape;   // one sample, without the batch dim
+  Shape sample_shape;  // one sample, without the batch dim
   int64_t num_classes = 0;
   double t_end = 1.0;       // the data end of time (method.t_max)
   double source_std = 1.0;  // the source at t = 0 is N(0, source_std^2 I) (sigma_max on the VE path)

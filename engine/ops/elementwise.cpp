@@ -38,7 +38,10 @@ Tensor second_derivative(UnaryOp op, const Tensor& x, double a, double) {
     case UnaryOp::Rsqrt: return pow(x, -2.5) * 0.75;
     case UnaryOp::Sin: return neg(sin(x));
     case UnaryOp::Cos: return neg(cos(x));
-    case UnaryOp::Tanh: { Tensor t = tanh(x); return t * (1.0 - square(t)) * -2.0; }
+    case UnaryOp::Tanh: {
+      Tensor t = tanh(x);
+      return t * (1.0 - square(t)) * -2.0;
+    }
     case UnaryOp::Sigmoid:
     case UnaryOp::Softplus: {
       Tensor s = sigmoid(x);
@@ -71,9 +74,9 @@ Tensor second_derivative(UnaryOp op, const Tensor& x, double a, double) {
 Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double a = 0, double b = 0) {
   Tensor out = unary_raw(name, op, x, a, b);
   if (!is_floating(x.dtype())) return out;
-  return record(name, {&x}, out,
-                [x, op, a, b](const Tensor& g, NeedsGrad) -> Grads { return {unary_backward(op, g, x, a, b)}; },
-                [x, op, a, b](const Tangents& t, const Tensor&) { return unary_backward(op, t[0], x, a, b); });
+  return record(
+      name, {&x}, out, [x, op, a, b](const Tensor& g, NeedsGrad) -> Grads { return {unary_backward(op, g, x, a, b)}; },
+      [x, op, a, b](const Tangents& t, const Tensor&) { return unary_backward(op, t[0], x, a, b); });
 }
 
 Tensor binary_raw(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
@@ -142,7 +145,8 @@ Tensor sigmoid(const Tensor& x) { return unary_op("sigmoid", UnaryOp::Sigmoid, x
 Tensor relu(const Tensor& x) { return unary_op("relu", UnaryOp::Relu, x); }
 Tensor silu(const Tensor& x) { return unary_op("silu", UnaryOp::Silu, x); }
 Tensor gelu(const Tensor& x, GeluApprox approx) {
-  return approx == GeluApprox::Tanh ? unary_op("gelu_tanh", UnaryOp::GeluTanh, x) : unary_op("gelu", UnaryOp::GeluErf, x);
+  return approx == GeluApprox::Tanh ? unary_op("gelu_tanh", UnaryOp::GeluTanh, x)
+                                    : unary_op("gelu", UnaryOp::GeluErf, x);
 }
 Tensor softplus(const Tensor& x) { return unary_op("softplus", UnaryOp::Softplus, x); }
 Tensor reciprocal(const Tensor& x) { return unary_op("reciprocal", UnaryOp::Reciprocal, x); }
@@ -158,64 +162,69 @@ Tensor operator/(double a, const Tensor& b) { return mul(reciprocal(b), a); }
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw("add", BinaryOp::Add, a, b);
-  return record("add", {&a, &b}, out,
-                [sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
-                  return {n[0] ? sum_to(g, sa) : Tensor(), n[1] ? sum_to(g, sb) : Tensor()};
-                },
-                [](const Tangents& t, const Tensor& o) { return fit(add_opt(t[0], t[1]), o.shape()); });
+  return record(
+      "add", {&a, &b}, out,
+      [sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? sum_to(g, sa) : Tensor(), n[1] ? sum_to(g, sb) : Tensor()};
+      },
+      [](const Tangents& t, const Tensor& o) { return fit(add_opt(t[0], t[1]), o.shape()); });
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw("sub", BinaryOp::Sub, a, b);
-  return record("sub", {&a, &b}, out,
-                [sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
-                  return {n[0] ? sum_to(g, sa) : Tensor(), n[1] ? sum_to(neg(g), sb) : Tensor()};
-                },
-                [](const Tangents& t, const Tensor& o) {
-                  return fit(t[1].defined() ? add_opt(t[0], neg(t[1])) : t[0], o.shape());
-                });
+  return record(
+      "sub", {&a, &b}, out,
+      [sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? sum_to(g, sa) : Tensor(), n[1] ? sum_to(neg(g), sb) : Tensor()};
+      },
+      [](const Tangents& t, const Tensor& o) {
+        return fit(t[1].defined() ? add_opt(t[0], neg(t[1])) : t[0], o.shape());
+      });
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw("mul", BinaryOp::Mul, a, b);
-  return record("mul", {&a, &b}, out,
-                [a, b](const Tensor& g, NeedsGrad n) -> Grads {
-                  return {n[0] ? sum_to(g * b, a.shape()) : Tensor(), n[1] ? sum_to(g * a, b.shape()) : Tensor()};
-                },
-                [a, b](const Tangents& t, const Tensor& o) {
-                  return fit(add_opt(t[0].defined() ? t[0] * b : Tensor(), t[1].defined() ? a * t[1] : Tensor()), o.shape());
-                });
+  return record(
+      "mul", {&a, &b}, out,
+      [a, b](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? sum_to(g * b, a.shape()) : Tensor(), n[1] ? sum_to(g * a, b.shape()) : Tensor()};
+      },
+      [a, b](const Tangents& t, const Tensor& o) {
+        return fit(add_opt(t[0].defined() ? t[0] * b : Tensor(), t[1].defined() ? a * t[1] : Tensor()), o.shape());
+      });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw("div", BinaryOp::Div, a, b);
-  return record("div", {&a, &b}, out,
-                [a, b](const Tensor& g, NeedsGrad n) -> Grads {
-                  Grads r(2);
-                  if (n[0]) r[0] = sum_to(g / b, a.shape());
-                  if (n[1]) r[1] = sum_to(neg(g) * a / square(b), b.shape());
-                  return r;
-                },
-                [b](const Tangents& t, const Tensor& o) {
-                  Tensor num = add_opt(t[0], t[1].defined() ? neg(o * t[1]) : Tensor());
-                  return fit(num.defined() ? num / b : Tensor(), o.shape());
-                });
+  return record(
+      "div", {&a, &b}, out,
+      [a, b](const Tensor& g, NeedsGrad n) -> Grads {
+        Grads r(2);
+        if (n[0]) r[0] = sum_to(g / b, a.shape());
+        if (n[1]) r[1] = sum_to(neg(g) * a / square(b), b.shape());
+        return r;
+      },
+      [b](const Tangents& t, const Tensor& o) {
+        Tensor num = add_opt(t[0], t[1].defined() ? neg(o * t[1]) : Tensor());
+        return fit(num.defined() ? num / b : Tensor(), o.shape());
+      });
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw("pow", BinaryOp::Pow, a, b);
-  return record("pow", {&a, &b}, out,
-                [a, b](const Tensor& g, NeedsGrad n) -> Grads {
-                  Grads r(2);
-                  if (n[0]) r[0] = sum_to(g * b * pow(a, b - 1.0), a.shape());
-                  if (n[1]) r[1] = sum_to(g * pow(a, b) * log(a), b.shape());
-                  return r;
-                },
-                [a, b](const Tangents& t, const Tensor& o) {
-                  Tensor r = t[0].defined() ? t[0] * b * pow(a, b - 1.0) : Tensor();
-                  if (t[1].defined()) r = add_opt(r, t[1] * pow(a, b) * log(a));
-                  return fit(r, o.shape());
-                });
+  return record(
+      "pow", {&a, &b}, out,
+      [a, b](const Tensor& g, NeedsGrad n) -> Grads {
+        Grads r(2);
+        if (n[0]) r[0] = sum_to(g * b * pow(a, b - 1.0), a.shape());
+        if (n[1]) r[1] = sum_to(g * pow(a, b) * log(a), b.shape());
+        return r;
+      },
+      [a, b](const Tangents& t, const Tensor& o) {
+        Tensor r = t[0].defined() ? t[0] * b * pow(a, b - 1.0) : Tensor();
+        if (t[1].defined()) r = add_opt(r, t[1] * pow(a, b) * log(a));
+        return fit(r, o.shape());
+      });
 }
 
 namespace {
@@ -232,15 +241,16 @@ std::pair<Tensor, Tensor> winner_weights(const Tensor& a, const Tensor& b, bool 
 Tensor min_max(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw(name, op, a, b);
   const bool is_max = op == BinaryOp::Maximum;
-  return record(name, {&a, &b}, out,
-                [a, b, is_max](const Tensor& g, NeedsGrad n) -> Grads {
-                  auto [wa, wb] = winner_weights(a, b, is_max);
-                  return {n[0] ? sum_to(g * wa, a.shape()) : Tensor(), n[1] ? sum_to(g * wb, b.shape()) : Tensor()};
-                },
-                [a, b, is_max](const Tangents& t, const Tensor& o) {
-                  auto [wa, wb] = winner_weights(a, b, is_max);
-                  return fit(add_opt(t[0].defined() ? t[0] * wa : Tensor(), t[1].defined() ? t[1] * wb : Tensor()), o.shape());
-                });
+  return record(
+      name, {&a, &b}, out,
+      [a, b, is_max](const Tensor& g, NeedsGrad n) -> Grads {
+        auto [wa, wb] = winner_weights(a, b, is_max);
+        return {n[0] ? sum_to(g * wa, a.shape()) : Tensor(), n[1] ? sum_to(g * wb, b.shape()) : Tensor()};
+      },
+      [a, b, is_max](const Tangents& t, const Tensor& o) {
+        auto [wa, wb] = winner_weights(a, b, is_max);
+        return fit(add_opt(t[0].defined() ? t[0] * wa : Tensor(), t[1].defined() ? t[1] * wb : Tensor()), o.shape());
+      });
 }
 }  // namespace
 
@@ -272,15 +282,16 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     ElemLayout l = make_layout(name, out, {&cond, &a, &b});
     be(a).where(dev_index(a), a.dtype(), cond.raw_data(), a.raw_data(), b.raw_data(), out.raw_data(), l);
   }
-  return record(name, {&a, &b}, out,
-                [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
-                  Tensor z = zeros(Shape{}, g.options());
-                  return {n[0] ? sum_to(where(cond, g, z), sa) : Tensor(), n[1] ? sum_to(where(cond, z, g), sb) : Tensor()};
-                },
-                [cond](const Tangents& t, const Tensor& o) {
-                  Tensor z = zeros(Shape{}, o.options());
-                  return where(cond, t[0].defined() ? t[0] : z, t[1].defined() ? t[1] : z).expand(o.shape());
-                });
+  return record(
+      name, {&a, &b}, out,
+      [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
+        Tensor z = zeros(Shape{}, g.options());
+        return {n[0] ? sum_to(where(cond, g, z), sa) : Tensor(), n[1] ? sum_to(where(cond, z, g), sb) : Tensor()};
+      },
+      [cond](const Tangents& t, const Tensor& o) {
+        Tensor z = zeros(Shape{}, o.options());
+        return where(cond, t[0].defined() ? t[0] : z, t[1].defined() ? t[1] : z).expand(o.shape());
+      });
 }
 
 Tensor add_opt(const Tensor& a, const Tensor& b) {

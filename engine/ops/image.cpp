@@ -25,8 +25,8 @@ ConvGeometry geometry(const char* name, const Shape& image, Pair kernel, Pair st
   g.dil_h = dilation[0], g.dil_w = dilation[1];
   const int64_t span_h = g.dil_h * (g.kh - 1) + 1, span_w = g.dil_w * (g.kw - 1) + 1;
   DF_CHECK(g.h + 2 * g.pad_h >= span_h && g.w + 2 * g.pad_w >= span_w,
-           "{}: kernel {} (dilation {}) is larger than the padded image {}x{} (padding {})", name,
-           pair_str(kernel), pair_str(dilation), g.h, g.w, pair_str(padding));
+           "{}: kernel {} (dilation {}) is larger than the padded image {}x{} (padding {})", name, pair_str(kernel),
+           pair_str(dilation), g.h, g.w, pair_str(padding));
   g.out_h = (g.h + 2 * g.pad_h - span_h) / g.stride_h + 1;
   g.out_w = (g.w + 2 * g.pad_w - span_w) / g.stride_w + 1;
   return g;
@@ -50,9 +50,10 @@ Tensor im2col(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dila
     be(x).im2col(dev_index(x), x.dtype(), xc.raw_data(), out.raw_data(), g);
   }
   Pair image{g.h, g.w};
-  return record(name, {&x}, out,
-                [=](const Tensor& gout, NeedsGrad) -> Grads { return {col2im(gout, image, kernel, stride, padding, dilation)}; },
-                [=](const Tangents& t, const Tensor&) { return im2col(t[0], kernel, stride, padding, dilation); });
+  return record(
+      name, {&x}, out,
+      [=](const Tensor& gout, NeedsGrad) -> Grads { return {col2im(gout, image, kernel, stride, padding, dilation)}; },
+      [=](const Tangents& t, const Tensor&) { return im2col(t[0], kernel, stride, padding, dilation); });
 }
 
 Tensor col2im(const Tensor& cols, Pair image_size, Pair kernel, Pair stride, Pair padding, Pair dilation) {
@@ -72,9 +73,10 @@ Tensor col2im(const Tensor& cols, Pair image_size, Pair kernel, Pair stride, Pai
     Tensor cc = cols.detach().contiguous();
     be(cols).col2im(dev_index(cols), cols.dtype(), cc.raw_data(), out.raw_data(), g);
   }
-  return record(name, {&cols}, out,
-                [=](const Tensor& gout, NeedsGrad) -> Grads { return {im2col(gout, kernel, stride, padding, dilation)}; },
-                [=](const Tangents& t, const Tensor&) { return col2im(t[0], image_size, kernel, stride, padding, dilation); });
+  return record(
+      name, {&cols}, out,
+      [=](const Tensor& gout, NeedsGrad) -> Grads { return {im2col(gout, kernel, stride, padding, dilation)}; },
+      [=](const Tangents& t, const Tensor&) { return col2im(t[0], image_size, kernel, stride, padding, dilation); });
 }
 
 namespace {
@@ -97,7 +99,8 @@ Tensor conv_columns(const Tensor& x, Pair kernel, const ConvSpec& c, int64_t out
 // stride 1, padding 1, f32) rather than through im2col + GEMM.
 bool direct_conv(const Tensor& x, const ConvGeometry& g, int64_t out_channels, int64_t groups) {
   const Backend& b = be(x);
-  return groups == 1 && b.conv2d_direct_supports && b.conv2d_direct && b.conv2d_direct_supports(x.dtype(), g, out_channels);
+  return groups == 1 && b.conv2d_direct_supports && b.conv2d_direct &&
+         b.conv2d_direct_supports(x.dtype(), g, out_channels);
 }
 
 // out = W * cols per image and group: [groups, O/g, K] x [N, groups, K, L] -> [N, O, Ho, Wo].
@@ -144,51 +147,52 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
   // The forward runs on detached operands, so the window matrix is freed at once instead of
   // being saved for backward; the rules recompute it (one im2col) when they need it.
   Tensor out = conv_forward(x.detach(), weight.detach(), bias.defined() ? bias.detach() : Tensor(), spec, g);
-  return record(name, {&x, &weight, &bias}, out,
-                [x, weight, spec, g](const Tensor& gout, NeedsGrad need) -> Grads {
-                  const int64_t n = x.shape()[0], o = weight.shape()[0], l = g.out_h * g.out_w;
-                  const int64_t k = weight.shape()[1] * g.kh * g.kw;
-                  Tensor go = gout.reshape({n, spec.groups, o / spec.groups, l});
-                  Grads r(3);
-                  if (need[0]) {
-                    // With unit stride and dilation and padding (k - 1) / 2 the adjoint is the same
-                    // convolution of the output gradient with the flipped, transposed weights; take
-                    // it where the backend convolves that directly (no column matrix at all).
-                    const ConvGeometry gt{n, o, g.out_h, g.out_w, g.kh, g.kw, 1, 1, g.pad_h, g.pad_w, 1, 1, g.h, g.w};
-                    if (spec.groups == 1 && spec.stride == Pair{1, 1} && spec.dilation == Pair{1, 1} &&
-                        2 * g.pad_h == g.kh - 1 && 2 * g.pad_w == g.kw - 1 && direct_conv(gout, gt, x.shape()[1], 1))
-                      r[0] = conv2d(gout, flip(weight, {2, 3}).transpose(0, 1), Tensor(), {1, 1}, spec.padding, {1, 1}, 1);
-                  }
-                  if (need[0] && !r[0].defined()) {
-                    // d cols = W^T g, summed back onto the image by the adjoint of im2col
-                    Tensor dcols = matmul(weight.reshape({spec.groups, o / spec.groups, k}).transpose(-2, -1), go)
-                                       .reshape({n, x.shape()[1] * g.kh * g.kw, l});
-                    const bool pointwise = g.kh == 1 && g.kw == 1 && spec.stride == Pair{1, 1} && spec.padding == Pair{0, 0};
-                    r[0] = pointwise ? dcols.reshape(x.shape())
-                                     : col2im(dcols, {g.h, g.w}, {g.kh, g.kw}, spec.stride, spec.padding, spec.dilation);
-                  }
-                  const Backend& be_x = be(x);
-                  if (need[1] && spec.groups == 1 && be_x.conv2d_weight_grad && rule_is_plain() &&
-                      (x.dtype() == DType::f32 || x.dtype() == DType::f64)) {
-                    // The backend interleaves the window matrix and the GEMM image by image.
-                    Tensor xc = x.detach().contiguous(), gc = gout.detach().contiguous();
-                    r[1] = Tensor::empty(weight.shape(), weight.options());
-                    if (n == 0) fill_(r[1], 0.0);
-                    else be_x.conv2d_weight_grad(dev_index(x), x.dtype(), xc.raw_data(), gc.raw_data(), r[1].raw_data(), g, o);
-                  } else if (need[1]) {
-                    Tensor cols = conv_columns(x, {g.kh, g.kw}, spec, l);  // [N, groups, K, L]
-                    r[1] = sum(matmul(go, cols.transpose(-2, -1)), {0}).reshape(weight.shape());
-                  }
-                  if (need[2]) r[2] = sum(gout, {0, 2, 3});
-                  return r;
-                },
-                [x, weight, stride, padding, dilation, groups](const Tangents& t, const Tensor& out) {
-                  Tensor r;
-                  if (t[0].defined()) r = conv2d(t[0], weight, Tensor(), stride, padding, dilation, groups);
-                  if (t[1].defined()) r = add_opt(r, conv2d(x, t[1], Tensor(), stride, padding, dilation, groups));
-                  if (t[2].defined()) r = add_opt(r, t[2].reshape({1, out.shape()[1], 1, 1}).expand(out.shape()));
-                  return r;
-                });
+  return record(
+      name, {&x, &weight, &bias}, out,
+      [x, weight, spec, g](const Tensor& gout, NeedsGrad need) -> Grads {
+        const int64_t n = x.shape()[0], o = weight.shape()[0], l = g.out_h * g.out_w;
+        const int64_t k = weight.shape()[1] * g.kh * g.kw;
+        Tensor go = gout.reshape({n, spec.groups, o / spec.groups, l});
+        Grads r(3);
+        if (need[0]) {
+          // With unit stride and dilation and padding (k - 1) / 2 the adjoint is the same
+          // convolution of the output gradient with the flipped, transposed weights; take
+          // it where the backend convolves that directly (no column matrix at all).
+          const ConvGeometry gt{n, o, g.out_h, g.out_w, g.kh, g.kw, 1, 1, g.pad_h, g.pad_w, 1, 1, g.h, g.w};
+          if (spec.groups == 1 && spec.stride == Pair{1, 1} && spec.dilation == Pair{1, 1} && 2 * g.pad_h == g.kh - 1 &&
+              2 * g.pad_w == g.kw - 1 && direct_conv(gout, gt, x.shape()[1], 1))
+            r[0] = conv2d(gout, flip(weight, {2, 3}).transpose(0, 1), Tensor(), {1, 1}, spec.padding, {1, 1}, 1);
+        }
+        if (need[0] && !r[0].defined()) {
+          // d cols = W^T g, summed back onto the image by the adjoint of im2col
+          Tensor dcols = matmul(weight.reshape({spec.groups, o / spec.groups, k}).transpose(-2, -1), go)
+                             .reshape({n, x.shape()[1] * g.kh * g.kw, l});
+          const bool pointwise = g.kh == 1 && g.kw == 1 && spec.stride == Pair{1, 1} && spec.padding == Pair{0, 0};
+          r[0] = pointwise ? dcols.reshape(x.shape())
+                           : col2im(dcols, {g.h, g.w}, {g.kh, g.kw}, spec.stride, spec.padding, spec.dilation);
+        }
+        const Backend& be_x = be(x);
+        if (need[1] && spec.groups == 1 && be_x.conv2d_weight_grad && rule_is_plain() &&
+            (x.dtype() == DType::f32 || x.dtype() == DType::f64)) {
+          // The backend interleaves the window matrix and the GEMM image by image.
+          Tensor xc = x.detach().contiguous(), gc = gout.detach().contiguous();
+          r[1] = Tensor::empty(weight.shape(), weight.options());
+          if (n == 0) fill_(r[1], 0.0);
+          else be_x.conv2d_weight_grad(dev_index(x), x.dtype(), xc.raw_data(), gc.raw_data(), r[1].raw_data(), g, o);
+        } else if (need[1]) {
+          Tensor cols = conv_columns(x, {g.kh, g.kw}, spec, l);  // [N, groups, K, L]
+          r[1] = sum(matmul(go, cols.transpose(-2, -1)), {0}).reshape(weight.shape());
+        }
+        if (need[2]) r[2] = sum(gout, {0, 2, 3});
+        return r;
+      },
+      [x, weight, stride, padding, dilation, groups](const Tangents& t, const Tensor& out) {
+        Tensor r;
+        if (t[0].defined()) r = conv2d(t[0], weight, Tensor(), stride, padding, dilation, groups);
+        if (t[1].defined()) r = add_opt(r, conv2d(x, t[1], Tensor(), stride, padding, dilation, groups));
+        if (t[2].defined()) r = add_opt(r, t[2].reshape({1, out.shape()[1], 1, 1}).expand(out.shape()));
+        return r;
+      });
 }
 
 namespace {
@@ -243,8 +247,8 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
   check_floating(name, x);
   DF_CHECK(x.dim() >= 2, "{}: input must be [N, C, ...], got shape {}", name, x.shape().str());
   const int64_t n = x.shape()[0], c = x.shape()[1];
-  DF_CHECK(groups >= 1 && c % groups == 0, "{}: groups ({}) must divide the channels ({}) of input {}", name, groups,
-           c, x.shape().str());
+  DF_CHECK(groups >= 1 && c % groups == 0, "{}: groups ({}) must divide the channels ({}) of input {}", name, groups, c,
+           x.shape().str());
   Shape affine_shape(std::vector<int64_t>(size_t(x.dim()), 1));
   affine_shape[1] = c;
   for (const Tensor* p : {&weight, &bias}) {
@@ -269,36 +273,37 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
   Tensor wc = weight.defined() ? weight.contiguous() : Tensor(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = Tensor::empty(x.shape(), x.options());
   const TensorOptions stats_options(DType::f64, x.device());
-  Tensor group_mean = Tensor::empty({n * groups}, stats_options), group_rstd = Tensor::empty({n * groups}, stats_options);
+  Tensor group_mean = Tensor::empty({n * groups}, stats_options),
+         group_rstd = Tensor::empty({n * groups}, stats_options);
   if (x.numel())
     b.group_norm(dev_index(x), x.dtype(), xc.raw_data(), wc.defined() ? wc.raw_data() : nullptr,
                  bc.defined() ? bc.raw_data() : nullptr, out.raw_data(), static_cast<double*>(group_mean.raw_data()),
                  static_cast<double*>(group_rstd.raw_data()), n, c, spatial, groups, eps);
   const GroupNormRule rule{x, weight, groups, eps, affine_shape};
-  return record(name, {&x, &weight, &bias}, out,
-                [rule, xc, wc, group_mean, group_rstd, spatial](const Tensor& g, NeedsGrad need) -> Grads {
-                  if (!rule_is_plain()) return rule.vjp(g, need);
-                  // The fused backward kernel, from the saved statistics.
-                  const Tensor& x = rule.x;
-                  const int64_t n = x.shape()[0], c = x.shape()[1];
-                  Tensor gc = g.contiguous();
-                  Grads r(3);
-                  if (need[0]) r[0] = Tensor::empty(x.shape(), x.options());
-                  if (need[1]) r[1] = Tensor::empty({c}, x.options());
-                  if (need[2]) r[2] = Tensor::empty({c}, x.options());
-                  if (x.numel())
-                    be(x).group_norm_backward(dev_index(x), x.dtype(), gc.raw_data(), xc.raw_data(),
-                                              static_cast<const double*>(group_mean.raw_data()),
-                                              static_cast<const double*>(group_rstd.raw_data()),
-                                              wc.defined() ? wc.raw_data() : nullptr,
-                                              need[0] ? r[0].raw_data() : nullptr, need[1] ? r[1].raw_data() : nullptr,
-                                              need[2] ? r[2].raw_data() : nullptr, n, c, spatial, rule.groups);
-                  else
-                    for (size_t i = 1; i < 3; ++i)
-                      if (need[i]) fill_(r[i], 0.0);
-                  return r;
-                },
-                [rule](const Tangents& t, const Tensor&) { return rule.jvp(t); });
+  return record(
+      name, {&x, &weight, &bias}, out,
+      [rule, xc, wc, group_mean, group_rstd, spatial](const Tensor& g, NeedsGrad need) -> Grads {
+        if (!rule_is_plain()) return rule.vjp(g, need);
+        // The fused backward kernel, from the saved statistics.
+        const Tensor& x = rule.x;
+        const int64_t n = x.shape()[0], c = x.shape()[1];
+        Tensor gc = g.contiguous();
+        Grads r(3);
+        if (need[0]) r[0] = Tensor::empty(x.shape(), x.options());
+        if (need[1]) r[1] = Tensor::empty({c}, x.options());
+        if (need[2]) r[2] = Tensor::empty({c}, x.options());
+        if (x.numel())
+          be(x).group_norm_backward(
+              dev_index(x), x.dtype(), gc.raw_data(), xc.raw_data(), static_cast<const double*>(group_mean.raw_data()),
+              static_cast<const double*>(group_rstd.raw_data()), wc.defined() ? wc.raw_data() : nullptr,
+              need[0] ? r[0].raw_data() : nullptr, need[1] ? r[1].raw_data() : nullptr,
+              need[2] ? r[2].raw_data() : nullptr, n, c, spatial, rule.groups);
+        else
+          for (size_t i = 1; i < 3; ++i)
+            if (need[i]) fill_(r[i], 0.0);
+        return r;
+      },
+      [rule](const Tangents& t, const Tensor&) { return rule.jvp(t); });
 }
 
 namespace {

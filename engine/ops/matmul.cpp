@@ -14,9 +14,21 @@ std::atomic<bool> g_allow_tf32{false};
 // How a 2-D matrix view maps onto a row-major GEMM operand; false if it needs a copy.
 bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int64_t* ld) {
   int64_t s0 = m.strides()[m.dim() - 2], s1 = m.strides()[m.dim() - 1];
-  if ((s1 == 1 || cols == 1) && s0 >= std::max<int64_t>(cols, 1)) { *trans = false; *ld = std::max<int64_t>(s0, 1); return true; }
-  if ((s0 == 1 || rows == 1) && s1 >= std::max<int64_t>(rows, 1)) { *trans = true; *ld = std::max<int64_t>(s1, 1); return true; }
-  if (rows == 1 && cols == 1) { *trans = false; *ld = 1; return true; }
+  if ((s1 == 1 || cols == 1) && s0 >= std::max<int64_t>(cols, 1)) {
+    *trans = false;
+    *ld = std::max<int64_t>(s0, 1);
+    return true;
+  }
+  if ((s0 == 1 || rows == 1) && s1 >= std::max<int64_t>(rows, 1)) {
+    *trans = true;
+    *ld = std::max<int64_t>(s1, 1);
+    return true;
+  }
+  if (rows == 1 && cols == 1) {
+    *trans = false;
+    *ld = 1;
+    return true;
+  }
   return false;
 }
 
@@ -26,16 +38,31 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
   Tensor aa = a, bb = b;
   GemmArgs g;
   g.dtype = a.dtype();
-  g.m = m; g.n = n; g.k = k;
-  if (!gemm_operand(aa, m, k, &g.trans_a, &g.lda)) { aa = a.contiguous(); gemm_operand(aa, m, k, &g.trans_a, &g.lda); }
-  if (!gemm_operand(bb, k, n, &g.trans_b, &g.ldb)) { bb = b.contiguous(); gemm_operand(bb, k, n, &g.trans_b, &g.ldb); }
-  g.a = aa.raw_data(); g.stride_a = batch > 1 ? aa.strides()[0] : 0;
-  g.b = bb.raw_data(); g.stride_b = batch > 1 ? bb.strides()[0] : 0;
-  g.c = out.raw_data(); g.ldc = std::max<int64_t>(n, 1); g.stride_c = m * n;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  if (!gemm_operand(aa, m, k, &g.trans_a, &g.lda)) {
+    aa = a.contiguous();
+    gemm_operand(aa, m, k, &g.trans_a, &g.lda);
+  }
+  if (!gemm_operand(bb, k, n, &g.trans_b, &g.ldb)) {
+    bb = b.contiguous();
+    gemm_operand(bb, k, n, &g.trans_b, &g.ldb);
+  }
+  g.a = aa.raw_data();
+  g.stride_a = batch > 1 ? aa.strides()[0] : 0;
+  g.b = bb.raw_data();
+  g.stride_b = batch > 1 ? bb.strides()[0] : 0;
+  g.c = out.raw_data();
+  g.ldc = std::max<int64_t>(n, 1);
+  g.stride_c = m * n;
   g.batch = batch;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
-  if (k == 0) { fill_(out, 0.0); return; }
+  if (k == 0) {
+    fill_(out, 0.0);
+    return;
+  }
   be(a).gemm(dev_index(a), g);
 }
 
@@ -55,7 +82,9 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
   Tensor ad = a.detach(), bd = b.detach();
   if (b.dim() == 2 && ba.numel() >= 1) {
     // Fold a's batch into rows when a's rows are uniformly strided.
-    Tensor a2 = ad.dim() == 2 ? ad : (ad.is_contiguous() ? ad.reshape(Shape{nb * m, k}) : ad.contiguous().reshape(Shape{nb * m, k}));
+    Tensor a2 = ad.dim() == 2
+                    ? ad
+                    : (ad.is_contiguous() ? ad.reshape(Shape{nb * m, k}) : ad.contiguous().reshape(Shape{nb * m, k}));
     gemm_batched(a2.unsqueeze(0), bd.unsqueeze(0), out.reshape(Shape{1, nb * m, n}));
     return out;
   }
@@ -108,30 +137,31 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() == 1) return matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul(a, b.unsqueeze(1)).squeeze(-1);
   Tensor out = matmul_nd(a, b);
-  return record(name, {&a, &b}, out,
-                [a, b](const Tensor& g, NeedsGrad n) -> Grads {
-                  Grads r(2);
-                  if (n[0]) r[0] = sum_to(matmul(g, b.transpose(-1, -2)), a.shape());
-                  if (n[1]) {
-                    if (b.dim() == 2 && a.dim() > 2) {
-                      // A matrix shared by every batch entry (a Linear's weight): its gradient
-                      // is one GEMM over the folded batch, a [B*M, K]^T g [B*M, N], instead of
-                      // B GEMMs of inner size M into a [B, K, N] buffer summed afterwards.
-                      int64_t rows = 1;
-                      for (int d = 0; d + 1 < a.dim(); ++d) rows *= a.shape()[d];
-                      r[1] = matmul(a.reshape(Shape{rows, a.shape()[a.dim() - 1]}).transpose(-1, -2),
-                                    g.reshape(Shape{rows, g.shape()[g.dim() - 1]}));
-                    } else {
-                      r[1] = sum_to(matmul(a.transpose(-1, -2), g), b.shape());
-                    }
-                  }
-                  return r;
-                },
-                [a, b](const Tangents& t, const Tensor& o) {
-                  Tensor r = t[0].defined() ? matmul(t[0], b) : Tensor();
-                  if (t[1].defined()) r = add_opt(r, matmul(a, t[1]));
-                  return r.shape() == o.shape() ? r : r.expand(o.shape());
-                });
+  return record(
+      name, {&a, &b}, out,
+      [a, b](const Tensor& g, NeedsGrad n) -> Grads {
+        Grads r(2);
+        if (n[0]) r[0] = sum_to(matmul(g, b.transpose(-1, -2)), a.shape());
+        if (n[1]) {
+          if (b.dim() == 2 && a.dim() > 2) {
+            // A matrix shared by every batch entry (a Linear's weight): its gradient
+            // is one GEMM over the folded batch, a [B*M, K]^T g [B*M, N], instead of
+            // B GEMMs of inner size M into a [B, K, N] buffer summed afterwards.
+            int64_t rows = 1;
+            for (int d = 0; d + 1 < a.dim(); ++d) rows *= a.shape()[d];
+            r[1] = matmul(a.reshape(Shape{rows, a.shape()[a.dim() - 1]}).transpose(-1, -2),
+                          g.reshape(Shape{rows, g.shape()[g.dim() - 1]}));
+          } else {
+            r[1] = sum_to(matmul(a.transpose(-1, -2), g), b.shape());
+          }
+        }
+        return r;
+      },
+      [a, b](const Tangents& t, const Tensor& o) {
+        Tensor r = t[0].defined() ? matmul(t[0], b) : Tensor();
+        if (t[1].defined()) r = add_opt(r, matmul(a, t[1]));
+        return r.shape() == o.shape() ? r : r.expand(o.shape());
+      });
 }
 
 }  // namespace dualflow

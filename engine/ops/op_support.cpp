@@ -8,8 +8,8 @@ void check_defined(const char* op, const Tensor& t, const char* what) {
 }
 
 void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
-  DF_CHECK(a.device() == b.device(), "{}: operands are on different devices: {} and {}", op,
-           a.device().str(), b.device().str());
+  DF_CHECK(a.device() == b.device(), "{}: operands are on different devices: {} and {}", op, a.device().str(),
+           b.device().str());
 }
 
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
@@ -29,8 +29,7 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
   for (int i = 0; i < n; ++i) {
     int ia = a.size() - n + i, ib = b.size() - n + i;
     int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
-    DF_CHECK(da == db || da == 1 || db == 1, "{}: shapes {} and {} cannot be broadcast together", op,
-             a.str(), b.str());
+    DF_CHECK(da == db || da == 1 || db == 1, "{}: shapes {} and {} cannot be broadcast together", op, a.str(), b.str());
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -43,7 +42,10 @@ Dims broadcast_strides(const char* op, const Tensor& t, const Shape& shape) {
   s.resize(shape.size());
   int off = shape.size() - ts.size();
   for (int i = 0; i < shape.size(); ++i) {
-    if (i < off) { s[i] = 0; continue; }
+    if (i < off) {
+      s[i] = 0;
+      continue;
+    }
     int64_t d = ts[i - off];
     DF_CHECK(d == shape[i] || d == 1, "{}: cannot broadcast {} to {}", op, ts.str(), shape.str());
     s[i] = (d == 1 && shape[i] != 1) ? 0 : t.strides()[i - off];
@@ -66,7 +68,10 @@ ElemLayout make_layout(const char* op, const Tensor& out, std::initializer_list<
     if (n > 0) {
       bool mergeable = true;
       for (int o = 0; o < nops; ++o)
-        if (l.strides[o][n - 1] != strides[o][d] * shape[d]) { mergeable = false; break; }
+        if (l.strides[o][n - 1] != strides[o][d] * shape[d]) {
+          mergeable = false;
+          break;
+        }
       if (mergeable) {
         l.sizes[n - 1] *= shape[d];
         for (int o = 0; o < nops; ++o) l.strides[o][n - 1] = strides[o][d];
@@ -84,7 +89,11 @@ ElemLayout make_layout(const char* op, const Tensor& out, std::initializer_list<
     for (int o = 0; o < nops; ++o) l.strides[o][0] = 1;
     return l;
   }
-  if (shape.numel() == 0) { l.ndim = 1; l.sizes[0] = 0; return l; }
+  if (shape.numel() == 0) {
+    l.ndim = 1;
+    l.sizes[0] = 0;
+    return l;
+  }
   l.ndim = n;
   return l;
 }

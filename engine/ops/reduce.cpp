@@ -40,7 +40,10 @@ Tensor reduce_raw(const char* name, ReduceOp op, const Tensor& x, const std::vec
   Tensor out = Tensor::empty(keep, TensorOptions(is_arg ? DType::i64 : x.dtype(), x.device()));
   if (out.numel() == 0) return out;
   DF_CHECK(r > 0 || op == ReduceOp::Sum, "{}: cannot reduce over an empty dim of shape {}", name, x.shape().str());
-  if (r == 0) { fill_(out, 0.0); return out; }
+  if (r == 0) {
+    fill_(out, 0.0);
+    return out;
+  }
   Tensor src = x;
   int64_t outer = 1, inner = 1;
   if (block) {
@@ -49,7 +52,10 @@ Tensor reduce_raw(const char* name, ReduceOp op, const Tensor& x, const std::vec
   } else {
     std::vector<int64_t> perm;
     for (int i = 0; i < nd; ++i)
-      if (std::find(dims.begin(), dims.end(), i) == dims.end()) { perm.push_back(i); outer *= x.shape()[i]; }
+      if (std::find(dims.begin(), dims.end(), i) == dims.end()) {
+        perm.push_back(i);
+        outer *= x.shape()[i];
+      }
     for (int d : dims) perm.push_back(d);
     NoGradGuard ng;
     src = x.detach().permute(perm).contiguous();
@@ -76,13 +82,16 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
   check_defined("sum", x);
   std::vector<int> dims = normalize_dims("sum", dims_in, x.dim());
   Tensor out = reduce_raw("sum", ReduceOp::Sum, x, dims);
-  if (!keepdim) out = make_view(out, reduced_shape(x.shape(), dims, false), contiguous_strides(reduced_shape(x.shape(), dims, false)), 0);
+  if (!keepdim)
+    out = make_view(out, reduced_shape(x.shape(), dims, false),
+                    contiguous_strides(reduced_shape(x.shape(), dims, false)), 0);
   if (!is_floating(x.dtype())) return out;
-  return record("sum", {&x}, out,
-                [shape = x.shape(), dims](const Tensor& g, NeedsGrad) -> Grads {
-                  return {keep_dims(g, shape, dims).expand(shape)};
-                },
-                [dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0], dims_in, keepdim); });
+  return record(
+      "sum", {&x}, out,
+      [shape = x.shape(), dims](const Tensor& g, NeedsGrad) -> Grads {
+        return {keep_dims(g, shape, dims).expand(shape)};
+      },
+      [dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0], dims_in, keepdim); });
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
@@ -101,9 +110,14 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
   int lead = x.dim() - shape.size();
   DF_CHECK(lead >= 0, "sum_to: cannot sum {} down to {}", x.shape().str(), shape.str());
   for (int i = 0; i < x.dim(); ++i) {
-    if (i < lead) { dims.push_back(i); continue; }
+    if (i < lead) {
+      dims.push_back(i);
+      continue;
+    }
     if (shape[i - lead] == 1 && x.shape()[i] != 1) dims.push_back(i);
-    else DF_CHECK(shape[i - lead] == x.shape()[i] || shape[i - lead] == 1, "sum_to: cannot sum {} down to {}", x.shape().str(), shape.str());
+    else
+      DF_CHECK(shape[i - lead] == x.shape()[i] || shape[i - lead] == 1, "sum_to: cannot sum {} down to {}",
+               x.shape().str(), shape.str());
   }
   if (dims.empty()) return x.reshape(shape);
   return sum(x, dims, true).reshape(shape);
@@ -126,18 +140,21 @@ Tensor extremum(const char* name, ReduceOp op, const Tensor& x, const std::vecto
     Tensor hit = eq(x.detach(), keep_dims(out.detach(), x.shape(), dims)).to(x.dtype());
     weights = hit / sum(hit, std::vector<int64_t>(dims.begin(), dims.end()), true);
   }
-  return record(name, {&x}, out,
-                [weights, dims, shape = x.shape()](const Tensor& g, NeedsGrad) -> Grads {
-                  return {keep_dims(g, shape, dims) * weights};
-                },
-                [weights, dims_in, keepdim](const Tangents& t, const Tensor&) {
-                  return sum(t[0] * weights, dims_in, keepdim);
-                });
+  return record(
+      name, {&x}, out,
+      [weights, dims, shape = x.shape()](const Tensor& g, NeedsGrad) -> Grads {
+        return {keep_dims(g, shape, dims) * weights};
+      },
+      [weights, dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0] * weights, dims_in, keepdim); });
 }
 }  // namespace
 
-Tensor amax(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return extremum("amax", ReduceOp::Max, x, dims, keepdim); }
-Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return extremum("amin", ReduceOp::Min, x, dims, keepdim); }
+Tensor amax(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return extremum("amax", ReduceOp::Max, x, dims, keepdim);
+}
+Tensor amin(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return extremum("amin", ReduceOp::Min, x, dims, keepdim);
+}
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   check_defined("argmax", x);

@@ -41,15 +41,16 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
     check_same_dtype("cat", x0, xs[i]);
     DF_CHECK(xs[i].dim() == x0.dim(), "cat: tensor {} has {} dims, expected {}", i, xs[i].dim(), x0.dim());
     for (int k = 0; k < x0.dim(); ++k)
-      DF_CHECK(k == d || xs[i].shape()[k] == shape[k], "cat: tensor {} has shape {}, expected {} except along dim {}", i,
-               xs[i].shape().str(), shape.str(), d);
+      DF_CHECK(k == d || xs[i].shape()[k] == shape[k], "cat: tensor {} has shape {}, expected {} except along dim {}",
+               i, xs[i].shape().str(), shape.str(), d);
     total += xs[i].shape()[d];
   }
   if (xs.size() > kMaxOpInputs) {
     // More inputs than one node records: groups of kMaxOpInputs first (one extra copy).
     std::vector<Tensor> groups;
     for (size_t at = 0; at < xs.size(); at += kMaxOpInputs)
-      groups.push_back(cat(std::vector<Tensor>(xs.begin() + long(at), xs.begin() + long(std::min(xs.size(), at + kMaxOpInputs))), d));
+      groups.push_back(cat(
+          std::vector<Tensor>(xs.begin() + long(at), xs.begin() + long(std::min(xs.size(), at + kMaxOpInputs))), d));
     return cat(groups, d);
   }
   shape[d] = total;
@@ -133,13 +134,15 @@ Tensor index_select(const Tensor& x, int64_t dim_, const Tensor& index) {
   Tensor xc = x.contiguous(), ic = index.contiguous();
   int64_t outer, inner;
   split_around(x.shape(), d, &outer, &inner);
-  if (out.numel()) be(x).index_select(dev_index(x), x.dtype(), xc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer,
-                                      x.shape()[d], index.numel(), inner);
-  return record(name, {&x}, out,
-                [shape = x.shape(), d, ic](const Tensor& g, NeedsGrad) -> Grads {
-                  return {index_add(zeros(shape, g.options()), d, ic, g)};
-                },
-                [d, ic](const Tangents& t, const Tensor&) { return index_select(t[0], d, ic); });
+  if (out.numel())
+    be(x).index_select(dev_index(x), x.dtype(), xc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer, x.shape()[d],
+                       index.numel(), inner);
+  return record(
+      name, {&x}, out,
+      [shape = x.shape(), d, ic](const Tensor& g, NeedsGrad) -> Grads {
+        return {index_add(zeros(shape, g.options()), d, ic, g)};
+      },
+      [d, ic](const Tangents& t, const Tensor&) { return index_select(t[0], d, ic); });
 }
 
 Tensor index_add(const Tensor& x, int64_t dim_, const Tensor& index, const Tensor& src) {
@@ -158,16 +161,18 @@ Tensor index_add(const Tensor& x, int64_t dim_, const Tensor& index, const Tenso
   Tensor sc = src.contiguous(), ic = index.contiguous();
   int64_t outer, inner;
   split_around(x.shape(), d, &outer, &inner);
-  if (sc.numel()) be(x).index_add(dev_index(x), x.dtype(), sc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer,
-                                  x.shape()[d], index.numel(), inner);
+  if (sc.numel())
+    be(x).index_add(dev_index(x), x.dtype(), sc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer, x.shape()[d],
+                    index.numel(), inner);
   out = out.detach();
-  return record(name, {&x, &src}, out,
-                [d, ic](const Tensor& g, NeedsGrad n) -> Grads {
-                  return {n[0] ? g : Tensor(), n[1] ? index_select(g, d, ic) : Tensor()};
-                },
-                [x, src, d, ic](const Tangents& t, const Tensor&) {
-                  return index_add(t[0].defined() ? t[0] : zeros_like(x), d, ic, t[1].defined() ? t[1] : zeros_like(src));
-                });
+  return record(
+      name, {&x, &src}, out,
+      [d, ic](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? g : Tensor(), n[1] ? index_select(g, d, ic) : Tensor()};
+      },
+      [x, src, d, ic](const Tangents& t, const Tensor&) {
+        return index_add(t[0].defined() ? t[0] : zeros_like(x), d, ic, t[1].defined() ? t[1] : zeros_like(src));
+      });
 }
 
 Tensor gather(const Tensor& x, int64_t dim_, const Tensor& index) {
@@ -178,20 +183,23 @@ Tensor gather(const Tensor& x, int64_t dim_, const Tensor& index) {
   check_same_device(name, x, index);
   DF_CHECK(index.dim() == x.dim(), "{}: index has {} dims, expected {}", name, index.dim(), x.dim());
   for (int i = 0; i < x.dim(); ++i)
-    DF_CHECK(i == d || index.shape()[i] == x.shape()[i], "{}: index shape {} must match input shape {} except along dim {}",
-             name, index.shape().str(), x.shape().str(), d);
+    DF_CHECK(i == d || index.shape()[i] == x.shape()[i],
+             "{}: index shape {} must match input shape {} except along dim {}", name, index.shape().str(),
+             x.shape().str(), d);
   check_index(name, index, x.shape()[d]);
   Tensor out = Tensor::empty(index.shape(), x.options());
   Tensor xc = x.contiguous(), ic = index.contiguous();
   int64_t outer, inner;
   split_around(x.shape(), d, &outer, &inner);
-  if (out.numel()) be(x).gather(dev_index(x), x.dtype(), xc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer,
-                                x.shape()[d], index.shape()[d], inner);
-  return record(name, {&x}, out,
-                [shape = x.shape(), d, ic](const Tensor& g, NeedsGrad) -> Grads {
-                  return {scatter_add(zeros(shape, g.options()), d, ic, g)};
-                },
-                [d, ic](const Tangents& t, const Tensor&) { return gather(t[0], d, ic); });
+  if (out.numel())
+    be(x).gather(dev_index(x), x.dtype(), xc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer, x.shape()[d],
+                 index.shape()[d], inner);
+  return record(
+      name, {&x}, out,
+      [shape = x.shape(), d, ic](const Tensor& g, NeedsGrad) -> Grads {
+        return {scatter_add(zeros(shape, g.options()), d, ic, g)};
+      },
+      [d, ic](const Tangents& t, const Tensor&) { return gather(t[0], d, ic); });
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim_, const Tensor& index, const Tensor& src) {
@@ -213,16 +221,18 @@ Tensor scatter_add(const Tensor& x, int64_t dim_, const Tensor& index, const Ten
   Tensor sc = src.contiguous(), ic = index.contiguous();
   int64_t outer, inner;
   split_around(x.shape(), d, &outer, &inner);
-  if (sc.numel()) be(x).scatter_add(dev_index(x), x.dtype(), sc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer,
-                                    x.shape()[d], src.shape()[d], inner);
+  if (sc.numel())
+    be(x).scatter_add(dev_index(x), x.dtype(), sc.raw_data(), ic.data<int64_t>(), out.raw_data(), outer, x.shape()[d],
+                      src.shape()[d], inner);
   out = out.detach();
-  return record(name, {&x, &src}, out,
-                [d, ic](const Tensor& g, NeedsGrad n) -> Grads {
-                  return {n[0] ? g : Tensor(), n[1] ? gather(g, d, ic) : Tensor()};
-                },
-                [x, src, d, ic](const Tangents& t, const Tensor&) {
-                  return scatter_add(t[0].defined() ? t[0] : zeros_like(x), d, ic, t[1].defined() ? t[1] : zeros_like(src));
-                });
+  return record(
+      name, {&x, &src}, out,
+      [d, ic](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? g : Tensor(), n[1] ? gather(g, d, ic) : Tensor()};
+      },
+      [x, src, d, ic](const Tangents& t, const Tensor&) {
+        return scatter_add(t[0].defined() ? t[0] : zeros_like(x), d, ic, t[1].defined() ? t[1] : zeros_like(src));
+      });
 }
 
 Tensor one_hot(const Tensor& labels, int64_t num_classes, DType dtype) {
@@ -250,8 +260,9 @@ Tensor flip(const Tensor& x, const std::vector<int64_t>& dims_in) {
     ElemLayout l = make_layout("flip", out, {&reversed});
     be(x).copy(dev_index(x), x.dtype(), reversed.raw_data(), x.dtype(), out.raw_data(), l);
   }
-  return record("flip", {&x}, out, [dims_in](const Tensor& g, NeedsGrad) -> Grads { return {flip(g, dims_in)}; },
-                [dims_in](const Tangents& t, const Tensor&) { return flip(t[0], dims_in); });
+  return record(
+      "flip", {&x}, out, [dims_in](const Tensor& g, NeedsGrad) -> Grads { return {flip(g, dims_in)}; },
+      [dims_in](const Tangents& t, const Tensor&) { return flip(t[0], dims_in); });
 }
 
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
@@ -277,9 +288,10 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
     NoGradGuard ng;
     if (x.numel()) copy_(interior(out.detach(), x.shape()), x.detach());
   }
-  return record("pad", {&x}, out,
-                [interior, inner = x.shape()](const Tensor& g, NeedsGrad) -> Grads { return {interior(g, inner)}; },
-                [pads](const Tangents& t, const Tensor&) { return pad(t[0], pads, 0.0); });
+  return record(
+      "pad", {&x}, out,
+      [interior, inner = x.shape()](const Tensor& g, NeedsGrad) -> Grads { return {interior(g, inner)}; },
+      [pads](const Tangents& t, const Tensor&) { return pad(t[0], pads, 0.0); });
 }
 
 }  // namespace dualflow

@@ -12,7 +12,10 @@ namespace {
 
 // Strides for viewing `t` as `shape` without copying, if its layout allows (PyTorch's rule).
 bool view_strides(const Tensor& t, const Shape& shape, Dims* out) {
-  if (t.is_contiguous()) { *out = contiguous_strides(shape); return true; }
+  if (t.is_contiguous()) {
+    *out = contiguous_strides(shape);
+    return true;
+  }
   // Walk old dims in chunks that are contiguous among themselves.
   const Shape& os = t.shape();
   const Dims& ost = t.strides();
@@ -30,7 +33,11 @@ bool view_strides(const Tensor& t, const Shape& shape, Dims* out) {
         --view_d;
       }
       if (view_numel != tensor_numel) return false;
-      if (td > 0) { chunk_base_stride = ost[td - 1]; tensor_numel = 1; view_numel = 1; }
+      if (td > 0) {
+        chunk_base_stride = ost[td - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
     }
   }
   if (view_d != -1) return false;
@@ -62,8 +69,9 @@ Shape infer_shape(const char* op, const Shape& req, int64_t numel) {
 Tensor view_op(const char* name, const Tensor& x, const Shape& shape, const Dims& strides, int64_t offset,
                std::function<Tensor(const Tensor&)> back, std::function<Tensor(const Tensor&)> fwd) {
   Tensor out = make_view(x, shape, strides, offset);
-  return record(name, {&x}, out, [back](const Tensor& g, NeedsGrad) -> Grads { return {back(g)}; },
-                [fwd](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd(t[0]) : Tensor(); });
+  return record(
+      name, {&x}, out, [back](const Tensor& g, NeedsGrad) -> Grads { return {back(g)}; },
+      [fwd](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd(t[0]) : Tensor(); });
 }
 
 }  // namespace
@@ -74,8 +82,9 @@ Tensor Tensor::view(const Shape& req) const {
   DF_CHECK(view_strides(*this, shape, &st), "view: shape {} with strides {} cannot be viewed as {}; use reshape()",
            this->shape().str(), strides().str(), shape.str());
   Shape from = this->shape();
-  return view_op("view", *this, shape, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-                 [shape](const Tensor& t) { return t.reshape(shape); });
+  return view_op(
+      "view", *this, shape, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
+      [shape](const Tensor& t) { return t.reshape(shape); });
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
@@ -100,8 +109,9 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
     inv[size_t(d)] = int64_t(i);
   }
   std::vector<int64_t> fwd(dims);
-  return view_op("permute", *this, shape, st, offset(), [inv](const Tensor& g) { return g.permute(inv); },
-                 [fwd](const Tensor& t) { return t.permute(fwd); });
+  return view_op(
+      "permute", *this, shape, st, offset(), [inv](const Tensor& g) { return g.permute(inv); },
+      [fwd](const Tensor& t) { return t.permute(fwd); });
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -125,9 +135,10 @@ Tensor Tensor::slice(int64_t dim_, int64_t start, int64_t end, int64_t step) con
   shape[d] = len;
   st[d] *= step;
   Shape from = this->shape();
-  return view_op("slice", *this, shape, st, offset() + start * strides()[d],
-                 [from, d, start, step](const Tensor& g) { return slice_backward(g, from, d, start, step); },
-                 [d, start, end, step](const Tensor& t) { return t.slice(d, start, end, step); });
+  return view_op(
+      "slice", *this, shape, st, offset() + start * strides()[d],
+      [from, d, start, step](const Tensor& g) { return slice_backward(g, from, d, start, step); },
+      [d, start, end, step](const Tensor& t) { return t.slice(d, start, end, step); });
 }
 
 Tensor Tensor::narrow(int64_t dim_, int64_t start, int64_t length) const {
@@ -157,8 +168,9 @@ Tensor Tensor::expand(const Shape& req) const {
   if (shape == this->shape()) return *this;
   Dims st = detail::broadcast_strides("expand", *this, shape);
   Shape from = this->shape();
-  return view_op("expand", *this, shape, st, offset(), [from](const Tensor& g) { return sum_to(g, from); },
-                 [shape](const Tensor& t) { return t.expand(shape); });
+  return view_op(
+      "expand", *this, shape, st, offset(), [from](const Tensor& g) { return sum_to(g, from); },
+      [shape](const Tensor& t) { return t.expand(shape); });
 }
 
 Tensor Tensor::squeeze(int64_t dim_) const {
@@ -169,8 +181,9 @@ Tensor Tensor::squeeze(int64_t dim_) const {
   s.erase(d);
   st.erase(d);
   Shape from = shape();
-  return view_op("squeeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-                 [s](const Tensor& t) { return t.reshape(s); });
+  return view_op(
+      "squeeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
+      [s](const Tensor& t) { return t.reshape(s); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -190,8 +203,9 @@ Tensor Tensor::unsqueeze(int64_t dim_) const {
   s.insert(d, 1);
   st.insert(d, inner);
   Shape from = shape();
-  return view_op("unsqueeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-                 [s](const Tensor& t) { return t.reshape(s); });
+  return view_op(
+      "unsqueeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
+      [s](const Tensor& t) { return t.reshape(s); });
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -209,8 +223,9 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
 
 Tensor alias(const Tensor& x) {
   check_defined("alias", x);
-  return view_op("alias", x, x.shape(), x.strides(), x.offset(), [](const Tensor& g) { return g; },
-                 [](const Tensor& t) { return t; });
+  return view_op(
+      "alias", x, x.shape(), x.strides(), x.offset(), [](const Tensor& g) { return g; },
+      [](const Tensor& t) { return t; });
 }
 
 Tensor slice_backward(const Tensor& g, const Shape& full_shape, int64_t dim, int64_t start, int64_t step) {
@@ -220,11 +235,12 @@ Tensor slice_backward(const Tensor& g, const Shape& full_shape, int64_t dim, int
     NoGradGuard ng;
     copy_(out.detach().slice(dim, start, end, step), g.detach());
   }
-  return record("slice_backward", {&g}, out,
-                [dim, start, end, step](const Tensor& w, NeedsGrad) -> Grads { return {w.slice(dim, start, end, step)}; },
-                [full_shape, dim, start, step](const Tangents& t, const Tensor&) {
-                  return slice_backward(t[0], full_shape, dim, start, step);
-                });
+  return record(
+      "slice_backward", {&g}, out,
+      [dim, start, end, step](const Tensor& w, NeedsGrad) -> Grads { return {w.slice(dim, start, end, step)}; },
+      [full_shape, dim, start, step](const Tangents& t, const Tensor&) {
+        return slice_backward(t[0], full_shape, dim, start, step);
+      });
 }
 
 }  // namespace dualflow

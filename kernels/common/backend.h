@@ -34,9 +34,12 @@ struct GemmArgs {
   DType dtype = DType::f32;
   bool trans_a = false, trans_b = false;  // row-major: C[M,N] = op(A)[M,K] * op(B)[K,N]
   int64_t m = 0, n = 0, k = 0;
-  const void* a = nullptr; int64_t lda = 0, stride_a = 0;
-  const void* b = nullptr; int64_t ldb = 0, stride_b = 0;
-  void* c = nullptr; int64_t ldc = 0, stride_c = 0;
+  const void* a = nullptr;
+  int64_t lda = 0, stride_a = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0, stride_b = 0;
+  void* c = nullptr;
+  int64_t ldc = 0, stride_c = 0;
   int64_t batch = 1;
   double alpha = 1.0, beta = 0.0;
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
@@ -61,38 +64,33 @@ struct Backend {
   // elementwise over an ElemLayout
   void (*fill)(int device, DType t, void* out, const ElemLayout& l, double value);
   void (*copy)(int device, DType src_t, const void* src, DType dst_t, void* dst, const ElemLayout& l);
-  void (*unary)(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l,
-                double a, double b);
+  void (*unary)(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l, double a, double b);
   // out = g * f'(x) for the unary op `op`
-  void (*unary_backward)(int device, UnaryOp op, DType t, const void* g, const void* x, void* out,
-                         const ElemLayout& l, double a, double b);
+  void (*unary_backward)(int device, UnaryOp op, DType t, const void* g, const void* x, void* out, const ElemLayout& l,
+                         double a, double b);
   // comparisons write bool; arithmetic writes dtype t
-  void (*binary)(int device, BinaryOp op, DType t, const void* x, const void* y, void* out,
-                 const ElemLayout& l);
-  void (*where)(int device, DType t, const void* cond, const void* x, const void* y, void* out,
-                const ElemLayout& l);
+  void (*binary)(int device, BinaryOp op, DType t, const void* x, const void* y, void* out, const ElemLayout& l);
+  void (*where)(int device, DType t, const void* cond, const void* x, const void* y, void* out, const ElemLayout& l);
   // contiguous [outer, r, inner] -> [outer, inner]; ArgMax/ArgMin write i64
-  void (*reduce)(int device, ReduceOp op, DType t, const void* in, void* out, int64_t outer,
-                 int64_t r, int64_t inner);
+  void (*reduce)(int device, ReduceOp op, DType t, const void* in, void* out, int64_t outer, int64_t r, int64_t inner);
   // contiguous rows of `cols`; LogSumExp writes one value per row
-  void (*rowwise)(int device, RowOp op, DType t, const void* in, void* out, int64_t rows,
-                  int64_t cols);
+  void (*rowwise)(int device, RowOp op, DType t, const void* in, void* out, int64_t rows, int64_t cols);
   // y = (x - mean) * rstd * w + b per row (rms: no mean, no b); w/b may be null
-  void (*normalize_rows)(int device, DType t, const void* x, const void* w, const void* b, void* y,
-                         int64_t rows, int64_t cols, double eps, bool rms);
+  void (*normalize_rows)(int device, DType t, const void* x, const void* w, const void* b, void* y, int64_t rows,
+                         int64_t cols, double eps, bool rms);
   void (*gemm)(int device, const GemmArgs& args);
   // [outer, n_in, inner] gathered by idx[n_idx] along the middle dim -> [outer, n_idx, inner]
-  void (*index_select)(int device, DType t, const void* in, const int64_t* idx, void* out,
-                       int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner);
+  void (*index_select)(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
+                       int64_t n_idx, int64_t inner);
   // out[outer, idx[j], inner] += src[outer, j, inner]
-  void (*index_add)(int device, DType t, const void* src, const int64_t* idx, void* out,
-                    int64_t outer, int64_t n_out, int64_t n_idx, int64_t inner);
+  void (*index_add)(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+                    int64_t n_idx, int64_t inner);
   // out[o, j, i] = in[o, idx[o, j, i], i]; in is [outer, n_in, inner], idx/out [outer, n_idx, inner]
-  void (*gather)(int device, DType t, const void* in, const int64_t* idx, void* out,
-                 int64_t outer, int64_t n_in, int64_t n_idx, int64_t inner);
+  void (*gather)(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
+                 int64_t n_idx, int64_t inner);
   // out[o, idx[o, j, i], i] += src[o, j, i]
-  void (*scatter_add)(int device, DType t, const void* src, const int64_t* idx, void* out,
-                      int64_t outer, int64_t n_out, int64_t n_idx, int64_t inner);
+  void (*scatter_add)(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+                      int64_t n_idx, int64_t inner);
   // x [n, c, h, w] -> cols [n, c*kh*kw, out_h*out_w], zeros where the window leaves the image
   void (*im2col)(int device, DType t, const void* x, void* cols, const ConvGeometry& g);
   // its adjoint: x[n, c, i, j] = sum of the cols entries im2col read from it (x overwritten)
@@ -119,17 +117,17 @@ struct Backend {
                               const double* rstd, const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c,
                               int64_t s, int64_t groups);
   // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
-  void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed,
-                 uint64_t offset, double a, double b);
+  void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed, uint64_t offset, double a,
+                 double b);
   void (*arange)(int device, DType t, void* out, int64_t n, double start, double step);
   // Reads an index tensor and reports the first value outside [0, limit), or -1 if none.
   int64_t (*find_out_of_range)(int device, const int64_t* idx, int64_t n, int64_t limit);
   // Fused optimizer updates over n contiguous elements, in place (f32 and f64). The state
   // buffers have n elements too; momentum_buf is unused (may be null) when momentum == 0.
-  void (*adam_step)(int device, DType t, void* param, const void* grad, void* exp_avg,
-                    void* exp_avg_sq, int64_t n, const AdamStepArgs& a);
-  void (*sgd_step)(int device, DType t, void* param, const void* grad, void* momentum_buf,
-                   int64_t n, const SgdStepArgs& a);
+  void (*adam_step)(int device, DType t, void* param, const void* grad, void* exp_avg, void* exp_avg_sq, int64_t n,
+                    const AdamStepArgs& a);
+  void (*sgd_step)(int device, DType t, void* param, const void* grad, void* momentum_buf, int64_t n,
+                   const SgdStepArgs& a);
   // shadow <- lerp(shadow, x, weight) over n contiguous elements (an EMA with decay 1 - weight).
   void (*lerp_)(int device, DType t, void* shadow, const void* x, int64_t n, double weight);
 };

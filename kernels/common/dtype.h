@@ -42,14 +42,43 @@ constexpr bool is_floating(DType t) {
 }
 constexpr bool is_integral(DType t) { return t == DType::i64 || t == DType::i32 || t == DType::b8; }
 
-template <DType D> struct dtype_traits;
-template <> struct dtype_traits<DType::f32> { using type = float; using compute = float; };
-template <> struct dtype_traits<DType::f64> { using type = double; using compute = double; };
-template <> struct dtype_traits<DType::bf16> { using type = bf16_t; using compute = float; };
-template <> struct dtype_traits<DType::f16> { using type = f16_t; using compute = float; };
-template <> struct dtype_traits<DType::i64> { using type = int64_t; using compute = int64_t; };
-template <> struct dtype_traits<DType::i32> { using type = int32_t; using compute = int32_t; };
-template <> struct dtype_traits<DType::b8> { using type = bool; using compute = bool; };
+template <DType D>
+struct dtype_traits;
+template <>
+struct dtype_traits<DType::f32> {
+  using type = float;
+  using compute = float;
+};
+template <>
+struct dtype_traits<DType::f64> {
+  using type = double;
+  using compute = double;
+};
+template <>
+struct dtype_traits<DType::bf16> {
+  using type = bf16_t;
+  using compute = float;
+};
+template <>
+struct dtype_traits<DType::f16> {
+  using type = f16_t;
+  using compute = float;
+};
+template <>
+struct dtype_traits<DType::i64> {
+  using type = int64_t;
+  using compute = int64_t;
+};
+template <>
+struct dtype_traits<DType::i32> {
+  using type = int32_t;
+  using compute = int32_t;
+};
+template <>
+struct dtype_traits<DType::b8> {
+  using type = bool;
+  using compute = bool;
+};
 
 // Calls f.template operator()<T>() with T the storage type of the runtime dtype `t`: the one
 // dtype switch of the kernels that handle every dtype.

@@ -12,24 +12,35 @@ DF_HD_INLINE uint32_t float_bits(float f) {
 #ifdef __CUDA_ARCH__
   return __float_as_uint(f);
 #else
-  uint32_t u; std::memcpy(&u, &f, 4); return u;
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
 #endif
 }
 DF_HD_INLINE float bits_float(uint32_t u) {
 #ifdef __CUDA_ARCH__
   return __uint_as_float(u);
 #else
-  float f; std::memcpy(&f, &u, 4); return f;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 #endif
 }
 
 struct bf16_t {
   uint16_t bits = 0;
   bf16_t() = default;
-  DF_HD static bf16_t from_bits(uint16_t b) { bf16_t h; h.bits = b; return h; }
+  DF_HD static bf16_t from_bits(uint16_t b) {
+    bf16_t h;
+    h.bits = b;
+    return h;
+  }
   DF_HD explicit bf16_t(float f) {
     uint32_t u = float_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { bits = uint16_t((u >> 16) | 0x40u); return; }  // NaN stays NaN
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+      bits = uint16_t((u >> 16) | 0x40u);
+      return;
+    }  // NaN stays NaN
     uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
     bits = uint16_t((u + rounding) >> 16);
   }
@@ -39,15 +50,28 @@ struct bf16_t {
 struct f16_t {
   uint16_t bits = 0;
   f16_t() = default;
-  DF_HD static f16_t from_bits(uint16_t b) { f16_t h; h.bits = b; return h; }
+  DF_HD static f16_t from_bits(uint16_t b) {
+    f16_t h;
+    h.bits = b;
+    return h;
+  }
   DF_HD explicit f16_t(float f) {
     uint32_t x = float_bits(f);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t absx = x & 0x7fffffffu;
-    if (absx > 0x7f800000u) { bits = uint16_t(sign | 0x7e00u); return; }           // NaN
-    if (absx >= 0x477ff000u) { bits = uint16_t(sign | 0x7c00u); return; }          // overflow -> inf
-    if (absx < 0x38800000u) {                                                       // subnormal or zero
-      if (absx < 0x33000000u) { bits = uint16_t(sign); return; }
+    if (absx > 0x7f800000u) {
+      bits = uint16_t(sign | 0x7e00u);
+      return;
+    }  // NaN
+    if (absx >= 0x477ff000u) {
+      bits = uint16_t(sign | 0x7c00u);
+      return;
+    }                          // overflow -> inf
+    if (absx < 0x38800000u) {  // subnormal or zero
+      if (absx < 0x33000000u) {
+        bits = uint16_t(sign);
+        return;
+      }
       uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
       int shift = 113 - int(absx >> 23) + 13;  // 126 - exp + 14 - 1
       uint32_t half_mant = mant >> shift;

@@ -35,13 +35,11 @@ DF_HD inline T sqrt_of(T x) {
 
 template <class T>
 struct AdamScalars {
-  T weight_decay, decay_factor, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
-      neg_step_size;
+  T weight_decay, decay_factor, lerp_weight, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
   static AdamScalars from(const AdamStepArgs& a) {
-    return AdamScalars{T(a.weight_decay),       T(1.0 - a.lr * a.weight_decay),
-                       T(1.0 - a.beta1),        T(a.beta2),
-                       T(1.0 - a.beta2),        T(a.bias_correction2_sqrt),
-                       T(a.eps),                T(-(a.lr / a.bias_correction1))};
+    return AdamScalars{
+        T(a.weight_decay), T(1.0 - a.lr * a.weight_decay), T(1.0 - a.beta1), T(a.beta2),
+        T(1.0 - a.beta2),  T(a.bias_correction2_sqrt),     T(a.eps),         T(-(a.lr / a.bias_correction1))};
   }
 };
 
@@ -62,9 +60,9 @@ DF_HD inline void adam_element(T& param, T grad, T& exp_avg, T& exp_avg_sq, cons
 template <class F>
 void dispatch_adam(const AdamStepArgs& a, F&& f) {
   const bool small = lerp_weight_small(1.0 - a.beta1);
-  const WeightDecay wd = a.weight_decay == 0.0       ? WeightDecay::None
+  const WeightDecay wd = a.weight_decay == 0.0      ? WeightDecay::None
                          : a.decoupled_weight_decay ? WeightDecay::Decoupled
-                                                     : WeightDecay::L2;
+                                                    : WeightDecay::L2;
   auto go = [&]<WeightDecay WD>() {
     if (small) f.template operator()<WD, true>();
     else f.template operator()<WD, false>();

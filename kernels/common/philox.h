@@ -9,9 +9,14 @@
 
 namespace dualflow::philox {
 
-using std::cos; using std::log; using std::sin; using std::sqrt;
+using std::cos;
+using std::log;
+using std::sin;
+using std::sqrt;
 
-struct Block { uint32_t v[4]; };
+struct Block {
+  uint32_t v[4];
+};
 
 DF_HD inline uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   uint64_t p = uint64_t(a) * uint64_t(b);
@@ -28,8 +33,12 @@ DF_HD inline Block block(uint64_t seed, uint64_t counter) {
     uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
     uint32_t lo1 = mulhilo(0xCD9E8D57u, c2, &hi1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-    k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
   }
   return Block{{c0, c1, c2, c3}};
 }
@@ -53,8 +62,7 @@ DF_HD inline int lanes(Dist d, bool f64) {
 
 // Element i of a draw, computed in double; `a`, `b` are (low, high) for Uniform/RandInt,
 // (mean, std) for Normal, (p, unused) for Bernoulli.
-DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uint64_t i, double a,
-                           double b) {
+DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uint64_t i, double a, double b) {
   int L = lanes(d, f64);
   Block blk = block(seed, offset + i / uint64_t(L));
   int lane = int(i % uint64_t(L));

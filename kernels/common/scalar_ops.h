@@ -14,13 +14,15 @@ namespace dualflow {
 // The op lists, once: the enums below and every backend's dispatch switch expand them, so an
 // op added here reaches both backends. `a` and `b` are per-call scalar parameters of unary ops
 // (exponent, bounds, ...); AddScalar/MulScalar are y = x + a and y = x * a.
-#define DF_FOR_EACH_UNARY_OP(X)                                                                   \
-  X(Neg) X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Rsqrt) X(Abs) X(Sign) X(Sin) X(Cos) X(Tanh)    \
-  X(Sigmoid) X(Relu) X(Silu) X(GeluTanh) X(GeluErf) X(Softplus) X(PowScalar) X(Clamp)           \
-  X(Reciprocal) X(Square) X(AddScalar) X(MulScalar) X(LogicalNot)
+#define DF_FOR_EACH_UNARY_OP(X)                                                                                    \
+  X(Neg)                                                                                                           \
+  X(Exp) X(Log) X(Log1p) X(Expm1) X(Sqrt) X(Rsqrt) X(Abs) X(Sign) X(Sin) X(Cos) X(Tanh) X(Sigmoid) X(Relu) X(Silu) \
+      X(GeluTanh) X(GeluErf) X(Softplus) X(PowScalar) X(Clamp) X(Reciprocal) X(Square) X(AddScalar) X(MulScalar)   \
+          X(LogicalNot)
 // Eq..LogicalOr produce bool.
 #define DF_FOR_EACH_BINARY_OP(X) \
-  X(Add) X(Sub) X(Mul) X(Div) X(Pow) X(Minimum) X(Maximum) X(Eq) X(Ne) X(Lt) X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr)
+  X(Add)                         \
+  X(Sub) X(Mul) X(Div) X(Pow) X(Minimum) X(Maximum) X(Eq) X(Ne) X(Lt) X(Le) X(Gt) X(Ge) X(LogicalAnd) X(LogicalOr)
 
 #define DF_ENUM_ENTRY(NAME) NAME,
 enum class UnaryOp : uint8_t { DF_FOR_EACH_UNARY_OP(DF_ENUM_ENTRY) kCount };
@@ -28,9 +30,8 @@ enum class BinaryOp : uint8_t { DF_FOR_EACH_BINARY_OP(DF_ENUM_ENTRY) kCount };
 #undef DF_ENUM_ENTRY
 
 constexpr bool binary_is_comparison(BinaryOp op) {
-  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
-         op == BinaryOp::Gt || op == BinaryOp::Ge || op == BinaryOp::LogicalAnd ||
-         op == BinaryOp::LogicalOr;
+  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le || op == BinaryOp::Gt ||
+         op == BinaryOp::Ge || op == BinaryOp::LogicalAnd || op == BinaryOp::LogicalOr;
 }
 
 // The unary ops defined for integer and bool tensors; the engine refuses the others for them
@@ -42,20 +43,41 @@ constexpr bool unary_allows_integers(UnaryOp op) {
 
 // The type elementwise kernels compute a T in: 16-bit floats in float, bool as int32, the rest
 // as themselves; and how a computed value is stored back (bool: nonzero), alike on both backends.
-template <class T> struct Compute { using type = T; };
-template <> struct Compute<bf16_t> { using type = float; };
-template <> struct Compute<f16_t> { using type = float; };
-template <> struct Compute<bool> { using type = int32_t; };
+template <class T>
+struct Compute {
+  using type = T;
+};
+template <>
+struct Compute<bf16_t> {
+  using type = float;
+};
+template <>
+struct Compute<f16_t> {
+  using type = float;
+};
+template <>
+struct Compute<bool> {
+  using type = int32_t;
+};
 
-template <class T, class C> DF_HD_INLINE T store_as(C v) {
+template <class T, class C>
+DF_HD_INLINE T store_as(C v) {
   if constexpr (std::is_same_v<T, bool>) return v != C(0);
   else return T(v);
 }
 
 namespace scalar {
 
-using std::exp; using std::log; using std::log1p; using std::expm1; using std::sqrt;
-using std::sin; using std::cos; using std::tanh; using std::erf; using std::pow;
+using std::cos;
+using std::erf;
+using std::exp;
+using std::expm1;
+using std::log;
+using std::log1p;
+using std::pow;
+using std::sin;
+using std::sqrt;
+using std::tanh;
 
 // exp for f32 without branches or library calls, so CPU loops vectorise and both backends
 // round alike: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] and a degree-6 polynomial
@@ -81,8 +103,14 @@ DF_HD_INLINE float exp_f32(float x) {
   y = x < -103.9f ? 0.0f : y;
   return x != x ? x : y;
 }
-template <class T> DF_HD_INLINE T fast_exp(T x) { return exp(x); }
-template <> DF_HD_INLINE float fast_exp<float>(float x) { return exp_f32(x); }
+template <class T>
+DF_HD_INLINE T fast_exp(T x) {
+  return exp(x);
+}
+template <>
+DF_HD_INLINE float fast_exp<float>(float x) {
+  return exp_f32(x);
+}
 
 // tanh for f32, branch-free like exp_f32 so that GELU's loops vectorise (the library tanhf, a
 // call per element, took a fifth of a DiT training step): the odd Taylor polynomial to x^17
@@ -104,29 +132,42 @@ DF_HD_INLINE float tanh_f32(float x) {
   const float y = ax < 0.625f ? small : (x < 0.0f ? -big : big);
   return x != x ? x : y;
 }
-template <class T> DF_HD_INLINE T fast_tanh(T x) { return tanh(x); }
-template <> DF_HD_INLINE float fast_tanh<float>(float x) { return tanh_f32(x); }
+template <class T>
+DF_HD_INLINE T fast_tanh(T x) {
+  return tanh(x);
+}
+template <>
+DF_HD_INLINE float fast_tanh<float>(float x) {
+  return tanh_f32(x);
+}
 
-template <class T> DF_HD_INLINE T sigmoid(T x) {
+template <class T>
+DF_HD_INLINE T sigmoid(T x) {
   if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_f32(-x));  // exp_f32 saturates, no overflow
   // Written to avoid overflow of exp for large |x|.
-  if (x >= T(0)) { T e = exp(-x); return T(1) / (T(1) + e); }
+  if (x >= T(0)) {
+    T e = exp(-x);
+    return T(1) / (T(1) + e);
+  }
   T e = exp(x);
   return e / (T(1) + e);
 }
-template <class T> DF_HD_INLINE T softplus(T x) {
+template <class T>
+DF_HD_INLINE T softplus(T x) {
   // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
   T ax = x < T(0) ? -x : x;
   return (x > T(0) ? x : T(0)) + log1p(exp(-ax));
 }
-template <class T> DF_HD_INLINE T gelu_tanh_inner(T x) {
+template <class T>
+DF_HD_INLINE T gelu_tanh_inner(T x) {
   const T k0 = T(0.7978845608028654);  // sqrt(2/pi)
   const T k1 = T(0.044715);
   return k0 * (x + k1 * x * x * x);
 }
 
 // y = f(x)
-template <class T> DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
+template <class T>
+DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
   switch (op) {
     case UnaryOp::Neg: return -x;
     case UnaryOp::Exp: return fast_exp(x);
@@ -158,7 +199,8 @@ template <class T> DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
 }
 
 // dy/dx = f'(x); the fused backward kernels compute g * f'(x) in one pass.
-template <class T> DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
+template <class T>
+DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
   switch (op) {
     case UnaryOp::Neg: return T(-1);
     case UnaryOp::Exp: return fast_exp(x);
@@ -171,10 +213,19 @@ template <class T> DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Sign: return T(0);
     case UnaryOp::Sin: return cos(x);
     case UnaryOp::Cos: return -sin(x);
-    case UnaryOp::Tanh: { T t = fast_tanh(x); return T(1) - t * t; }
-    case UnaryOp::Sigmoid: { T s = sigmoid(x); return s * (T(1) - s); }
+    case UnaryOp::Tanh: {
+      T t = fast_tanh(x);
+      return T(1) - t * t;
+    }
+    case UnaryOp::Sigmoid: {
+      T s = sigmoid(x);
+      return s * (T(1) - s);
+    }
     case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Silu: { T s = sigmoid(x); return s * (T(1) + x * (T(1) - s)); }
+    case UnaryOp::Silu: {
+      T s = sigmoid(x);
+      return s * (T(1) + x * (T(1) - s));
+    }
     case UnaryOp::GeluTanh: {
       const T k0 = T(0.7978845608028654), k1 = T(0.044715);
       T th = fast_tanh(gelu_tanh_inner(x));
@@ -197,7 +248,8 @@ template <class T> DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
   }
 }
 
-template <class T> DF_HD_INLINE T binary(BinaryOp op, T x, T y) {
+template <class T>
+DF_HD_INLINE T binary(BinaryOp op, T x, T y) {
   switch (op) {
     case BinaryOp::Add: return x + y;
     case BinaryOp::Sub: return x - y;
@@ -210,7 +262,8 @@ template <class T> DF_HD_INLINE T binary(BinaryOp op, T x, T y) {
   }
 }
 
-template <class T> DF_HD_INLINE bool compare(BinaryOp op, T x, T y) {
+template <class T>
+DF_HD_INLINE bool compare(BinaryOp op, T x, T y) {
   switch (op) {
     case BinaryOp::Eq: return x == y;
     case BinaryOp::Ne: return x != y;

@@ -13,8 +13,8 @@ namespace dualflow {
 namespace cpu {
 namespace {
 
-constexpr size_t kCacheFrom = size_t(1) << 18;     // blocks of 256 KiB and more are cached
-constexpr size_t kCacheLimit = size_t(4) << 30;    // at most 4 GiB held idle
+constexpr size_t kCacheFrom = size_t(1) << 18;   // blocks of 256 KiB and more are cached
+constexpr size_t kCacheLimit = size_t(4) << 30;  // at most 4 GiB held idle
 
 // Large sizes round up to 1/8 of their power of two, so nearby sizes share blocks.
 size_t rounded(size_t bytes) {

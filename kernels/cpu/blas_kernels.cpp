@@ -15,8 +15,8 @@ namespace {
 
 // OpenBLAS's x86 kernel sets that use AVX2 or wider (its corename strings).
 bool has_wide_kernels(const std::string& core) {
-  constexpr std::array<const char*, 6> wide = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids",
-                                               "Excavator"};
+  constexpr std::array<const char*, 6> wide = {"Haswell",        "Zen",      "SkylakeX", "Cooperlake",
+                                               "SapphireRapids", "Excavator"};
   for (const char* name : wide)
     if (strcasecmp(core.c_str(), name) == 0) return true;
   return false;
@@ -34,8 +34,7 @@ BlasKernelChoice choose() {
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl"))
     want = "SkylakeX";
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    want = "Haswell";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) want = "Haswell";
   if (!want || has_wide_kernels(c.detected)) {
     c.reason = "OpenBLAS's own choice";
     return c;

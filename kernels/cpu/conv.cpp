@@ -72,7 +72,8 @@ void weight_grad_typed(const T* x, const T* gout, T* dw, const ConvGeometry& g, 
   parallel_for(g.c, std::max<int64_t>(1, g.c / std::max(1, num_threads())), [&](int64_t c0, int64_t c1) {
     std::vector<T> cols(size_t((c1 - c0) * kk * L));
     for (int64_t i = 0; i < g.n; ++i) {
-      for (int64_t ci = c0; ci < c1; ++ci) im2col_plane(x + (i * g.c + ci) * plane, cols.data() + (ci - c0) * kk * L, g);
+      for (int64_t ci = c0; ci < c1; ++ci)
+        im2col_plane(x + (i * g.c + ci) * plane, cols.data() + (ci - c0) * kk * L, g);
       const T* go = gout + i * o * L;
       T* out = dw + c0 * kk;
       const int m = int(o), n = int((c1 - c0) * kk), k = int(L);

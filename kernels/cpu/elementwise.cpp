@@ -14,19 +14,24 @@ constexpr int64_t kGrain = 32768;
 // Calls row(n, ptrs, inner_strides) for consecutive runs along the innermost dim, covering the
 // linear range [begin, end) of the layout. ptrs are byte pointers, strides are in elements.
 template <int N, class Row>
-void for_rows(const ElemLayout& l, char* const base[N], const size_t esize[N], int64_t begin,
-              int64_t end, Row&& row) {
+void for_rows(const ElemLayout& l, char* const base[N], const size_t esize[N], int64_t begin, int64_t end, Row&& row) {
   if (l.ndim == 0) {  // a single element
     char* p[N];
     int64_t s[N];
-    for (int k = 0; k < N; ++k) { p[k] = base[k]; s[k] = 0; }
+    for (int k = 0; k < N; ++k) {
+      p[k] = base[k];
+      s[k] = 0;
+    }
     row(int64_t(1), p, s);
     return;
   }
   const int last = l.ndim - 1;
   int64_t coord[kMaxDims];
   int64_t rem = begin;
-  for (int d = last; d >= 0; --d) { coord[d] = rem % l.sizes[d]; rem /= l.sizes[d]; }
+  for (int d = last; d >= 0; --d) {
+    coord[d] = rem % l.sizes[d];
+    rem /= l.sizes[d];
+  }
   int64_t inner_stride[N];
   for (int k = 0; k < N; ++k) inner_stride[k] = l.strides[k][last];
   while (begin < end) {
@@ -40,7 +45,10 @@ void for_rows(const ElemLayout& l, char* const base[N], const size_t esize[N], i
     row(n, p, inner_stride);
     begin += n;
     coord[last] += n;
-    for (int d = last; d > 0 && coord[d] == l.sizes[d]; --d) { coord[d] = 0; ++coord[d - 1]; }
+    for (int d = last; d > 0 && coord[d] == l.sizes[d]; --d) {
+      coord[d] = 0;
+      ++coord[d - 1];
+    }
   }
 }
 
@@ -48,8 +56,6 @@ template <int N, class Row>
 void run(const ElemLayout& l, char* const base[N], const size_t esize[N], Row&& row) {
   parallel_for(l.numel(), kGrain, [&](int64_t b, int64_t e) { for_rows<N>(l, base, esize, b, e, row); });
 }
-
-
 
 void fill(int, DType t, void* out, const ElemLayout& l, double value) {
   dispatch_dtype(t, [&]<class T>() {
@@ -59,8 +65,11 @@ void fill(int, DType t, void* out, const ElemLayout& l, double value) {
     size_t es[1] = {sizeof(T)};
     run<1>(l, base, es, [&](int64_t n, char** p, const int64_t* s) {
       T* o = reinterpret_cast<T*>(p[0]);
-      if (s[0] == 1) { for (int64_t i = 0; i < n; ++i) o[i] = v; }
-      else { for (int64_t i = 0; i < n; ++i) o[i * s[0]] = v; }
+      if (s[0] == 1) {
+        for (int64_t i = 0; i < n; ++i) o[i] = v;
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * s[0]] = v;
+      }
     });
   });
 }
@@ -74,19 +83,22 @@ void copy(int, DType src_t, const void* src, DType dst_t, void* dst, const ElemL
         D* o = reinterpret_cast<D*>(p[0]);
         const S* x = reinterpret_cast<const S*>(p[1]);
         if constexpr (std::is_same_v<D, S>) {
-          if (s[0] == 1 && s[1] == 1) { std::memcpy(o, x, size_t(n) * sizeof(D)); return; }
+          if (s[0] == 1 && s[1] == 1) {
+            std::memcpy(o, x, size_t(n) * sizeof(D));
+            return;
+          }
           for (int64_t i = 0; i < n; ++i) o[i * s[0]] = x[i * s[1]];
         } else {
-          using C = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<D, double>, double,
-                    std::conditional_t<std::is_integral_v<S> && std::is_integral_v<D>, int64_t, float>>;
+          using C =
+              std::conditional_t<std::is_same_v<S, double> || std::is_same_v<D, double>, double,
+                                 std::conditional_t<std::is_integral_v<S> && std::is_integral_v<D>, int64_t, float>>;
           // integer <-> integer goes through int64; anything with a float through float/double
-          using Mid = std::conditional_t<(std::is_same_v<S, int64_t> || std::is_same_v<D, int64_t>) &&
-                                             !std::is_same_v<C, int64_t>, double, C>;
+          using Mid = std::conditional_t<
+              (std::is_same_v<S, int64_t> || std::is_same_v<D, int64_t>)&&!std::is_same_v<C, int64_t>, double, C>;
           if (s[0] == 1 && s[1] == 1) {
             for (int64_t i = 0; i < n; ++i) o[i] = store_as<D>(Mid(typename Compute<S>::type(x[i])));
           } else {
-            for (int64_t i = 0; i < n; ++i)
-              o[i * s[0]] = store_as<D>(Mid(typename Compute<S>::type(x[i * s[1]])));
+            for (int64_t i = 0; i < n; ++i) o[i * s[0]] = store_as<D>(Mid(typename Compute<S>::type(x[i * s[1]])));
           }
         }
       });
@@ -119,7 +131,8 @@ void unary_fixed(const void* x, void* y, const ElemLayout& l, C a, C b) {
 template <class T, class C>
 void unary_typed(UnaryOp op, const void* x, void* y, const ElemLayout& l, C a, C b) {
   switch (op) {
-#define DF_UNARY_CASE(NAME) case UnaryOp::NAME: return unary_fixed<T, C, UnaryOp::NAME>(x, y, l, a, b);
+#define DF_UNARY_CASE(NAME) \
+  case UnaryOp::NAME: return unary_fixed<T, C, UnaryOp::NAME>(x, y, l, a, b);
     DF_FOR_EACH_UNARY_OP(DF_UNARY_CASE)
 #undef DF_UNARY_CASE
     default: break;
@@ -152,14 +165,16 @@ void unary_backward_fixed(const void* g, const void* x, void* out, const ElemLay
   });
 }
 
-void unary_backward(int, UnaryOp op, DType t, const void* g, const void* x, void* out,
-                    const ElemLayout& l, double a, double b) {
+void unary_backward(int, UnaryOp op, DType t, const void* g, const void* x, void* out, const ElemLayout& l, double a,
+                    double b) {
   auto go = [&]<class T>() {
     using C = typename Compute<T>::type;
     switch (op) {
+// clang-format off
 #define DF_UB_CASE(NAME) case UnaryOp::NAME: return unary_backward_fixed<T, C, UnaryOp::NAME>(g, x, out, l, C(a), C(b));
     DF_FOR_EACH_UNARY_OP(DF_UB_CASE)
 #undef DF_UB_CASE
+        // clang-format on
       default: break;
     }
   };
@@ -211,9 +226,11 @@ void binary(int, BinaryOp op, DType t, const void* x, const void* y, void* out, 
   dispatch_dtype(t, [&]<class T>() {
     using C = typename Compute<T>::type;
     switch (op) {
+// clang-format off
 #define DF_BIN_CASE(NAME) case BinaryOp::NAME: return binary_fixed<T, C, BinaryOp::NAME>(x, y, out, l);
     DF_FOR_EACH_BINARY_OP(DF_BIN_CASE)
 #undef DF_BIN_CASE
+        // clang-format on
       default: break;
     }
   });
@@ -222,8 +239,7 @@ void binary(int, BinaryOp op, DType t, const void* x, const void* y, void* out, 
 void where(int, DType t, const void* cond, const void* x, const void* y, void* out, const ElemLayout& l) {
   dispatch_dtype(t, [&]<class T>() {
     char* base[4] = {static_cast<char*>(out), const_cast<char*>(static_cast<const char*>(cond)),
-                     const_cast<char*>(static_cast<const char*>(x)),
-                     const_cast<char*>(static_cast<const char*>(y))};
+                     const_cast<char*>(static_cast<const char*>(x)), const_cast<char*>(static_cast<const char*>(y))};
     size_t es[4] = {sizeof(T), 1, sizeof(T), sizeof(T)};
     run<4>(l, base, es, [&](int64_t n, char** p, const int64_t* s) {
       T* o = reinterpret_cast<T*>(p[0]);

@@ -1,5 +1,5 @@
-// CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool); 16-bit floats are widened
-// to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
+// CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool); 16-bit floats are
+// widened to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
 #include <cblas.h>
 
 #include <algorithm>
@@ -28,12 +28,11 @@ void gemm_half(const GemmArgs& g) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
     for (size_t i = 0; i < c.size(); ++i) c[i] = g.beta == 0.0 ? 0.f : float(Cp[bi * g.stride_c + int64_t(i)]);
-    cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
-                int(g.m), int(g.n), int(g.k), float(g.alpha), a.data(), int(g.lda), b.data(), int(g.ldb),
-                float(g.beta), c.data(), int(g.ldc));
+    cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, int(g.m),
+                int(g.n), int(g.k), float(g.alpha), a.data(), int(g.lda), b.data(), int(g.ldb), float(g.beta), c.data(),
+                int(g.ldc));
     for (int64_t r = 0; r < g.m; ++r)
-      for (int64_t col = 0; col < g.n; ++col)
-        Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);
+      for (int64_t col = 0; col < g.n; ++col) Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);
   }
 }
 

@@ -50,8 +50,8 @@ void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out
 //   dw[c] = sum dy * xhat,  db[c] = sum dy                 (over n and s)
 // Per (image, channel): sum dy and sum dy * x give both sums over the group in one pass.
 template <class T>
-void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, const double* rstd_in, const T* w,
-                               T* dx, T* dw, T* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
+void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, const double* rstd_in, const T* w, T* dx,
+                               T* dw, T* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
   const int64_t cg = c / groups, len = cg * s;
   // Per (image, channel) sums of dy * xhat and of dy, summed over the images afterwards in
   // image order (the same result for any thread count).
@@ -110,8 +110,8 @@ void group_norm(int, DType t, const void* x, const void* w, const void* b, void*
     return group_norm_typed(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<const float*>(b),
                             static_cast<float*>(y), mean, rstd, n, c, s, groups, eps);
   if (t == DType::f64)
-    return group_norm_typed(static_cast<const double*>(x), static_cast<const double*>(w),
-                            static_cast<const double*>(b), static_cast<double*>(y), mean, rstd, n, c, s, groups, eps);
+    return group_norm_typed(static_cast<const double*>(x), static_cast<const double*>(w), static_cast<const double*>(b),
+                            static_cast<double*>(y), mean, rstd, n, c, s, groups, eps);
 }
 
 void group_norm_backward(int, DType t, const void* dy, const void* x, const double* mean, const double* rstd,
@@ -122,8 +122,8 @@ void group_norm_backward(int, DType t, const void* dy, const void* x, const doub
                                      static_cast<float*>(db), n, c, s, groups);
   if (t == DType::f64)
     return group_norm_backward_typed(static_cast<const double*>(dy), static_cast<const double*>(x), mean, rstd,
-                                     static_cast<const double*>(w), static_cast<double*>(dx),
-                                     static_cast<double*>(dw), static_cast<double*>(db), n, c, s, groups);
+                                     static_cast<const double*>(w), static_cast<double*>(dx), static_cast<double*>(dw),
+                                     static_cast<double*>(db), n, c, s, groups);
 }
 
 }  // namespace

@@ -7,15 +7,15 @@
 namespace dualflow::cpu {
 namespace {
 
-
-template <class T> inline void add_into(T& dst, T v) {
+template <class T>
+inline void add_into(T& dst, T v) {
   if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) dst = T(float(dst) + float(v));
   else if constexpr (std::is_same_v<T, bool>) dst = dst || v;
   else dst = T(dst + v);
 }
 
-void index_select(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer,
-                  int64_t n_in, int64_t n_idx, int64_t inner) {
+void index_select(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
+                  int64_t n_idx, int64_t inner) {
   dispatch_dtype(t, [&]<class T>() {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
@@ -30,8 +30,8 @@ void index_select(int, DType t, const void* in, const int64_t* idx, void* out, i
   });
 }
 
-void index_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
-               int64_t n_out, int64_t n_idx, int64_t inner) {
+void index_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+               int64_t n_idx, int64_t inner) {
   dispatch_dtype(t, [&]<class T>() {
     const T* s = static_cast<const T*>(src);
     T* y = static_cast<T*>(out);
@@ -46,8 +46,8 @@ void index_add(int, DType t, const void* src, const int64_t* idx, void* out, int
   });
 }
 
-void gather(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
-            int64_t n_idx, int64_t inner) {
+void gather(int, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in, int64_t n_idx,
+            int64_t inner) {
   dispatch_dtype(t, [&]<class T>() {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
@@ -60,8 +60,8 @@ void gather(int, DType t, const void* in, const int64_t* idx, void* out, int64_t
   });
 }
 
-void scatter_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
-                 int64_t n_out, int64_t n_idx, int64_t inner) {
+void scatter_add(int, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+                 int64_t n_idx, int64_t inner) {
   dispatch_dtype(t, [&]<class T>() {
     const T* s = static_cast<const T*>(src);
     T* y = static_cast<T*>(out);

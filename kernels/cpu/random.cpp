@@ -32,8 +32,7 @@ void store_any(DType t, void* out, int64_t n, V&& value_of) {
   }
 }
 
-void random(int, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed, uint64_t offset,
-            double a, double b) {
+void random(int, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed, uint64_t offset, double a, double b) {
   const bool f64 = t == DType::f64;
   store_any(t, out, n, [&](int64_t i) { return philox::sample(dist, f64, seed, offset, uint64_t(i), a, b); });
 }

@@ -11,10 +11,22 @@
 namespace dualflow::cpu {
 namespace {
 
-template <class T> struct Acc { using type = double; };
-template <> struct Acc<int64_t> { using type = int64_t; };
-template <> struct Acc<int32_t> { using type = int64_t; };
-template <> struct Acc<bool> { using type = int64_t; };
+template <class T>
+struct Acc {
+  using type = double;
+};
+template <>
+struct Acc<int64_t> {
+  using type = int64_t;
+};
+template <>
+struct Acc<int32_t> {
+  using type = int64_t;
+};
+template <>
+struct Acc<bool> {
+  using type = int64_t;
+};
 
 template <class T>
 double sum_row(const T* x, int64_t r) {
@@ -37,8 +49,8 @@ double sum_row(const T* x, int64_t r) {
 
 template <class T>
 void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t r, int64_t inner) {
-  using C = std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, bf16_t> ||
-                                   std::is_same_v<T, f16_t>, double, int64_t>;
+  using C = std::conditional_t<std::is_floating_point_v<T> || std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>,
+                               double, int64_t>;
   const bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
   const bool is_max = op == ReduceOp::Max || op == ReduceOp::ArgMax;
   T* out = static_cast<T*>(out_v);
@@ -68,7 +80,10 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
         int64_t bi = 0;
         for (int64_t i = 1; i < r; ++i) {
           C v = C(x[i]);
-          if (better(v, best)) { best = v; bi = i; }
+          if (better(v, best)) {
+            best = v;
+            bi = i;
+          }
         }
         if (arg) out_idx[o] = bi;
         else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) out[o] = T(float(best));
@@ -95,7 +110,8 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
           for (int64_t j = 0; j < w; ++j) acc[size_t(j)] += typename Acc<T>::type(row[j]);
         }
         for (int64_t j = 0; j < w; ++j) {
-          if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) out[o * inner + c0 + j] = T(float(acc[size_t(j)]));
+          if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>)
+            out[o * inner + c0 + j] = T(float(acc[size_t(j)]));
           else out[o * inner + c0 + j] = T(acc[size_t(j)]);
         }
       } else {
@@ -106,12 +122,16 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
           const T* row = base + i * inner + c0;
           for (int64_t j = 0; j < w; ++j) {
             C v = C(row[j]);
-            if (better(v, best[size_t(j)])) { best[size_t(j)] = v; idx[size_t(j)] = i; }
+            if (better(v, best[size_t(j)])) {
+              best[size_t(j)] = v;
+              idx[size_t(j)] = i;
+            }
           }
         }
         for (int64_t j = 0; j < w; ++j) {
           if (arg) out_idx[o * inner + c0 + j] = idx[size_t(j)];
-          else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) out[o * inner + c0 + j] = T(float(best[size_t(j)]));
+          else if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>)
+            out[o * inner + c0 + j] = T(float(best[size_t(j)]));
           else out[o * inner + c0 + j] = T(best[size_t(j)]);
         }
       }

@@ -31,7 +31,10 @@ void rowwise_typed(RowOp op, const T* in, T* out, int64_t rows, int64_t cols) {
         s += v;
       }
       C lse = C(std::log(s)) + mx;
-      if (op == RowOp::LogSumExp) { out[rI] = T(lse); continue; }
+      if (op == RowOp::LogSumExp) {
+        out[rI] = T(lse);
+        continue;
+      }
       T* y = out + rI * cols;
       if (op == RowOp::LogSoftmax) {
         for (int64_t i = 0; i < cols; ++i) y[i] = T(C(x[i]) - lse);
@@ -69,7 +72,10 @@ void normalize_typed(const T* x, const T* w, const T* bias, T* y, int64_t rows, 
       }
       C var = 0;
 #pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < cols; ++i) { C d = C(xr[i]) - mean; var += d * d; }
+      for (int64_t i = 0; i < cols; ++i) {
+        C d = C(xr[i]) - mean;
+        var += d * d;
+      }
       var /= C(cols);
       C rstd = C(1) / std::sqrt(var + C(eps));
       if (w && bias) {
@@ -85,13 +91,17 @@ void normalize_typed(const T* x, const T* w, const T* bias, T* y, int64_t rows, 
   });
 }
 
-void normalize_rows(int, DType t, const void* x, const void* w, const void* b, void* y, int64_t rows,
-                    int64_t cols, double eps, bool rms) {
+void normalize_rows(int, DType t, const void* x, const void* w, const void* b, void* y, int64_t rows, int64_t cols,
+                    double eps, bool rms) {
   switch (t) {
-#define DF_NORM(D, T) case D: return normalize_typed(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), rows, cols, eps, rms);
-    DF_NORM(DType::f32, float) DF_NORM(DType::f64, double) DF_NORM(DType::bf16, bf16_t) DF_NORM(DType::f16, f16_t)
+#define DF_NORM(D, T)                                                                                    \
+  case D:                                                                                                \
+    return normalize_typed(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), \
+                           static_cast<T*>(y), rows, cols, eps, rms);
+    DF_NORM(DType::f32, float)
+    DF_NORM(DType::f64, double) DF_NORM(DType::bf16, bf16_t) DF_NORM(DType::f16, f16_t)
 #undef DF_NORM
-    default: break;
+        default : break;
   }
 }
 

@@ -48,7 +48,8 @@ void im2col(int device, DType t, const void* x, void* cols, const ConvGeometry& 
   const int64_t total = g.n * g.c * g.kh * g.kw * g.out_h * g.out_w;
   if (total <= 0) return;
   dispatch_floating("im2col", t, [&]<class T>() {
-    im2col_kernel<T><<<grid_for(total), kThreads, 0, stream(device)>>>(static_cast<const T*>(x), static_cast<T*>(cols), g, total);
+    im2col_kernel<T>
+        <<<grid_for(total), kThreads, 0, stream(device)>>>(static_cast<const T*>(x), static_cast<T*>(cols), g, total);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -57,7 +58,8 @@ void col2im(int device, DType t, const void* cols, void* x, const ConvGeometry& 
   const int64_t total = g.n * g.c * g.h * g.w;
   if (total <= 0) return;
   dispatch_floating("col2im", t, [&]<class T>() {
-    col2im_kernel<T><<<grid_for(total), kThreads, 0, stream(device)>>>(static_cast<const T*>(cols), static_cast<T*>(x), g, total);
+    col2im_kernel<T>
+        <<<grid_for(total), kThreads, 0, stream(device)>>>(static_cast<const T*>(cols), static_cast<T*>(x), g, total);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -15,18 +15,17 @@ namespace dualflow::gpu {
 [[noreturn]] void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line);
 [[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line);
 
-#define CUDA_CHECK(expr)                                                                  \
-  do {                                                                                    \
-    cudaError_t df_cuda_err_ = (expr);                                                    \
-    if (df_cuda_err_ != cudaSuccess)                                                      \
-      ::dualflow::gpu::throw_cuda_error(df_cuda_err_, #expr, __FILE__, __LINE__);         \
+#define CUDA_CHECK(expr)                                                                                         \
+  do {                                                                                                           \
+    cudaError_t df_cuda_err_ = (expr);                                                                           \
+    if (df_cuda_err_ != cudaSuccess) ::dualflow::gpu::throw_cuda_error(df_cuda_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define CUBLAS_CHECK(expr)                                                                \
-  do {                                                                                    \
-    cublasStatus_t df_cublas_st_ = (expr);                                                \
-    if (df_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                           \
-      ::dualflow::gpu::throw_cublas_error(df_cublas_st_, #expr, __FILE__, __LINE__);      \
+#define CUBLAS_CHECK(expr)                                                           \
+  do {                                                                               \
+    cublasStatus_t df_cublas_st_ = (expr);                                           \
+    if (df_cublas_st_ != CUBLAS_STATUS_SUCCESS)                                      \
+      ::dualflow::gpu::throw_cublas_error(df_cublas_st_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // Checks that the last kernel launch was accepted (launch configuration, missing image, ...).

@@ -25,9 +25,9 @@ constexpr bool is_half_v = std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>
 template <class T>
 constexpr bool is_float_like_v = std::is_floating_point_v<T> || is_half_v<T>;
 
-
 // Double/int64 value -> T as the CPU's fills do (16-bit floats through float).
-template <class T> __host__ __device__ __forceinline__ T from_double(double v) {
+template <class T>
+__host__ __device__ __forceinline__ T from_double(double v) {
   if constexpr (is_half_v<T>) return T(float(v));
   else if constexpr (std::is_same_v<T, bool>) return v != 0.0;
   else return T(v);
@@ -55,7 +55,8 @@ __device__ __forceinline__ int64_t grid_stride() { return int64_t(gridDim.x) * i
                            std::string(dtype_name(t)));
 }
 
-template <class F> void dispatch_all(DType t, F&& f) {
+template <class F>
+void dispatch_all(DType t, F&& f) {
   switch (t) {
     case DType::f32: f.template operator()<float>(); return;
     case DType::f64: f.template operator()<double>(); return;
@@ -68,7 +69,8 @@ template <class F> void dispatch_all(DType t, F&& f) {
   unsupported("dispatch", t);
 }
 
-template <class F> void dispatch_floating(const char* what, DType t, F&& f) {
+template <class F>
+void dispatch_floating(const char* what, DType t, F&& f) {
   switch (t) {
     case DType::f32: f.template operator()<float>(); return;
     case DType::f64: f.template operator()<double>(); return;
@@ -79,15 +81,30 @@ template <class F> void dispatch_floating(const char* what, DType t, F&& f) {
 }
 
 // The unsigned integer type with T's size, for kernels that just move bits.
-template <size_t S> struct BitsOf;
-template <> struct BitsOf<1> { using type = uint8_t; };
-template <> struct BitsOf<2> { using type = uint16_t; };
-template <> struct BitsOf<4> { using type = uint32_t; };
-template <> struct BitsOf<8> { using type = uint64_t; };
-template <class T> using bits_t = typename BitsOf<sizeof(T)>::type;
+template <size_t S>
+struct BitsOf;
+template <>
+struct BitsOf<1> {
+  using type = uint8_t;
+};
+template <>
+struct BitsOf<2> {
+  using type = uint16_t;
+};
+template <>
+struct BitsOf<4> {
+  using type = uint32_t;
+};
+template <>
+struct BitsOf<8> {
+  using type = uint64_t;
+};
+template <class T>
+using bits_t = typename BitsOf<sizeof(T)>::type;
 
 // Dispatch on element size only, for kernels that just move bits.
-template <class F> void dispatch_bits(DType t, F&& f) {
+template <class F>
+void dispatch_bits(DType t, F&& f) {
   switch (dtype_size(t)) {
     case 1: f.template operator()<uint8_t>(); return;
     case 2: f.template operator()<uint16_t>(); return;
@@ -101,7 +118,8 @@ template <class F> void dispatch_bits(DType t, F&& f) {
 // `op(a, b)` combines two partial values; every thread of the block must call these, and
 // blockDim.x must be a multiple of 32.
 
-template <class V> __device__ __forceinline__ V shfl_xor(V v, int lane_mask) {
+template <class V>
+__device__ __forceinline__ V shfl_xor(V v, int lane_mask) {
   if constexpr (sizeof(V) <= 8 && std::is_arithmetic_v<V>) {
     return __shfl_xor_sync(0xffffffffu, v, lane_mask);
   } else {
@@ -109,7 +127,8 @@ template <class V> __device__ __forceinline__ V shfl_xor(V v, int lane_mask) {
   }
 }
 
-template <class V, class Op> __device__ __forceinline__ V warp_reduce(V v, Op op) {
+template <class V, class Op>
+__device__ __forceinline__ V warp_reduce(V v, Op op) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_xor(v, o));
   return v;
@@ -117,7 +136,8 @@ template <class V, class Op> __device__ __forceinline__ V warp_reduce(V v, Op op
 
 // Reduces over the block; every thread gets the result. `scratch` holds >= 33 values in
 // shared memory; it may be reused by the next call (the call starts with a barrier).
-template <class V, class Op> __device__ V block_reduce(V v, Op op, V* scratch) {
+template <class V, class Op>
+__device__ V block_reduce(V v, Op op, V* scratch) {
   v = warp_reduce(v, op);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int nwarps = int(blockDim.x + 31) >> 5;
@@ -134,7 +154,10 @@ template <class V, class Op> __device__ V block_reduce(V v, Op op, V* scratch) {
 }
 
 struct SumOp {
-  template <class V> __device__ __forceinline__ V operator()(V a, V b) const { return a + b; }
+  template <class V>
+  __device__ __forceinline__ V operator()(V a, V b) const {
+    return a + b;
+  }
 };
 
 }  // namespace dualflow::gpu

@@ -10,7 +10,8 @@ namespace {
 
 // ---- fill ----
 
-template <class U> struct FillF {
+template <class U>
+struct FillF {
   U* o;
   U v;
   __device__ __forceinline__ void operator()(const int64_t* off) const { o[off[0]] = v; }
@@ -41,21 +42,25 @@ void fill(int device, DType t, void* out, const ElemLayout& l, double value) {
 
 // src -> dst exactly as the CPU backend converts: integer <-> integer through int64, anything
 // with a double or an int64 through double, the rest through float.
-template <class D, class S> __device__ __forceinline__ D convert(S v) {
+template <class D, class S>
+__device__ __forceinline__ D convert(S v) {
   using C = std::conditional_t<std::is_same_v<S, double> || std::is_same_v<D, double>, double,
-            std::conditional_t<std::is_integral_v<S> && std::is_integral_v<D>, int64_t, float>>;
-  using Mid = std::conditional_t<(std::is_same_v<S, int64_t> || std::is_same_v<D, int64_t>) &&
-                                     !std::is_same_v<C, int64_t>, double, C>;
+                               std::conditional_t<std::is_integral_v<S> && std::is_integral_v<D>, int64_t, float>>;
+  using Mid =
+      std::conditional_t<(std::is_same_v<S, int64_t> || std::is_same_v<D, int64_t>)&&!std::is_same_v<C, int64_t>,
+                         double, C>;
   return store_as<D>(Mid(typename Compute<S>::type(v)));
 }
 
-template <class D, class S> struct CastF {
+template <class D, class S>
+struct CastF {
   D* o;
   const S* x;
   __device__ __forceinline__ void operator()(const int64_t* off) const { o[off[0]] = convert<D>(x[off[1]]); }
 };
 
-template <class U> struct MoveF {
+template <class U>
+struct MoveF {
   U* o;
   const U* x;
   __device__ __forceinline__ void operator()(const int64_t* off) const { o[off[0]] = x[off[1]]; }
@@ -67,8 +72,7 @@ void copy(int device, DType src_t, const void* src, DType dst_t, void* dst, cons
   if (src_t == dst_t) {
     if (layout_contiguous(l, 2)) {
       if (dst != src)
-        CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * dtype_size(dst_t), cudaMemcpyDeviceToDevice,
-                                   stream(device)));
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n) * dtype_size(dst_t), cudaMemcpyDeviceToDevice, stream(device)));
       return;
     }
     dispatch_bits(dst_t, [&]<class U>() {
@@ -86,7 +90,8 @@ void copy(int device, DType src_t, const void* src, DType dst_t, void* dst, cons
 
 // ---- binary ----
 
-template <class T, class C, BinaryOp Op> struct BinaryF {
+template <class T, class C, BinaryOp Op>
+struct BinaryF {
   void* out;
   const T* x;
   const T* y;
@@ -106,8 +111,9 @@ void binary(int device, BinaryOp op, DType t, const void* x, const void* y, void
     const T* yp = static_cast<const T*>(y);
     switch (op) {
 #define DF_BIN_CASE(NAME) \
-  case BinaryOp::NAME: return launch_elementwise<3>(device, l, BinaryF<T, C, BinaryOp::NAME>{out, xp, yp});
-    DF_FOR_EACH_BINARY_OP(DF_BIN_CASE)
+  case BinaryOp::NAME:    \
+    return launch_elementwise<3>(device, l, BinaryF<T, C, BinaryOp::NAME>{out, xp, yp});
+      DF_FOR_EACH_BINARY_OP(DF_BIN_CASE)
 #undef DF_BIN_CASE
       default: break;
     }
@@ -117,7 +123,8 @@ void binary(int device, BinaryOp op, DType t, const void* x, const void* y, void
 
 // ---- where ----
 
-template <class U> struct WhereF {
+template <class U>
+struct WhereF {
   U* o;
   const bool* c;
   const U* x;
@@ -129,8 +136,9 @@ template <class U> struct WhereF {
 
 void where(int device, DType t, const void* cond, const void* x, const void* y, void* out, const ElemLayout& l) {
   dispatch_bits(t, [&]<class U>() {
-    launch_elementwise<4>(device, l, WhereF<U>{static_cast<U*>(out), static_cast<const bool*>(cond),
-                                              static_cast<const U*>(x), static_cast<const U*>(y)});
+    launch_elementwise<4>(device, l,
+                          WhereF<U>{static_cast<U*>(out), static_cast<const bool*>(cond), static_cast<const U*>(x),
+                                    static_cast<const U*>(y)});
   });
 }
 

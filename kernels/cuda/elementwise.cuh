@@ -79,9 +79,8 @@ void launch_elementwise(int device, const ElemLayout& l, const F& f) {
 }
 
 // Defined in elementwise_unary.cu, registered by elementwise.cu.
-void unary(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l, double a,
-           double b);
-void unary_backward(int device, UnaryOp op, DType t, const void* g, const void* x, void* out,
-                    const ElemLayout& l, double a, double b);
+void unary(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLayout& l, double a, double b);
+void unary_backward(int device, UnaryOp op, DType t, const void* g, const void* x, void* out, const ElemLayout& l,
+                    double a, double b);
 
 }  // namespace dualflow::gpu

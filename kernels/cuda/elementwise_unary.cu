@@ -6,7 +6,8 @@
 namespace dualflow::gpu {
 namespace {
 
-template <class T, class C, UnaryOp Op> struct UnaryF {
+template <class T, class C, UnaryOp Op>
+struct UnaryF {
   T* y;
   const T* x;
   C a, b;
@@ -15,7 +16,8 @@ template <class T, class C, UnaryOp Op> struct UnaryF {
   }
 };
 
-template <class T, class C, UnaryOp Op> struct UnaryBackwardF {
+template <class T, class C, UnaryOp Op>
+struct UnaryBackwardF {
   T* out;
   const T* g;
   const T* x;
@@ -24,7 +26,6 @@ template <class T, class C, UnaryOp Op> struct UnaryBackwardF {
     out[off[0]] = T(C(g[off[1]]) * scalar::unary_derivative<C>(Op, C(x[off[2]]), a, b));
   }
 };
-
 
 template <class T, class C, UnaryOp Op>
 void unary_fixed(int device, const void* x, void* y, const ElemLayout& l, C a, C b) {
@@ -49,19 +50,19 @@ void unary_typed(int device, UnaryOp op, const void* x, void* y, const ElemLayou
 }
 
 template <class T, class C>
-void unary_backward_typed(int device, UnaryOp op, const void* g, const void* x, void* out,
-                          const ElemLayout& l, C a, C b) {
+void unary_backward_typed(int device, UnaryOp op, const void* g, const void* x, void* out, const ElemLayout& l, C a,
+                          C b) {
   switch (op) {
-#define DF_UB_CASE(NAME)                                                                          \
-  case UnaryOp::NAME:                                                                             \
-    return launch_elementwise<3>(device, l, UnaryBackwardF<T, C, UnaryOp::NAME>{                  \
-        static_cast<T*>(out), static_cast<const T*>(g), static_cast<const T*>(x), a, b});
+#define DF_UB_CASE(NAME)                                                                                             \
+  case UnaryOp::NAME:                                                                                                \
+    return launch_elementwise<3>(device, l,                                                                          \
+                                 UnaryBackwardF<T, C, UnaryOp::NAME>{static_cast<T*>(out), static_cast<const T*>(g), \
+                                                                     static_cast<const T*>(x), a, b});
     DF_FOR_EACH_UNARY_OP(DF_UB_CASE)
 #undef DF_UB_CASE
     default: break;
   }
-  throw std::runtime_error("cuda backend: unary_backward: op " + std::to_string(int(op)) +
-                           " has no derivative kernel");
+  throw std::runtime_error("cuda backend: unary_backward: op " + std::to_string(int(op)) + " has no derivative kernel");
 }
 
 }  // namespace
@@ -74,8 +75,8 @@ void unary(int device, UnaryOp op, DType t, const void* x, void* y, const ElemLa
   });
 }
 
-void unary_backward(int device, UnaryOp op, DType t, const void* g, const void* x, void* out,
-                    const ElemLayout& l, double a, double b) {
+void unary_backward(int device, UnaryOp op, DType t, const void* g, const void* x, void* out, const ElemLayout& l,
+                    double a, double b) {
   if (l.numel() <= 0) return;
   dispatch_floating("unary_backward", t, [&]<class T>() {
     using C = typename Compute<T>::type;

@@ -103,18 +103,18 @@ void gemm(int device, const GemmArgs& g) {
   const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasHandle_t h = cublas_handle(device);
-  const bool fits_int = g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX && g.lda <= INT_MAX &&
-                        g.ldb <= INT_MAX && g.ldc <= INT_MAX && g.batch <= INT_MAX;
+  const bool fits_int = g.m <= INT_MAX && g.n <= INT_MAX && g.k <= INT_MAX && g.lda <= INT_MAX && g.ldb <= INT_MAX &&
+                        g.ldc <= INT_MAX && g.batch <= INT_MAX;
   if (fits_int) {
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        h, op_first, op_second, int(g.n), int(g.m), int(g.k), alpha, g.b, data_type, int(g.ldb),
-        (long long)g.stride_b, g.a, data_type, int(g.lda), (long long)g.stride_a, beta, g.c, data_type,
-        int(g.ldc), (long long)g.stride_c, int(g.batch), compute, CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, op_first, op_second, int(g.n), int(g.m), int(g.k), alpha, g.b, data_type,
+                                            int(g.ldb), (long long)g.stride_b, g.a, data_type, int(g.lda),
+                                            (long long)g.stride_a, beta, g.c, data_type, int(g.ldc),
+                                            (long long)g.stride_c, int(g.batch), compute, CUBLAS_GEMM_DEFAULT));
   } else {
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
-        h, op_first, op_second, g.n, g.m, g.k, alpha, g.b, data_type, g.ldb, (long long)g.stride_b, g.a,
-        data_type, g.lda, (long long)g.stride_a, beta, g.c, data_type, g.ldc, (long long)g.stride_c, g.batch,
-        compute, CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(h, op_first, op_second, g.n, g.m, g.k, alpha, g.b, data_type, g.ldb,
+                                               (long long)g.stride_b, g.a, data_type, g.lda, (long long)g.stride_a,
+                                               beta, g.c, data_type, g.ldc, (long long)g.stride_c, g.batch, compute,
+                                               CUBLAS_GEMM_DEFAULT));
   }
 }
 

@@ -20,7 +20,8 @@ namespace {
 
 // ---- one add, as the CPU's add_into rounds it ----
 
-template <class T> __device__ __forceinline__ T add_as_cpu(T acc, T v) {
+template <class T>
+__device__ __forceinline__ T add_as_cpu(T acc, T v) {
   if constexpr (is_half_v<T>) return T(float(acc) + float(v));
   else if constexpr (std::is_same_v<T, bool>) return acc || v;
   else if constexpr (std::is_same_v<T, int64_t>)  // wraps, as the CPU's two's-complement add does
@@ -31,13 +32,17 @@ template <class T> __device__ __forceinline__ T add_as_cpu(T acc, T v) {
 // Device scratch freed on every path (kernels throw through CUDA_CHECK).
 class Scratch {
  public:
-  Scratch(int device, size_t bytes) : device_(device), bytes_(bytes), ptr_(bytes ? device_alloc(device, bytes) : nullptr) {}
+  Scratch(int device, size_t bytes)
+      : device_(device), bytes_(bytes), ptr_(bytes ? device_alloc(device, bytes) : nullptr) {}
   ~Scratch() {
     if (ptr_) device_free(device_, ptr_, bytes_);
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
-  template <class T> T* as() const { return static_cast<T*>(ptr_); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
 
  private:
   int device_;
@@ -49,8 +54,8 @@ class Scratch {
 
 // out[o, j, i] = in[o, idx[j], i]
 template <class U>
-__global__ void index_select_kernel(const U* in, const int64_t* idx, U* out, int64_t total, int64_t n_in,
-                                    int64_t n_idx, int64_t inner) {
+__global__ void index_select_kernel(const U* in, const int64_t* idx, U* out, int64_t total, int64_t n_in, int64_t n_idx,
+                                    int64_t inner) {
   for (int64_t p = global_index(); p < total; p += grid_stride()) {
     const int64_t i = p % inner, q = p / inner, j = q % n_idx, o = q / n_idx;
     out[p] = in[(o * n_in + idx[j]) * inner + i];
@@ -78,8 +83,8 @@ __global__ void index_add_runs_kernel(const T* src, const unsigned long long* ke
   }
 }
 
-void index_select(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer,
-                  int64_t n_in, int64_t n_idx, int64_t inner) {
+void index_select(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
+                  int64_t n_idx, int64_t inner) {
   const int64_t total = outer * n_idx * inner;
   if (total <= 0) return;
   dispatch_bits(t, [&]<class U>() {
@@ -89,8 +94,8 @@ void index_select(int device, DType t, const void* in, const int64_t* idx, void*
   });
 }
 
-void index_add(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
-               int64_t n_out, int64_t n_idx, int64_t inner) {
+void index_add(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+               int64_t n_idx, int64_t inner) {
   const int64_t total = outer * n_idx * inner;
   if (total <= 0) return;
   cudaStream_t s = stream(device);
@@ -123,8 +128,8 @@ void index_add(int device, DType t, const void* src, const int64_t* idx, void* o
 
 // out[o, j, i] = in[o, idx[o, j, i], i]
 template <class U>
-__global__ void gather_kernel(const U* in, const int64_t* idx, U* out, int64_t total, int64_t n_in,
-                              int64_t n_idx, int64_t inner) {
+__global__ void gather_kernel(const U* in, const int64_t* idx, U* out, int64_t total, int64_t n_in, int64_t n_idx,
+                              int64_t inner) {
   for (int64_t p = global_index(); p < total; p += grid_stride()) {
     const int64_t i = p % inner, o = p / (n_idx * inner);
     out[p] = in[(o * n_in + idx[p]) * inner + i];
@@ -150,14 +155,14 @@ void gather(int device, DType t, const void* in, const int64_t* idx, void* out, 
   const int64_t total = outer * n_idx * inner;
   if (total <= 0) return;
   dispatch_bits(t, [&]<class U>() {
-    gather_kernel<U><<<grid_for(total), kThreads, 0, stream(device)>>>(
-        static_cast<const U*>(in), idx, static_cast<U*>(out), total, n_in, n_idx, inner);
+    gather_kernel<U><<<grid_for(total), kThreads, 0, stream(device)>>>(static_cast<const U*>(in), idx,
+                                                                       static_cast<U*>(out), total, n_in, n_idx, inner);
     CUDA_CHECK_LAUNCH();
   });
 }
 
-void scatter_add(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer,
-                 int64_t n_out, int64_t n_idx, int64_t inner) {
+void scatter_add(int device, DType t, const void* src, const int64_t* idx, void* out, int64_t outer, int64_t n_out,
+                 int64_t n_idx, int64_t inner) {
   const int64_t columns = outer * inner;
   if (columns <= 0 || n_idx <= 0) return;
   dispatch_all(t, [&]<class T>() {

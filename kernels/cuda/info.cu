@@ -13,12 +13,15 @@ std::string cuda_build_info() {
   int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
   if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
-  std::string s = "built for CUDA " + std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
+  std::string s =
+      "built for CUDA " + std::to_string(CUDART_VERSION / 1000) + "." + std::to_string((CUDART_VERSION % 1000) / 10);
   s += ", runtime " + std::to_string(runtime / 1000) + "." + std::to_string((runtime % 1000) / 10);
-  s += driver ? ", driver " + std::to_string(driver / 1000) + "." + std::to_string((driver % 1000) / 10) : ", no driver";
+  s +=
+      driver ? ", driver " + std::to_string(driver / 1000) + "." + std::to_string((driver % 1000) / 10) : ", no driver";
   s += ", cuBLAS " + std::to_string(CUBLAS_VER_MAJOR) + "." + std::to_string(CUBLAS_VER_MINOR);
   size_t cudnn = cudnnGetVersion();
-  s += ", cuDNN " + std::to_string(cudnn / 10000) + "." + std::to_string((cudnn % 10000) / 100) + "." + std::to_string(cudnn % 100);
+  s += ", cuDNN " + std::to_string(cudnn / 10000) + "." + std::to_string((cudnn % 10000) / 100) + "." +
+       std::to_string(cudnn % 100);
   return s;
 }
 

@@ -14,13 +14,13 @@ namespace dualflow::gpu {
 // ---- errors ----
 
 [[noreturn]] void throw_cuda_error(cudaError_t err, const char* expr, const char* file, int line) {
-  throw std::runtime_error(std::string("CUDA error at ") + file + ":" + std::to_string(line) + ": " +
-                           expr + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+  throw std::runtime_error(std::string("CUDA error at ") + file + ":" + std::to_string(line) + ": " + expr + ": " +
+                           cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
 }
 
 [[noreturn]] void throw_cublas_error(cublasStatus_t st, const char* expr, const char* file, int line) {
-  throw std::runtime_error(std::string("cuBLAS error at ") + file + ":" + std::to_string(line) + ": " +
-                           expr + ": " + cublasGetStatusName(st) + " (" + cublasGetStatusString(st) + ")");
+  throw std::runtime_error(std::string("cuBLAS error at ") + file + ":" + std::to_string(line) + ": " + expr + ": " +
+                           cublasGetStatusName(st) + " (" + cublasGetStatusString(st) + ")");
 }
 
 // ---- devices and streams ----
@@ -74,7 +74,7 @@ int sm_count(int device) {
 
 namespace {
 
-constexpr size_t kSmallAlign = 512;           // small blocks: multiples of 512 bytes
+constexpr size_t kSmallAlign = 512;              // small blocks: multiples of 512 bytes
 constexpr size_t kSmallLimit = size_t(1) << 20;  // up to 1 MiB
 constexpr size_t kLargeAlign = size_t(2) << 20;  // large blocks: multiples of 2 MiB ...
 
@@ -140,8 +140,8 @@ struct Allocator {
       (void)cudaGetLastError();
       throw std::runtime_error("CUDA out of memory on device " + std::to_string(device) + ": tried to allocate " +
                                std::to_string(bytes) + " bytes (" + std::to_string(size) + " rounded); " +
-                               std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free: " +
-                               cudaGetErrorString(err));
+                               std::to_string(free_b) + " of " + std::to_string(total_b) +
+                               " bytes free: " + cudaGetErrorString(err));
     }
     dc.sizes.emplace(p, size);
     return p;

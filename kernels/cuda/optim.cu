@@ -19,8 +19,8 @@ void dispatch_f32_f64(const char* what, DType t, F&& f) {
 }
 
 template <class T, optim::WeightDecay WD, bool SmallLerp>
-__global__ void adam_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-                            int64_t n, optim::AdamScalars<T> s) {
+__global__ void adam_kernel(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, int64_t n,
+                            optim::AdamScalars<T> s) {
   for (int64_t i = global_index(); i < n; i += grid_stride())
     optim::adam_element<T, WD, SmallLerp>(p[i], g[i], m[i], v[i], s);
 }
@@ -31,9 +31,9 @@ void adam_step(int device, DType t, void* param, const void* grad, void* exp_avg
   dispatch_f32_f64("adam_step", t, [&]<class T>() {
     const auto s = optim::AdamScalars<T>::from(a);
     optim::dispatch_adam(a, [&]<optim::WeightDecay WD, bool Small>() {
-      adam_kernel<T, WD, Small><<<grid_for(n), kThreads, 0, stream(device)>>>(
-          static_cast<T*>(param), static_cast<const T*>(grad), static_cast<T*>(exp_avg),
-          static_cast<T*>(exp_avg_sq), n, s);
+      adam_kernel<T, WD, Small>
+          <<<grid_for(n), kThreads, 0, stream(device)>>>(static_cast<T*>(param), static_cast<const T*>(grad),
+                                                         static_cast<T*>(exp_avg), static_cast<T*>(exp_avg_sq), n, s);
       CUDA_CHECK_LAUNCH();
     });
   });
@@ -52,8 +52,7 @@ __global__ void sgd_kernel(T* __restrict__ p, const T* __restrict__ g, T* __rest
   }
 }
 
-void sgd_step(int device, DType t, void* param, const void* grad, void* momentum_buf, int64_t n,
-              const SgdStepArgs& a) {
+void sgd_step(int device, DType t, void* param, const void* grad, void* momentum_buf, int64_t n, const SgdStepArgs& a) {
   if (n <= 0) return;
   if (a.momentum != 0.0 && momentum_buf == nullptr)
     throw std::runtime_error("cuda backend: sgd_step: expected a momentum buffer with momentum != 0, got null");
@@ -79,8 +78,7 @@ void lerp_inplace(int device, DType t, void* shadow, const void* x, int64_t n, d
     const T* xs = static_cast<const T*>(x);
     if (optim::lerp_weight_small(weight))
       lerp_kernel<T, true><<<grid_for(n), kThreads, 0, stream(device)>>>(y, xs, n, T(weight));
-    else
-      lerp_kernel<T, false><<<grid_for(n), kThreads, 0, stream(device)>>>(y, xs, n, T(weight));
+    else lerp_kernel<T, false><<<grid_for(n), kThreads, 0, stream(device)>>>(y, xs, n, T(weight));
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -12,7 +12,8 @@ namespace {
 
 // ---- reduction kinds: init / add one element / combine partials / store ----
 
-template <class T> struct SumKind {
+template <class T>
+struct SumKind {
   using Acc = std::conditional_t<is_float_like_v<T>, double, int64_t>;
   struct State {
     Acc v;
@@ -32,7 +33,8 @@ template <class T> struct SumKind {
 };
 
 // Max, Min, ArgMax, ArgMin. `i` is the index along r of the value kept; -1 while empty.
-template <class T> struct ExtremeKind {
+template <class T>
+struct ExtremeKind {
   using C = std::conditional_t<is_float_like_v<T>, double, int64_t>;
   struct State {
     C v;
@@ -62,7 +64,11 @@ template <class T> struct ExtremeKind {
   __device__ __forceinline__ State combine(State a, State b) const {
     if (a.i < 0) return b;
     if (b.i < 0) return a;
-    if (b.i < a.i) { State t = a; a = b; b = t; }
+    if (b.i < a.i) {
+      State t = a;
+      a = b;
+      b = t;
+    }
     return better(b.v, a.v) ? b : a;
   }
   __device__ __forceinline__ void store(void* out, int64_t pos, State s) const {
@@ -76,9 +82,13 @@ template <class T> struct ExtremeKind {
   }
 };
 
-template <class K> struct CombineOp {
+template <class K>
+struct CombineOp {
   K k;
-  template <class S> __device__ __forceinline__ S operator()(S a, S b) const { return k.combine(a, b); }
+  template <class S>
+  __device__ __forceinline__ S operator()(S a, S b) const {
+    return k.combine(a, b);
+  }
 };
 
 // ---- inner == 1 ----
@@ -102,9 +112,9 @@ __global__ void __launch_bounds__(kThreads) reduce_rows_warp(const T* in, void* 
 // One block per segment: segment g covers row g / splits, elements [c * chunk, (c + 1) * chunk)
 // with c = g % splits. With splits == 1 the block stores the result; otherwise its partial.
 template <class T, class K>
-__global__ void __launch_bounds__(kThreads) reduce_rows_block(const T* in, void* out, typename K::State* partial,
-                                                              int64_t outer, int64_t r, int64_t splits,
-                                                              int64_t chunk, K k) {
+__global__ void __launch_bounds__(kThreads)
+    reduce_rows_block(const T* in, void* out, typename K::State* partial, int64_t outer, int64_t r, int64_t splits,
+                      int64_t chunk, K k) {
   __shared__ typename K::State scratch[33];
   const int64_t segments = outer * splits;
   for (int64_t g = blockIdx.x; g < segments; g += gridDim.x) {
@@ -128,9 +138,9 @@ constexpr int kColTile = 32, kColSlices = 8;
 // Block (32, 8): 32 adjacent columns of one outer index, rows of r split over the 8 slices
 // and over `splits` blocks (blockIdx.y). Partials are stored at [(o * inner + col) * splits + y].
 template <class T, class K>
-__global__ void __launch_bounds__(kColTile * kColSlices) reduce_cols(const T* in, void* out, typename K::State* partial,
-                                                                     int64_t outer, int64_t r, int64_t inner,
-                                                                     int64_t splits, K k) {
+__global__ void __launch_bounds__(kColTile* kColSlices)
+    reduce_cols(const T* in, void* out, typename K::State* partial, int64_t outer, int64_t r, int64_t inner,
+                int64_t splits, K k) {
   __shared__ typename K::State scratch[kColSlices][kColTile];
   const int64_t col_tiles = (inner + kColTile - 1) / kColTile;
   const int64_t tiles = outer * col_tiles;
@@ -160,8 +170,8 @@ __global__ void __launch_bounds__(kColTile * kColSlices) reduce_cols(const T* in
 
 // One warp per output: combines partial[pos * splits .. + splits) and stores out[pos].
 template <class K>
-__global__ void __launch_bounds__(kThreads) combine_partials(const typename K::State* partial, void* out,
-                                                             int64_t outputs, int64_t splits, K k) {
+__global__ void __launch_bounds__(kThreads)
+    combine_partials(const typename K::State* partial, void* out, int64_t outputs, int64_t splits, K k) {
   const int lane = threadIdx.x & 31;
   const int64_t warps_per_block = blockDim.x / 32;
   const int64_t step = int64_t(gridDim.x) * warps_per_block;
@@ -198,8 +208,8 @@ void reduce_with(int device, const T* in, void* out, int64_t outer, int64_t r, i
     const int64_t chunk = ceil_div(r, splits);
     splits = ceil_div(r, chunk);  // no empty segment
     if (splits > 1) partial = static_cast<State*>(device_alloc(device, size_t(outputs * splits) * sizeof(State)));
-    reduce_rows_block<T, K><<<grid_for(outer * splits, 1), kThreads, 0, s>>>(in, out, partial, outer, r, splits,
-                                                                              chunk, k);
+    reduce_rows_block<T, K>
+        <<<grid_for(outer * splits, 1), kThreads, 0, s>>>(in, out, partial, outer, r, splits, chunk, k);
     CUDA_CHECK_LAUNCH();
   } else {
     const int64_t tiles = outer * ceil_div(inner, kColTile);

@@ -19,12 +19,15 @@ int row_threads(int64_t cols) {
 
 // Max as the CPU's std::max(acc, v) = acc < v ? v : acc; a NaN v never enters the accumulator.
 struct MaxOp {
-  template <class V> __device__ __forceinline__ V operator()(V a, V b) const { return a < b ? b : a; }
+  template <class V>
+  __device__ __forceinline__ V operator()(V a, V b) const {
+    return a < b ? b : a;
+  }
 };
 
 template <class T>
-__global__ void __launch_bounds__(kMaxRowThreads) rowwise_kernel(RowOp op, const T* in, T* out, int64_t rows,
-                                                                   int64_t cols) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    rowwise_kernel(RowOp op, const T* in, T* out, int64_t rows, int64_t cols) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   __shared__ C cscratch[33];
   __shared__ double dscratch[33];
@@ -58,16 +61,15 @@ __global__ void __launch_bounds__(kMaxRowThreads) rowwise_kernel(RowOp op, const
 void rowwise(int device, RowOp op, DType t, const void* in, void* out, int64_t rows, int64_t cols) {
   if (rows <= 0) return;
   dispatch_floating("rowwise", t, [&]<class T>() {
-    rowwise_kernel<T><<<grid_for(rows, 1), row_threads(cols), 0, stream(device)>>>(
-        op, static_cast<const T*>(in), static_cast<T*>(out), rows, cols);
+    rowwise_kernel<T><<<grid_for(rows, 1), row_threads(cols), 0, stream(device)>>>(op, static_cast<const T*>(in),
+                                                                                   static_cast<T*>(out), rows, cols);
     CUDA_CHECK_LAUNCH();
   });
 }
 
 template <class T>
-__global__ void __launch_bounds__(kMaxRowThreads) normalize_kernel(const T* x, const T* w, const T* bias, T* y,
-                                                                     int64_t rows, int64_t cols, double eps,
-                                                                     bool rms) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    normalize_kernel(const T* x, const T* w, const T* bias, T* y, int64_t rows, int64_t cols, double eps, bool rms) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   __shared__ double scratch[33];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
@@ -101,8 +103,8 @@ void normalize_rows(int device, DType t, const void* x, const void* w, const voi
   if (rows <= 0) return;
   dispatch_floating("normalize_rows", t, [&]<class T>() {
     normalize_kernel<T><<<grid_for(rows, 1), row_threads(cols), 0, stream(device)>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), rows,
-        cols, eps, rms);
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), rows, cols,
+        eps, rms);
     CUDA_CHECK_LAUNCH();
   });
 }

@@ -58,12 +58,14 @@ TEST_CASE("OT-CFM on 8 gaussians: samples within 2x of the data's own two-draw e
   LoadedModel lm = train_run("otcfm", {"data.name=\"8gaussians\"", "method.coupling=\"exact_ot\"", "train.batch=256",
                                        "train.steps=3000", "train.checkpoint_every=0", "sample.n=200"});
   Generator data_gen(101);
-  Tensor a = sample_2d("8gaussians", 2000, data_gen, DType::f32), b = sample_2d("8gaussians", 2000, data_gen, DType::f32);
+  Tensor a = sample_2d("8gaussians", 2000, data_gen, DType::f32),
+         b = sample_2d("8gaussians", 2000, data_gen, DType::f32);
   const double floor = energy_distance(a, b);
   OdeOptions o;
   o.method = OdeMethod::Dopri5;
   const double model = energy_distance(samples_of(lm, 2000, 7, o), a);
-  std::printf("8gaussians OT-CFM: energy distance %.5f vs the data's own %.5f (ratio %.2f)\n", model, floor, model / floor);
+  std::printf("8gaussians OT-CFM: energy distance %.5f vs the data's own %.5f (ratio %.2f)\n", model, floor,
+              model / floor);
   REQUIRE(model < 2 * floor);
 }
 
@@ -72,9 +74,17 @@ TEST_CASE("OT-CFM on 8 gaussians: samples within 2x of the data's own two-draw e
 namespace dualflow::testing {
 
 TEST_CASE("maximum-likelihood CNF training on a Gaussian mixture lowers the held-out NLL", "[e2e]") {
-  const std::vector<std::string> sets = {"data.name=\"8gaussians\"", "method.name=\"cnf_mle\"", "model.width=64",
-                                         "model.depth=3",  "model.time_scale=1.0", "train.batch=128", "cnf.solver=\"rk4\"", "cnf.steps=10",
-                                         "optim.lr=3e-3", "train.checkpoint_every=0", "sample.n=100"};
+  const std::vector<std::string> sets = {"data.name=\"8gaussians\"",
+                                         "method.name=\"cnf_mle\"",
+                                         "model.width=64",
+                                         "model.depth=3",
+                                         "model.time_scale=1.0",
+                                         "train.batch=128",
+                                         "cnf.solver=\"rk4\"",
+                                         "cnf.steps=10",
+                                         "optim.lr=3e-3",
+                                         "train.checkpoint_every=0",
+                                         "sample.n=100"};
   auto with_steps = [&](int steps) {
     std::vector<std::string> s = sets;
     s.push_back(fmt::format("train.steps={}", steps));
@@ -89,8 +99,9 @@ TEST_CASE("maximum-likelihood CNF training on a Gaussian mixture lowers the held
   // solver (10 RK4 steps) and adaptive dopri5 agree.
   const double on_training_grid = mean_nll(trained, held_out, OdeMethod::RK4, 10);
   const double adaptive = mean_nll(trained, held_out, OdeMethod::Dopri5);
-  std::printf("8gaussians CNF-MLE: held-out NLL %.3f nats after 1 step, %.3f after 300 (10 RK4 steps %.3f, dopri5 %.3f)\n",
-              before, after, on_training_grid, adaptive);
+  std::printf(
+      "8gaussians CNF-MLE: held-out NLL %.3f nats after 1 step, %.3f after 300 (10 RK4 steps %.3f, dopri5 %.3f)\n",
+      before, after, on_training_grid, adaptive);
   REQUIRE(after < before - 1.0);
   REQUIRE(std::abs(on_training_grid - adaptive) < 0.1);
 }

@@ -26,7 +26,8 @@ std::vector<std::pair<int64_t, double>> losses_of(const fs::path& metrics) {
   std::vector<std::pair<int64_t, double>> out;
   for (std::string line; std::getline(f, line);) {
     auto j = nlohmann::json::parse(line);
-    if (j.contains("loss") && j["loss"].is_number()) out.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
+    if (j.contains("loss") && j["loss"].is_number())
+      out.emplace_back(j["step"].get<int64_t>(), j["loss"].get<double>());
   }
   return out;
 }
@@ -45,19 +46,31 @@ TEST_CASE("a tiny class-conditional U-Net learns Fashion-MNIST with OT-CFM", "[e
   TrainRunOptions o;
   o.quiet = true;
   o.out_dir = dir.string();
-  const std::vector<std::string> sets = {
-      "data.name=\"fashion_mnist\"", "data.limit=2000",         "model.kind=\"unet\"",       "model.classes=10",
-      "model.unet_channels=8",       "model.unet_mult=[1, 2]", "model.unet_blocks=1",      "model.unet_attention=[14]",
-      "method.coupling=\"exact_ot\"", "optim.name=\"adamw\"",    "optim.lr=2e-3",            "optim.warmup_steps=20",
-      "train.steps=200",             "train.batch=32",          "train.log_every=10",       "train.checkpoint_every=0",
-      "sample.steps=10",             "sample.cfg_scale=1.5"};
+  const std::vector<std::string> sets = {"data.name=\"fashion_mnist\"",
+                                         "data.limit=2000",
+                                         "model.kind=\"unet\"",
+                                         "model.classes=10",
+                                         "model.unet_channels=8",
+                                         "model.unet_mult=[1, 2]",
+                                         "model.unet_blocks=1",
+                                         "model.unet_attention=[14]",
+                                         "method.coupling=\"exact_ot\"",
+                                         "optim.name=\"adamw\"",
+                                         "optim.lr=2e-3",
+                                         "optim.warmup_steps=20",
+                                         "train.steps=200",
+                                         "train.batch=32",
+                                         "train.log_every=10",
+                                         "train.checkpoint_every=0",
+                                         "sample.steps=10",
+                                         "sample.cfg_scale=1.5"};
   train_flow_matching(parse_config_text("", "<e2e>", sets, flow_matching_schema()), o);
 
   auto losses = losses_of(dir / "metrics.jsonl");
   REQUIRE(losses.size() == 20);
   const double first = mean_of(losses, 0, 3), last = mean_of(losses, losses.size() - 5, losses.size());
-  std::printf("tiny U-Net OT-CFM on 2000 Fashion-MNIST images: loss %.4f (steps 10-30) -> %.4f (last 50 steps)\n", first,
-              last);
+  std::printf("tiny U-Net OT-CFM on 2000 Fashion-MNIST images: loss %.4f (steps 10-30) -> %.4f (last 50 steps)\n",
+              first, last);
   CHECK(last < 0.7 * first);
   CHECK(fs::exists(dir / "samples.png"));
 

@@ -49,15 +49,16 @@ double fraction_on_cells(const Tensor& points) {
 
 }  // namespace
 
-TEST_CASE("MeanFlow on the checkerboard: one step near the data's own energy distance, beating one Euler step of "
-          "flow matching; two steps beat one",
-          "[e2e]") {
+TEST_CASE(
+    "MeanFlow on the checkerboard: one step near the data's own energy distance, beating one Euler step of "
+    "flow matching; two steps beat one",
+    "[e2e]") {
   // The same network, batch and step count for both; MeanFlow with configs/toy2d_meanflow.toml's
   // method settings (the comments there say why they differ from the paper's), flow matching
   // with independent pairs as its own config trains it.
-  const std::vector<std::string> common = {"data.name=\"checkerboard\"", "model.width=128", "model.depth=4",
-                                           "train.batch=1024",          "train.steps=3000", "train.checkpoint_every=0",
-                                           "sample.n=100"};
+  const std::vector<std::string> common = {
+      "data.name=\"checkerboard\"", "model.width=128",          "model.depth=4", "train.batch=1024",
+      "train.steps=3000",           "train.checkpoint_every=0", "sample.n=100"};
   std::vector<std::string> meanflow_sets = common, flow_matching_sets = common;
   for (const char* s : {"method.name=\"meanflow\"", "model.time_scale=10", "meanflow.time_distribution=\"uniform\"",
                         "meanflow.adaptive_p=0"})
@@ -94,10 +95,11 @@ TEST_CASE("MeanFlow on the checkerboard: one step near the data's own energy dis
     on2 += fraction_on_cells(two_steps) / draws;
     on_fm += fraction_on_cells(fm_one_step) / draws;
   }
-  std::printf("checkerboard MeanFlow, energy distance / the data's own %.5f (means of %d draws of 2000 points): "
-              "1 step %.2f, 2 steps %.2f, Euler-100 on u(z, t, t) %.2f; flow matching with 1 Euler step %.2f. On the "
-              "cells: 1 step %.3f, 2 steps %.3f, flow matching 1 Euler step %.3f\n",
-              floor, draws, d1 / floor, d2 / floor, d_ode / floor, d_fm / floor, on1, on2, on_fm);
+  std::printf(
+      "checkerboard MeanFlow, energy distance / the data's own %.5f (means of %d draws of 2000 points): "
+      "1 step %.2f, 2 steps %.2f, Euler-100 on u(z, t, t) %.2f; flow matching with 1 Euler step %.2f. On the "
+      "cells: 1 step %.3f, 2 steps %.3f, flow matching 1 Euler step %.3f\n",
+      floor, draws, d1 / floor, d2 / floor, d_ode / floor, d_fm / floor, on1, on2, on_fm);
   REQUIRE(d1 < 3 * floor);
   REQUIRE(d1 < d_fm);
   REQUIRE(d_ode < 3 * floor);

@@ -1,8 +1,8 @@
 // AtomicFile and check_output_file: a file is replaced whole or not at all, and an output path
 // that cannot be written is refused before any work, with nothing created.
-#include <catch2/catch.hpp>
 #include <stdlib.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -60,8 +60,7 @@ TEST_CASE("AtomicFile: the target changes only on commit, whole", "[atomic_file]
       REQUIRE(fs::exists(f.temp_name()));
       REQUIRE(contents(path) == "old contents\n");
       throw std::runtime_error("fault mid-write");
-    } catch (const std::runtime_error&) {
-    }
+    } catch (const std::runtime_error&) {}
     REQUIRE(contents(path) == "old contents\n");
     REQUIRE(dir.listing() == std::vector<std::string>{"out.txt"});
   }
@@ -95,7 +94,7 @@ TEST_CASE("check_output_file refuses what could not be written, and creates noth
   REQUIRE_NOTHROW(check_output_file(dir.file("new.npy"), "sample --out"));
   REQUIRE_NOTHROW(check_output_file(dir.file("plain"), "sample --out"));  // replaced on write
   REQUIRE_THROWS_WITH(check_output_file("", "nll --out"), Contains("nll --out: expected an output file path, got an "
-                                                                    "empty one"));
+                                                                   "empty one"));
   REQUIRE_THROWS_WITH(check_output_file(dir.file("sub"), "nll --out"),
                       Contains("nll --out: cannot write '" + dir.file("sub") + "': it is a directory"));
   REQUIRE_THROWS_WITH(check_output_file(dir.file("missing/x.npy"), "sample --out"),

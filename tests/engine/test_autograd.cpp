@@ -69,7 +69,8 @@ TEST_CASE("MeanFlow pattern: dudt from one jvp, loss back-propagated through u o
           d[i] = keep;
           fd[size_t(i)] = (lp - lm) / 2e-6;
         }
-        require_close(p.grad(), from_vector(fd, p.shape(), DType::f64), 1e-5, 1e-6, "MeanFlow loss gradient vs finite differences");
+        require_close(p.grad(), from_vector(fd, p.shape(), DType::f64), 1e-5, 1e-6,
+                      "MeanFlow loss gradient vs finite differences");
         p.zero_grad();
       }
     }
@@ -80,11 +81,12 @@ TEST_CASE("no-tape jvp records nothing for tangents; tangents leave intermediate
   Tensor w = uniform_f64(Shape{3, 3}, -1, 1, 1).set_requires_grad(true);
   Tensor x = uniform_f64(Shape{2, 3}, -1, 1, 2);
   Tensor hidden;
-  JvpResult r = jvp([&](const std::vector<Tensor>& a) {
-                      hidden = tanh(matmul(a[0], w));
-                      return std::vector<Tensor>{sum(hidden)};
-                    },
-                    {x}, {ones_like(x)}, JvpOptions{false});
+  JvpResult r = jvp(
+      [&](const std::vector<Tensor>& a) {
+        hidden = tanh(matmul(a[0], w));
+        return std::vector<Tensor>{sum(hidden)};
+      },
+      {x}, {ones_like(x)}, JvpOptions{false});
   REQUIRE(r.tangents[0].grad_fn() == nullptr);
   REQUIRE(r.outputs[0].grad_fn() != nullptr);
   // The level is closed: the intermediate no longer holds a tangent.
@@ -106,17 +108,20 @@ TEST_CASE("Hessian-vector product (jvp of grad) matches finite differences of th
 TEST_CASE("grad of grad and nested jvp give second derivatives", "[autograd]") {
   Tensor x = from_vector(std::vector<double>{0.5, -1.0, 2.0}, Shape{3}, DType::f64);
   // d/dx sum(x^3) = 3x^2; d/dx of sum(3x^2) = 6x
-  auto g2 = grad([](const std::vector<Tensor>& a) {
-    auto g = grad([](const std::vector<Tensor>& b) { return sum(pow(b[0], 3.0)); }, a);
-    return sum(g[0]);
-  }, {x});
+  auto g2 = grad(
+      [](const std::vector<Tensor>& a) {
+        auto g = grad([](const std::vector<Tensor>& b) { return sum(pow(b[0], 3.0)); }, a);
+        return sum(g[0]);
+      },
+      {x});
   require_close(g2[0], x * 6.0, 1e-12, 1e-12, "grad-of-grad of x^3");
   // nested jvp: d^2/dh^2 sin(x + h v) = -sin(x) v^2
   Tensor v = from_vector(std::vector<double>{1.0, 2.0, -0.5}, Shape{3}, DType::f64);
-  JvpResult outer = jvp([&](const std::vector<Tensor>& a) {
-                          return jvp([](const std::vector<Tensor>& b) { return std::vector<Tensor>{sin(b[0])}; }, {a[0]}, {v}).tangents;
-                        },
-                        {x}, {v});
+  JvpResult outer = jvp(
+      [&](const std::vector<Tensor>& a) {
+        return jvp([](const std::vector<Tensor>& b) { return std::vector<Tensor>{sin(b[0])}; }, {a[0]}, {v}).tangents;
+      },
+      {x}, {v});
   require_close(outer.tangents[0], neg(sin(x)) * v * v, 1e-12, 1e-12, "jvp-of-jvp of sin");
   // backward with create_graph then differentiate .grad again
   Tensor y = x.clone().detach().set_requires_grad(true);
@@ -159,8 +164,8 @@ TEST_CASE("NoGradGuard, detach and stop_gradient cut both modes", "[autograd]") 
   REQUIRE_FALSE(stop_gradient(exp(x)).requires_grad());
   auto g = grad([](const std::vector<Tensor>& a) { return sum(a[0] * stop_gradient(a[0])); }, {x});
   require_close(g[0], x.detach(), 0, 0, "d/dx x*sg(x) = sg(x)");
-  JvpResult r = jvp([](const std::vector<Tensor>& a) { return std::vector<Tensor>{a[0] * stop_gradient(a[0])}; }, {x.detach()},
-                    {ones_like(x)});
+  JvpResult r = jvp([](const std::vector<Tensor>& a) { return std::vector<Tensor>{a[0] * stop_gradient(a[0])}; },
+                    {x.detach()}, {ones_like(x)});
   require_close(r.tangents[0], x.detach(), 0, 0, "jvp through stop_gradient sees a constant");
 }
 

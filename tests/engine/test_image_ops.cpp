@@ -40,7 +40,12 @@ Tensor direct_conv(const Tensor& x, const Tensor& w, const Tensor& b, Pair s, Pa
 }  // namespace
 
 TEST_CASE("conv2d equals the direct sum over windows", "[image]") {
-  struct Case { Shape x, w; Pair s, p, d; int64_t groups; bool bias; };
+  struct Case {
+    Shape x, w;
+    Pair s, p, d;
+    int64_t groups;
+    bool bias;
+  };
   std::vector<Case> cases = {
       {{2, 3, 7, 6}, {4, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 1, true},
       {{1, 2, 9, 8}, {3, 2, 3, 2}, {2, 3}, {0, 1}, {1, 1}, 1, false},
@@ -56,7 +61,8 @@ TEST_CASE("conv2d equals the direct sum over windows", "[image]") {
     Tensor b = k.bias ? uniform_f64({k.w[0]}, -1, 1, 30 + i) : Tensor();
     Tensor want = direct_conv(x, w, b, k.s, k.p, k.d, k.groups);
     require_close(conv2d(x, w, b, k.s, k.p, k.d, k.groups), want, 1e-12, 1e-12, "f64");
-    Tensor got32 = conv2d(x.to(DType::f32), w.to(DType::f32), b.defined() ? b.to(DType::f32) : b, k.s, k.p, k.d, k.groups);
+    Tensor got32 =
+        conv2d(x.to(DType::f32), w.to(DType::f32), b.defined() ? b.to(DType::f32) : b, k.s, k.p, k.d, k.groups);
     require_close(got32.to(DType::f64), want, 1e-4, 1e-5, "f32");
   }
 }
@@ -67,11 +73,15 @@ TEST_CASE("conv2d's direct 3x3 f32 path equals the window sum, with its gradient
   // gradient with flipped, transposed weights). Widths around the kernel's 8-, 16- and 32-column
   // tiles, odd heights (its 2-row tiles), narrow images (its flat tiles across rows), and
   // channel counts around its 6- and 12-channel blocks; f64 runs the im2col path.
-  struct Case { Shape x; int64_t o; bool bias; };
-  const std::vector<Case> cases = {{{1, 1, 1, 1}, 1, true},  {{2, 3, 5, 7}, 5, true},   {{1, 2, 4, 8}, 13, false},
-                                   {{3, 2, 9, 9}, 6, true},  {{1, 4, 6, 16}, 7, true},  {{2, 3, 3, 17}, 12, false},
-                                   {{1, 2, 28, 28}, 8, true}, {{1, 1, 2, 33}, 1, true},  {{1, 3, 7, 15}, 25, true},
-                                   {{2, 2, 5, 32}, 24, false}, {{1, 2, 3, 31}, 11, true},  {{1, 3, 7, 7}, 25, true},
+  struct Case {
+    Shape x;
+    int64_t o;
+    bool bias;
+  };
+  const std::vector<Case> cases = {{{1, 1, 1, 1}, 1, true},    {{2, 3, 5, 7}, 5, true},   {{1, 2, 4, 8}, 13, false},
+                                   {{3, 2, 9, 9}, 6, true},    {{1, 4, 6, 16}, 7, true},  {{2, 3, 3, 17}, 12, false},
+                                   {{1, 2, 28, 28}, 8, true},  {{1, 1, 2, 33}, 1, true},  {{1, 3, 7, 15}, 25, true},
+                                   {{2, 2, 5, 32}, 24, false}, {{1, 2, 3, 31}, 11, true}, {{1, 3, 7, 7}, 25, true},
                                    {{2, 2, 9, 3}, 12, false}};
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& k = cases[i];
@@ -123,7 +133,8 @@ TEST_CASE("col2im is the adjoint of im2col", "[image]") {
 
 TEST_CASE("image op shapes are checked with clear messages", "[image]") {
   Tensor x = zeros({1, 3, 8, 8});
-  REQUIRE_THROWS_WITH(conv2d(x, zeros({4, 2, 3, 3})), Catch::Contains("expects 2 input channels") && Catch::Contains("has 3"));
+  REQUIRE_THROWS_WITH(conv2d(x, zeros({4, 2, 3, 3})),
+                      Catch::Contains("expects 2 input channels") && Catch::Contains("has 3"));
   REQUIRE_THROWS_WITH(conv2d(zeros({3, 8, 8}), zeros({4, 3, 3, 3})), Catch::Contains("must be 4-D"));
   REQUIRE_THROWS_WITH(conv2d(x, zeros({4, 3, 9, 9})), Catch::Contains("larger than the padded image"));
   REQUIRE_THROWS_WITH(group_norm(x, 2), Catch::Contains("groups (2) must divide the channels (3)"));
@@ -134,7 +145,8 @@ TEST_CASE("bilinear upsampling matches half-pixel interpolation", "[image]") {
   Tensor x = from_vector(std::vector<double>{1, 2, 3, 4}, {1, 1, 2, 2}, DType::f64);
   // The values PyTorch's interpolate(mode="bilinear", align_corners=False) gives for this input.
   std::vector<double> want = {1.0, 1.25, 1.75, 2.0, 1.5, 1.75, 2.25, 2.5, 2.5, 2.75, 3.25, 3.5, 3.0, 3.25, 3.75, 4.0};
-  require_close(upsample2d(x, 2, UpsampleMode::Bilinear), from_vector(want, {1, 1, 4, 4}, DType::f64), 0, 1e-15, "bilinear");
+  require_close(upsample2d(x, 2, UpsampleMode::Bilinear), from_vector(want, {1, 1, 4, 4}, DType::f64), 0, 1e-15,
+                "bilinear");
   std::vector<double> nearest = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
   require_close(upsample2d(x, 2), from_vector(nearest, {1, 1, 4, 4}, DType::f64), 0, 0, "nearest");
 }
@@ -186,7 +198,10 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
           "[image]") {
   // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image); with
   // create_graph the engine multiplies the whole batch's window matrix in engine ops.
-  struct Case { Shape x, w; Pair s, p, d; };
+  struct Case {
+    Shape x, w;
+    Pair s, p, d;
+  };
   const std::vector<Case> cases = {{{3, 5, 9, 8}, {4, 5, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{2, 3, 9, 11}, {6, 3, 3, 2}, {2, 3}, {0, 1}, {1, 1}},
                                    {{2, 2, 10, 9}, {3, 2, 3, 3}, {1, 2}, {2, 2}, {2, 2}},
@@ -207,7 +222,8 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
 }
 
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
-  Tensor q = uniform_f64({2, 3, 4}, -1, 1, 1), k = uniform_f64({2, 5, 4}, -1, 1, 2), v = uniform_f64({2, 5, 6}, -1, 1, 3);
+  Tensor q = uniform_f64({2, 3, 4}, -1, 1, 1), k = uniform_f64({2, 5, 4}, -1, 1, 2),
+         v = uniform_f64({2, 5, 6}, -1, 1, 3);
   auto Q = q.to_vector<double>(), K = k.to_vector<double>(), Vv = v.to_vector<double>();
   std::vector<double> want(2 * 3 * 6);
   for (int b = 0; b < 2; ++b)
@@ -227,5 +243,6 @@ TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
         want[(b * 3 + i) * 6 + e] = acc;
       }
     }
-  require_close(scaled_dot_product_attention(q, k, v), from_vector(want, {2, 3, 6}, DType::f64), 1e-12, 1e-14, "attention");
+  require_close(scaled_dot_product_attention(q, k, v), from_vector(want, {2, 3, 6}, DType::f64), 1e-12, 1e-14,
+                "attention");
 }

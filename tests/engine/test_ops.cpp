@@ -104,7 +104,8 @@ TEST_CASE("every op: second derivatives (jvp-of-grad, grad-of-grad) in f64", "[o
       }
       for (size_t i = 0; i < p.xs.size(); ++i) {
         Tensor fd = (gp[i] - gm[i]) * (1.0 / (2 * kH));
-        require_close(hv.tangents[i], fd, 1e-4, 1e-5, c.name + ": jvp-of-grad (H v) vs finite differences, input " + std::to_string(i));
+        require_close(hv.tangents[i], fd, 1e-4, 1e-5,
+                      c.name + ": jvp-of-grad (H v) vs finite differences, input " + std::to_string(i));
       }
       // Reverse-over-reverse: grad of <grad L(x), v> equals H v (H symmetric).
       std::vector<Tensor> hv2 = grad(
@@ -116,7 +117,8 @@ TEST_CASE("every op: second derivatives (jvp-of-grad, grad-of-grad) in f64", "[o
           },
           p.xs);
       for (size_t i = 0; i < p.xs.size(); ++i)
-        require_close(hv2[i], hv.tangents[i], 1e-8, 1e-10, c.name + ": grad-of-grad vs jvp-of-grad, input " + std::to_string(i));
+        require_close(hv2[i], hv.tangents[i], 1e-8, 1e-10,
+                      c.name + ": grad-of-grad vs jvp-of-grad, input " + std::to_string(i));
     }
   }
 }
@@ -143,7 +145,6 @@ TEST_CASE("every op on CUDA matches the CPU (forward and gradients, f64 and f32)
     }
   }
 }
-
 
 TEST_CASE("index_add and scatter_add on CUDA: repeated indices sum in the CPU's order, bit for bit", "[cuda]") {
   // Training on CUDA resumes exactly only if these (an embedding's gradient) repeat exactly;

@@ -122,8 +122,8 @@ constexpr const char* kOneF32 = R"("a":{"dtype":"F32","shape":[2],"data_offsets"
 
 TEST_CASE("save then load is bit-exact for every dtype, layout and edge shape", "[safetensors]") {
   const float f32_inf = std::numeric_limits<float>::infinity();
-  Tensor f32 = from_raw(std::vector<uint32_t>{0x7fc00001u, 0xff800001u /* signalling NaN */, 0x00000001u,
-                                              0x80000000u, float_bits(f32_inf), float_bits(-1.5f)},
+  Tensor f32 = from_raw(std::vector<uint32_t>{0x7fc00001u, 0xff800001u /* signalling NaN */, 0x00000001u, 0x80000000u,
+                                              float_bits(f32_inf), float_bits(-1.5f)},
                         Shape{2, 3}, DType::f32);
   Tensor f64 = from_raw(std::vector<uint64_t>{0x7ff0000000000001ull, 0xfff8000000000123ull, 0x0000000000000001ull,
                                               0x8000000000000000ull, 0x3fd5555555555555ull},
@@ -132,27 +132,36 @@ TEST_CASE("save then load is bit-exact for every dtype, layout and edge shape", 
                          Shape{2, 2, 2}, DType::bf16);
   Tensor f16 = from_raw(std::vector<uint16_t>{0x7e01, 0x7d00, 0x7c00, 0xfc00, 0x0001, 0x8000, 0x3c00, 0xc248},
                         Shape{4, 2}, DType::f16);
-  Tensor i64 = from_raw(std::vector<int64_t>{std::numeric_limits<int64_t>::min(), -1, 0,
-                                             std::numeric_limits<int64_t>::max()},
-                        Shape{4}, DType::i64);
-  Tensor i32 = from_raw(std::vector<int32_t>{std::numeric_limits<int32_t>::min(), -7, 0, 7, 1 << 30,
-                                             std::numeric_limits<int32_t>::max()},
-                        Shape{3, 2}, DType::i32);
+  Tensor i64 =
+      from_raw(std::vector<int64_t>{std::numeric_limits<int64_t>::min(), -1, 0, std::numeric_limits<int64_t>::max()},
+               Shape{4}, DType::i64);
+  Tensor i32 = from_raw(
+      std::vector<int32_t>{std::numeric_limits<int32_t>::min(), -7, 0, 7, 1 << 30, std::numeric_limits<int32_t>::max()},
+      Shape{3, 2}, DType::i32);
   Tensor b8 = from_raw(std::vector<uint8_t>{1, 0, 0, 1, 1}, Shape{5}, DType::b8);
   Tensor grid = arange(24, DType::f64).reshape(Shape{2, 3, 4});
-  Tensor transposed = grid.permute({2, 0, 1});                  // non-contiguous
-  Tensor strided = grid.slice(2, 1, 4, 2).select(0, 1);         // offset and step
+  Tensor transposed = grid.permute({2, 0, 1});                                                     // non-contiguous
+  Tensor strided = grid.slice(2, 1, 4, 2).select(0, 1);                                            // offset and step
   Tensor broadcast = from_vector(std::vector<float>{1.f, -2.f}, Shape{2, 1}).expand(Shape{2, 3});  // stride 0
-  Tensor scalar = scalar_tensor(-3.25, DType::f64);             // 0-d
+  Tensor scalar = scalar_tensor(-3.25, DType::f64);                                                // 0-d
   Tensor empty_f32 = zeros(Shape{0, 5});
   Tensor empty_i32 = zeros(Shape{3, 0, 2}, DType::i32);
   REQUIRE_FALSE(transposed.is_contiguous());
   REQUIRE_FALSE(strided.is_contiguous());
 
-  NamedTensors tensors = {{"w.f32", f32},       {"w.f64", f64},        {"w.bf16", bf16},   {"w.f16", f16},
-                          {"idx.i64", i64},     {"idx.i32", i32},      {"mask", b8},       {"empty.first", empty_f32},
-                          {"view.permute", transposed}, {"view.slice", strided}, {"view.expand", broadcast},
-                          {"scalar", scalar},   {"empty.i32", empty_i32}};
+  NamedTensors tensors = {{"w.f32", f32},
+                          {"w.f64", f64},
+                          {"w.bf16", bf16},
+                          {"w.f16", f16},
+                          {"idx.i64", i64},
+                          {"idx.i32", i32},
+                          {"mask", b8},
+                          {"empty.first", empty_f32},
+                          {"view.permute", transposed},
+                          {"view.slice", strided},
+                          {"view.expand", broadcast},
+                          {"scalar", scalar},
+                          {"empty.i32", empty_i32}};
   TempDir dir;
   std::string path = dir.file("all.safetensors");
   save_safetensors(path, tensors);
@@ -178,9 +187,8 @@ TEST_CASE("save then load is bit-exact for every dtype, layout and edge shape", 
   REQUIRE(header.data_start % 8 == 0);
   REQUIRE(header.data_start + header.data_size == file.size());
   std::vector<SafetensorsEntry> by_offset = header.entries;
-  std::stable_sort(by_offset.begin(), by_offset.end(), [](const auto& a, const auto& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::stable_sort(by_offset.begin(), by_offset.end(),
+                   [](const auto& a, const auto& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   for (size_t i = 0; i < tensors.size(); ++i) {
     const SafetensorsEntry& e = header.entries[i];
     REQUIRE(e.name == tensors[i].first);
@@ -237,7 +245,8 @@ TEST_CASE("metadata round-trips exactly", "[safetensors]") {
 TEST_CASE("a file written by Python's safetensors loads bit-exactly", "[safetensors]") {
   std::string path = std::string(DUALFLOW_FIXTURE_DIR) + "/mixed.safetensors";
   SafetensorsContent c = load_safetensors(path);
-  REQUIRE(c.metadata == std::map<std::string, std::string>{{"format", "np"}, {"source", "make_safetensors_fixture.py"}});
+  REQUIRE(c.metadata ==
+          std::map<std::string, std::string>{{"format", "np"}, {"source", "make_safetensors_fixture.py"}});
   REQUIRE(c.tensors.size() == 8);
 
   // Values rebuilt from the formulas in make_safetensors_fixture.py.
@@ -282,12 +291,11 @@ TEST_CASE("headers the format allows are accepted", "[safetensors]") {
   Bytes data(12);
   float v[3] = {1.f, 2.f, 3.f};
   std::memcpy(data.data(), v, 12);
-  SafetensorsContent c = parse(make_file(
-      R"({"z2":{"dtype":"I64","shape":[4,0],"data_offsets":[12,12]},)"
-      R"("s":{"dtype":"F32","shape":[],"data_offsets":[8,12]},)"
-      R"("a":{"data_offsets":[0,8],"shape":[2],"dtype":"F32"},)"
-      R"("z1":{"dtype":"BF16","shape":[0],"data_offsets":[0,0]}})",
-      data));
+  SafetensorsContent c = parse(make_file(R"({"z2":{"dtype":"I64","shape":[4,0],"data_offsets":[12,12]},)"
+                                         R"("s":{"dtype":"F32","shape":[],"data_offsets":[8,12]},)"
+                                         R"("a":{"data_offsets":[0,8],"shape":[2],"dtype":"F32"},)"
+                                         R"("z1":{"dtype":"BF16","shape":[0],"data_offsets":[0,0]}})",
+                                         data));
   REQUIRE(c.tensors.size() == 4);  // in header order
   REQUIRE(c.tensors[0].first == "z2");
   REQUIRE(c.tensors[1].first == "s");
@@ -321,7 +329,7 @@ TEST_CASE("malformed files are refused with the source, the expectation and what
     refused(make_file("{} trailing"), "not valid JSON");
     refused(make_file(std::string("{}\0\0\0", 5)), "NUL byte at offset 2");  // padding must be spaces
     refused(make_file(std::string("{\"a\0\":1}", 8)), "NUL byte at offset 3");
-    refused(make_file("{\"a\xff\":1}"), "not valid JSON");            // not UTF-8
+    refused(make_file("{\"a\xff\":1}"), "not valid JSON");  // not UTF-8
     refused(make_file("[1, 2]"), "must be a JSON object, got array");
     refused(make_file("\"text\""), "must be a JSON object, got string");
   }
@@ -345,14 +353,14 @@ TEST_CASE("malformed files are refused with the source, the expectation and what
     refused(one(R"("a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]})"),
             "unsupported dtype \"U8\"; expected one of F32, F64, BF16, F16, I64, I32, BOOL");
     refused(one(R"("a":{"dtype":"f32","shape":[2],"data_offsets":[0,8]})"), "unsupported dtype \"f32\"");
-    refused(one(R"("a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]})"), "must hold non-negative integers below 2^63, got -2");
+    refused(one(R"("a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]})"),
+            "must hold non-negative integers below 2^63, got -2");
     refused(one(R"("a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})"), "got 2.0");
     refused(one(R"("a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]})"), "got 1.5");
     refused(one(R"("a":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]})"), "got \"2\"");
     refused(one(R"("a":{"dtype":"F32","shape":[[2]],"data_offsets":[0,8]})"), "got [2]");
     refused(one(R"("a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,2],"data_offsets":[0,8]})"), "has 9 dims");
-    refused(one(R"("a":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,8]})"),
-            "non-negative integers");
+    refused(one(R"("a":{"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,8]})"), "non-negative integers");
     refused(one(R"("a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]})", {}),
             "more elements than fit in 63 bits");
     // Empty, but its strides would overflow (found by fuzzing: undefined behaviour before).
@@ -369,15 +377,15 @@ TEST_CASE("malformed files are refused with the source, the expectation and what
             "run past the data buffer, which is 4 bytes");
     refused(one(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,18446744073709551615]})"),
             "span");
-    refused(make_file(std::string("{") + kOneF32 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                      Bytes(12)),
-            "tensor \"b\" at data_offsets [4, 12] overlaps tensor \"a\" at [0, 8]");
-    refused(make_file(std::string("{") + kOneF32 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
-                      Bytes(8)),
-            "overlaps");
-    refused(make_file(std::string("{") + kOneF32 + R"(,"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})",
-                      Bytes(8)),
-            "overlaps");
+    refused(
+        make_file(std::string("{") + kOneF32 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", Bytes(12)),
+        "tensor \"b\" at data_offsets [4, 12] overlaps tensor \"a\" at [0, 8]");
+    refused(
+        make_file(std::string("{") + kOneF32 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", Bytes(8)),
+        "overlaps");
+    refused(
+        make_file(std::string("{") + kOneF32 + R"(,"z":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}})", Bytes(8)),
+        "overlaps");
     refused(make_file(std::string("{") + kOneF32 + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})",
                       Bytes(20)),
             "data bytes [8, 12) belong to no tensor");
@@ -431,8 +439,7 @@ TEST_CASE("save refuses names the format cannot hold", "[safetensors]") {
   std::string path = dir.file("x.safetensors");
   Tensor t = ones(Shape{2});
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"", t}}), Catch::Contains("empty name"));
-  REQUIRE_THROWS_WITH(save_safetensors(path, {{"a", t}, {"b", t}, {"a", t}}),
-                      Catch::Contains("\"a\" appears twice"));
+  REQUIRE_THROWS_WITH(save_safetensors(path, {{"a", t}, {"b", t}, {"a", t}}), Catch::Contains("\"a\" appears twice"));
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"__metadata__", t}}), Catch::Contains("reserves"));
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"a", Tensor()}}), Catch::Contains("undefined"));
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"a\xff", t}}), Catch::Contains("UTF-8"));
@@ -466,9 +473,7 @@ TEST_CASE("a failed save leaves the old file untouched and no temporary file", "
     std::string message;
     try {
       save_safetensors(path, {{"new", big}});
-    } catch (const Error& e) {
-      message = e.what();
-    }
+    } catch (const Error& e) { message = e.what(); }
     ::setrlimit(RLIMIT_FSIZE, &saved);
     ::signal(SIGXFSZ, previous_handler);
     REQUIRE_THAT(message, Catch::Contains(path) && Catch::Contains("write failed"));

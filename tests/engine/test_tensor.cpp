@@ -1,7 +1,7 @@
 // Tensor basics: views share storage, copies and conversions, factories, printing, the
 // Philox generator's reproducibility and saved state, and clear errors for bad input.
-#include "test_util.h"
 #include "kernels/common/backend.h"
+#include "test_util.h"
 
 namespace dualflow::testing {
 
@@ -66,7 +66,8 @@ TEST_CASE("dtype conversions round-trip and 16-bit floats round to nearest even"
   REQUIRE(b[2] == Approx(0.10009765625));
   REQUIRE(b[5] == 3.0);
   REQUIRE(x.to(DType::i64).to_vector<int64_t>() == std::vector<int64_t>{1, -2, 0, 65504, 0, 3});
-  REQUIRE(from_vector(std::vector<int64_t>{0, 3}, Shape{2}).to(DType::b8).to_vector<uint8_t>() == std::vector<uint8_t>{0, 1});
+  REQUIRE(from_vector(std::vector<int64_t>{0, 3}, Shape{2}).to(DType::b8).to_vector<uint8_t>() ==
+          std::vector<uint8_t>{0, 1});
 }
 
 TEST_CASE("factories", "[tensor]") {
@@ -115,20 +116,25 @@ TEST_CASE("Philox generator: reproducible, state save/restore, sane distribution
 TEST_CASE("bad input names the op, what was expected and what was given", "[tensor][errors]") {
   Tensor a = zeros(Shape{64, 3}), b = zeros(Shape{4, 8});
   REQUIRE_THROWS_WITH(matmul(a, b), Catch::Contains("matmul") && Catch::Contains("[64,3]") && Catch::Contains("[4,8]"));
-  REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{4})), Catch::Contains("add") && Catch::Contains("[3]") && Catch::Contains("[4]"));
+  REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{4})),
+                      Catch::Contains("add") && Catch::Contains("[3]") && Catch::Contains("[4]"));
   REQUIRE_THROWS_WITH(add(zeros(Shape{3}), zeros(Shape{3}, DType::f64)),
                       Catch::Contains("add") && Catch::Contains("f32") && Catch::Contains("f64"));
-  REQUIRE_THROWS_WITH(exp(zeros(Shape{3}, DType::i64)), Catch::Contains("exp") && Catch::Contains("floating") && Catch::Contains("i64"));
+  REQUIRE_THROWS_WITH(exp(zeros(Shape{3}, DType::i64)),
+                      Catch::Contains("exp") && Catch::Contains("floating") && Catch::Contains("i64"));
   REQUIRE_THROWS_WITH(index_select(zeros(Shape{3, 2}), 0, from_vector(std::vector<int64_t>{0, 5}, Shape{2})),
                       Catch::Contains("index_select") && Catch::Contains("5") && Catch::Contains("size 3"));
   REQUIRE_THROWS_WITH(gather(zeros(Shape{3, 2}), 1, from_vector(std::vector<int64_t>{0, -1, 0, 0, 1, 1}, Shape{3, 2})),
                       Catch::Contains("gather") && Catch::Contains("-1"));
-  REQUIRE_THROWS_WITH(zeros(Shape{2, 3}).reshape(Shape{4, 2}), Catch::Contains("reshape") && Catch::Contains("[4,2]") && Catch::Contains("6"));
+  REQUIRE_THROWS_WITH(zeros(Shape{2, 3}).reshape(Shape{4, 2}),
+                      Catch::Contains("reshape") && Catch::Contains("[4,2]") && Catch::Contains("6"));
   REQUIRE_THROWS_WITH(zeros(Shape{2, 3}).narrow(1, 2, 2), Catch::Contains("narrow") && Catch::Contains("size 3"));
   REQUIRE_THROWS_WITH(sum(zeros(Shape{2, 3}), {2}), Catch::Contains("sum") && Catch::Contains("dim 2"));
   REQUIRE_THROWS_WITH(layer_norm(zeros(Shape{2, 3}), 4), Catch::Contains("layer_norm") && Catch::Contains("4"));
-  REQUIRE_THROWS_WITH(where(zeros(Shape{2}), zeros(Shape{2}), zeros(Shape{2})), Catch::Contains("where") && Catch::Contains("bool"));
-  REQUIRE_THROWS_WITH(cat({zeros(Shape{2, 3}), zeros(Shape{2, 4})}, 0), Catch::Contains("cat") && Catch::Contains("[2,4]"));
+  REQUIRE_THROWS_WITH(where(zeros(Shape{2}), zeros(Shape{2}), zeros(Shape{2})),
+                      Catch::Contains("where") && Catch::Contains("bool"));
+  REQUIRE_THROWS_WITH(cat({zeros(Shape{2, 3}), zeros(Shape{2, 4})}, 0),
+                      Catch::Contains("cat") && Catch::Contains("[2,4]"));
   Tensor x = zeros(Shape{3}).set_requires_grad(true);
   REQUIRE_THROWS_WITH(mul(x, 2.0).backward(), Catch::Contains("backward") && Catch::Contains("[3]"));
   REQUIRE_THROWS_WITH(jvp([](const std::vector<Tensor>& v) { return v; }, {zeros(Shape{3})}, {zeros(Shape{4})}),

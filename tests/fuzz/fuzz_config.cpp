@@ -29,7 +29,8 @@ bool has_code_point_of_toml_unreachable_bug(std::string_view text) {
     unsigned lead = byte(i);
     char32_t cp = 0;
     if ((lead & 0xe0) == 0xc0) cp = char32_t((lead & 0x1f) << 6 | (byte(i + 1) & 0x3f));
-    else if ((lead & 0xf0) == 0xe0) cp = char32_t((lead & 0x0f) << 12 | (byte(i + 1) & 0x3f) << 6 | (byte(i + 2) & 0x3f));
+    else if ((lead & 0xf0) == 0xe0)
+      cp = char32_t((lead & 0x0f) << 12 | (byte(i + 1) & 0x3f) << 6 | (byte(i + 2) & 0x3f));
     else continue;
     if ((cp >= 0xa1 && cp <= 0x499) || (cp >= 0x2c5e && cp <= 0x3057 && cp != 0x3000) || (cp >= 0xfb26 && cp <= 0xfefe))
       return true;
@@ -55,9 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::optional<RunConfig> config;
   try {
     config.emplace(parse_config_text(text, "fuzz.toml", overrides, schema));
-  } catch (const Error&) {
-    return 0;
-  }
+  } catch (const Error&) { return 0; }
   // What a checkpoint records must load back as it was; a refusal here escapes as a finding.
   RunConfig again = parse_config_text(config->to_toml(), "fuzz.toml (written back)", {}, schema);
   if (!(again == *config)) std::abort();

@@ -36,14 +36,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> bytes(data, size);
   try {
     check_array(decode_idx(bytes, "fuzz input", kDecompressedCap));
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   try {
     IdxArray a = parse_idx(bytes, "fuzz input");
     check_array(a);
     // The plain parser accepts exactly header + data: nothing more, nothing less.
     if (4 + 4 * a.dims.size() + a.data.size() != size) std::abort();
-  } catch (const Error&) {
-  }
+  } catch (const Error&) {}
   return 0;
 }

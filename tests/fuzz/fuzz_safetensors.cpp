@@ -13,9 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SafetensorsContent content;
   try {
     content = parse_safetensors(data, size, "fuzz input");
-  } catch (const Error&) {
-    return 0;
-  }
+  } catch (const Error&) { return 0; }
   // An accepted file's tensors cover its data buffer exactly, so they never hold more bytes
   // than the input.
   size_t tensor_bytes = 0;

@@ -23,16 +23,16 @@ TEST_CASE("f16 and bf16 conversions", "[kernels][half]") {
   REQUIRE(float(f16_t(1.0f)) == 1.0f);
   REQUIRE(f16_t(1.0f).bits == 0x3c00);
   REQUIRE(f16_t(65504.0f).bits == 0x7bff);
-  REQUIRE(f16_t(65520.0f).bits == 0x7c00);             // rounds to inf
+  REQUIRE(f16_t(65520.0f).bits == 0x7c00);                // rounds to inf
   REQUIRE(f16_t(5.960464477539063e-08f).bits == 0x0001);  // smallest subnormal
   REQUIRE(f16_t(-0.0f).bits == 0x8000);
   REQUIRE(std::isnan(float(f16_t(NAN))));
-  REQUIRE(f16_t(1.0f + 1.0f / 2048).bits == 0x3c00);    // tie rounds to even
+  REQUIRE(f16_t(1.0f + 1.0f / 2048).bits == 0x3c00);  // tie rounds to even
   REQUIRE(f16_t(1.0f + 3.0f / 2048).bits == 0x3c02);
   for (uint32_t b = 0; b < 0x7c00; ++b) REQUIRE(f16_t(float(f16_t::from_bits(uint16_t(b)))).bits == b);
   REQUIRE(bf16_t(1.0f).bits == 0x3f80);
   REQUIRE(float(bf16_t(3.0f)) == 3.0f);
-  REQUIRE(bf16_t(1.00390625f).bits == 0x3f80);           // tie to even
+  REQUIRE(bf16_t(1.00390625f).bits == 0x3f80);  // tie to even
   REQUIRE(std::isnan(float(bf16_t(NAN))));
 }
 
@@ -43,7 +43,8 @@ TEST_CASE("each unary derivative formula matches central differences of the valu
     for (double x : {-1.7, -0.3, 0.4, 1.3, 2.2}) {
       double a = 0.7, b = 1.5;
       if (op == UnaryOp::PowScalar) a = 2.5;
-      bool positive_only = op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::PowScalar;
+      bool positive_only =
+          op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Rsqrt || op == UnaryOp::PowScalar;
       if (positive_only && x <= 0) continue;
       if (op == UnaryOp::Log1p && x <= -1) continue;
       const double h = 1e-6;

@@ -28,8 +28,14 @@ inline void check_module_derivatives(Module& module, const std::vector<std::pair
   NamedTensors params = module.named_parameters();
   std::vector<std::string> names;
   std::vector<Tensor> vars;  // inputs, then parameters
-  for (const auto& [n, t] : inputs) { names.push_back("input " + n); vars.push_back(t); }
-  for (const auto& [n, t] : params) { names.push_back(n); vars.push_back(t); }
+  for (const auto& [n, t] : inputs) {
+    names.push_back("input " + n);
+    vars.push_back(t);
+  }
+  for (const auto& [n, t] : params) {
+    names.push_back(n);
+    vars.push_back(t);
+  }
   const size_t num_inputs = inputs.size();
   for (size_t k = 0; k < vars.size(); ++k) {
     INFO(names[k]);
@@ -79,7 +85,8 @@ inline void check_module_derivatives(Module& module, const std::vector<std::pair
       const double minus = dot(w, evaluate());
       data[i] = keep;
       const double fd = (plus - minus) / (2 * opt.eps);
-      INFO("VJP of " << names[k] << " at element " << i << ": autodiff " << g[size_t(i)] << ", finite differences " << fd);
+      INFO("VJP of " << names[k] << " at element " << i << ": autodiff " << g[size_t(i)] << ", finite differences "
+                     << fd);
       REQUIRE(std::abs(g[size_t(i)] - fd) <= opt.atol + opt.rtol * std::abs(fd));
     }
   }
@@ -115,7 +122,8 @@ inline void check_module_derivatives(Module& module, const std::vector<std::pair
     for (size_t k = 0; k < vars.size(); ++k) copy_(vars[k], saved[k]);
   }
   Tensor fd = (plus - minus) * (1.0 / (2 * opt.eps));
-  require_close(jv.tangents[0], fd, opt.rtol, opt.atol + 1e-6 * max_abs(fd), "JVP (inputs and parameters) vs finite differences");
+  require_close(jv.tangents[0], fd, opt.rtol, opt.atol + 1e-6 * max_abs(fd),
+                "JVP (inputs and parameters) vs finite differences");
 
   // <w, J v> = <J^T w, v>
   double lhs = dot(w, jv.tangents[0]), rhs = 0;

@@ -23,10 +23,12 @@ TEST_CASE("ImageClassifier: parameter names and shapes of the default network", 
   Generator gen(0);
   ImageClassifier net(ImageClassifierConfig{}, gen);
   const std::vector<std::pair<std::string, std::string>> want = {
-      {"convs.0.weight", "[32,1,3,3]"},  {"convs.0.bias", "[32]"}, {"convs.1.weight", "[32,32,3,3]"},
-      {"convs.1.bias", "[32]"},          {"convs.2.weight", "[64,32,3,3]"}, {"convs.2.bias", "[64]"},
-      {"convs.3.weight", "[64,64,3,3]"}, {"convs.3.bias", "[64]"}, {"fc.weight", "[128,3136]"},
-      {"fc.bias", "[128]"},              {"head.weight", "[10,128]"}, {"head.bias", "[10]"}};
+      {"convs.0.weight", "[32,1,3,3]"},  {"convs.0.bias", "[32]"},
+      {"convs.1.weight", "[32,32,3,3]"}, {"convs.1.bias", "[32]"},
+      {"convs.2.weight", "[64,32,3,3]"}, {"convs.2.bias", "[64]"},
+      {"convs.3.weight", "[64,64,3,3]"}, {"convs.3.bias", "[64]"},
+      {"fc.weight", "[128,3136]"},       {"fc.bias", "[128]"},
+      {"head.weight", "[10,128]"},       {"head.bias", "[10]"}};
   REQUIRE(names_and_shapes(net) == want);
   REQUIRE(net.num_parameters() == 467818);
   // Strided downsampling has exactly the same parameters.

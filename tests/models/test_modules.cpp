@@ -57,9 +57,7 @@ void require_state_equal(const Module& m, const NamedTensors& expected) {
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   return "(no error)";
 }
 
@@ -68,8 +66,9 @@ std::string error_of(const std::function<void()>& f) {
 TEST_CASE("Module: dotted names in registration order; parameters are leaves, buffers are not", "[models]") {
   Generator gen(0);
   Composite m(gen);
-  REQUIRE(names_of(m.named_parameters()) ==
-          std::vector<std::string>{"scale", "head.weight", "head.bias", "layers.0.weight", "layers.0.bias", "layers.1.weight"});
+  REQUIRE(names_of(m.named_parameters()) == std::vector<std::string>{"scale", "head.weight", "head.bias",
+                                                                     "layers.0.weight", "layers.0.bias",
+                                                                     "layers.1.weight"});
   REQUIRE(names_of(m.named_buffers()) == std::vector<std::string>{"counter", "stats"});
   // Each module's parameters, then its buffers, then its children, like PyTorch.
   REQUIRE(names_of(m.state_dict()) == std::vector<std::string>{"scale", "counter", "stats", "head.weight", "head.bias",
@@ -83,7 +82,8 @@ TEST_CASE("Module: dotted names in registration order; parameters are leaves, bu
   REQUIRE(m.num_parameters() == 3 + 12 + 4 + 16 + 4 + 8);
   // The handles a layer keeps are the registered ones.
   REQUIRE(m.find("layers.1.weight").same(m.layers->operator[](1)->weight));
-  REQUIRE(error_of([&] { m.find("layers.2.weight"); }).find("no parameter or buffer named 'layers.2.weight'") != std::string::npos);
+  REQUIRE(error_of([&] { m.find("layers.2.weight"); }).find("no parameter or buffer named 'layers.2.weight'") !=
+          std::string::npos);
   std::vector<std::string> modules;
   for (const auto& [n, _] : m.named_modules()) modules.push_back(n);
   REQUIRE(modules == std::vector<std::string>{"", "head", "layers", "layers.0", "layers.1", "drop"});
@@ -237,10 +237,12 @@ TEST_CASE("ScopedParameters: the module reads the given tensors in the scope and
   }
   REQUIRE(max_abs_diff(a.forward(x), ya) == 0.0);
   REQUIRE(a.head->weight.requires_grad());
-  REQUIRE(error_of([&] { ScopedParameters s(a, {{"head.weight", zeros(Shape{4, 4})}}); })
-              .find("'head.weight' expects f32 [4,3]") != std::string::npos);
-  REQUIRE(error_of([&] { ScopedParameters s(a, {{"nope", zeros(Shape{1})}}); }).find("no parameter named 'nope'") !=
-          std::string::npos);
+  REQUIRE(error_of([&] {
+            ScopedParameters s(a, {{"head.weight", zeros(Shape{4, 4})}});
+          }).find("'head.weight' expects f32 [4,3]") != std::string::npos);
+  REQUIRE(error_of([&] {
+            ScopedParameters s(a, {{"nope", zeros(Shape{1})}});
+          }).find("no parameter named 'nope'") != std::string::npos);
 }
 
 TEST_CASE("Linear: PyTorch default init bounds, shapes and input check", "[models]") {
@@ -255,7 +257,9 @@ TEST_CASE("Linear: PyTorch default init bounds, shapes and input check", "[model
   REQUIRE(max_abs(lin.bias) <= bound);
   REQUIRE(max_abs(lin.bias) > 0.9 * bound);
   Linear small(3, 4, gen);
-  REQUIRE(error_of([&] { small.forward(zeros(Shape{2, 5})); }) == "Linear(in=3, out=4): input last dim expected 3, got 5 (input shape [2,5])");
+  REQUIRE(error_of([&] {
+            small.forward(zeros(Shape{2, 5}));
+          }) == "Linear(in=3, out=4): input last dim expected 3, got 5 (input shape [2,5])");
   // Any leading dims.
   REQUIRE(small.forward(zeros(Shape{2, 7, 3})).shape() == Shape{2, 7, 4});
   Tensor x = uniform(Shape{2, 3}, -1, 1, gen);
@@ -280,8 +284,9 @@ TEST_CASE("MLP: Sequential numbering and activation names", "[models]") {
   std::string e = error_of([&] { MLP bad({2, 4, 2}, "swish", gen); });
   REQUIRE(e.find("unknown name 'swish'") != std::string::npos);
   REQUIRE(e.find("silu, gelu") != std::string::npos);
-  REQUIRE(error_of([&] { mlp.forward(zeros(Shape{4, 5})); }).find("MLP(widths=[3,8,8,2], gelu): input last dim expected 3") !=
-          std::string::npos);
+  REQUIRE(error_of([&] {
+            mlp.forward(zeros(Shape{4, 5}));
+          }).find("MLP(widths=[3,8,8,2], gelu): input last dim expected 3") != std::string::npos);
 }
 
 TEST_CASE("Dropout: inverted scaling in training, identity in eval, reproducible from its seed", "[models]") {
@@ -330,8 +335,9 @@ TEST_CASE("LayerNorm and RMSNorm: affine init, results, input check", "[models]"
   RMSNorm rms(6);
   REQUIRE(names_of(rms.named_parameters()) == std::vector<std::string>{"weight"});
   require_close(rms.forward(x), x * rsqrt(mean(square(x), {-1}, true) + 1e-6), 1e-5, 1e-6, "x / rms(x)");
-  REQUIRE(error_of([&] { ln.forward(zeros(Shape{2, 5})); }).find("LayerNorm(dim=6, eps=1e-05): input last dim expected 6, got 5") !=
-          std::string::npos);
+  REQUIRE(error_of([&] {
+            ln.forward(zeros(Shape{2, 5}));
+          }).find("LayerNorm(dim=6, eps=1e-05): input last dim expected 6, got 5") != std::string::npos);
   REQUIRE_THROWS_WITH(rms.forward(zeros(Shape{4})), Catch::Contains("RMSNorm(dim=6"));
 }
 
@@ -356,7 +362,8 @@ TEST_CASE("Conv2d: PyTorch default init bounds, options, input check", "[models]
   REQUIRE(grouped.forward(zeros(Shape{1, 4, 9, 9})).shape() == Shape{1, 8, 4, 4});
   REQUIRE_THROWS_WITH(conv.forward(zeros(Shape{2, 3, 5, 5})),
                       Catch::Contains("Conv2d(in=8, out=64, kernel=3, padding=1): input channels expected 8, got 3"));
-  REQUIRE_THROWS_WITH(conv.forward(zeros(Shape{8, 5, 5})), Catch::Contains("expected an input [N, 8, H, W], got [8,5,5]"));
+  REQUIRE_THROWS_WITH(conv.forward(zeros(Shape{8, 5, 5})),
+                      Catch::Contains("expected an input [N, 8, H, W], got [8,5,5]"));
   REQUIRE_THROWS_WITH(Conv2d(6, 8, 3, gen, {.groups = 4}), Catch::Contains("multiples of groups"));
 }
 
@@ -370,7 +377,8 @@ TEST_CASE("GroupNorm: affine init, statistics per group, input check", "[models]
   Tensor groups = y.reshape(Shape{3, 2, 3 * 16});
   require_close(mean(groups, {-1}), zeros(Shape{3, 2}), 0, 1e-5, "zero mean per group");
   require_close(var(groups, {-1}, 0), ones(Shape{3, 2}), 1e-3, 1e-3, "unit variance per group");
-  REQUIRE_THROWS_WITH(gn.forward(zeros(Shape{3, 4, 4, 4})), Catch::Contains("GroupNorm(groups=2, channels=6): input channels expected 6, got 4"));
+  REQUIRE_THROWS_WITH(gn.forward(zeros(Shape{3, 4, 4, 4})),
+                      Catch::Contains("GroupNorm(groups=2, channels=6): input channels expected 6, got 4"));
   REQUIRE_THROWS_WITH(GroupNorm(4, 6), Catch::Contains("positive multiple of groups"));
 }
 
@@ -383,8 +391,9 @@ TEST_CASE("Embedding and LabelEmbedding: N(0,1) table, null class, label droppin
   Tensor e = emb.forward(idx);
   REQUIRE(e.shape() == Shape{2, 3, 20});
   REQUIRE(max_abs_diff(e.select(0, 0).select(0, 0), emb.weight.select(0, 3)) == 0.0);
-  REQUIRE(error_of([&] { emb.forward(from_vector(std::vector<int64_t>{1000}, Shape{1})); }).find("Embedding(num=1000, dim=20): index_select: index 1000 is out of range") !=
-          std::string::npos);
+  REQUIRE(error_of([&] {
+            emb.forward(from_vector(std::vector<int64_t>{1000}, Shape{1}));
+          }).find("Embedding(num=1000, dim=20): index_select: index 1000 is out of range") != std::string::npos);
   REQUIRE(error_of([&] { emb.forward(zeros(Shape{2})); }).find("indices must be i64, got f32") != std::string::npos);
 
   LabelEmbedding labels(10, 8, gen);
@@ -393,7 +402,8 @@ TEST_CASE("Embedding and LabelEmbedding: N(0,1) table, null class, label droppin
   REQUIRE(labels.null_class() == 10);
   Tensor y = from_vector(std::vector<int64_t>{0, 9, 10}, Shape{3});
   REQUIRE(max_abs_diff(labels.forward(y).select(0, 2), labels.embedding_table->weight.select(0, 10)) == 0.0);
-  REQUIRE_THROWS_WITH(labels.forward(from_vector(std::vector<int64_t>{11}, Shape{1})), Catch::Contains("LabelEmbedding(classes=10 + null"));
+  REQUIRE_THROWS_WITH(labels.forward(from_vector(std::vector<int64_t>{11}, Shape{1})),
+                      Catch::Contains("LabelEmbedding(classes=10 + null"));
 
   Tensor many = randint(0, 10, Shape{4000}, gen);
   REQUIRE(max_abs_diff(labels.drop_labels(many, 0.0, gen), many) == 0.0);
@@ -434,7 +444,8 @@ TEST_CASE("SinusoidalEmbedding: exactly the docs/BENCHMARKS.md formula", "[model
 TEST_CASE("TimestepEmbedder and FourierFeatures: structure and values", "[models]") {
   Generator gen(0);
   TimestepEmbedder te(16, gen, {32});
-  REQUIRE(names_of(te.named_parameters()) == std::vector<std::string>{"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"});
+  REQUIRE(names_of(te.named_parameters()) ==
+          std::vector<std::string>{"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"});
   Tensor t = uniform(Shape{5}, 0, 1, gen);
   SinusoidalEmbedding sin_emb({32});
   require_close(te.forward(t), te.linear2->forward(silu(te.linear1->forward(sin_emb.forward(t)))), 1e-6, 1e-6,
@@ -448,13 +459,15 @@ TEST_CASE("TimestepEmbedder and FourierFeatures: structure and values", "[models
   Tensor x = uniform(Shape{4, 2}, -1, 1, gen);
   Tensor a = matmul(x, ff.B) * (2 * std::numbers::pi);
   require_close(ff.forward(x), cat({sin(a), cos(a)}, 1), 1e-6, 1e-6, "[sin(2 pi x B), cos(2 pi x B)]");
-  REQUIRE_THROWS_WITH(ff.forward(zeros(Shape{4, 3})), Catch::Contains("FourierFeatures(in=2, features=16, sigma=3): input last dim expected 2"));
+  REQUIRE_THROWS_WITH(ff.forward(zeros(Shape{4, 3})),
+                      Catch::Contains("FourierFeatures(in=2, features=16, sigma=3): input last dim expected 2"));
 }
 
 TEST_CASE("MultiheadSelfAttention: heads computed separately, token permutation equivariance", "[models]") {
   Generator gen(0);
   MultiheadSelfAttention attn(8, 2, gen);
-  REQUIRE(names_of(attn.named_parameters()) == std::vector<std::string>{"qkv.weight", "qkv.bias", "proj.weight", "proj.bias"});
+  REQUIRE(names_of(attn.named_parameters()) ==
+          std::vector<std::string>{"qkv.weight", "qkv.bias", "proj.weight", "proj.bias"});
   attn.to(DType::f64);
   Tensor x = uniform_f64(Shape{2, 5, 8}, -1, 1, 3);
   Tensor y = attn.forward(x);
@@ -473,7 +486,8 @@ TEST_CASE("MultiheadSelfAttention: heads computed separately, token permutation 
   }
   require_close(y, attn.proj->forward(stack(samples, 0)), 1e-12, 1e-12, "attention vs a per-head reference");
   Tensor perm = from_vector(std::vector<int64_t>{4, 2, 0, 1, 3}, Shape{5});
-  require_close(attn.forward(index_select(x, 1, perm)), index_select(y, 1, perm), 1e-12, 1e-12, "permuting tokens permutes outputs");
+  require_close(attn.forward(index_select(x, 1, perm)), index_select(y, 1, perm), 1e-12, 1e-12,
+                "permuting tokens permutes outputs");
   REQUIRE_THROWS_WITH(attn.forward(zeros(Shape{2, 5, 6}, DType::f64)),
                       Catch::Contains("MultiheadSelfAttention(dim=8, heads=2): input last dim expected 8, got 6"));
   REQUIRE_THROWS_WITH(MultiheadSelfAttention(10, 3, gen), Catch::Contains("multiple of heads"));

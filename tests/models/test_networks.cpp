@@ -43,8 +43,8 @@ TEST_CASE("MLPVelocity: the toy2d network of docs/BENCHMARKS.md", "[models]") {
   MLPVelocity net(MLPVelocityConfig{}, gen);
   REQUIRE(net.input_features() == 130);
   REQUIRE(names_of(net.named_parameters()) ==
-          std::vector<std::string>{"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight", "net.4.bias",
-                                   "net.6.weight", "net.6.bias", "net.8.weight", "net.8.bias"});
+          std::vector<std::string>{"net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.4.weight",
+                                   "net.4.bias", "net.6.weight", "net.6.bias", "net.8.weight", "net.8.bias"});
   REQUIRE(net.net->linears()[0]->weight.shape() == Shape{256, 130});
   REQUIRE(net.net->linears()[4]->weight.shape() == Shape{2, 256});
   REQUIRE(net.num_parameters() == 130 * 256 + 256 + 3 * (256 * 256 + 256) + 256 * 2 + 2);
@@ -60,7 +60,8 @@ TEST_CASE("MLPVelocity: the toy2d network of docs/BENCHMARKS.md", "[models]") {
   require_close(u, net.net->forward(features), 1e-6, 1e-6, "MLPVelocity = MLP([z, emb(t), emb(t - r)])");
   REQUIRE(max_abs_diff(net.forward(z, t.unsqueeze(1), (t - r).unsqueeze(1)), u) == 0.0);
 
-  REQUIRE_THROWS_WITH(net.forward(zeros(Shape{6, 3}), t, t), Catch::Contains("MLPVelocity(d=2, width=256, depth=4, emb=64, h): z expected [N, 2], got [6,3]"));
+  REQUIRE_THROWS_WITH(net.forward(zeros(Shape{6, 3}), t, t),
+                      Catch::Contains("MLPVelocity(d=2, width=256, depth=4, emb=64, h): z expected [N, 2], got [6,3]"));
   REQUIRE_THROWS_WITH(net.forward(z, t), Catch::Contains("h expected [6] or [6, 1], got undefined"));
   REQUIRE_THROWS_WITH(net.forward(z, t, zeros(Shape{5})), Catch::Contains("h expected [6] or [6, 1], got [5]"));
   REQUIRE_THROWS_WITH(net.forward(z, t, t, zeros(Shape{6}, DType::i64)), Catch::Contains("built without classes"));
@@ -89,8 +90,10 @@ TEST_CASE("MLPVelocity: class conditioning adds a label embedding to the input f
   Tensor features = cat({z, emb.forward(t), emb.forward(t)}, 1) + net.label_embedding->forward(labels);
   require_close(net.forward(z, t, t, labels), net.net->forward(features), 1e-6, 1e-6, "features + label embedding");
   // No labels: the null class.
-  require_close(net.forward(z, t, t), net.forward(z, t, t, full(Shape{3}, 4.0, DType::i64)), 0, 0, "unlabelled = null class");
-  REQUIRE_THROWS_WITH(net.forward(z, t, t, from_vector(std::vector<int64_t>{0, 5, 1}, Shape{3})), Catch::Contains("out of range"));
+  require_close(net.forward(z, t, t), net.forward(z, t, t, full(Shape{3}, 4.0, DType::i64)), 0, 0,
+                "unlabelled = null class");
+  REQUIRE_THROWS_WITH(net.forward(z, t, t, from_vector(std::vector<int64_t>{0, 5, 1}, Shape{3})),
+                      Catch::Contains("out of range"));
 }
 
 TEST_CASE("MLPVelocity: VJP and JVP (inputs and parameters) against finite differences in f64", "[models]") {
@@ -99,7 +102,8 @@ TEST_CASE("MLPVelocity: VJP and JVP (inputs and parameters) against finite diffe
   c.num_classes = 3;
   MLPVelocity net(c, gen);
   net.to(DType::f64);
-  Tensor z = uniform_f64(Shape{3, 2}, -2, 2, 2), t = uniform_f64(Shape{3}, 0.1, 0.9, 3), h = uniform_f64(Shape{3}, 0, 0.5, 4);
+  Tensor z = uniform_f64(Shape{3, 2}, -2, 2, 2), t = uniform_f64(Shape{3}, 0.1, 0.9, 3),
+         h = uniform_f64(Shape{3}, 0, 0.5, 4);
   Tensor labels = from_vector(std::vector<int64_t>{0, 2, 3}, Shape{3});
   check_module_derivatives(net, {{"z", z}, {"t", t}, {"h", h}},
                            [&](const std::vector<Tensor>& in) { return net.forward(in[0], in[1], in[2], labels); });
@@ -111,14 +115,28 @@ TEST_CASE("DiT: names like the reference, adaLN-Zero initialisation, zero output
   DiT dit(c, gen);
   std::vector<std::string> names = names_of(dit.state_dict());
   // The model's own buffer first, then its children, like the reference's state_dict.
-  const std::vector<std::string> head{"pos_embed", "x_embedder.proj.weight", "x_embedder.proj.bias", "t_embedder.mlp.0.weight",
-                                      "t_embedder.mlp.0.bias",  "t_embedder.mlp.2.weight", "t_embedder.mlp.2.bias",
-                                      "h_embedder.mlp.0.weight", "h_embedder.mlp.0.bias", "h_embedder.mlp.2.weight",
-                                      "h_embedder.mlp.2.bias", "y_embedder.embedding_table.weight",
-                                      "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight",
-                                      "blocks.0.attn.proj.bias", "blocks.0.mlp.fc1.weight", "blocks.0.mlp.fc1.bias",
-                                      "blocks.0.mlp.fc2.weight", "blocks.0.mlp.fc2.bias",
-                                      "blocks.0.adaLN_modulation.1.weight", "blocks.0.adaLN_modulation.1.bias"};
+  const std::vector<std::string> head{"pos_embed",
+                                      "x_embedder.proj.weight",
+                                      "x_embedder.proj.bias",
+                                      "t_embedder.mlp.0.weight",
+                                      "t_embedder.mlp.0.bias",
+                                      "t_embedder.mlp.2.weight",
+                                      "t_embedder.mlp.2.bias",
+                                      "h_embedder.mlp.0.weight",
+                                      "h_embedder.mlp.0.bias",
+                                      "h_embedder.mlp.2.weight",
+                                      "h_embedder.mlp.2.bias",
+                                      "y_embedder.embedding_table.weight",
+                                      "blocks.0.attn.qkv.weight",
+                                      "blocks.0.attn.qkv.bias",
+                                      "blocks.0.attn.proj.weight",
+                                      "blocks.0.attn.proj.bias",
+                                      "blocks.0.mlp.fc1.weight",
+                                      "blocks.0.mlp.fc1.bias",
+                                      "blocks.0.mlp.fc2.weight",
+                                      "blocks.0.mlp.fc2.bias",
+                                      "blocks.0.adaLN_modulation.1.weight",
+                                      "blocks.0.adaLN_modulation.1.bias"};
   REQUIRE(std::vector<std::string>(names.begin(), names.begin() + long(head.size())) == head);
   const std::vector<std::string> tail{"final_layer.linear.weight", "final_layer.linear.bias",
                                       "final_layer.adaLN_modulation.1.weight", "final_layer.adaLN_modulation.1.bias"};
@@ -186,14 +204,16 @@ TEST_CASE("DiT: patchify / unpatchify geometry", "[models]") {
   REQUIRE(tokens.shape() == Shape{1, 4, 16});
   Tensor patch = x.select(0, 0).narrow(1, 4, 4).narrow(2, 0, 4);  // row block 1, column block 0 -> token 2
   Tensor expected = sum(dit.x_embedder->proj->weight * patch.unsqueeze(0), {1, 2, 3}) + dit.x_embedder->proj->bias;
-  require_close(tokens.select(0, 0).select(0, 2), expected, 1e-5, 1e-6, "patch embedding = conv, kernel = stride = patch");
+  require_close(tokens.select(0, 0).select(0, 2), expected, 1e-5, 1e-6,
+                "patch embedding = conv, kernel = stride = patch");
   // Unpatchify: final-linear output channel (p, q, c) of token (gi, gj) lands at pixel
   // (c, 4 gi + p, 4 gj + q). Probe it with a final layer that outputs one-hot features.
   {
     NoGradGuard ng;
     fill_(dit.final_layer->linear->weight, 0.0);
     Tensor b = zeros(Shape{32});
-    b = b + one_hot(from_vector(std::vector<int64_t>{(1 * 4 + 2) * 2 + 1}, Shape{1}), 32).reshape(Shape{32});  // p=1, q=2, c=1
+    b = b + one_hot(from_vector(std::vector<int64_t>{(1 * 4 + 2) * 2 + 1}, Shape{1}), 32)
+                .reshape(Shape{32});  // p=1, q=2, c=1
     copy_(dit.final_layer->linear->bias, b);
   }
   Tensor y = dit.forward(x, uniform(Shape{1}, 0, 1, gen));
@@ -218,8 +238,10 @@ TEST_CASE("DiT: configuration and input checks name what was expected and given"
   DiT dit(c, gen);
   Tensor t = zeros(Shape{2});
   REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 3, 8, 8}), t, t), Catch::Contains("input channels expected 1, got 3"));
-  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 12, 12}), t, t), Catch::Contains("image size expected 8x8, got 12x12"));
-  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 8, 8}), t), Catch::Contains("h expected [2] or [2, 1], got undefined"));
+  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 12, 12}), t, t),
+                      Catch::Contains("image size expected 8x8, got 12x12"));
+  REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 8, 8}), t),
+                      Catch::Contains("h expected [2] or [2, 1], got undefined"));
   REQUIRE_THROWS_WITH(dit.forward(zeros(Shape{2, 1, 8, 8}), t, t, from_vector(std::vector<int64_t>{0, 4}, Shape{2})),
                       Catch::Contains("out of range"));
   REQUIRE_NOTHROW(dit.forward(zeros(Shape{2, 1, 8, 8}), t, t));  // no labels: the null class
@@ -264,7 +286,10 @@ TEST_CASE("DiT presets: parameter counts match the published figures", "[models]
   // 1000 classes (+ null), learn_sigma (8 output channels), no h embedder.
   DiTConfig paper;
   paper.out_channels = 8;
-  struct Published { const char* name; double millions; };
+  struct Published {
+    const char* name;
+    double millions;
+  };
   for (Published p : {Published{"XL/2", 675}, Published{"L/2", 458}, Published{"B/2", 130}, Published{"S/2", 33}}) {
     DiTConfig c = DiTConfig::preset(p.name, paper);
     const int64_t total = dit_parameter_count(c) + dit_pos_embed_size(c);
@@ -306,7 +331,8 @@ namespace dualflow::testing {
 TEST_CASE("DiT and MLPVelocity on CUDA match the CPU: forward, gradients, dudt by jvp", "[models][cuda]") {
   if (!cuda_available()) return;  // run with --cuda-only "[cuda]", which reports a skip without a GPU
   const Device gpu = Device::cuda();
-  auto compare = [&](Module& on_cpu, Module& on_gpu, const std::function<Tensor(Module&, const std::vector<Tensor>&)>& f,
+  auto compare = [&](Module& on_cpu, Module& on_gpu,
+                     const std::function<Tensor(Module&, const std::vector<Tensor>&)>& f,
                      const std::vector<Tensor>& cpu_inputs, const std::string& what) {
     // The same weights on both devices: loading from CPU tensors into CUDA parameters.
     on_gpu.load_state_dict(on_cpu.state_dict());
@@ -337,22 +363,24 @@ TEST_CASE("DiT and MLPVelocity on CUDA match the CPU: forward, gradients, dudt b
   REQUIRE(dit_gpu.pos_embed.device() == gpu);
   perturb_parameters(dit_cpu, 0.2, g1);
   Tensor labels = from_vector(std::vector<int64_t>{1, 3}, Shape{2});
-  compare(dit_cpu, dit_gpu,
-          [&](Module& m, const std::vector<Tensor>& in) {
-            return static_cast<DiT&>(m).forward(in[0], in[1], in[2], labels.to(in[0].device()));
-          },
-          {uniform(Shape{2, 1, 8, 8}, -1, 1, g1), uniform(Shape{2}, 0, 1, g1), uniform(Shape{2}, 0, 0.5, g1)}, "DiT");
+  compare(
+      dit_cpu, dit_gpu,
+      [&](Module& m, const std::vector<Tensor>& in) {
+        return static_cast<DiT&>(m).forward(in[0], in[1], in[2], labels.to(in[0].device()));
+      },
+      {uniform(Shape{2, 1, 8, 8}, -1, 1, g1), uniform(Shape{2}, 0, 1, g1), uniform(Shape{2}, 0, 0.5, g1)}, "DiT");
 
   MLPVelocityConfig mc;
   mc.num_classes = 3;
   MLPVelocity mlp_cpu(mc, g1), mlp_gpu(mc, g2);
   mlp_gpu.to(gpu);
   Tensor mlp_labels = from_vector(std::vector<int64_t>{0, 2, 3, 1}, Shape{4});
-  compare(mlp_cpu, mlp_gpu,
-          [&](Module& m, const std::vector<Tensor>& in) {
-            return static_cast<MLPVelocity&>(m).forward(in[0], in[1], in[2], mlp_labels.to(in[0].device()));
-          },
-          {uniform(Shape{4, 2}, -2, 2, g1), uniform(Shape{4}, 0, 1, g1), uniform(Shape{4}, 0, 0.5, g1)}, "MLPVelocity");
+  compare(
+      mlp_cpu, mlp_gpu,
+      [&](Module& m, const std::vector<Tensor>& in) {
+        return static_cast<MLPVelocity&>(m).forward(in[0], in[1], in[2], mlp_labels.to(in[0].device()));
+      },
+      {uniform(Shape{4, 2}, -2, 2, g1), uniform(Shape{4}, 0, 1, g1), uniform(Shape{4}, 0, 0.5, g1)}, "MLPVelocity");
 }
 
 }  // namespace dualflow::testing

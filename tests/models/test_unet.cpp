@@ -35,11 +35,11 @@ TEST_CASE("UNet: structure, names and zero output at initialisation", "[models]"
   Generator gen(3);
   UNet net(tiny_unet_config(), gen);
   NamedTensors params = net.named_parameters();
-  for (const char* name : {"t_embedder.mlp.0.weight", "h_embedder.mlp.2.bias", "y_embedder.embedding_table.weight",
-                           "input_conv.weight", "down.0.res.conv1.weight", "down.1.res.skip.weight",
-                           "down.1.attn.attn.qkv.weight", "downsample.0.conv.weight", "middle_in.attn.norm.weight",
-                           "middle_out.emb_proj.weight", "up.0.res.skip.weight", "up.3.res.conv2.bias",
-                           "upsample.0.conv.weight", "output_norm.weight", "output_conv.weight"}) {
+  for (const char* name :
+       {"t_embedder.mlp.0.weight", "h_embedder.mlp.2.bias", "y_embedder.embedding_table.weight", "input_conv.weight",
+        "down.0.res.conv1.weight", "down.1.res.skip.weight", "down.1.attn.attn.qkv.weight", "downsample.0.conv.weight",
+        "middle_in.attn.norm.weight", "middle_out.emb_proj.weight", "up.0.res.skip.weight", "up.3.res.conv2.bias",
+        "upsample.0.conv.weight", "output_norm.weight", "output_conv.weight"}) {
     INFO(name);
     REQUIRE(has_name(params, name));
   }
@@ -124,8 +124,9 @@ TEST_CASE("UNet: VJP and JVP (inputs and parameters) against finite differences 
   Tensor labels = from_vector(std::vector<int64_t>{2, 3}, {2});
   DerivativeCheck opt;
   opt.entries_per_tensor = 2;
-  check_module_derivatives(net, {{"x", x}, {"t", t}, {"h", h}},
-                           [&](const std::vector<Tensor>& in) { return net.forward(in[0], in[1], in[2], labels); }, opt);
+  check_module_derivatives(
+      net, {{"x", x}, {"t", t}, {"h", h}},
+      [&](const std::vector<Tensor>& in) { return net.forward(in[0], in[1], in[2], labels); }, opt);
 }
 
 }  // namespace dualflow::testing

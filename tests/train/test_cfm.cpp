@@ -49,7 +49,9 @@ TEST_CASE("flow matching learns a two-mode distribution and samples it with Eule
   MLPVelocity net(c, gen);
   Adam opt(net.named_parameters(), {.lr = 3e-3});
   AffinePath path(make_scheduler("condot"));
-  VelocityNet v = [&](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(x, t, h, y); };
+  VelocityNet v = [&](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return net.forward(x, t, h, y);
+  };
   // Data: two modes at (+-2, 0) with small noise.
   auto draw_data = [&](int64_t n) {
     Tensor sign = bernoulli({n, 1}, 0.5, gen) * 2.0 - 1.0;

@@ -135,14 +135,16 @@ TEST_CASE("checkpoint: refusals name the problem and change nothing", "[checkpoi
     AdamW same_opt(same.named_parameters());
     Ema same_ema(same.named_parameters());
     NamedTensors before = snapshot(same.state_dict());
-    REQUIRE_THROWS_WITH(load_checkpoint(path, {&same, &same_opt, &same_ema, {}}), Catch::Contains("holds no EMA state"));
+    REQUIRE_THROWS_WITH(load_checkpoint(path, {&same, &same_opt, &same_ema, {}}),
+                        Catch::Contains("holds no EMA state"));
     require_bit_equal(same.state_dict(), before);
   }
   SECTION("an optimizer of another kind: the model is put back") {
     MLPVelocity same(small_config(), other);
     SGD sgd(same.named_parameters(), {.lr = 0.1, .momentum = 0.9});
     NamedTensors before = snapshot(same.state_dict());
-    REQUIRE_THROWS_WITH(load_checkpoint(path, {&same, &sgd, nullptr, {}}), Catch::Contains("optimizer state does not fit"));
+    REQUIRE_THROWS_WITH(load_checkpoint(path, {&same, &sgd, nullptr, {}}),
+                        Catch::Contains("optimizer state does not fit"));
     require_bit_equal(same.state_dict(), before);
   }
   SECTION("a truncated file") {

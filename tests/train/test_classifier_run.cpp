@@ -166,7 +166,8 @@ TEST_CASE("load_classifier: the trained network in eval mode, with its config", 
   REQUIRE(t.loss == Approx(run.result.test_loss).epsilon(1e-6));
 
   // Outputs do not depend on the batch size, and record no graph.
-  ClassifierOutput a = classifier_outputs(*lc.model, test.images, 7), b = classifier_outputs(*lc.model, test.images, 500);
+  ClassifierOutput a = classifier_outputs(*lc.model, test.images, 7),
+                   b = classifier_outputs(*lc.model, test.images, 500);
   REQUIRE(a.features.shape() == Shape{200, 32});
   REQUIRE(a.logits.shape() == Shape{200, 10});
   REQUIRE_FALSE(a.features.requires_grad());
@@ -219,7 +220,8 @@ TEST_CASE("train_classifier refuses a missing data folder and a bad output folde
   o.quiet = true;
   TempDir out{fresh_dir("missing")};
   o.out_dir = out.path.string();
-  REQUIRE_THROWS_WITH(train_classifier(small_run({"data.path=\"/nonexistent/fmnist\""}), o), Contains("/nonexistent/fmnist"));
+  REQUIRE_THROWS_WITH(train_classifier(small_run({"data.path=\"/nonexistent/fmnist\""}), o),
+                      Contains("/nonexistent/fmnist"));
   o.out_dir = "";
   REQUIRE_THROWS_WITH(train_classifier(small_run(), o), Contains("--out DIR"));
 }

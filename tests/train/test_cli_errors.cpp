@@ -1,10 +1,10 @@
 // The `dualflow` program on bad input, run as a child process: every refusal exits with a non-zero
 // status (not a signal), says on stderr what was expected and what was given, and leaves nothing
 // new on disk. docs/bad_input.md lists these cases beside the library-level tests.
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -102,14 +102,14 @@ Outcome run_dualflow(const Scratch& s, const std::vector<std::string>& args) {
 }
 
 // A refusal: an error exit, no crash, and the message on stderr.
-#define REQUIRE_REFUSED(outcome, matcher)       \
-  do {                                          \
-    const Outcome& o_ = (outcome);              \
-    INFO("stderr: " << o_.err);                 \
-    INFO("stdout: " << o_.out);                 \
-    REQUIRE(o_.status > 0);                     \
-    REQUIRE(o_.status < 128);                   \
-    REQUIRE_THAT(o_.err, matcher);              \
+#define REQUIRE_REFUSED(outcome, matcher) \
+  do {                                    \
+    const Outcome& o_ = (outcome);        \
+    INFO("stderr: " << o_.err);           \
+    INFO("stdout: " << o_.out);           \
+    REQUIRE(o_.status > 0);               \
+    REQUIRE(o_.status < 128);             \
+    REQUIRE_THAT(o_.err, matcher);        \
   } while (0)
 
 // Two steps of a width-8 MLP on the checkerboard: a real checkpoint in well under a second.
@@ -174,7 +174,8 @@ TEST_CASE("dualflow CLI: a value of the wrong type names the option, the type an
   };
   REQUIRE_REFUSED(run_dualflow(s, with({"--n", "abc"})), Contains("--n: expected a positive integer, got 'abc'"));
   REQUIRE_REFUSED(run_dualflow(s, with({"--n", "2.5"})), Contains("--n: expected a positive integer, got '2.5'"));
-  REQUIRE_REFUSED(run_dualflow(s, with({"--seed", "x1"})), Contains("--seed: expected a non-negative integer, got 'x1'"));
+  REQUIRE_REFUSED(run_dualflow(s, with({"--seed", "x1"})),
+                  Contains("--seed: expected a non-negative integer, got 'x1'"));
   REQUIRE_REFUSED(run_dualflow(s, with({"--rtol", "fast"})), Contains("--rtol: expected a number > 0, got 'fast'"));
   REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "train.steps=many"}),
                   Contains("--set train.steps=many") && Contains("'many' is not a TOML value") && Contains("an int"));
@@ -219,9 +220,9 @@ TEST_CASE("dualflow CLI: a device that does not exist is named; the run leaves n
   s.write("tiny.toml", kTinyRun);
   const auto before = s.listing();
   // A CUDA build answers "no such CUDA device (N found)", a CPU-only build "this build has no CUDA backend".
-  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "runs/a", "--set", "run.device=cuda:63"}),
-                  Contains("device cuda:63: ") &&
-                      (Contains("no such CUDA device") || Contains("this build has no CUDA backend")));
+  REQUIRE_REFUSED(
+      run_dualflow(s, {"train", "tiny.toml", "--out", "runs/a", "--set", "run.device=cuda:63"}),
+      Contains("device cuda:63: ") && (Contains("no such CUDA device") || Contains("this build has no CUDA backend")));
   if (!cuda_available()) {
     // The machine has no GPU: plain `cuda` says so instead of crashing.
     REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "run.device=cuda"}),
@@ -246,8 +247,7 @@ TEST_CASE("dualflow CLI: a missing or truncated checkpoint is refused by path", 
   REQUIRE_REFUSED(sample("nope.safetensors"), Contains("--checkpoint: File does not exist: nope.safetensors"));
   REQUIRE_REFUSED(sample("cut.safetensors"),
                   Contains("cut.safetensors: header length is") && Contains("but only 192 bytes follow"));
-  REQUIRE_REFUSED(sample("short.safetensors"),
-                  Contains("short.safetensors") && Contains("run past the data buffer"));
+  REQUIRE_REFUSED(sample("short.safetensors"), Contains("short.safetensors") && Contains("run past the data buffer"));
   REQUIRE(s.listing() == before);
 }
 
@@ -274,11 +274,10 @@ TEST_CASE("dualflow CLI: a checkpoint of another model shape is refused and left
   train_tiny(s);
   const std::string ckpt = s.read("run/checkpoint.safetensors"), metrics = s.read("run/metrics.jsonl");
   const auto before = s.listing();
-  REQUIRE_REFUSED(
-      run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--resume", "--set", "model.width=16", "--set",
-                       "train.steps=4"}),
-      Contains("run/checkpoint.safetensors: the model state does not fit") && Contains("nothing was copied") &&
-          Contains("net.0.weight: shape expected [16,66], given [8,66]"));
+  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--resume", "--set", "model.width=16", "--set",
+                                   "train.steps=4"}),
+                  Contains("run/checkpoint.safetensors: the model state does not fit") &&
+                      Contains("nothing was copied") && Contains("net.0.weight: shape expected [16,66], given [8,66]"));
   REQUIRE(s.listing() == before);
   REQUIRE(s.read("run/checkpoint.safetensors") == ckpt);
   REQUIRE(s.read("run/metrics.jsonl") == metrics);
@@ -319,11 +318,11 @@ TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected an
   for (const char* f : {"idx/train-labels-idx1-ubyte", "idx/t10k-images-idx3-ubyte", "idx/t10k-labels-idx1-ubyte"})
     s.write(f, labels);
   const auto before = s.listing();
-  REQUIRE_REFUSED(run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "data.name=\"fashion_mnist\"", "--set",
-                                   "data.path=\"idx\"", "--set", "model.kind=\"unet\"", "--set",
-                                   "model.unet_channels=4", "--set", "model.unet_mult=[1]", "--set",
-                                   "model.unet_attention=[]", "--set", "model.unet_blocks=1"}),
-                  Contains("idx/train-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 50 4b 03 04"));
+  REQUIRE_REFUSED(
+      run_dualflow(s, {"train", "tiny.toml", "--out", "run", "--set", "data.name=\"fashion_mnist\"", "--set",
+                       "data.path=\"idx\"", "--set", "model.kind=\"unet\"", "--set", "model.unet_channels=4", "--set",
+                       "model.unet_mult=[1]", "--set", "model.unet_attention=[]", "--set", "model.unet_blocks=1"}),
+      Contains("idx/train-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 50 4b 03 04"));
   REQUIRE(s.listing() == before);
 }
 

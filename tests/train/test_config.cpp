@@ -65,9 +65,9 @@ unet_mult = [1, 2, 4, 8]
 }
 
 TEST_CASE("config: --set overrides apply after the file, last one wins", "[config]") {
-  RunConfig c = parse("[optim]\nlr = 0.01\n", {"optim.lr=3e-4", "data.name=\"moons\"", "run.device=cuda:1",
-                                                 "model.unet_attention=[4, 8]", "train.steps = 20", "train.steps=30",
-                                                 "data.path=/tmp/my data", "run.seed=5"});
+  RunConfig c = parse("[optim]\nlr = 0.01\n",
+                      {"optim.lr=3e-4", "data.name=\"moons\"", "run.device=cuda:1", "model.unet_attention=[4, 8]",
+                       "train.steps = 20", "train.steps=30", "data.path=/tmp/my data", "run.seed=5"});
   CHECK(c.get_float("optim.lr") == 3e-4);
   CHECK(c.get_string("data.name") == "moons");
   CHECK(c.get_string("run.device") == "cuda:1");
@@ -101,9 +101,11 @@ TEST_CASE("config: unknown keys are refused with a suggestion", "[config]") {
   REQUIRE_THROWS_WITH(parse("[optim]\nlrr = 1e-3\n"),
                       Contains("run.toml:2:1") && Contains("unknown key 'optim.lrr'; did you mean 'optim.lr'?"));
   REQUIRE_THROWS_WITH(parse("[train]\nlr = 1e-3\n"), Contains("did you mean 'optim.lr'?"));
-  REQUIRE_THROWS_WITH(parse("[optimizer]\nlr = 1e-3\n"), Contains("unknown key 'optimizer.lr'; did you mean 'optim.lr'?"));
+  REQUIRE_THROWS_WITH(parse("[optimizer]\nlr = 1e-3\n"),
+                      Contains("unknown key 'optimizer.lr'; did you mean 'optim.lr'?"));
   REQUIRE_THROWS_WITH(parse("[optimizer]\n"), Contains("run.toml:1:2: unknown key 'optimizer'"));
-  REQUIRE_THROWS_WITH(parse("", {"optim.lrr=1"}), Contains("--set optim.lrr=1") && Contains("did you mean 'optim.lr'?"));
+  REQUIRE_THROWS_WITH(parse("", {"optim.lrr=1"}),
+                      Contains("--set optim.lrr=1") && Contains("did you mean 'optim.lr'?"));
   REQUIRE_THROWS_WITH(parse("", {"zzzzzz=1"}), Contains("unknown key 'zzzzzz'") && !Contains("did you mean"));
   // A section given a value is not silently ignored.
   REQUIRE_THROWS_WITH(parse("optim = 3\n"), Contains("'optim' is a section of keys"));
@@ -133,7 +135,8 @@ TEST_CASE("config: ranges and choices are checked", "[config]") {
   REQUIRE_THROWS_WITH(parse("[data]\nname = \"mons\"\n"),
                       Contains("data.name must be one of checkerboard, moons, 8gaussians") &&
                           Contains("; got 'mons'; did you mean 'moons'?"));
-  REQUIRE_THROWS_WITH(parse("", {"optim.name=rmsprop"}), Contains("optim.name must be one of sgd, adam, adamw; got 'rmsprop'"));
+  REQUIRE_THROWS_WITH(parse("", {"optim.name=rmsprop"}),
+                      Contains("optim.name must be one of sgd, adam, adamw; got 'rmsprop'"));
 }
 
 TEST_CASE("config: malformed --set arguments are refused", "[config]") {
@@ -145,15 +148,14 @@ TEST_CASE("config: malformed --set arguments are refused", "[config]") {
   // A bare string skips the TOML parser, which alone checked its UTF-8 (found by fuzzing: the
   // config then failed to be written back).
   REQUIRE_THROWS_WITH(parse("", {"data.path=/data/\xff"}), Contains("--set data.path=") && Contains("not UTF-8"));
-  REQUIRE_THROWS_WITH(parse("", {"data.path=\xc0\xaf"}), Contains("not UTF-8"));        // overlong '/'
-  REQUIRE_THROWS_WITH(parse("", {"data.path=\xed\xa0\x80"}), Contains("not UTF-8"));    // a surrogate
-  REQUIRE_THROWS_WITH(parse("", {"data.path=caf\xc3"}), Contains("not UTF-8"));         // cut short
+  REQUIRE_THROWS_WITH(parse("", {"data.path=\xc0\xaf"}), Contains("not UTF-8"));      // overlong '/'
+  REQUIRE_THROWS_WITH(parse("", {"data.path=\xed\xa0\x80"}), Contains("not UTF-8"));  // a surrogate
+  REQUIRE_THROWS_WITH(parse("", {"data.path=caf\xc3"}), Contains("not UTF-8"));       // cut short
   RunConfig accented = parse("", {"data.path=/données/\xf0\x9f\x98\x80"});
   REQUIRE(parse(accented.to_toml()) == accented);
 }
 
-TEST_CASE("config: non-ASCII characters where whitespace may stand are refused, and kept inside strings",
-          "[config]") {
+TEST_CASE("config: non-ASCII characters where whitespace may stand are refused, and kept inside strings", "[config]") {
   // toml++ 3.3 classifies these code points through a table whose default case is
   // __builtin_unreachable() (marzer/tomlplusplus#190, #295); this pins down that the library the
   // program links answers "not whitespace" for every one of them.

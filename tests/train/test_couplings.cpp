@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
-#include <ctime>
 #include <cmath>
+#include <ctime>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -211,7 +211,9 @@ TEST_CASE("assignment: n = 0 and 1, degenerate and extreme costs", "[couplings]"
   // Sizes below and above the cold-start size, odd ones included (half problems of n / 2).
   for (int64_t n : {2, 7, 12, 40, 64, 65, 97, 130, 200}) {
     INFO("n = " << n);
-    auto reference = [&](const std::vector<double>& c) { return n <= 12 ? brute_force_min_cost(c, n) : hungarian_min_cost(c, n); };
+    auto reference = [&](const std::vector<double>& c) {
+      return n <= 12 ? brute_force_min_cost(c, n) : hungarian_min_cost(c, n);
+    };
     // All costs equal: every permutation is optimal.
     std::vector<double> equal(n * n, 3.0);
     require_optimal(equal, n, 3.0 * n);
@@ -257,8 +259,9 @@ TEST_CASE("assignment: larger n against the Hungarian method and the duality cer
   for (int64_t n : {129, 200, 256, 301}) {
     for (uint64_t seed = 0; seed < 3; ++seed) {
       INFO("n = " << n << ", seed " << seed);
-      std::vector<double> cost = seed == 0 ? point_costs(n, 2, 31 * n) : seed == 1 ? point_costs(n, 50, 37 * n)
-                                                                                     : uniform_costs(n, 0.0, 1.0, 41 * n);
+      std::vector<double> cost = seed == 0   ? point_costs(n, 2, 31 * n)
+                                 : seed == 1 ? point_costs(n, 50, 37 * n)
+                                             : uniform_costs(n, 0.0, 1.0, 41 * n);
       require_optimal(cost, n, hungarian_min_cost(cost, n));
     }
   }
@@ -303,7 +306,8 @@ TEST_CASE("exact OT coupling: direct and Gram-matrix costs both give the optimal
       std::vector<double> cost(n * n, 0.0);
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t j = 0; j < n; ++j) {
-          for (int64_t d = 0; d < dim; ++d) cost[i * n + j] += (a[i * dim + d] - b[j * dim + d]) * (a[i * dim + d] - b[j * dim + d]);
+          for (int64_t d = 0; d < dim; ++d)
+            cost[i * n + j] += (a[i * dim + d] - b[j * dim + d]) * (a[i * dim + d] - b[j * dim + d]);
         }
       }
       std::vector<int64_t> perm = ExactOTCoupling::assignment(x0, x1);
@@ -448,7 +452,9 @@ TEST_CASE("schrodinger bridge: noise variance, u_t = d/dt x_t, coupling reg", "[
   Tensor a = randn({6, 3}, g, DType::f64), b = randn({6, 3}, g, DType::f64), eps = randn({6, 3}, g, DType::f64);
   Tensor t = uniform({6}, 0.1, 0.9, g, DType::f64);
   PathSample s = path.sample_with_noise(a, b, t, eps);
-  auto f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{path.sample_with_noise(a, b, in[0], eps).x_t}; };
+  auto f = [&](const std::vector<Tensor>& in) {
+    return std::vector<Tensor>{path.sample_with_noise(a, b, in[0], eps).x_t};
+  };
   JvpResult r = jvp(f, {t}, {ones_like(t)});
   require_close(r.tangents[0], s.u_t, 1e-6, 1e-6, "jvp along t = u_t (up to the 1e-8 guard)");
   const double h = 1e-6;
@@ -468,8 +474,10 @@ TEST_CASE("schrodinger bridge: noise variance, u_t = d/dt x_t, coupling reg", "[
 
 TEST_CASE("couplings: factory and input checks", "[couplings]") {
   for (const auto& name : coupling_names()) REQUIRE(make_coupling(name)->name() == name);
-  REQUIRE_THROWS_WITH(make_coupling("ot"), Contains("unknown coupling 'ot'") && Contains("independent, exact_ot, sinkhorn, sb"));
-  REQUIRE_THROWS_WITH(make_coupling("sinkhorn", {{"sigma", 1}}), Contains("reg, iterations, argmax") && Contains("'sigma'"));
+  REQUIRE_THROWS_WITH(make_coupling("ot"),
+                      Contains("unknown coupling 'ot'") && Contains("independent, exact_ot, sinkhorn, sb"));
+  REQUIRE_THROWS_WITH(make_coupling("sinkhorn", {{"sigma", 1}}),
+                      Contains("reg, iterations, argmax") && Contains("'sigma'"));
   REQUIRE_THROWS_WITH(make_coupling("sb", {{"iterations", 2.5}}), Contains("positive integer"));
   REQUIRE_THROWS_WITH(SinkhornCoupling(0.0), Contains("reg must be positive"));
   Generator g(13);

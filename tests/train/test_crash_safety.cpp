@@ -1,11 +1,11 @@
 // Crash safety of saves: a child process saves over one path again and again and is killed
 // with SIGKILL at random moments; after every kill the path must load and hold exactly one of
 // the versions that were written in full, and the temp files of killed writers must not pile up.
-#include <catch2/catch.hpp>
 #include <fmt/ranges.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -86,9 +86,7 @@ KillLoopResult kill_repeatedly(const KillLoop& loop, const fs::path& dir, const 
       if (::write(ready[1], &byte, 1) != 1) ::_exit(3);
       try {
         for (int64_t step = start;; ++step) loop.save(step);
-      } catch (...) {
-        ::_exit(2);
-      }
+      } catch (...) { ::_exit(2); }
     }
     ::close(ready[1]);
     char byte = 0;
@@ -138,9 +136,8 @@ void check_kill_loop(const KillLoop& loop, const fs::path& dir, const fs::path& 
   // A first complete version exists before any kill (steps 0..4).
   double seconds_per_save = median_seconds_per_save(loop.save, 0, 5);
   KillLoopResult r = kill_repeatedly(loop, dir, path, 40, seconds_per_save);
-  INFO("median save " << seconds_per_save * 1e3 << " ms; " << r.kills << " kills, "
-                      << r.kills_leaving_a_temp_file << " inside a save, " << r.saves_seen_complete
-                      << " new versions seen");
+  INFO("median save " << seconds_per_save * 1e3 << " ms; " << r.kills << " kills, " << r.kills_leaving_a_temp_file
+                      << " inside a save, " << r.saves_seen_complete << " new versions seen");
   // Both kinds of moment were hit: mid-save kills (else the test proves nothing) and kills
   // after at least one completed save (else the children never got to write).
   CHECK(r.kills_leaving_a_temp_file > 0);
@@ -199,7 +196,8 @@ TEST_CASE("crash safety: SIGKILL during save_safetensors leaves a complete file"
   Generator gen(3);
   NamedTensors versions[2] = {
       {{"a", randn({256, 256}, gen)}, {"b", randn({64}, gen).to(DType::f64)}},
-      {{"b", randn({512, 128}, gen).to(DType::f64)}, {"c", from_vector(std::vector<int64_t>{1, 2, 3}, {3})},
+      {{"b", randn({512, 128}, gen).to(DType::f64)},
+       {"c", from_vector(std::vector<int64_t>{1, 2, 3}, {3})},
        {"a", randn({7, 5}, gen)}},
   };
   KillLoop loop;

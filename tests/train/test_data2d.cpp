@@ -33,8 +33,8 @@ TEST_CASE("data2d: shapes, dtype, determinism, ranges", "[data2d]") {
     REQUIRE(a.shape() == Shape{257, 2});
     REQUIRE(a.dtype() == DType::f32);
     REQUIRE(a.device() == Device::cpu());
-    REQUIRE(max_abs_diff(a, b) == 0);                // same seed, same points
-    REQUIRE(g.offset() > 0);                          // and the generator moved on
+    REQUIRE(max_abs_diff(a, b) == 0);  // same seed, same points
+    REQUIRE(g.offset() > 0);           // and the generator moved on
     REQUIRE(max_abs_diff(sample_2d(name, 257, g), a) > 0);
     REQUIRE(sample_2d(name, 0, g).shape() == Shape{0, 2});
     for (double v : draw(name)) {
@@ -43,8 +43,9 @@ TEST_CASE("data2d: shapes, dtype, determinism, ranges", "[data2d]") {
     }
   }
   Generator g(4);
-  REQUIRE_THROWS_WITH(sample_2d("swissroll", 4, g), Contains("unknown dataset 'swissroll'") &&
-                                                         Contains("checkerboard, moons, 8gaussians, circles, spirals, pinwheel"));
+  REQUIRE_THROWS_WITH(sample_2d("swissroll", 4, g),
+                      Contains("unknown dataset 'swissroll'") &&
+                          Contains("checkerboard, moons, 8gaussians, circles, spirals, pinwheel"));
   REQUIRE_THROWS_WITH(checkerboard(-1, g), Contains("given -1"));
 }
 

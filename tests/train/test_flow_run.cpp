@@ -19,8 +19,13 @@ namespace {
 namespace fs = std::filesystem;
 
 RunConfig small_run(const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> sets = {"model.width=32", "model.depth=2", "train.batch=64", "train.log_every=5",
-                                   "train.checkpoint_every=10", "sample.n=200", "sample.steps=10",
+  std::vector<std::string> sets = {"model.width=32",
+                                   "model.depth=2",
+                                   "train.batch=64",
+                                   "train.log_every=5",
+                                   "train.checkpoint_every=10",
+                                   "sample.n=200",
+                                   "sample.steps=10",
                                    "method.coupling=\"exact_ot\""};
   sets.insert(sets.end(), extra.begin(), extra.end());
   return parse_config_text("", "<test>", sets, flow_matching_schema());
@@ -60,7 +65,9 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
   {
     // As if the run had gone on past its checkpoint at step 20 and been killed mid-line.
     std::ofstream f(resumed / "metrics.jsonl", std::ios::app);
-    f << R"({"step":25,"loss":123,"lr":0.001,"grad_norm":1,"it_per_s":1})" << "\n" << R"({"step":30,"lo)";
+    f << R"({"step":25,"loss":123,"lr":0.001,"grad_norm":1,"it_per_s":1})"
+      << "\n"
+      << R"({"step":30,"lo)";
   }
   o.resume = true;
   TrainRunResult rest = train_flow_matching(small_run({"train.steps=30"}), o);
@@ -92,8 +99,7 @@ TEST_CASE("train run: outputs, and resume equals an uninterrupted run bit for bi
   fs::remove_all(resumed);
 }
 
-TEST_CASE("metrics log: a resume keeps earlier steps and every event, drops later steps and torn lines",
-          "[flow_run]") {
+TEST_CASE("metrics log: a resume keeps earlier steps and every event, drops later steps and torn lines", "[flow_run]") {
   const std::string text = R"({"step":5,"loss":1}
 {"step":10,"loss":0.5}
 {"step":11,"event":"non_finite","loss":"nan"}
@@ -177,9 +183,9 @@ TEST_CASE("train run: a non-finite loss stops with the step named and keeps the 
   }
   // A learning rate this large sends the weights to infinity within a few steps.
   o.resume = true;
-  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"train.steps=200", "optim.lr=1e30"}), o),
-                      Catch::Contains("train: step") && Catch::Contains("training stopped") &&
-                          Catch::Contains("last good checkpoint"));
+  REQUIRE_THROWS_WITH(
+      train_flow_matching(small_run({"train.steps=200", "optim.lr=1e30"}), o),
+      Catch::Contains("train: step") && Catch::Contains("training stopped") && Catch::Contains("last good checkpoint"));
   std::string after;
   {
     std::ifstream f(dir / "checkpoint.safetensors", std::ios::binary);
@@ -243,20 +249,20 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
                                                      "meanflow.guidance_t_min=0.9", "meanflow.guidance_t_max=0.5"}),
                                           o),
                       Catch::Contains("guidance interval"));
-  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
-                      Catch::Contains("image data (fashion_mnist) trains \"unet\" (a U-Net") && Catch::Contains("\"dit\""));
+  REQUIRE_THROWS_WITH(
+      train_flow_matching(small_run({"data.name=\"fashion_mnist\""}), o),
+      Catch::Contains("image data (fashion_mnist) trains \"unet\" (a U-Net") && Catch::Contains("\"dit\""));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"model.kind=\"unet\""}), o), Catch::Contains("MLP"));
   const std::string images = "data.name=\"fashion_mnist\"", unet = "model.kind=\"unet\"";
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, unet, "model.classes=5"}), o),
                       Catch::Contains("10 classes") && Catch::Contains("model.classes = 5"));
-  REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, unet, "model.classes=10", "method.coupling=\"sinkhorn\""}), o),
-                      Catch::Contains("exact_ot") && Catch::Contains("sinkhorn"));
   REQUIRE_THROWS_WITH(
-      train_flow_matching(small_run({images, unet, "model.classes=10", "method.name=\"cnf_mle\""}), o),
-      Catch::Contains("unconditional"));
-  REQUIRE_THROWS_WITH(
-      train_flow_matching(small_run({images, "model.kind=\"dit\"", "model.dit_preset=\"S/8\""}), o),
-      Catch::Contains("patch size 8") && Catch::Contains("28x28"));
+      train_flow_matching(small_run({images, unet, "model.classes=10", "method.coupling=\"sinkhorn\""}), o),
+      Catch::Contains("exact_ot") && Catch::Contains("sinkhorn"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, unet, "model.classes=10", "method.name=\"cnf_mle\""}), o),
+                      Catch::Contains("unconditional"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, "model.kind=\"dit\"", "model.dit_preset=\"S/8\""}), o),
+                      Catch::Contains("patch size 8") && Catch::Contains("28x28"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({images, unet, "data.path=\"/nonexistent/fmnist\""}), o),
                       Catch::Contains("/nonexistent/fmnist"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"run.device=\"cuda:7\""}), o), Catch::Contains("cuda"));
@@ -266,9 +272,8 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
                       Catch::Contains("method.coupling"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.path=\"vp\"", "method.t_max=1.0"}), o),
                       Catch::Contains("method.t_max"));
-  REQUIRE_THROWS_WITH(
-      train_flow_matching(small_run({"method.name=\"reflow\"", "method.coupling=\"independent\""}), o),
-      Catch::Contains("reflow.teacher"));
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"reflow\"", "method.coupling=\"independent\""}), o),
+                      Catch::Contains("reflow.teacher"));
   REQUIRE_THROWS_WITH(train_flow_matching(small_run({"method.name=\"reflow\"", "method.coupling=\"independent\"",
                                                      "reflow.teacher=\"/nonexistent/ckpt.safetensors\""}),
                                           o),
@@ -326,7 +331,6 @@ TEST_CASE("image run: a tiny class-conditional DiT MeanFlow run resumes bit for 
   fs::remove_all(straight);
   fs::remove_all(resumed);
 }
-
 
 TEST_CASE("train run on CUDA: resume equals an uninterrupted run bit for bit", "[cuda]") {
   // The CUDA kernels are deterministic (no atomics in sums; index_add, an embedding's gradient,

@@ -101,7 +101,8 @@ TEST_CASE("frechet_distance: diagonal covariances have the closed form", "[frech
   REQUIRE(want == Approx(10.75));
   REQUIRE(frechet_distance(stats_of(mu_a, diag(a)), stats_of(mu_b, diag(b))) == Approx(want).epsilon(1e-12));
   // A zero variance (a degenerate Gaussian) is allowed.
-  REQUIRE(frechet_distance(stats_of({0, 0}, diag({0, 1})), stats_of({0, 0}, diag({4, 1}))) == Approx(4.0).epsilon(1e-12));
+  REQUIRE(frechet_distance(stats_of({0, 0}, diag({0, 1})), stats_of({0, 0}, diag({4, 1}))) ==
+          Approx(4.0).epsilon(1e-12));
 }
 
 TEST_CASE("frechet_distance: covariances rotated together keep the closed form", "[frechet]") {

@@ -6,8 +6,8 @@
 //
 // The figures are those of this machine's kernels (OpenBLAS's kernel choice can differ on
 // another CPU), run on one thread so that no reduction depends on the core count.
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -105,13 +105,17 @@ TEST_CASE("golden: toy2d_cfm, and toy2d_reflow from it", "[golden]") {
   fs::remove_all(reflow);
 }
 
-TEST_CASE("golden: toy2d_meanflow", "[golden]") { fs::remove_all(check_golden("toy2d_meanflow", "toy2d_meanflow.toml", {})); }
+TEST_CASE("golden: toy2d_meanflow", "[golden]") {
+  fs::remove_all(check_golden("toy2d_meanflow", "toy2d_meanflow.toml", {}));
+}
 
 TEST_CASE("golden: toy2d_cnf_mle", "[golden]") {
   fs::remove_all(check_golden("toy2d_cnf_mle", "toy2d_cnf_mle.toml", {"sample.solver=\"rk4\"", "sample.steps=20"}));
 }
 
-TEST_CASE("golden: toy2d_score_vp", "[golden]") { fs::remove_all(check_golden("toy2d_score_vp", "toy2d_score_vp.toml", {})); }
+TEST_CASE("golden: toy2d_score_vp", "[golden]") {
+  fs::remove_all(check_golden("toy2d_score_vp", "toy2d_score_vp.toml", {}));
+}
 
 TEST_CASE("golden: a tiny class-conditional DiT MeanFlow run on Fashion-MNIST", "[golden]") {
   fs::remove_all(check_golden(

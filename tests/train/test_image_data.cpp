@@ -2,9 +2,9 @@
 // type, rank, truncation, trailing bytes, size claims far beyond the file, corrupt gzip), the
 // dataset loader's consistency checks on fixture folders, the batcher's epoch permutations,
 // determinism, resume property and flips, and Debian's Fashion-MNIST itself.
-#include <catch2/catch.hpp>
 #include <unistd.h>
 #include <zlib.h>
+#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -85,9 +85,7 @@ Bytes gzipped(const Bytes& bytes) {
 std::string refusal(const std::function<void()>& f) {
   try {
     f();
-  } catch (const Error& e) {
-    return e.what();
-  }
+  } catch (const Error& e) { return e.what(); }
   FAIL("expected a dualflow::Error");
   return {};
 }
@@ -129,13 +127,15 @@ TEST_CASE("image_data: malformed IDX files are refused with what was expected an
   SECTION("wrong magic") {
     Bytes b = good;
     b[1] = 0x01;
-    CHECK_THAT(refused(b), Contains("t10k-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 00 01 08 03"));
+    CHECK_THAT(refused(b),
+               Contains("t10k-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 00 01 08 03"));
     CHECK_THAT(refused({'P', 'K', 3, 4, 0, 0}), Contains("got 50 4b 03 04"));
   }
   SECTION("another element type") {
     Bytes b = good;
     b[2] = 0x0d;
-    CHECK_THAT(refused(b), Contains("expected 00 00 08 xx (unsigned bytes), got 00 00 0d 03 (element type 0d = float32)"));
+    CHECK_THAT(refused(b),
+               Contains("expected 00 00 08 xx (unsigned bytes), got 00 00 0d 03 (element type 0d = float32)"));
   }
   SECTION("rank 0 or above 4") {
     CHECK_THAT(refused({0, 0, 8, 0}), Contains("IDX rank: expected 1 to 4 dimensions, got 0"));
@@ -201,8 +201,7 @@ TEST_CASE("image_data: corrupt, truncated or oversized gzip streams are refused"
   }
   SECTION("output beyond the cap") {
     CHECK(gunzip(gz, "x.gz", file.size()) == file);
-    CHECK_THAT(refusal([&] { gunzip(gz, "x.gz", file.size() - 1); }),
-               Contains("decompresses to more than 815 bytes"));
+    CHECK_THAT(refusal([&] { gunzip(gz, "x.gz", file.size() - 1); }), Contains("decompresses to more than 815 bytes"));
     CHECK_THAT(refusal([&] { decode_idx(gz, "x.gz", 100); }), Contains("decompresses to more than 100 bytes"));
     CHECK(decode_idx(gz, "x.gz", file.size()).data.size() == 800);
     // A highly compressible 8 MiB stream stops at the cap, having held at most cap + 1 bytes.
@@ -224,7 +223,8 @@ Fixture fixture(uint32_t n, uint32_t h, uint32_t w) {
   f.pixels[0] = 0, f.pixels[1] = 255;
   return f;
 }
-void write_fixture(const TempDir& d, const Fixture& f, const std::string& prefix, bool gz, const std::string& sep = "-") {
+void write_fixture(const TempDir& d, const Fixture& f, const std::string& prefix, bool gz,
+                   const std::string& sep = "-") {
   auto write = gz ? write_gz : write_plain;
   const std::string ext = gz ? ".gz" : "";
   write(d / (prefix + "-images" + sep + "idx3-ubyte" + ext), idx_bytes(f.image_dims, f.pixels));

@@ -210,8 +210,8 @@ TEST_CASE("bits per dimension of dequantised 8-bit data", "[likelihood]") {
   // The uniform density on the data interval is the uniform distribution over 256 levels:
   // exactly 8 bits per dimension whether the data live in [0, 1] or [−1, 1].
   const int64_t d = 12;
-  Tensor uniform01 = zeros({2}, DType::f64);                                   // log 1 per dim
-  Tensor uniform11 = full({2}, -double(d) * std::log(2.0), DType::f64);         // log ½ per dim
+  Tensor uniform01 = zeros({2}, DType::f64);                             // log 1 per dim
+  Tensor uniform11 = full({2}, -double(d) * std::log(2.0), DType::f64);  // log ½ per dim
   require_close(bits_per_dim(uniform01, d, 1.0), full({2}, 8.0, DType::f64), 0, 1e-12, "[0, 1]");
   require_close(bits_per_dim(uniform11, d, 2.0), full({2}, 8.0, DType::f64), 0, 1e-12, "[-1, 1]");
   // A density twice as high everywhere saves one bit per dimension.
@@ -229,7 +229,8 @@ TEST_CASE("likelihood refuses bad input with clear messages", "[likelihood]") {
   REQUIRE_THROWS_WITH(cnf_log_likelihood(linear_field(to_tensor(kA3)), uniform_f64({4}, 0, 1, 1), {}),
                       Contains("at least one state dim"));
   VelocityField wrong = [](const Tensor& xt, double) { return xt.narrow(1, 0, 2); };
-  REQUIRE_THROWS_WITH(velocity_and_divergence_hutchinson(wrong, x, 0.0, ones_like(x)), Contains("expected the state's shape"));
+  REQUIRE_THROWS_WITH(velocity_and_divergence_hutchinson(wrong, x, 0.0, ones_like(x)),
+                      Contains("expected the state's shape"));
   REQUIRE(parse_divergence_method("hutchinson") == DivergenceMethod::Hutchinson);
   REQUIRE_THROWS_WITH(parse_divergence_method("trace"), Contains("expected one of: exact, hutchinson"));
   REQUIRE_THROWS_WITH(parse_probe_distribution("normal"), Contains("expected one of: rademacher, gaussian"));

@@ -70,7 +70,9 @@ TEST_CASE("MeanFlow dudt by one JVP equals finite differences along the trajecto
     c.num_classes = 3;
     MLPVelocity net(c, gen);
     net.to(DType::f64);
-    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+      return net.forward(z, t, h, y);
+    };
     Tensor x = uniform_f64({5, 2}, -2, 2, 1), t = uniform_f64({5}, 0.2, 0.9, 2);
     Tensor r = t * uniform_f64({5}, 0, 1, 3);
     check_dudt_along_trajectory(f, x, t, r, from_vector(std::vector<int64_t>{0, 1, 2, 3, 1}, {5}), 4);
@@ -90,7 +92,9 @@ TEST_CASE("MeanFlow dudt by one JVP equals finite differences along the trajecto
     UNet net(c, gen);
     net.to(DType::f64);
     perturb_parameters(net, 0.2, gen);  // the zero-initialised residual and output layers would hide terms
-    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+      return net.forward(z, t, h, y);
+    };
     Tensor x = uniform_f64({2, 1, 8, 8}, -1, 1, 5), t = uniform_f64({2}, 0.2, 0.9, 6);
     Tensor r = t * uniform_f64({2}, 0, 1, 7);
     check_dudt_along_trajectory(f, x, t, r, from_vector(std::vector<int64_t>{2, 3}, {2}), 8);
@@ -109,7 +113,9 @@ TEST_CASE("MeanFlow dudt by one JVP equals finite differences along the trajecto
     DiT net(c, gen);
     net.to(DType::f64);
     perturb_parameters(net, 0.2, gen);  // adaLN-Zero and the zero final layer would output 0
-    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+      return net.forward(z, t, h, y);
+    };
     Tensor x = uniform_f64({2, 1, 8, 8}, -1, 1, 9), t = uniform_f64({2}, 0.2, 0.9, 10);
     Tensor r = t * uniform_f64({2}, 0, 1, 11);
     check_dudt_along_trajectory(f, x, t, r, from_vector(std::vector<int64_t>{0, 3}, {2}), 12);
@@ -142,8 +148,10 @@ TEST_CASE("MeanFlow loss and gradient of a linear network equal their closed for
       MeanFlowLoss res = meanflow_loss(linear, x, e, t, r, o);
       res.loss.backward();
 
-      auto Wv = W.to_vector<double>(), av = a.to_vector<double>(), bv = b.to_vector<double>(), gv = g.to_vector<double>();
-      auto xv = x.to_vector<double>(), ev = e.to_vector<double>(), tv = t.to_vector<double>(), rv = r.to_vector<double>();
+      auto Wv = W.to_vector<double>(), av = a.to_vector<double>(), bv = b.to_vector<double>(),
+           gv = g.to_vector<double>();
+      auto xv = x.to_vector<double>(), ev = e.to_vector<double>(), tv = t.to_vector<double>(),
+           rv = r.to_vector<double>();
       double loss = 0;
       std::vector<double> dW(size_t(D * D), 0), da(size_t(D), 0), db(size_t(D), 0), dg(size_t(D), 0);
       for (int64_t i = 0; i < N; ++i) {
@@ -200,7 +208,9 @@ TEST_CASE("MeanFlow at r = t without adaptive weight is flow matching in reverse
   c.data_dim = 3;
   MLPVelocity net(c, gen);
   net.to(DType::f64);
-  VelocityNet u = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+  VelocityNet u = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return net.forward(z, t, h, y);
+  };
   VelocityNet v_fm = [&](const Tensor& z, const Tensor& tau, const Tensor&, const Tensor& y) {
     return -net.forward(z, 1.0 - tau, zeros_like(tau), y);
   };
@@ -242,7 +252,8 @@ TEST_CASE("MeanFlow guided target: omega, kappa, the guidance interval and dropp
   // outside, row 3 sits on the closed upper end.
   std::vector<int64_t> labels_in{5, 0, 1, 2, 5, 3};
   std::vector<double> tv{0.5, 0.2, 0.6, 0.8, 0.4, 0.95}, rv{0.1, 0.2, 0.3, 0.5, 0.4, 0.1};
-  Tensor labels = from_vector(labels_in, {N}), t = from_vector(tv, {N}, DType::f64), r = from_vector(rv, {N}, DType::f64);
+  Tensor labels = from_vector(labels_in, {N}), t = from_vector(tv, {N}, DType::f64),
+         r = from_vector(rv, {N}, DType::f64);
   const std::vector<bool> guided_row{false, false, true, true, false, false};
 
   struct Case {
@@ -297,7 +308,8 @@ TEST_CASE("MeanFlow guided target: omega, kappa, the guidance interval and dropp
   }
   MeanFlowOptions o;
   o.guidance_omega = 2.0;
-  REQUIRE_THROWS_WITH(meanflow_loss(net, x, e, t, r, o, labels), Catch::Contains("needs class labels and the null class index"));
+  REQUIRE_THROWS_WITH(meanflow_loss(net, x, e, t, r, o, labels),
+                      Catch::Contains("needs class labels and the null class index"));
 }
 
 TEST_CASE("MeanFlow target carries no gradient: the loss gradient is that of a fixed target", "[meanflow]") {
@@ -492,14 +504,18 @@ TEST_CASE("MeanFlow sampling is exact for a known average velocity; NFE counts",
   VelocityNet constant = [](const Tensor& z, const Tensor&, const Tensor&, const Tensor&) {
     return zeros_like(z) + from_vector(std::vector<double>{0.25, -1.0}, {1, 2}, DType::f64);
   };
-  require_close(meanflow_sample(constant, noise).x, noise - from_vector(std::vector<double>{0.25, -1.0}, {1, 2}, DType::f64),
-                1e-14, 1e-14, "constant field, one step");
+  require_close(meanflow_sample(constant, noise).x,
+                noise - from_vector(std::vector<double>{0.25, -1.0}, {1, 2}, DType::f64), 1e-14, 1e-14,
+                "constant field, one step");
   require_close(meanflow_sample(constant, noise, 3).x, meanflow_sample(constant, noise, 1).x, 1e-14, 1e-14,
                 "constant field, three steps");
   REQUIRE(meanflow_time_grid(4) == std::vector<double>{1.0, 0.75, 0.5, 0.25, 0.0});
-  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{0.0, 1.0}), Catch::Contains("must decrease strictly"));
-  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{1.0}), Catch::Contains("at least 2 times, got 1"));
-  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{1.5, 0.0}), Catch::Contains("expected within [0, 1]"));
+  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{0.0, 1.0}),
+                      Catch::Contains("must decrease strictly"));
+  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{1.0}),
+                      Catch::Contains("at least 2 times, got 1"));
+  REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, std::vector<double>{1.5, 0.0}),
+                      Catch::Contains("expected within [0, 1]"));
   REQUIRE_THROWS_WITH(meanflow_sample(constant, noise, 0), Catch::Contains("steps must be >= 1, got 0"));
 }
 
@@ -511,7 +527,9 @@ TEST_CASE("MeanFlow training loss is deterministic given the generator", "[meanf
   c.embedding_dim = 16;
   c.num_classes = 4;
   MLPVelocity net(c, init);
-  VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+  VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return net.forward(z, t, h, y);
+  };
   MeanFlowOptions o;
   o.null_label = 4;
   o.guidance_omega = 1.5;
@@ -540,7 +558,9 @@ TEST_CASE("MeanFlow learns a two-mode distribution and samples it in one step", 
   c.time_scale = 1.0;
   MLPVelocity net(c, gen);
   Adam opt(net.named_parameters(), {.lr = 3e-3});
-  VelocityNet u = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return net.forward(z, t, h, y); };
+  VelocityNet u = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return net.forward(z, t, h, y);
+  };
   auto draw_data = [&](int64_t n) {
     Tensor sign = bernoulli({n, 1}, 0.5, gen) * 2.0 - 1.0;
     return cat({sign * 2.0, zeros({n, 1})}, 1) + randn({n, 2}, gen) * 0.1;
@@ -594,8 +614,12 @@ TEST_CASE("MeanFlow loss, gradients and sampling on CUDA match the CPU", "[meanf
   perturb_parameters(on_cpu, 0.2, g1);
   on_gpu.to(gpu);
   on_gpu.load_state_dict(on_cpu.state_dict());
-  VelocityNet f_cpu = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return on_cpu.forward(z, t, h, y); };
-  VelocityNet f_gpu = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) { return on_gpu.forward(z, t, h, y); };
+  VelocityNet f_cpu = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return on_cpu.forward(z, t, h, y);
+  };
+  VelocityNet f_gpu = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+    return on_gpu.forward(z, t, h, y);
+  };
   MeanFlowOptions o;
   o.null_label = 3;
   o.ratio_r_neq_t = 0.5;
@@ -619,7 +643,8 @@ TEST_CASE("MeanFlow loss, gradients and sampling on CUDA match the CPU", "[meanf
     require_close(grads_gpu[i].to(Device::cpu()), grads_cpu[i], 1e-3, 1e-4 * (1 + max_abs(grads_cpu[i])),
                   "gradient of " + on_cpu.named_parameters()[i].first);
   Tensor noise = uniform(Shape{8, 1, 8, 8}, -1, 1, g1);
-  MeanFlowSample s_cpu = meanflow_sample(f_cpu, noise, 2, labels), s_gpu = meanflow_sample(f_gpu, noise.to(gpu), 2, labels.to(gpu));
+  MeanFlowSample s_cpu = meanflow_sample(f_cpu, noise, 2, labels),
+                 s_gpu = meanflow_sample(f_gpu, noise.to(gpu), 2, labels.to(gpu));
   require_close(s_gpu.x.to(Device::cpu()), s_cpu.x, 1e-3, 1e-4, "two-step samples");
 }
 
@@ -674,11 +699,12 @@ TEST_CASE("MeanFlow step against a flow matching step: time and peak memory", "[
   };
   const double cfm_peak = peak_mib(cfm_step), meanflow_peak = peak_mib(meanflow_step);
   cpu::set_num_threads(threads_before);
-  WARN(fmt::format("toy2d MLPVelocity, batch {}, {} threads, median of 30 steps: cfm loss+backward {:.2f} ms, "
-                   "meanflow loss+backward {:.2f} ms, ratio {:.3f}; peak tensor memory cfm {:.2f} MiB, meanflow {:.2f} MiB, "
-                   "ratio {:.3f}",
-                   B, 2, median(cfm_ms), median(meanflow_ms), median(meanflow_ms) / median(cfm_ms), cfm_peak,
-                   meanflow_peak, meanflow_peak / cfm_peak));
+  WARN(fmt::format(
+      "toy2d MLPVelocity, batch {}, {} threads, median of 30 steps: cfm loss+backward {:.2f} ms, "
+      "meanflow loss+backward {:.2f} ms, ratio {:.3f}; peak tensor memory cfm {:.2f} MiB, meanflow {:.2f} MiB, "
+      "ratio {:.3f}",
+      B, 2, median(cfm_ms), median(meanflow_ms), median(meanflow_ms) / median(cfm_ms), cfm_peak, meanflow_peak,
+      meanflow_peak / cfm_peak));
 }
 
 }  // namespace dualflow::testing

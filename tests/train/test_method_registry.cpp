@@ -2,8 +2,8 @@
 // matching with a time-dependent loss weight, with a config section of its own) and a network
 // of its own, then trains and samples them through dualflow's run spec, training loop,
 // checkpoints and samplers exactly as `dualflow train` and `dualflow sample` do.
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -75,7 +75,9 @@ void register_tiny_network() {
   e.kind = "tiny";
   e.description = "a one-layer test network";
   e.data_kind = DataKind::Points2D;
-  e.add_keys = [](ConfigSchema& s) { s.add_int("model.tiny_width", 16, "hidden width of the tiny network").at_least(1); };
+  e.add_keys = [](ConfigSchema& s) {
+    s.add_int("model.tiny_width", 16, "hidden width of the tiny network").at_least(1);
+  };
   e.parse = [](const RunConfig& c, const NetworkContext&) -> NetworkBuilder {
     const int64_t width = c.get_int("model.tiny_width");
     return [width](Generator& init) { return std::make_shared<TinyVelocity>(width, init); };
@@ -98,8 +100,9 @@ TEST_CASE("registry: a method and a network registered outside train/ train and 
   fs::remove_all(dir);
   RunConfig config = parse_config_text(
       "[method]\nname = \"weighted_cfm\"\n[weighted_cfm]\nslope = 2.0\n[model]\nkind = \"tiny\"\ntiny_width = 24\n",
-      "<test>", {"train.steps=40", "train.batch=64", "train.log_every=10", "train.checkpoint_every=20", "sample.n=100",
-                 "sample.steps=4"},
+      "<test>",
+      {"train.steps=40", "train.batch=64", "train.log_every=10", "train.checkpoint_every=20", "sample.n=100",
+       "sample.steps=4"},
       schema);
   TrainRunOptions o;
   o.quiet = true;

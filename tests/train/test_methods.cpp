@@ -26,7 +26,9 @@ struct GaussianData {
   double mu, s;
 };
 
-SchedulerValues values_at(const AffinePath& path, const Tensor& t) { return path.scheduler()(t.reshape({t.size(0), 1})); }
+SchedulerValues values_at(const AffinePath& path, const Tensor& t) {
+  return path.scheduler()(t.reshape({t.size(0), 1}));
+}
 
 VelocityNet exact_epsilon(const GaussianData& g, std::shared_ptr<const AffinePath> path) {
   return [g, path](const Tensor& x, const Tensor& t, const Tensor&, const Tensor&) {
@@ -167,8 +169,9 @@ TEST_CASE("reflow pairs follow the teacher's ODE; straightness of known flows", 
   Generator gen(2);
   ReflowPairs p = draw_reflow_pairs(shift, 10, {2}, o, gen, DType::f64, /*chunk=*/3, /*source_std=*/2.0, 0.5);
   REQUIRE(p.x0.shape() == Shape{10, 2});
-  require_close(p.x1 - p.x0, zeros({10, 2}, DType::f64) + from_vector(std::vector<double>{0.25, -0.75}, {1, 2}, DType::f64),
-                0, 1e-12, "x1 - x0 = c t_end");
+  require_close(p.x1 - p.x0,
+                zeros({10, 2}, DType::f64) + from_vector(std::vector<double>{0.25, -0.75}, {1, 2}, DType::f64), 0,
+                1e-12, "x1 - x0 = c t_end");
   // source_std scales the noise: its sample std is near 2.
   REQUIRE(std::sqrt(mean(square(draw_reflow_pairs(shift, 4000, {2}, o, gen, DType::f64).x0)).item()) ==
           Approx(1.0).margin(0.05));
@@ -185,8 +188,8 @@ TEST_CASE("reflow pairs follow the teacher's ODE; straightness of known flows", 
   };
   const double c2 = c[0] * c[0] + c[1] * c[1];
   const int64_t k = 20;
-  require_close(flow_straightness(accelerate, x0, k), full({6}, c2 * (1.0 / 3 - 1.0 / (3.0 * k * k)), DType::f64), 1e-12,
-                1e-12, "straightness of v = 2 t c");
+  require_close(flow_straightness(accelerate, x0, k), full({6}, c2 * (1.0 / 3 - 1.0 / (3.0 * k * k)), DType::f64),
+                1e-12, 1e-12, "straightness of v = 2 t c");
 }
 
 TEST_CASE("energy distance and sliced Wasserstein distance against exact values", "[sample_distance]") {

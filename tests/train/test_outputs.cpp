@@ -46,16 +46,16 @@ TEST_CASE("png: an image grid decodes to the drawn pixels; a scatter marks the p
   REQUIRE(px != nullptr);
   REQUIRE(w == 2 * (2 + 2) + 2);
   REQUIRE(h == 2 + 2 + 2);
-  REQUIRE(px[2 * w + 2] == 0);        // first image, black
-  REQUIRE(px[2 * w + 6] == 255);      // second image, white
+  REQUIRE(px[2 * w + 2] == 0);    // first image, black
+  REQUIRE(px[2 * w + 6] == 255);  // second image, white
   stbi_image_free(px);
   std::string scatter = (dir / "scatter.png").string();
   save_scatter_png(scatter, from_vector(std::vector<double>{0.0, 0.0, 0.0, 0.0}, {2, 2}), 1.0, 16);
   px = stbi_load(scatter.c_str(), &w, &h, &c, 1);
   REQUIRE(px != nullptr);
   REQUIRE(w == 16);
-  REQUIRE(px[8 * 16 + 8] == 0);   // the centre holds both points
-  REQUIRE(px[0] == 255);          // a corner holds none
+  REQUIRE(px[8 * 16 + 8] == 0);  // the centre holds both points
+  REQUIRE(px[0] == 255);         // a corner holds none
   stbi_image_free(px);
   REQUIRE_THROWS_WITH(save_scatter_png(scatter, zeros({3, 3})), Catch::Contains("must be [N, 2]"));
   fs::remove_all(dir);

@@ -28,9 +28,12 @@ Batch make_batch(uint64_t seed, double t_lo = 0.05, double t_hi = 0.95) {
 }
 
 std::vector<std::pair<std::string, PathParams>> all_schedulers() {
-  return {{"condot", {}},       {"condot", {{"sigma_min", 0.01}}},
-          {"vp", {}},           {"ve", {{"sigma_min", 0.01}, {"sigma_max", 5.0}}},
-          {"cosine", {}},       {"polynomial", {{"n", 1.0}}},
+  return {{"condot", {}},
+          {"condot", {{"sigma_min", 0.01}}},
+          {"vp", {}},
+          {"ve", {{"sigma_min", 0.01}, {"sigma_max", 5.0}}},
+          {"cosine", {}},
+          {"polynomial", {{"n", 1.0}}},
           {"polynomial", {{"n", 3.0}}}};
 }
 
@@ -155,8 +158,10 @@ TEST_CASE("curved 2-D path: a user-defined path through the same interface", "[p
 
 TEST_CASE("paths: factory and input checks", "[paths]") {
   REQUIRE(make_affine_path("condot")->name() == "affine(condot)");
-  REQUIRE_THROWS_WITH(make_scheduler("linear"), Contains("unknown scheduler 'linear'") && Contains("condot, vp, ve, cosine, polynomial"));
-  REQUIRE_THROWS_WITH(make_scheduler("vp", {{"sigma_min", 0.1}}), Contains("beta_min, beta_max") && Contains("'sigma_min'"));
+  REQUIRE_THROWS_WITH(make_scheduler("linear"),
+                      Contains("unknown scheduler 'linear'") && Contains("condot, vp, ve, cosine, polynomial"));
+  REQUIRE_THROWS_WITH(make_scheduler("vp", {{"sigma_min", 0.1}}),
+                      Contains("beta_min, beta_max") && Contains("'sigma_min'"));
   REQUIRE_THROWS_WITH(make_scheduler("ve", {{"sigma_min", 2.0}, {"sigma_max", 1.0}}), Contains("sigma_min=2"));
   auto p = make_affine_path("cosine");
   Tensor x = zeros({4, 2}, DType::f64);

@@ -111,8 +111,8 @@ TEST_CASE("dopri5 reaches its tolerance with less work when looser", "[solvers]"
     o.rtol = o.atol = tol;
     OdeResult r = odeint(p.field(), p.x0, 0.0, 1.5, o);
     const double err = max_abs_diff(r.x, p.exact(0.0, 1.5));
-    INFO("tol " << tol << ": error " << err << ", nfe " << r.nfe << ", accepted " << r.accepted_steps
-                << ", rejected " << r.rejected_steps);
+    INFO("tol " << tol << ": error " << err << ", nfe " << r.nfe << ", accepted " << r.accepted_steps << ", rejected "
+                << r.rejected_steps);
     REQUIRE(err < 10 * tol);
     // 1 NFE for f(t0, x0), 1 for the first-step probe, 6 per attempted step (FSAL).
     REQUIRE(r.nfe == 2 + 6 * (r.accepted_steps + r.rejected_steps));
@@ -238,7 +238,8 @@ TEST_CASE("jittered time grids stay monotone, keep their ends and move between d
   Generator gen(9);
   const std::vector<double> uniform = uniform_time_grid(1.0, 0.0, 10);
   REQUIRE(jittered_time_grid(1.0, 0.0, 10, 0.0, gen) == uniform);
-  const std::vector<double> a = jittered_time_grid(1.0, 0.0, 10, 0.9, gen), b = jittered_time_grid(1.0, 0.0, 10, 0.9, gen);
+  const std::vector<double> a = jittered_time_grid(1.0, 0.0, 10, 0.9, gen),
+                            b = jittered_time_grid(1.0, 0.0, 10, 0.9, gen);
   REQUIRE(a.size() == 11);
   REQUIRE((a.front() == 1.0 && a.back() == 0.0));
   REQUIRE(a != b);

@@ -16,7 +16,8 @@ inline double now_ms() {
 }
 
 // Median wall time of `fn` in ms over `samples` samples of `inner` calls each, after `warmup` calls.
-inline double median_ms(const std::function<void()>& fn, const Device& dev, int samples, int inner = 1, int warmup = 2) {
+inline double median_ms(const std::function<void()>& fn, const Device& dev, int samples, int inner = 1,
+                        int warmup = 2) {
   for (int i = 0; i < warmup; ++i) fn();
   synchronize(dev);
   std::vector<double> t;

@@ -43,16 +43,20 @@ class Report {
       json_.open(o.json);
       if (!json_) fail("bench: cannot write --json file '{}'", o.json);
     }
-    fmt::print("{:<22} {:<5} {:<16} {:>11} {:>10} {:>9}  {}\n", "kernel", "dtype", "shape", "median_ms", "GFLOP/s", "GB/s", "note");
+    fmt::print("{:<22} {:<5} {:<16} {:>11} {:>10} {:>9}  {}\n", "kernel", "dtype", "shape", "median_ms", "GFLOP/s",
+               "GB/s", "note");
   }
   void add(const Row& r) {
     fmt::print("{:<22} {:<5} {:<16} {:>11.4f} {:>10} {:>9}  {}\n", r.kernel, r.dtype, r.shape, r.ms,
-               r.gflops > 0 ? fmt::format("{:.1f}", r.gflops) : "", r.gbps > 0 ? fmt::format("{:.2f}", r.gbps) : "", r.note);
+               r.gflops > 0 ? fmt::format("{:.1f}", r.gflops) : "", r.gbps > 0 ? fmt::format("{:.2f}", r.gbps) : "",
+               r.note);
     std::fflush(stdout);
     if (json_)
-      json_ << fmt::format(R"({{"kernel":"{}","device":"{}","dtype":"{}","shape":"{}","median_ms":{:.6f},"gflops":{:.3f},"gbps":{:.3f}}})",
-                           r.kernel, dev_.str(), r.dtype, r.shape, r.ms, r.gflops, r.gbps)
-            << "\n";
+      json_
+          << fmt::format(
+                 R"({{"kernel":"{}","device":"{}","dtype":"{}","shape":"{}","median_ms":{:.6f},"gflops":{:.3f},"gbps":{:.3f}}})",
+                 r.kernel, dev_.str(), r.dtype, r.shape, r.ms, r.gflops, r.gbps)
+          << "\n";
   }
 
  private:
@@ -77,8 +81,8 @@ void run_kernels(const BenchOptions& o) {
   NoGradGuard ng;
 
   // ---- GEMM ----
-  std::vector<int64_t> sizes = dev.is_cpu() ? std::vector<int64_t>{64, 128, 256, 512, 1024, 2048}
-                                            : std::vector<int64_t>{1024, 2048, 4096, 8192};
+  std::vector<int64_t> sizes =
+      dev.is_cpu() ? std::vector<int64_t>{64, 128, 256, 512, 1024, 2048} : std::vector<int64_t>{1024, 2048, 4096, 8192};
   if (o.quick) sizes.resize(std::min<size_t>(sizes.size(), 3));
   for (int64_t n : sizes) {
     Tensor a = randn(Shape{n, n}, gen, f32), b = randn(Shape{n, n}, gen, f32);
@@ -91,10 +95,12 @@ void run_kernels(const BenchOptions& o) {
       Tensor c = Tensor::empty(Shape{n, n}, f32);
       // The reference is OpenBLAS with its own threads (the engine runs it single-threaded per chunk).
       openblas_set_num_threads(cpu_threads());
-      double ref = median_ms([&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
-                    b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
-      }, dev, samples, inner);
+      double ref = median_ms(
+          [&] {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(n), int(n), 1.f, a.data<float>(), int(n),
+                        b.data<float>(), int(n), 0.f, c.data<float>(), int(n));
+          },
+          dev, samples, inner);
       openblas_set_num_threads(1);
       r.note = fmt::format("openblas sgemm {:.1f} GFLOP/s; engine/openblas = {:.2f}", flop / ref / 1e6, ref / ms);
     }
@@ -111,9 +117,12 @@ void run_kernels(const BenchOptions& o) {
     if (dev.is_cpu()) {
       char* d = static_cast<char*>(dst.raw_data());
       const char* s = static_cast<const char*>(src.raw_data());
-      ms = median_ms([&] {
-        parallel_chunks(int64_t(bytes), 1 << 20, [&](int64_t b0, int64_t e0) { std::memcpy(d + b0, s + b0, size_t(e0 - b0)); });
-      }, dev, 9);
+      ms = median_ms(
+          [&] {
+            parallel_chunks(int64_t(bytes), 1 << 20,
+                            [&](int64_t b0, int64_t e0) { std::memcpy(d + b0, s + b0, size_t(e0 - b0)); });
+          },
+          dev, 9);
     } else {
       const Backend& be = backend_for(dev);
       ms = median_ms([&] { be.copy_same_device(dev.index, dst.raw_data(), src.raw_data(), bytes); }, dev, 9);
@@ -134,7 +143,8 @@ void run_kernels(const BenchOptions& o) {
     rep.add(Row{"add", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
     ms = median_ms([&] { silu(a); }, dev, samples, inner);
     gbps = 2.0 * double(n) * 4 / ms / 1e6;
-    rep.add(Row{"silu", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
+    rep.add(
+        Row{"silu", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
   }
 
   // ---- rows: sum over the last dim, softmax, layer_norm (rows of 1024) ----
@@ -155,7 +165,9 @@ void run_kernels(const BenchOptions& o) {
   // ---- the U-Net's layers: 3x3 convolutions (forward; forward + input, weight and bias
   // gradients) and GroupNorm, batch 64 ----
   {
-    struct ConvLayer { int64_t c, o, size; };
+    struct ConvLayer {
+      int64_t c, o, size;
+    };
     std::vector<ConvLayer> layers = {{32, 32, 28}, {64, 64, 14}, {64, 64, 7}};
     if (o.quick) layers = {{32, 32, 14}};
     const int64_t n = o.quick ? 8 : 64;
@@ -211,7 +223,8 @@ void run_kernels(const BenchOptions& o) {
     const std::vector<double> cost = pairwise_sq_distances(x0.to(DType::f64), x1.to(DType::f64)).to_vector<double>();
     const int samples = n >= 1024 ? 7 : 15;
     double ms = median_ms([&] { solve_assignment(cost, n); }, Device::cpu(), samples);
-    rep.add(Row{"assignment (exact OT)", "f64", fmt::format("{}x{}", n, n), ms, 0, 0, "solve_assignment on 2-D squared distances"});
+    rep.add(Row{"assignment (exact OT)", "f64", fmt::format("{}x{}", n, n), ms, 0, 0,
+                "solve_assignment on 2-D squared distances"});
     ExactOTCoupling exact_ot;
     ms = median_ms([&] { exact_ot.couple(x0, x1, gen); }, dev, samples);
     rep.add(Row{"exact_ot coupling", "f32", fmt::format("{}x2", n), ms, 0, 0, "cost matrix + assignment + gather"});
@@ -224,7 +237,8 @@ void add_bench(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "Benchmarks: kernels, model steps and the 2-D flow workloads");
   bench->require_subcommand(1);
   auto opts = std::make_shared<BenchOptions>();
-  auto* kernels = bench->add_subcommand("kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm, op dispatch and the exact-OT assignment");
+  auto* kernels = bench->add_subcommand(
+      "kernels", "Time GEMM, elementwise, reductions, softmax, layer_norm, op dispatch and the exact-OT assignment");
   kernels->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
   kernels->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
   kernels->add_option("--json", opts->json, "Also write one JSON object per row to this file");

@@ -14,8 +14,8 @@
 
 #include "engine/threads.h"
 #include "models/models.h"
-#include "train/cli/bench_timing.h"
 #include "train/cfm.h"
+#include "train/cli/bench_timing.h"
 #include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/likelihood.h"
@@ -133,7 +133,8 @@ FlowWorkload make_image_workload(const std::string& which, const Device& dev) {
   w.name = which;
   w.batch = kImageBatch;
   if (which == "fmnist-unet-cfm") {
-    w.description = "CFM step: 64 random 28x28x1 images with labels, CondOT path, UNet forward + backward + AdamW (lr 1e-4)";
+    w.description =
+        "CFM step: 64 random 28x28x1 images with labels, CondOT path, UNet forward + backward + AdamW (lr 1e-4)";
     auto net = std::make_shared<UNet>(fmnist_unet_config(), init);
     net->to(dev);
     w.net = net;
@@ -271,14 +272,15 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   const double samples_per_s = double(w.batch) / (st.median_ms / 1000.0);
   fmt::print("{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "workload", "batch", "median_ms", "min_ms",
              "q1_ms", "q3_ms", "max_ms", "samples/s", "peak MiB");
-  fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch, st.median_ms,
-             st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib);
+  fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch,
+             st.median_ms, st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib);
   if (json)
-    json << fmt::format(
-                R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f}}})",
-                w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
-                st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
-         << "\n";
+    json
+        << fmt::format(
+               R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f}}})",
+               w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
+               st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
+        << "\n";
 }
 
 }  // namespace
@@ -300,7 +302,9 @@ void add_bench_flow(CLI::App* bench) {
     cmd->add_option("--steps", opts->steps, "timed steps (the median is reported)")
         ->capture_default_str()
         ->check(positive_integer());
-    cmd->add_option("--warmup", opts->warmup, "untimed steps first")->capture_default_str()->check(non_negative_integer());
+    cmd->add_option("--warmup", opts->warmup, "untimed steps first")
+        ->capture_default_str()
+        ->check(non_negative_integer());
     cmd->add_option("--json", opts->json, "Also write the result as one JSON object to this file");
     cmd->add_flag("--params", opts->params, "List the network's parameters with their shapes and exit without timing");
     cmd->callback([name, opts] { run_flow_bench(name, *opts); });

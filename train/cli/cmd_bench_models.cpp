@@ -96,8 +96,8 @@ void run_models(const ModelBenchOptions& o) {
     json.open(o.json);
     if (!json) fail("bench models: cannot write --json file '{}'", o.json);
   }
-  std::vector<std::string> models = o.model == "all" ? std::vector<std::string>{"mlp", "unet", "dit"}
-                                                     : std::vector<std::string>{o.model};
+  std::vector<std::string> models =
+      o.model == "all" ? std::vector<std::string>{"mlp", "unet", "dit"} : std::vector<std::string>{o.model};
   fmt::print("device {}, {} CPU thread(s), median of {} steps after 2 warm-up steps\n", dev.str(), cpu_threads(),
              o.samples);
   fmt::print("{:<6} {:>6} {:>11} {:<22} {:>10} {:>10}  {}\n", "model", "batch", "params", "pass", "ms/step", "peak MiB",
@@ -123,19 +123,23 @@ void run_models(const ModelBenchOptions& o) {
     };
     Module& m = *w.module;
     std::vector<Pass> passes = {
-        {"forward", [&] {
+        {"forward",
+         [&] {
            NoGradGuard ng;
            w.net(z, t, h);
          }},
-        {"forward+backward", [&] {
+        {"forward+backward",
+         [&] {
            m.zero_grad();
            Tensor loss = mean(square(w.net(z, t, zeros_like(h)) - v));
            loss.backward();
          }},
-        {"forward+jvp+backward", [&] {
+        {"forward+jvp+backward",
+         [&] {
            m.zero_grad();
            auto f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{w.net(in[0], in[1], in[2])}; };
-           JvpResult r = jvp(f, {z, t, h}, {v, ones_like(t), ones_like(h)}, JvpOptions{.differentiable_tangents = false});
+           JvpResult r =
+               jvp(f, {z, t, h}, {v, ones_like(t), ones_like(h)}, JvpOptions{.differentiable_tangents = false});
            Tensor target = stop_gradient(v - h.reshape(Shape(tdims)) * r.tangents[0]);
            Tensor loss = mean(square(r.outputs[0] - target));
            loss.backward();
@@ -156,10 +160,11 @@ void run_models(const ModelBenchOptions& o) {
                  peak_mib, note);
       std::fflush(stdout);
       if (json)
-        json << fmt::format(
-                    R"({{"model":"{}","description":"{}","device":"{}","threads":{},"batch":{},"params":{},"pass":"{}","median_ms":{:.4f},"peak_mib":{:.2f}}})",
-                    which, w.description, dev.str(), cpu_threads(), w.batch, m.num_parameters(), p.name, ms, peak_mib)
-             << "\n";
+        json
+            << fmt::format(
+                   R"({{"model":"{}","description":"{}","device":"{}","threads":{},"batch":{},"params":{},"pass":"{}","median_ms":{:.4f},"peak_mib":{:.2f}}})",
+                   which, w.description, dev.str(), cpu_threads(), w.batch, m.num_parameters(), p.name, ms, peak_mib)
+            << "\n";
     }
   }
 }
@@ -168,14 +173,16 @@ void run_models(const ModelBenchOptions& o) {
 
 void add_bench_models(CLI::App* bench) {
   auto opts = std::make_shared<ModelBenchOptions>();
-  auto* cmd = bench->add_subcommand("models", "Time forward, forward+backward and forward+JVP+backward of the networks");
+  auto* cmd =
+      bench->add_subcommand("models", "Time forward, forward+backward and forward+JVP+backward of the networks");
   cmd->add_option("--model", opts->model, "mlp, unet, dit or all")->capture_default_str();
   cmd->add_option("--device", opts->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "CPU threads (default: all cores)")->check(positive_integer());
   cmd->add_option("--samples", opts->samples, "timed steps per pass (the median is reported)")
       ->capture_default_str()
       ->check(positive_integer());
-  cmd->add_option("--batch", opts->batch, "batch size (default: 1024 for mlp, 64 for unet/dit)")->check(positive_integer());
+  cmd->add_option("--batch", opts->batch, "batch size (default: 1024 for mlp, 64 for unet/dit)")
+      ->check(positive_integer());
   cmd->add_option("--json", opts->json, "Also write one JSON object per row to this file");
   cmd->callback([opts] { run_models(*opts); });
 }

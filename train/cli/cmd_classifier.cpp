@@ -3,11 +3,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-
 #include "engine/atomic_file.h"
 #include "train/classifier_run.h"
-#include "train/json_text.h"
 #include "train/cli/commands.h"
+#include "train/json_text.h"
 
 namespace dualflow::cli {
 namespace {
@@ -63,8 +62,8 @@ void run_eval_classifier(const EvalClassifierArgs& a) {
 
 void add_classifier_commands(CLI::App& app) {
   auto ta = std::make_shared<TrainClassifierArgs>();
-  auto* train = app.add_subcommand("train-classifier",
-                                   "Train the image classifier whose features and predictions evaluate generated images");
+  auto* train = app.add_subcommand(
+      "train-classifier", "Train the image classifier whose features and predictions evaluate generated images");
   train->add_option("config", ta->config, "run configuration (TOML); see --help-config")->check(CLI::ExistingFile);
   train->add_option("--set", ta->overrides, "override a config key: --set train.steps=3000 (repeatable)");
   train->add_option("--out", ta->out, "output directory (checkpoint.safetensors, metrics.jsonl)");
@@ -82,7 +81,9 @@ void add_classifier_commands(CLI::App& app) {
   eval->add_option("--limit", ea->limit, "use the first N test images (and N train images for the floor); 0: all")
       ->capture_default_str()
       ->check(non_negative_integer());
-  eval->add_option("--seed", ea->seed, "seed of the random train subset of the floor")->capture_default_str()->check(non_negative_integer());
+  eval->add_option("--seed", ea->seed, "seed of the random train subset of the floor")
+      ->capture_default_str()
+      ->check(non_negative_integer());
   eval->add_option("--out", ea->out, "also write the figures to this JSON file");
   eval->callback([ea] { run_eval_classifier(*ea); });
 }

@@ -46,7 +46,10 @@ void run_demo(const DemoOptions& o) {
   };
   // Adam (beta 0.9 / 0.999) written with engine ops under NoGradGuard.
   std::vector<Tensor> m, v;
-  for (const Tensor& p : params) { m.push_back(zeros_like(p.detach())); v.push_back(zeros_like(p.detach())); }
+  for (const Tensor& p : params) {
+    m.push_back(zeros_like(p.detach()));
+    v.push_back(zeros_like(p.detach()));
+  }
   Tensor x_test = uniform(Shape{2048, 2}, -2, 2, gen);
   Tensor y_test = target(x_test);
   fmt::print("demo: MLP 2-{}-{}-1 (SiLU), Adam lr {}, batch {}, {} steps\n", o.width, o.width, o.lr, o.batch, o.steps);

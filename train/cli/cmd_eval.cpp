@@ -42,7 +42,8 @@ Tensor dequantized(const Tensor& images, Generator& gen) {
 void run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
   if (a.threads > 0) set_cpu_threads(int(a.threads));
-  DF_CHECK(a.n >= 2 && a.n <= 10000, "eval: --n must be 2 to 10000 (FD needs a covariance; the test split holds 10000), got {}", a.n);
+  DF_CHECK(a.n >= 2 && a.n <= 10000,
+           "eval: --n must be 2 to 10000 (FD needs a covariance; the test split holds 10000), got {}", a.n);
   // Outputs are checked before minutes of sampling, not after.
   if (!a.out.empty()) check_output_file(a.out, "eval --out");
   if (!a.grid.empty()) check_output_file(a.grid, "eval --grid");
@@ -86,8 +87,7 @@ void run_eval(const EvalArgs& a) {
                s.nfe, sample_seconds, fd, ref.fd_floor);
     if (s.labels.defined()) {
       Tensor predicted = argmax(outputs.logits, 1);
-      const double accuracy =
-          mean(eq(predicted, s.labels.to(Device::cpu())).to(DType::f64)).item();
+      const double accuracy = mean(eq(predicted, s.labels.to(Device::cpu())).to(DType::f64)).item();
       json += fmt::format(R"(,"class_accuracy":{:.6g})", accuracy);
       fmt::print(", class accuracy {:.2f}%", 100 * accuracy);
     }
@@ -154,7 +154,8 @@ void add_eval(CLI::App& app) {
   eval->add_option("--n", a->n, "samples (and test / train images of the floor), 2 to 10000")
       ->capture_default_str()
       ->check(positive_integer());
-  eval->add_option("--method", a->method, "a sampler of the model's method: ode, or its own (meanflow, the default for MeanFlow models)");
+  eval->add_option("--method", a->method,
+                   "a sampler of the model's method: ode, or its own (meanflow, the default for MeanFlow models)");
   eval->add_option("--solver", a->solver, "ODE solver (default: the run's sample.solver)");
   eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(positive_integer());
   eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(positive_number());

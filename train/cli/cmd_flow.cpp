@@ -16,8 +16,8 @@
 #include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
-#include "train/likelihood.h"
 #include "train/json_text.h"
+#include "train/likelihood.h"
 #include "train/meanflow.h"
 #include "train/npy.h"
 #include "train/plots.h"
@@ -98,9 +98,10 @@ void print_sample_distance(const std::string& data, const Tensor& samples, uint6
     model += energy_distance(samples.narrow(0, 0, m), a) / double(draws);
     floor += energy_distance(b, a) / double(draws);
   }
-  fmt::print("energy distance to {} {} points: {:.5f} (two independent data draws: {:.5f}; ratio {:.2f}; means of {} "
-             "draws)\n",
-             m, data, model, floor, model / floor, draws);
+  fmt::print(
+      "energy distance to {} {} points: {:.5f} (two independent data draws: {:.5f}; ratio {:.2f}; means of {} "
+      "draws)\n",
+      m, data, model, floor, model / floor, draws);
 }
 
 void run_sample(const SampleArgs& a) {
@@ -200,29 +201,36 @@ void add_flow_commands(CLI::App& app) {
 
   auto sa = std::make_shared<SampleArgs>();
   auto* sample = app.add_subcommand("sample", "Draw samples from a trained checkpoint");
-  sample->add_option("--checkpoint", sa->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
+  sample->add_option("--checkpoint", sa->checkpoint, "checkpoint.safetensors of a run")
+      ->required()
+      ->check(CLI::ExistingFile);
   sample->add_option("--out", sa->out, "output .npy file (a .png beside it for 2-D data)")->required();
-  sample->add_option("--method", sa->method,
-                     "a sampler of the checkpoint's method: ode (integrate its velocity ODE; for a MeanFlow model the "
-                     "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
-                     "checkpoints)");
+  sample->add_option(
+      "--method", sa->method,
+      "a sampler of the checkpoint's method: ode (integrate its velocity ODE; for a MeanFlow model the "
+      "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
+      "checkpoints)");
   sample->add_option("--solver", sa->solver, "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
-  sample->add_option("--steps", sa->steps,
-                     "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
-                     "run's meanflow.sample_steps)")
+  sample
+      ->add_option("--steps", sa->steps,
+                   "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
+                   "run's meanflow.sample_steps)")
       ->check(positive_integer());
   sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(positive_number());
   sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(positive_number());
   sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(positive_integer());
   sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str()->check(non_negative_integer());
-  sample->add_option("--cfg", sa->cfg,
-                     "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
+  sample
+      ->add_option("--cfg", sa->cfg,
+                   "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
       ->check(non_negative_number());
   sample->callback([sa] { run_sample(*sa); });
 
   auto na = std::make_shared<NllArgs>();
   auto* nll = app.add_subcommand("nll", "Negative log-likelihood of held-out data under a checkpoint");
-  nll->add_option("--checkpoint", na->checkpoint, "checkpoint.safetensors of a run")->required()->check(CLI::ExistingFile);
+  nll->add_option("--checkpoint", na->checkpoint, "checkpoint.safetensors of a run")
+      ->required()
+      ->check(CLI::ExistingFile);
   nll->add_option("--out", na->out, "output JSON file")->required();
   nll->add_option("--divergence", na->divergence, "exact or hutchinson")->capture_default_str();
   nll->add_option("--n", na->n, "number of data points")->capture_default_str()->check(positive_integer());
@@ -230,7 +238,9 @@ void add_flow_commands(CLI::App& app) {
   nll->add_option("--steps", na->steps, "steps of a fixed-step solver")->check(positive_integer());
   nll->add_option("--rtol", na->rtol, "dopri5 relative tolerance")->check(positive_number());
   nll->add_option("--atol", na->atol, "dopri5 absolute tolerance")->check(positive_number());
-  nll->add_option("--seed", na->seed, "seed of the data points and probes")->capture_default_str()->check(non_negative_integer());
+  nll->add_option("--seed", na->seed, "seed of the data points and probes")
+      ->capture_default_str()
+      ->check(non_negative_integer());
   nll->callback([na] { run_nll(*na); });
 }
 

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include "engine/dualflow.h"
-#include "kernels/cpu/blas_kernels.h"
 #include "engine/threads.h"
+#include "kernels/cpu/blas_kernels.h"
 #include "train/cli/commands.h"
 
 namespace dualflow::cli {

@@ -1,8 +1,8 @@
 // The subcommands of the `dualflow` program; each registers its options on the CLI11 app and
 // returns the callback that runs it.
 #pragma once
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cerrno>
 #include <charconv>

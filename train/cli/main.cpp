@@ -61,9 +61,7 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const dualflow::Error& e) {
+  } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const dualflow::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
   } catch (const std::exception& e) {

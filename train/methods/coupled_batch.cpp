@@ -24,8 +24,9 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
     } else {
       pair = coupling->couple(x0, d.x, gen);
     }
-    Tensor labels = d.labels.defined() && class_dropout > 0 ? drop_class_labels(d.labels, class_dropout, null_label, gen)
-                                                            : d.labels;
+    Tensor labels = d.labels.defined() && class_dropout > 0
+                        ? drop_class_labels(d.labels, class_dropout, null_label, gen)
+                        : d.labels;
     Tensor t = rand({d.x.size(0)}, gen, opts) * t_max;
     return CoupledTrainingBatch{pair.x0, pair.x1, t, labels};
   };

@@ -93,10 +93,11 @@ MeanFlowOptions parse_meanflow_options(const RunConfig& c, const FlowRunSpec& sp
            "\"independent\"",
            spec.path.coupling);
   const double sigma_min = c.get_float("method.sigma_min");
-  DF_CHECK(spec.path.scheduler == "condot" && sigma_min == 0.0 && spec.path.t_max == 1.0,
-           "method.path = \"{}\", method.sigma_min = {}, method.t_max = {}: MeanFlow trains on its own straight path "
-           "from data to N(0, I) noise over the whole of [0, 1]; keep method.path = \"condot\", sigma_min = 0, t_max = 1",
-           spec.path.scheduler, sigma_min, spec.path.t_max);
+  DF_CHECK(
+      spec.path.scheduler == "condot" && sigma_min == 0.0 && spec.path.t_max == 1.0,
+      "method.path = \"{}\", method.sigma_min = {}, method.t_max = {}: MeanFlow trains on its own straight path "
+      "from data to N(0, I) noise over the whole of [0, 1]; keep method.path = \"condot\", sigma_min = 0, t_max = 1",
+      spec.path.scheduler, sigma_min, spec.path.t_max);
   DF_CHECK(classes > 0 || (o.guidance_omega == 1.0 && o.guidance_kappa == 0.0),
            "meanflow.guidance_omega = {}, meanflow.guidance_kappa = {}: guidance in training needs class labels "
            "(model.classes > 0); keep omega = 1 and kappa = 0",

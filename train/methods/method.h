@@ -25,8 +25,8 @@ using Objective = std::function<StepOutcome(Generator& gen, int64_t step)>;
 // What a method gets to set up its training.
 struct TrainingSetup {
   const FlowRunSpec& spec;
-  VelocityModel& model;  // built, prepared and on the run's device; the method may load weights
-  Generator& data_gen;   // the run's data stream (saved in checkpoints); objectives draw from it
+  VelocityModel& model;   // built, prepared and on the run's device; the method may load weights
+  Generator& data_gen;    // the run's data stream (saved in checkpoints); objectives draw from it
   TensorOptions options;  // f32 on the run's device
   bool resume = false;    // the run continues from a checkpoint
   bool quiet = false;     // no console output
@@ -70,8 +70,8 @@ SampledChunk sample_ode(const VelocityModel& model, const Tensor& noise, const T
                         const SampleRequest& request);
 
 struct MethodEntry {
-  std::string name;         // the method.name value
-  std::string description;  // for the schema's help
+  std::string name;                 // the method.name value
+  std::string description;          // for the schema's help
   bool takes_class_labels = false;  // can train class-conditional models (model.classes > 0)
   // Adds the method's own section to the schema; may be empty.
   std::function<void(ConfigSchema&)> add_keys;

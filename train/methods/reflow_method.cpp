@@ -31,9 +31,10 @@ class ReflowMethod final : public Method {
       try {
         setup.model.module->load_state_dict(teacher.model.module->state_dict());
       } catch (const std::exception& e) {
-        fail("reflow.init_from_teacher: the teacher's network does not fit this run's model settings ({}); give "
-             "the same model.* keys or set reflow.init_from_teacher = false",
-             e.what());
+        fail(
+            "reflow.init_from_teacher: the teacher's network does not fit this run's model settings ({}); give "
+            "the same model.* keys or set reflow.init_from_teacher = false",
+            e.what());
       }
     }
     const std::shared_ptr<AffinePath> path = spec.path.affine_path();
@@ -78,8 +79,7 @@ MethodEntry reflow_method_entry() {
   e.add_keys = [](ConfigSchema& s) {
     s.add_string("reflow.teacher", "", "checkpoint of the trained flow whose ODE pairs are learned (method reflow)");
     s.add_int("reflow.pairs", 20000, "number of (noise, sample) pairs drawn from the teacher").at_least(1);
-    s.add_string("reflow.solver", "rk4", "solver that draws the teacher's pairs")
-        .one_of(ode_method_names());
+    s.add_string("reflow.solver", "rk4", "solver that draws the teacher's pairs").one_of(ode_method_names());
     s.add_int("reflow.steps", 25, "steps of a fixed-step reflow.solver").at_least(1);
     s.add_bool("reflow.init_from_teacher", true, "start from the teacher's weights (as rectified flow does)");
   };
@@ -91,9 +91,10 @@ MethodEntry reflow_method_entry() {
     ReflowSettings r;
     r.teacher = c.get_string("reflow.teacher");
     DF_CHECK(!r.teacher.empty(), "method.name = \"reflow\" needs reflow.teacher = the checkpoint of a trained flow");
-    DF_CHECK(spec.path.scheduler == "condot",
-             "method.path = \"{}\": reflow trains straight (CondOT) paths between its pairs; set method.path = \"condot\"",
-             spec.path.scheduler);
+    DF_CHECK(
+        spec.path.scheduler == "condot",
+        "method.path = \"{}\": reflow trains straight (CondOT) paths between its pairs; set method.path = \"condot\"",
+        spec.path.scheduler);
     r.pairs = c.get_int("reflow.pairs");
     r.ode = ode_options_with(spec.sample.ode, c.get_string("reflow.solver"), c.get_int("reflow.steps"), 0, 0);
     r.init_from_teacher = c.get_bool("reflow.init_from_teacher");

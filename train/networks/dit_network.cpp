@@ -29,8 +29,8 @@ NetworkEntry dit_network_entry() {
     if (c.get_int("model.dit_depth") > 0) d.depth = c.get_int("model.dit_depth");
     if (c.get_int("model.dit_heads") > 0) d.num_heads = c.get_int("model.dit_heads");
     DF_CHECK(d.input_size % d.patch_size == 0,
-             "model.dit_preset = \"{}\": patch size {} does not divide the {}x{} images of {}; use patch 2 or 4", preset,
-             d.patch_size, d.input_size, d.input_size, context.data.name);
+             "model.dit_preset = \"{}\": patch size {} does not divide the {}x{} images of {}; use patch 2 or 4",
+             preset, d.patch_size, d.input_size, d.input_size, context.data.name);
     return [d](Generator& init) { return std::make_shared<DiT>(d, init); };
   };
   return e;

@@ -13,10 +13,10 @@ namespace dualflow {
 
 // What a run asks of its network, besides the network's own keys.
 struct NetworkContext {
-  const DataSpec& data;       // sample shape and the set's name (for messages)
-  int64_t classes = 0;        // labels to condition on (0: none)
+  const DataSpec& data;         // sample shape and the set's name (for messages)
+  int64_t classes = 0;          // labels to condition on (0: none)
   bool takes_interval = false;  // MeanFlow's h = t - r as a further input
-  double time_scale = 1000;   // model.time_scale
+  double time_scale = 1000;     // model.time_scale
 };
 
 struct NetworkEntry {

@@ -14,7 +14,8 @@ NetworkEntry unet_network_entry() {
     s.add_int("model.unet_channels", 32, "U-Net base channel count").at_least(1);
     s.add_int_list("model.unet_mult", {1, 2, 2}, "U-Net channel multiplier per resolution level").at_least(1);
     s.add_int("model.unet_blocks", 2, "U-Net residual blocks per level").at_least(1);
-    s.add_int_list("model.unet_attention", {7}, "U-Net resolutions (pixels per side) that get self-attention").at_least(1);
+    s.add_int_list("model.unet_attention", {7}, "U-Net resolutions (pixels per side) that get self-attention")
+        .at_least(1);
   };
   e.parse = [](const RunConfig& c, const NetworkContext& context) -> NetworkBuilder {
     UNetConfig u;
