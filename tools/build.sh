@@ -3,6 +3,8 @@
 # architecture, sm_90, unless CMAKE_CUDA_ARCHITECTURES is set in the environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache keys on paths relative to the checkout, so a fresh clone (CI) reuses earlier builds.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=/usr/local/cuda/bin/nvcc
 fi

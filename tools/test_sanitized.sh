@@ -6,6 +6,8 @@
 # it fails the CTest entry that triggered it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ccache keys on paths relative to the checkout, so a fresh clone (CI) reuses earlier builds.
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$PWD}"
 cmake -S . -B build-asan -G Ninja -DDUALFLOW_SANITIZE=ON -DDUALFLOW_CUDA=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1"
 cmake --build build-asan -j "$(nproc)"

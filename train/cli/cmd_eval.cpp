@@ -25,11 +25,11 @@ namespace dualflow::cli {
 namespace {
 
 struct EvalArgs {
-  std::string classifier, checkpoint, method, solver, out, grid;
-  int64_t n = 1000, steps = 0, bpd = 0, bpd_steps = 0, threads = 0;
-  double cfg = -1, rtol = 0, atol = 0;
+  std::string classifier, checkpoint, out, grid;
+  int64_t n = 1000, bpd = 0, bpd_steps = 0, threads = 0;
   std::string bpd_solver = "dopri5";
   uint64_t seed = 0;
+  SampleChoices sampling;  // --method, --solver, --steps, --rtol, --atol, --cfg; unset keeps the run's
 };
 
 // Test images moved into the model's continuous space by uniform dequantisation: pixel k of
@@ -62,14 +62,8 @@ void run_eval(const EvalArgs& a) {
              a.checkpoint, lm.spec.data.name);
     DF_CHECK(lm.spec.data.name == clf.data_name, "eval: the model was trained on {} but the classifier on {}",
              lm.spec.data.name, clf.data_name);
-    SampleChoices choices;
-    choices.sampler = a.method;
-    choices.solver = a.solver;
+    SampleChoices choices = a.sampling;
     choices.n = ref.floor_images;
-    choices.steps = a.steps;
-    choices.rtol = a.rtol;
-    choices.atol = a.atol;
-    choices.cfg = a.cfg;
     choices.seed = a.seed + 1;
     choices.chunk = 250;
     const SampleRequest request = sample_request(lm.spec, lm.model, choices);
@@ -154,13 +148,15 @@ void add_eval(CLI::App& app) {
   eval->add_option("--n", a->n, "samples (and test / train images of the floor), 2 to 10000")
       ->capture_default_str()
       ->check(positive_integer());
-  eval->add_option("--method", a->method,
+  eval->add_option("--method", a->sampling.sampler,
                    "a sampler of the model's method: ode, or its own (meanflow, the default for MeanFlow models)");
-  eval->add_option("--solver", a->solver, "ODE solver (default: the run's sample.solver)");
-  eval->add_option("--steps", a->steps, "fixed-step solver steps, or MeanFlow steps")->check(positive_integer());
-  eval->add_option("--rtol", a->rtol, "dopri5 relative tolerance")->check(positive_number());
-  eval->add_option("--atol", a->atol, "dopri5 absolute tolerance")->check(positive_number());
-  eval->add_option("--cfg", a->cfg, "guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
+  eval->add_option("--solver", a->sampling.solver, "ODE solver (default: the run's sample.solver)");
+  eval->add_option("--steps", a->sampling.steps, "fixed-step solver steps, or MeanFlow steps")
+      ->check(positive_integer());
+  eval->add_option("--rtol", a->sampling.rtol, "dopri5 relative tolerance")->check(positive_number());
+  eval->add_option("--atol", a->sampling.atol, "dopri5 absolute tolerance")->check(positive_number());
+  eval->add_option("--cfg", a->sampling.cfg,
+                   "guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
       ->check(non_negative_number());
   eval->add_option("--bpd", a->bpd, "also the bits per dimension on this many test images (0: skip)")
       ->check(non_negative_integer());

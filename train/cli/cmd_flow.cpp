@@ -78,10 +78,8 @@ void run_train(const TrainArgs& a) {
 }
 
 struct SampleArgs {
-  std::string checkpoint, out, solver, method;
-  int64_t steps = 0, n = 0;
-  double rtol = 0, atol = 0, cfg = -1;  // cfg < 0: the run's sample.cfg_scale
-  uint64_t seed = 0;
+  std::string checkpoint, out;
+  SampleChoices choices;  // unset options keep the run's settings (cfg < 0: its sample.cfg_scale)
 };
 
 // How far 2-D samples are from the data, beside the floor that sampling noise alone gives: the
@@ -108,33 +106,26 @@ void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
   check_output_file(a.out, "sample --out");  // the .png goes beside it, in the same folder
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
-  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || lm.model.num_classes > 0,
-           "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.cfg);
+  DF_CHECK(a.choices.cfg < 0 || a.choices.cfg == 1.0 || lm.model.num_classes > 0,
+           "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.choices.cfg);
   // The method's own sampler unless another of its samplers is asked for: a MeanFlow model
   // jumps in a few steps, every other model integrates its ODE.
   const std::vector<std::string> samplers = lm.model.method->samplers();
-  const std::string sampler = a.method.empty() ? samplers.front() : a.method;
+  const std::string sampler = a.choices.sampler.empty() ? samplers.front() : a.choices.sampler;
   DF_CHECK(std::find(samplers.begin(), samplers.end(), sampler) != samplers.end(),
            "sample: --method {}: this checkpoint was trained with method.name = \"{}\", whose models sample with {} "
            "(sample it with --method {})",
            sampler, lm.spec.method_name, fmt::join(samplers, " or "), samplers.front());
-  DF_CHECK(a.cfg < 0 || a.cfg == 1.0 || sampler == kOdeSampler,
+  DF_CHECK(a.choices.cfg < 0 || a.choices.cfg == 1.0 || sampler == kOdeSampler,
            "sample: --cfg {}: guidance scales the ODE sampler; the {} sampler's guidance is trained in (for MeanFlow, "
            "meanflow.guidance_*) and it takes none",
-           a.cfg, sampler);
-  DF_CHECK(sampler == kOdeSampler || (a.solver.empty() && a.rtol == 0 && a.atol == 0),
+           a.choices.cfg, sampler);
+  DF_CHECK(sampler == kOdeSampler || (a.choices.solver.empty() && a.choices.rtol == 0 && a.choices.atol == 0),
            "sample: --solver, --rtol and --atol choose the ODE solver; the {} sampler takes only --steps (add "
            "--method ode to integrate the model's velocity ODE instead)",
            sampler);
-  SampleChoices choices;
+  SampleChoices choices = a.choices;
   choices.sampler = sampler;
-  choices.solver = a.solver;
-  choices.n = a.n;
-  choices.steps = a.steps;
-  choices.rtol = a.rtol;
-  choices.atol = a.atol;
-  choices.cfg = a.cfg;
-  choices.seed = a.seed;
   const bool images = lm.spec.data.kind == DataKind::Images;
   choices.chunk = images ? 500 : 0;
   const SampleRequest request = sample_request(lm.spec, lm.model, choices);
@@ -147,7 +138,7 @@ void run_sample(const SampleArgs& a) {
   if (images) save_image_grid_png(png, x.narrow(0, 0, std::min<int64_t>(request.n, 100)), 10);
   fmt::print("{} samples from step {} with {} ({} NFE) -> {} and {}\n", request.n, lm.step, drawn.how, drawn.nfe, a.out,
              png);
-  if (!images) print_sample_distance(lm.spec.data.name, x, a.seed);
+  if (!images) print_sample_distance(lm.spec.data.name, x, a.choices.seed);
 }
 
 struct NllArgs {
@@ -206,22 +197,24 @@ void add_flow_commands(CLI::App& app) {
       ->check(CLI::ExistingFile);
   sample->add_option("--out", sa->out, "output .npy file (a .png beside it for 2-D data)")->required();
   sample->add_option(
-      "--method", sa->method,
+      "--method", sa->choices.sampler,
       "a sampler of the checkpoint's method: ode (integrate its velocity ODE; for a MeanFlow model the "
       "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
       "checkpoints)");
-  sample->add_option("--solver", sa->solver, "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
+  sample->add_option("--solver", sa->choices.solver,
+                     "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
   sample
-      ->add_option("--steps", sa->steps,
+      ->add_option("--steps", sa->choices.steps,
                    "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
                    "run's meanflow.sample_steps)")
       ->check(positive_integer());
-  sample->add_option("--rtol", sa->rtol, "dopri5 relative tolerance")->check(positive_number());
-  sample->add_option("--atol", sa->atol, "dopri5 absolute tolerance")->check(positive_number());
-  sample->add_option("--n", sa->n, "number of samples (default: the run's sample.n)")->check(positive_integer());
-  sample->add_option("--seed", sa->seed, "noise seed")->capture_default_str()->check(non_negative_integer());
+  sample->add_option("--rtol", sa->choices.rtol, "dopri5 relative tolerance")->check(positive_number());
+  sample->add_option("--atol", sa->choices.atol, "dopri5 absolute tolerance")->check(positive_number());
+  sample->add_option("--n", sa->choices.n, "number of samples (default: the run's sample.n)")
+      ->check(positive_integer());
+  sample->add_option("--seed", sa->choices.seed, "noise seed")->capture_default_str()->check(non_negative_integer());
   sample
-      ->add_option("--cfg", sa->cfg,
+      ->add_option("--cfg", sa->choices.cfg,
                    "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
       ->check(non_negative_number());
   sample->callback([sa] { run_sample(*sa); });

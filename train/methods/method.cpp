@@ -2,6 +2,8 @@
 // registry with its built-in list (see method.h).
 #include "train/methods/method.h"
 
+#include "train/registry.h"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -11,17 +13,12 @@ namespace dualflow {
 
 namespace {
 
-std::vector<MethodEntry>& entries() {
-  static std::vector<MethodEntry> list = [] {
-    std::vector<MethodEntry> v;
-    v.push_back(cfm_method_entry());
-    v.push_back(score_method_entry());
-    v.push_back(cnf_mle_method_entry());
-    v.push_back(reflow_method_entry());
-    v.push_back(meanflow_method_entry());
-    return v;
-  }();
-  return list;
+using MethodRegistry = Registry<MethodEntry, &MethodEntry::name>;
+
+MethodRegistry& registry() {
+  static MethodRegistry methods("method.name", {cfm_method_entry(), score_method_entry(), cnf_mle_method_entry(),
+                                                reflow_method_entry(), meanflow_method_entry()});
+  return methods;
 }
 
 SchedulerValues scheduler_at(const AffinePath& path, double t) {
@@ -30,27 +27,18 @@ SchedulerValues scheduler_at(const AffinePath& path, double t) {
 
 }  // namespace
 
-const std::vector<MethodEntry>& method_registry() { return entries(); }
+const std::vector<MethodEntry>& method_registry() { return registry().entries(); }
 
 void register_method(MethodEntry entry) {
-  DF_CHECK(!entry.name.empty() && entry.configure, "register_method: an entry needs a name and a configure function");
-  for (const MethodEntry& e : entries())
-    DF_CHECK(e.name != entry.name, "register_method: method.name \"{}\" is already registered", entry.name);
-  entries().push_back(std::move(entry));
+  DF_CHECK(entry.configure, "register_method: the entry \"{}\" has no configure function", entry.name);
+  registry().add(std::move(entry));
 }
 
-const MethodEntry& find_method(const std::string& name) {
-  std::vector<std::string> names;
-  for (const MethodEntry& e : entries()) {
-    if (e.name == name) return e;
-    names.push_back(e.name);
-  }
-  fail("method.name = \"{}\": no such method; registered: {}", name, fmt::join(names, ", "));
-}
+const MethodEntry& find_method(const std::string& name) { return registry().find(name); }
 
 std::vector<std::string> methods_taking_labels() {
   std::vector<std::string> names;
-  for (const MethodEntry& e : entries())
+  for (const MethodEntry& e : registry().entries())
     if (e.takes_class_labels) names.push_back(e.name);
   return names;
 }

@@ -1,42 +1,28 @@
 // The network registry (see network_registry.h): the built-in list and registration.
 #include "train/networks/network_registry.h"
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
+#include "train/registry.h"
 
 namespace dualflow {
 
 namespace {
 
-std::vector<NetworkEntry>& entries() {
-  static std::vector<NetworkEntry> list = [] {
-    std::vector<NetworkEntry> v;
-    v.push_back(mlp_network_entry());
-    v.push_back(unet_network_entry());
-    v.push_back(dit_network_entry());
-    return v;
-  }();
-  return list;
+using NetworkRegistry = Registry<NetworkEntry, &NetworkEntry::kind>;
+
+NetworkRegistry& registry() {
+  static NetworkRegistry networks("model.kind", {mlp_network_entry(), unet_network_entry(), dit_network_entry()});
+  return networks;
 }
 
 }  // namespace
 
-const std::vector<NetworkEntry>& network_registry() { return entries(); }
+const std::vector<NetworkEntry>& network_registry() { return registry().entries(); }
 
 void register_network(NetworkEntry entry) {
-  DF_CHECK(!entry.kind.empty() && entry.parse, "register_network: an entry needs a kind and a parse function");
-  for (const NetworkEntry& e : entries())
-    DF_CHECK(e.kind != entry.kind, "register_network: model.kind \"{}\" is already registered", entry.kind);
-  entries().push_back(std::move(entry));
+  DF_CHECK(entry.parse, "register_network: the entry \"{}\" has no parse function", entry.kind);
+  registry().add(std::move(entry));
 }
 
-const NetworkEntry& find_network(const std::string& kind) {
-  std::vector<std::string> kinds;
-  for (const NetworkEntry& e : entries()) {
-    if (e.kind == kind) return e;
-    kinds.push_back(e.kind);
-  }
-  fail("model.kind = \"{}\": no such network; registered: {}", kind, fmt::join(kinds, ", "));
-}
+const NetworkEntry& find_network(const std::string& kind) { return registry().find(kind); }
 
 }  // namespace dualflow
