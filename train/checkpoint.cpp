@@ -122,7 +122,8 @@ CheckpointInfo load_checkpoint(const std::string& path, const CheckpointParts& p
   if (parts.ema) require(!ema.empty(), "EMA");
   if (parts.optimizer) require(!optim.empty(), "optimizer");
   std::vector<Generator::State> gen_states;
-  for (const auto& [name, gen] : parts.generators) {
+  for (const auto& part : parts.generators) {
+    const std::string& name = part.first;  // a plain reference: clang 14 refuses lambdas capturing a structured binding
     auto it = std::find_if(rng.begin(), rng.end(), [&](const auto& e) { return e.first == name; });
     DF_CHECK(it != rng.end(), "checkpoint {}: holds no state of generator '{}'", path, name);
     gen_states.push_back(generator_state_from(fmt::format("checkpoint {}: generator '{}'", path, name), it->second));
