@@ -172,6 +172,9 @@ void add_sample_keys(ConfigSchema& s) {
 }  // namespace
 
 std::shared_ptr<AffinePath> PathSpec::affine_path() const { return make_affine_path(scheduler, params); }
+std::shared_ptr<Coupling> PathSpec::make_coupling() const {
+  return ::dualflow::make_coupling(coupling, coupling_params(*this));
+}
 
 void add_run_keys(ConfigSchema& s, const char* seed_help) {
   s.add_int("run.seed", 0, seed_help).at_least(0);
@@ -270,7 +273,7 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
              spec.method_name, fmt::join(methods_taking_labels(), " / "));
     // Labels ride with the data rows; couplings that resample or reorder data rows would need
     // them carried along.
-    DF_CHECK(make_coupling(spec.path.coupling, coupling_params(spec.path))->keeps_first_in_order(),
+    DF_CHECK(spec.path.make_coupling()->keeps_first_in_order(),
              "method.coupling = \"{}\": a class-conditional run pairs noise with labelled data by the independent or "
              "the exact_ot coupling, which keep each image with its label",
              spec.path.coupling);

@@ -61,6 +61,7 @@ struct PathSpec {
   double class_dropout = 0.1;
 
   std::shared_ptr<AffinePath> affine_path() const;
+  std::shared_ptr<Coupling> make_coupling() const;  // the configured coupling with its parameters
 };
 
 struct OptimSpec {

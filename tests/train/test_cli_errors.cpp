@@ -309,6 +309,31 @@ TEST_CASE("dualflow CLI: an output path that cannot be written is named with the
   REQUIRE_FALSE(fs::exists("/proc/dualflow-run"));
 }
 
+TEST_CASE("dualflow CLI: a sampler the checkpoint's method does not offer is refused with the ones it does",
+          "[cli_errors]") {
+  Scratch s("samplers");
+  train_tiny(s);  // flow matching: samples by its ODE only
+  REQUIRE(run_dualflow(s, {"train", "tiny.toml", "--out", "mf", "--set", "method.name=\"meanflow\"", "--set",
+                           "model.time_scale=10.0"})
+              .status == 0);
+  const auto before = s.listing();
+  auto sample = [&](const std::string& ckpt, std::vector<std::string> extra) {
+    std::vector<std::string> a = {"sample", "--checkpoint", ckpt, "--out", "x.npy", "--n", "8"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return run_dualflow(s, a);
+  };
+  REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--method", "meanflow"}),
+                  Contains("--method meanflow: this checkpoint was trained with method.name = \"cfm\"") &&
+                      Contains("sample with ode"));
+  REQUIRE_REFUSED(sample("mf/checkpoint.safetensors", {"--method", "euler"}), Contains("sample with meanflow or ode"));
+  REQUIRE_REFUSED(
+      sample("mf/checkpoint.safetensors", {"--solver", "rk4"}),
+      Contains("--solver, --rtol and --atol choose the ODE solver; the meanflow sampler takes only --steps"));
+  REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--cfg", "2"}),
+                  Contains("--cfg 2 needs a class-conditional model"));
+  REQUIRE(s.listing() == before);
+}
+
 TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected and found", "[cli_errors]") {
   Scratch s("idx");
   s.write("tiny.toml", kTinyRun);

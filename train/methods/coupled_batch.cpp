@@ -8,7 +8,7 @@ namespace dualflow {
 
 CoupledBatches coupled_batches(const TrainingSetup& s) {
   const DataSource data = s.data();
-  const std::shared_ptr<Coupling> coupling = make_coupling(s.spec.path.coupling, coupling_params(s.spec.path));
+  const std::shared_ptr<Coupling> coupling = s.spec.path.make_coupling();
   const double class_dropout = s.spec.path.class_dropout, t_max = s.spec.path.t_max;
   const int64_t null_label = s.model.num_classes;
   const TensorOptions opts = s.options;
@@ -33,7 +33,7 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
 }
 
 std::shared_ptr<ProbabilityPath> training_path(const TrainingSetup& s) {
-  const std::shared_ptr<Coupling> coupling = make_coupling(s.spec.path.coupling, coupling_params(s.spec.path));
+  const std::shared_ptr<Coupling> coupling = s.spec.path.make_coupling();
   if (std::shared_ptr<ProbabilityPath> own = coupling->own_path(s.data_gen)) return own;
   return s.spec.path.affine_path();
 }

@@ -57,11 +57,7 @@ class MeanFlowMethod final : public Method {
       const int64_t steps = steps_of(request);
       return fmt::format("MeanFlow, {} step{}", steps, steps == 1 ? "" : "s");
     }
-    std::string how = ode_method_name(request.ode.method);
-    if (request.ode.method != OdeMethod::Dopri5) how += fmt::format(", {} steps", request.ode.steps);
-    how += " on the instantaneous velocity";
-    if (request.cfg_scale != 1.0) how += fmt::format(", guidance {:g}", request.cfg_scale);
-    return how;
+    return describe_ode_sampling(request, " on the instantaneous velocity");
   }
 
  private:

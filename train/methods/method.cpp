@@ -21,10 +21,6 @@ MethodRegistry& registry() {
   return methods;
 }
 
-SchedulerValues scheduler_at(const AffinePath& path, double t) {
-  return path.scheduler()(full({1}, t, TensorOptions(DType::f64)));
-}
-
 }  // namespace
 
 const std::vector<MethodEntry>& method_registry() { return registry().entries(); }
@@ -43,11 +39,15 @@ std::vector<std::string> methods_taking_labels() {
   return names;
 }
 
+SchedulerValues scheduler_at(const AffinePath& path, double t) {
+  return path.scheduler()(full({1}, t, TensorOptions(DType::f64)));
+}
+
 void use_path_velocity(VelocityModel& vm, const FlowRunSpec& spec) {
   vm.net = vm.network;
   vm.t_end = spec.path.t_max;
   // The sb coupling brings its own bridge from N(0, I) noise; affine paths say their source.
-  if (make_coupling(spec.path.coupling, coupling_params(spec.path))->has_own_path()) return;
+  if (spec.path.make_coupling()->has_own_path()) return;
   auto path = spec.path.affine_path();
   SchedulerValues at0 = scheduler_at(*path, 0.0), at_end = scheduler_at(*path, vm.t_end);
   // The source the samplers start from: x_t at t = 0 is alpha_0 x_1 + sigma_0 x_0, and
@@ -76,11 +76,14 @@ SampledChunk Method::sample(const VelocityModel& model, const Tensor& noise, con
   return sample_ode(model, noise, labels, request);
 }
 
-std::string Method::describe_sampling(const SampleRequest& r) const {
+std::string describe_ode_sampling(const SampleRequest& r, const std::string& of_what) {
   std::string how = ode_method_name(r.ode.method);
   if (r.ode.method != OdeMethod::Dopri5) how += fmt::format(", {} steps", r.ode.steps);
+  how += of_what;
   if (r.cfg_scale != 1.0) how += fmt::format(", guidance {:g}", r.cfg_scale);
   return how;
 }
+
+std::string Method::describe_sampling(const SampleRequest& r) const { return describe_ode_sampling(r); }
 
 }  // namespace dualflow

@@ -64,6 +64,11 @@ class Method {
 // configured affine path (or on the Schrödinger bridge of the sb coupling), whose source scale
 // it records after checking that the velocity is finite at t_max.
 void use_path_velocity(VelocityModel& model, const FlowRunSpec& spec);
+// The path's alpha_t, sigma_t and their derivatives at one time t (f64).
+SchedulerValues scheduler_at(const AffinePath& path, double t);
+
+// "euler, 50 steps<of_what>, guidance 2": how the ODE sampler of a request integrates.
+std::string describe_ode_sampling(const SampleRequest& request, const std::string& of_what = "");
 
 // Integrates model.net from the noise with the request's ODE options and guidance scale.
 SampledChunk sample_ode(const VelocityModel& model, const Tensor& noise, const Tensor& labels,

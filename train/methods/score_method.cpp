@@ -12,7 +12,7 @@ class ScoreMethod final : public Method {
   void prepare_model(VelocityModel& model, const FlowRunSpec& spec) const override {
     use_path_velocity(model, spec);
     auto path = spec.path.affine_path();
-    const double alpha0 = path->scheduler()(full({1}, 0.0, TensorOptions(DType::f64))).alpha.item();
+    const double alpha0 = scheduler_at(*path, 0.0).alpha.item();
     DF_CHECK(alpha0 > 0,
              "method.name = \"score\" turns predicted noise into a velocity by dividing by alpha_t, which is 0 at "
              "t = 0 on the {} path; use method.path = \"vp\" or \"ve\"",
