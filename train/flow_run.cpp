@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "engine/threads.h"
+#include "train/parallel/data_parallel.h"
 #include "train/plots.h"
 
 namespace dualflow {
@@ -14,17 +15,30 @@ TrainRunResult train_flow_matching(const RunConfig& config, const TrainRunOption
   return train_flow_matching(parse_flow_run_spec(config), options);
 }
 
-TrainRunResult train_flow_matching(const FlowRunSpec& spec, const TrainRunOptions& o) {
+TrainRunResult train_flow_matching(const FlowRunSpec& configured, const TrainRunOptions& o) {
   namespace fs = std::filesystem;
   DF_CHECK(!o.out_dir.empty(), "train: an output directory is required (--out DIR)");
+  const bool distributed = o.group && o.group->distributed();
+  FlowRunSpec spec = configured;
+  if (distributed) spec.run.device = rank_device(spec.run.device, *o.group);
   if (spec.run.threads > 0) set_cpu_threads(spec.run.threads);
   const uint64_t seed = spec.run.seed;
   Generator init_gen(seed), data_gen(seed + 0x9E3779B97F4A7C15ull);
   VelocityModel vm = build_velocity_model(spec, init_gen);
   vm.module->to(spec.run.device);
   const TensorOptions f32(DType::f32, spec.run.device);
+  std::shared_ptr<DataParallel> data_parallel;
+  if (distributed)
+    data_parallel = std::make_shared<DataParallel>(
+        o.group, spec.run.device, DataParallelOptions{spec.train.batch, spec.run.sync_check_every});
+  const ProcessRole role = data_parallel ? data_parallel->role() : ProcessRole{};
+  const bool quiet = o.quiet || !role.writes_files();
   // The objective comes before the optimizer and the EMA: a method may load starting weights.
-  const Objective objective = spec.method->objective(TrainingSetup{spec, vm, data_gen, f32, o.resume, o.quiet});
+  const Objective objective = spec.method->objective(TrainingSetup{
+      spec, vm, data_gen, f32, o.resume, quiet, data_parallel ? data_parallel->shard() : BatchShard{}});
+  if (data_parallel && !quiet)
+    fmt::print("training on {} processes ({} each), gradients combined by {}\n", role.world_size,
+               spec.run.device.str(), data_parallel->transport());
 
   const NamedTensors params = vm.module->named_parameters();
   std::unique_ptr<Optimizer> opt = make_optimizer(params, spec.optim.optimizer);
@@ -45,13 +59,13 @@ TrainRunResult train_flow_matching(const FlowRunSpec& spec, const TrainRunOption
   ls.checkpoint_every = spec.train.checkpoint_every;
   ls.grad_clip = spec.optim.grad_clip;
   ls.schedule = spec.optim.schedule;
-  ls.role = o.role;
+  ls.sync = data_parallel;
   TrainingLoop loop(
       ls, LoopState{vm.module.get(), opt.get(), ema.get(), {{"data", &data_gen}}, params, spec.config.to_toml()});
   const LoopResult r = loop.run([&](int64_t step) { return objective(data_gen, step); });
 
   TrainRunResult result{r.steps_done, r.interrupted, r.last_loss};
-  if (r.interrupted || !o.role.writes_files()) return result;
+  if (r.interrupted || !role.writes_files()) return result;
   // Samples from the evaluation (EMA) weights.
   if (ema) ema->swap();
   const bool images = spec.data.kind == DataKind::Images;

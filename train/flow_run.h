@@ -8,6 +8,7 @@
 #include <string>
 
 #include "train/methods/method.h"
+#include "train/parallel/process_group.h"
 
 namespace dualflow {
 
@@ -16,7 +17,9 @@ struct TrainRunOptions {
   bool resume = false;         // continue from out_dir/checkpoint.safetensors
   bool progress_line = false;  // one updating line (a terminal) instead of plain log lines
   bool quiet = false;          // no console output at all (tests)
-  ProcessRole role;            // which process of a run this is (rank 0 writes the files)
+  // The processes that train together (ProcessGroup::join() under mpirun; rank 0 writes the
+  // files); null or a group of one: this process alone.
+  std::shared_ptr<ProcessGroup> group;
 };
 
 struct TrainRunResult {

@@ -21,15 +21,16 @@ std::string GradientStep::non_finite_record(int64_t step) const {
                      json_number(grad_norm));
 }
 
-GradientStep compute_gradients(const Tensor& loss, Optimizer& opt, const NamedTensors& params, double clip) {
+GradientStep compute_gradients(const Tensor& loss, Optimizer& opt, const NamedTensors& params, double clip,
+                               const GradientCombiner& combine) {
   GradientStep g;
   g.loss = loss.to(DType::f64).item();
   g.grad_norm = std::numeric_limits<double>::quiet_NaN();
   opt.zero_grad();
-  if (std::isfinite(g.loss)) {
-    loss.backward();
+  if (std::isfinite(g.loss)) loss.backward();
+  if (combine) combine(g.loss);
+  if (std::isfinite(g.loss))
     g.grad_norm = clip_grad_norm(params, clip > 0 ? clip : std::numeric_limits<double>::infinity());
-  }
   return g;
 }
 

@@ -3,6 +3,7 @@
 // can stop naming the step (a NaN or an infinity never reaches the optimizer or a checkpoint).
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "engine/dualflow.h"
@@ -23,8 +24,14 @@ struct GradientStep {
   std::string non_finite_record(int64_t step) const;
 };
 
-// opt.zero_grad(); then, if the loss is finite, loss.backward() and clip_grad_norm(params, clip)
-// (clip <= 0: no clipping, the norm is still measured).
-GradientStep compute_gradients(const Tensor& loss, Optimizer& opt, const NamedTensors& params, double clip);
+// Combines the gradients of several processes in place and replaces the loss by the combined
+// one (train/parallel/); every process calls it each step, whether its own loss was finite or not.
+using GradientCombiner = std::function<void(double& loss)>;
+
+// opt.zero_grad(); if the loss is finite, loss.backward(); then `combine` when given; then, if
+// the (combined) loss is finite, clip_grad_norm(params, clip) (clip <= 0: no clipping, the norm
+// is still measured).
+GradientStep compute_gradients(const Tensor& loss, Optimizer& opt, const NamedTensors& params, double clip,
+                               const GradientCombiner& combine = {});
 
 }  // namespace dualflow

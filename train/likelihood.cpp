@@ -97,6 +97,14 @@ Tensor isotropic_normal_log_prob(const Tensor& x, double std) {
 
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options,
                                     Generator& gen) {
+  Tensor probe;
+  if (options.divergence == DivergenceMethod::Hutchinson && x.defined())
+    probe = sample_probe(x.shape(), options.probe, gen, x.options());
+  return cnf_log_likelihood_with_probe(v, x, options, probe);
+}
+
+LikelihoodResult cnf_log_likelihood_with_probe(const VelocityField& v, const Tensor& x,
+                                               const LikelihoodOptions& options, const Tensor& probe) {
   const char* who = "cnf_log_likelihood";
   DF_CHECK(bool(v), "{}: the velocity field is empty", who);
   const int64_t d = state_size(x, who), n = x.size(0);
@@ -104,9 +112,12 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
   DF_CHECK(options.t_data > 0 && options.t_data <= 1, "{}: t_data must lie in (0, 1], given {}", who, options.t_data);
   DF_CHECK(options.prior_std > 0, "{}: prior_std must be > 0, given {}", who, options.prior_std);
 
-  Tensor probe;
-  if (options.divergence == DivergenceMethod::Hutchinson)
-    probe = sample_probe(x_shape, options.probe, gen, x.options());
+  DF_CHECK((options.divergence == DivergenceMethod::Hutchinson) == probe.defined(),
+           "{}: the {} divergence {} probes", who,
+           options.divergence == DivergenceMethod::Hutchinson ? "Hutchinson" : "exact",
+           options.divergence == DivergenceMethod::Hutchinson ? "needs" : "takes no");
+  DF_CHECK(!probe.defined() || probe.shape() == x_shape, "{}: probes of shape {} for x of shape {}", who,
+           probe.defined() ? probe.shape().str() : "", x_shape.str());
 
   // The augmented state [x flattened, Δ] as one [N, D + 1] tensor, so every solver (and
   // Dopri5's error norm) treats it as a single state.
@@ -141,10 +152,17 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
 }
 
 Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, Generator& gen) {
+  Tensor probe;
+  if (options.divergence == DivergenceMethod::Hutchinson && x.defined())
+    probe = sample_probe(x.shape(), options.probe, gen, x.options());
+  return cnf_nll_loss(v, x, options, probe);
+}
+
+Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, const Tensor& probe) {
   DF_CHECK(options.ode.method != OdeMethod::Dopri5 || !GradMode::enabled(),
            "cnf_nll_loss: back-propagating through dopri5 records every attempted step; train with a fixed-step "
            "solver (euler, midpoint, heun, rk4)");
-  return neg(mean(cnf_log_likelihood(v, x, options, gen).log_likelihood));
+  return neg(mean(cnf_log_likelihood_with_probe(v, x, options, probe).log_likelihood));
 }
 
 Tensor bits_per_dim(const Tensor& log_likelihood, int64_t dims, double data_range, int64_t levels) {

@@ -74,10 +74,15 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
                                     Generator& gen);
 // Exact divergence only (needs no randomness).
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options = {});
+// With the Hutchinson probes given (shaped like x; undefined for the exact divergence), for a
+// caller that draws them itself (a data-parallel step draws the whole batch's and keeps its rows).
+LikelihoodResult cnf_log_likelihood_with_probe(const VelocityField& v, const Tensor& x,
+                                               const LikelihoodOptions& options, const Tensor& probe);
 
 // The maximum-likelihood CNF objective: −mean over the batch of log p_1(x), differentiable
 // through the solver (run it with grad mode on and a fixed-step method).
 Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, Generator& gen);
+Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, const Tensor& probe);
 
 // Bits per dimension of discrete data (`levels` values per dimension, 256 for 8-bit images)
 // modelled after uniform dequantisation and an affine map onto an interval of width

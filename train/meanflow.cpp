@@ -258,23 +258,27 @@ MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor
   return out;
 }
 
-MeanFlowLoss meanflow_training_loss(const VelocityNet& net, const Tensor& x, const Tensor& labels,
-                                    const MeanFlowOptions& options, Generator& gen) {
+MeanFlowDraws draw_meanflow_inputs(const Tensor& x, const Tensor& labels, const MeanFlowOptions& options,
+                                   Generator& gen) {
   options.validate();
   DF_CHECK(x.defined() && x.dim() >= 2, "meanflow_training_loss: x must be a batch [N, ...], got {}",
            x.defined() ? x.shape().str() : "undefined");
   const int64_t n = x.shape()[0];
   MeanFlowTimes times = sample_meanflow_times(n, options, gen, x.options());
-  Tensor e = randn(x.shape(), gen, x.options());
-  Tensor fed_labels = labels;
+  MeanFlowDraws d{randn(x.shape(), gen, x.options()), times.t, times.r, labels};
   if (labels.defined()) {
     DF_CHECK(options.null_label >= 0 || (options.class_dropout == 0 && !options.guided()),
              "meanflow_training_loss: class dropout {} and guidance need the null class index, got null_label {}",
              options.class_dropout, options.null_label);
-    if (options.class_dropout > 0)
-      fed_labels = drop_class_labels(labels, options.class_dropout, options.null_label, gen);
+    if (options.class_dropout > 0) d.labels = drop_class_labels(labels, options.class_dropout, options.null_label, gen);
   }
-  return meanflow_loss(net, x, e, times.t, times.r, options, fed_labels);
+  return d;
+}
+
+MeanFlowLoss meanflow_training_loss(const VelocityNet& net, const Tensor& x, const Tensor& labels,
+                                    const MeanFlowOptions& options, Generator& gen) {
+  const MeanFlowDraws d = draw_meanflow_inputs(x, labels, options, gen);
+  return meanflow_loss(net, x, d.e, d.t, d.r, options, d.labels);
 }
 
 Tensor meanflow_step(const VelocityNet& net, const Tensor& z, double t, double r, const Tensor& labels) {

@@ -127,9 +127,16 @@ struct MeanFlowLoss {
 MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor& e, const Tensor& t, const Tensor& r,
                            const MeanFlowOptions& options, const Tensor& labels = Tensor());
 
-// One training step's loss on data x [N, ...]: draws (t, r), the noise e ~ N(0, I) and the
-// class dropout from `gen`, in that order, and calls meanflow_loss. Deterministic given the
+// The random inputs of one training step on data x [N, ...]: (t, r), the noise e ~ N(0, I)
+// and the labels after class dropout, drawn from `gen` in that order. Deterministic given the
 // generator's state.
+struct MeanFlowDraws {
+  Tensor e, t, r, labels;
+};
+MeanFlowDraws draw_meanflow_inputs(const Tensor& x, const Tensor& labels, const MeanFlowOptions& options,
+                                   Generator& gen);
+
+// One training step's loss on data x [N, ...]: draw_meanflow_inputs, then meanflow_loss.
 MeanFlowLoss meanflow_training_loss(const VelocityNet& net, const Tensor& x, const Tensor& labels,
                                     const MeanFlowOptions& options, Generator& gen);
 

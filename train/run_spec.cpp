@@ -238,6 +238,10 @@ OdeOptions ode_options_with(const OdeOptions& base, const std::string& solver, i
 ConfigSchema flow_matching_schema() {
   ConfigSchema s;
   add_run_keys(s, "seed of every random stream (data, init, noise, time samples)");
+  s.add_int("run.sync_check_every", 100,
+            "under mpirun: compare a checksum of every rank's parameters every this many steps and stop when they "
+            "differ; 0 turns the check off")
+      .at_least(0);
   add_data_keys(s);
   add_model_keys(s);
   std::vector<std::string> methods;
@@ -292,6 +296,7 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
   spec.method = method.configure(c, spec);
   spec.model = parse_model(c, spec.data, *spec.method);
   spec.run = parse_run_keys(c);
+  spec.run.sync_check_every = c.get_int("run.sync_check_every");
   spec.optim = parse_optimizer_keys(c, spec.train.steps);
   spec.optim.ema_decay = c.get_float("optim.ema_decay");
   return spec;

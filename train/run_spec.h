@@ -27,6 +27,7 @@ struct RunSettings {
   uint64_t seed = 0;
   Device device = Device::cpu();  // checked against the backends when parsed
   int threads = 0;                // CPU worker threads; 0 keeps all cores
+  int64_t sync_check_every = 0;   // data-parallel runs: steps between parameter checksums (flow runs)
 };
 
 enum class DataKind { Points2D, Images };

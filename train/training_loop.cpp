@@ -36,24 +36,42 @@ TrainingLoop::TrainingLoop(LoopSettings settings, LoopState state)
     : settings_(std::move(settings)), state_(std::move(state)) {
   namespace fs = std::filesystem;
   const std::string& cmd = settings_.command;
+  if (settings_.sync) settings_.role = settings_.sync->role();
+  const bool writer = settings_.role.writes_files();
   DF_CHECK(!settings_.out_dir.empty(), "{}: an output directory is required (--out DIR)", cmd);
   DF_CHECK(state_.model && state_.optimizer, "{}: the training loop needs a model and an optimizer", cmd);
-  std::error_code ec;
-  fs::create_directories(settings_.out_dir, ec);
-  DF_CHECK(!ec && fs::is_directory(settings_.out_dir), "{}: cannot create the output directory '{}': {}", cmd,
-           settings_.out_dir, ec ? ec.message() : "not a directory");
   checkpoint_path_ = (fs::path(settings_.out_dir) / "checkpoint.safetensors").string();
   metrics_path_ = (fs::path(settings_.out_dir) / "metrics.jsonl").string();
-  if (settings_.resume) {
+  // Only the file-writing process touches the output directory: the others (on other machines,
+  // perhaps) take its state below.
+  if (writer) {
+    std::error_code ec;
+    fs::create_directories(settings_.out_dir, ec);
+    DF_CHECK(!ec && fs::is_directory(settings_.out_dir), "{}: cannot create the output directory '{}': {}", cmd,
+             settings_.out_dir, ec ? ec.message() : "not a directory");
+  }
+  if (settings_.resume && writer) {
     DF_CHECK(fs::exists(checkpoint_path_), "{} --resume: no checkpoint at '{}'", cmd, checkpoint_path_);
     step_ = load_checkpoint(checkpoint_path_,
                             CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators})
                 .step;
-    DF_CHECK(step_ <= settings_.total_steps, "{} --resume: the checkpoint is at step {}, beyond train.steps = {}", cmd,
-             step_, settings_.total_steps);
   }
-  if (settings_.role.writes_files())
-    metrics_ = std::make_unique<MetricsLog>(metrics_path_, settings_.resume ? step_ : -1, cmd);
+  if (settings_.sync) {
+    std::vector<Generator*> generators;
+    for (const auto& [name, gen] : state_.generators) generators.push_back(gen);
+    settings_.sync->broadcast_state(all_state(), generators, step_);
+  }
+  DF_CHECK(step_ <= settings_.total_steps, "{} --resume: the checkpoint is at step {}, beyond train.steps = {}", cmd,
+           step_, settings_.total_steps);
+  if (writer) metrics_ = std::make_unique<MetricsLog>(metrics_path_, settings_.resume ? step_ : -1, cmd);
+}
+
+NamedTensors TrainingLoop::all_state() const {
+  NamedTensors all = state_.model->state_dict();
+  for (const auto& [name, t] : state_.optimizer->state()) all.emplace_back("optim." + name, t);
+  if (state_.ema)
+    for (const auto& [name, t] : state_.ema->state()) all.emplace_back("ema." + name, t);
+  return all;
 }
 
 void TrainingLoop::save(const std::map<std::string, std::string>& metadata) {
@@ -106,8 +124,14 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
   std::vector<double> window_diagnostics;
   LoopResult result;
   g_stop_requested.store(false);
+  // With several processes a stop request is acted on once every process knows of it (it
+  // travels with the gradients), so all of them leave the loop after the same step.
+  bool stop_agreed = false;
+  std::vector<double> combined;  // the loss, the diagnostics and the stop flag, over all processes
+  const std::string world_field =
+      s.sync && s.role.world_size > 1 ? fmt::format(R"(,"world_size":{})", s.role.world_size) : std::string();
   while (step_ < s.total_steps) {
-    if (g_stop_requested.load()) {
+    if (s.sync ? stop_agreed : g_stop_requested.load()) {
       save();
       result.interrupted = true;
       if (!s.quiet)
@@ -117,20 +141,31 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
     }
     opt.set_lr(s.schedule.lr_at(step_));
     const StepOutcome outcome = compute(step_);
-    const GradientStep g = compute_gradients(outcome.loss, opt, state_.params, s.grad_clip);
-    // Gradients are complete here (clipped, and the norm measured, inside compute_gradients):
-    // a data-parallel run averages them across processes before the optimizer steps.
+    GradientCombiner combine;
+    if (s.sync)
+      combine = [&](double& loss) {
+        combined.assign(1, loss);
+        for (const auto& d : outcome.diagnostics) combined.push_back(as_double(d.second));
+        combined.push_back(g_stop_requested.load() ? 1.0 : 0.0);
+        s.sync->combine(state_.params, combined);
+        loss = combined.front();
+        stop_agreed = combined.back() > 0;
+      };
+    const GradientStep g = compute_gradients(outcome.loss, opt, state_.params, s.grad_clip, combine);
+    auto diagnostic = [&](size_t i) { return s.sync ? combined[1 + i] : as_double(outcome.diagnostics[i].second); };
     if (!g.finite()) stop_on_non_finite(g, outcome);
     opt.step();
     ++step_;
     ++window_steps;
     if (state_.ema) state_.ema->update(step_);
+    if (s.sync && s.sync->sync_check_every() > 0 && step_ % s.sync->sync_check_every() == 0)
+      s.sync->check_in_sync(state_.params, step_);
     const bool log_now = step_ % s.log_every == 0 || step_ == s.total_steps;
     if (s.window_means) {
       window_loss += g.loss;
       window_diagnostics.resize(outcome.diagnostics.size(), 0.0);
       for (size_t i = 0; i < outcome.diagnostics.size(); ++i)
-        window_diagnostics[i] += as_double(outcome.diagnostics[i].second);
+        window_diagnostics[i] += diagnostic(i);
     }
     if (log_now) {
       const auto now = clock::now();
@@ -140,12 +175,12 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
       std::string diagnostics_json, first_diagnostic;
       for (size_t i = 0; i < outcome.diagnostics.size(); ++i) {
         const auto& [name, value] = outcome.diagnostics[i];
-        const double v = s.window_means ? window_diagnostics[i] / double(window_steps) : as_double(value);
+        const double v = s.window_means ? window_diagnostics[i] / double(window_steps) : diagnostic(i);
         diagnostics_json += fmt::format(R"(,"{}":{})", name, json_number(v));
         if (first_diagnostic.empty()) first_diagnostic = fmt::format("  {} {:.5f}", name, v);
       }
-      log(fmt::format(R"({{"step":{}{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step_,
-                      s.extra_fields ? s.extra_fields(step_) : std::string(), json_number(loss), diagnostics_json,
+      log(fmt::format(R"({{"step":{}{}{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step_,
+                      world_field, s.extra_fields ? s.extra_fields(step_) : std::string(), json_number(loss), diagnostics_json,
                       json_number(opt.lr()), json_number(g.grad_norm), its));
       const double eta = its > 0 ? double(s.total_steps - step_) / its : 0;
       print_line(fmt::format("step {}/{}  loss {:.5f}{}  {:.1f} it/s  ETA {:.0f} s", step_, s.total_steps, loss,

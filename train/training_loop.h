@@ -5,9 +5,11 @@
 // atomic checkpoints, and a save-and-stop on SIGINT/SIGTERM. A run supplies what one step
 // computes; the loop does the rest.
 //
-// Two places are left for data-parallel training: gradients are complete (backward done,
-// before clipping and the optimizer step) in TrainingLoop::run where it says so, and
-// ProcessRole::writes_files decides which process writes the checkpoint, metrics and pictures.
+// Data-parallel training plugs in through a StepSynchronizer (train/parallel/data_parallel.h):
+// the processes start from rank 0's state, combine their gradients after backward and before
+// clipping and the optimizer step, agree on stopping, and compare parameter checksums every few
+// steps; ProcessRole::writes_files decides which process writes the checkpoint, metrics and
+// pictures.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,25 @@ struct ProcessRole {
   bool writes_files() const { return rank == 0; }
 };
 
+// What the processes of a data-parallel run exchange at the loop's fixed points. A single
+// process has none (LoopSettings::sync is null) and exchanges nothing.
+class StepSynchronizer {
+ public:
+  virtual ~StepSynchronizer() = default;
+  virtual ProcessRole role() const = 0;
+  // Called by every process once per step, after backward: each gradient of `params` (an
+  // undefined one counts as zero) and each of `scalars` becomes the sum over the processes of
+  // their values weighted by their share of the batch, the same bits on every process.
+  virtual void combine(const NamedTensors& params, std::vector<double>& scalars) = 0;
+  // Every process takes rank 0's tensors (written in place), generator states and step.
+  virtual void broadcast_state(const NamedTensors& state, const std::vector<Generator*>& generators,
+                               int64_t& step) = 0;
+  // Throws, naming the step and the ranks, when the processes' parameters are not identical.
+  virtual void check_in_sync(const NamedTensors& params, int64_t step) = 0;
+  // Steps between two check_in_sync calls; 0: never.
+  virtual int64_t sync_check_every() const = 0;
+};
+
 struct LoopSettings {
   std::string command = "train";  // prefixes messages: "train: step 12: ..."
   std::string out_dir;            // receives checkpoint.safetensors and metrics.jsonl
@@ -56,7 +77,8 @@ struct LoopSettings {
   bool window_means = false;
   // Further JSON fields of each metrics line, after "step" (",\"epoch\":1.5"); may be empty.
   std::function<std::string(int64_t step)> extra_fields;
-  ProcessRole role;
+  ProcessRole role;  // taken from sync when there is one
+  std::shared_ptr<StepSynchronizer> sync;
 };
 
 // The live state the loop trains and saves.
@@ -98,6 +120,7 @@ class TrainingLoop {
  private:
   void stop_on_non_finite(const struct GradientStep& g, const StepOutcome& outcome);
   void print_line(const std::string& line) const;
+  NamedTensors all_state() const;
 
   LoopSettings settings_;
   LoopState state_;

@@ -57,6 +57,7 @@ void run_train(const TrainArgs& a) {
   o.out_dir = a.out;
   o.resume = a.resume;
   o.progress_line = isatty(STDOUT_FILENO) != 0;
+  o.group = ProcessGroup::join();
   // A run refused before it writes anything (a device that does not exist, data that cannot be
   // read) leaves nothing behind: the directories it created for --out go again while empty.
   std::error_code ec;

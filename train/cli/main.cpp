@@ -4,6 +4,8 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "engine/error.h"
 #include "train/cli/commands.h"
 #include "train/config.h"
+#include "train/parallel/process_group.h"
 
 namespace {
 
@@ -59,14 +62,23 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: {}\nRun with --help for more information.\n", unknown);
     return static_cast<int>(CLI::ExitCodes::ExtrasError);
   }
+  // Under mpirun this process is one rank of a run: the group lives as long as main, and an
+  // error on any rank ends every rank (never a run that hangs waiting for a dead process).
+  std::shared_ptr<dualflow::ProcessGroup> group;
+  auto report = [&](const char* what) {
+    if (group && group->distributed()) {
+      fmt::print(stderr, "error ({}): {}\n", group->describe(), what);
+      std::fflush(stderr);
+      group->abort(1);
+    }
+    fmt::print(stderr, "error: {}\n", what);
+    return 1;
+  };
   try {
+    group = dualflow::ProcessGroup::join();
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const dualflow::Error& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+  } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const std::exception& e) {
+    return report(e.what());
   }
   return 0;
 }

@@ -19,11 +19,15 @@ class CnfMleMethod final : public Method {
     const VelocityField field = velocity_field(setup.model.net);
     const DataSource data = setup.data();
     const double jitter = jitter_;
+    const BatchShard shard = setup.shard;
     return [=](Generator& gen, int64_t step) {
       Tensor x1 = data(gen, step).x;
       LikelihoodOptions step_options = lo;
       if (jitter > 0) step_options.ode.time_grid = jittered_time_grid(lo.t_data, 0.0, lo.ode.steps, jitter, gen);
-      return StepOutcome{cnf_nll_loss(field, x1, step_options, gen), {{"x1", x1}}, {}};
+      Tensor probe;
+      if (lo.divergence == DivergenceMethod::Hutchinson) probe = sample_probe(x1.shape(), lo.probe, gen, x1.options());
+      x1 = shard.rows(x1);
+      return StepOutcome{cnf_nll_loss(field, x1, step_options, shard.rows(probe)), {{"x1", x1}}, {}};
     };
   }
 

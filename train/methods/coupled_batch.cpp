@@ -12,6 +12,7 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
   const double class_dropout = s.spec.path.class_dropout, t_max = s.spec.path.t_max;
   const int64_t null_label = s.model.num_classes;
   const TensorOptions opts = s.options;
+  const BatchShard shard = s.shard;
   return [=](Generator& gen, int64_t step) {
     DataBatch d = data(gen, step);
     Tensor x0 = randn(d.x.shape(), gen, opts);
@@ -28,7 +29,7 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
                         ? drop_class_labels(d.labels, class_dropout, null_label, gen)
                         : d.labels;
     Tensor t = rand({d.x.size(0)}, gen, opts) * t_max;
-    return CoupledTrainingBatch{pair.x0, pair.x1, t, labels};
+    return CoupledTrainingBatch{shard.rows(pair.x0), shard.rows(pair.x1), shard.rows(t), shard.rows(labels)};
   };
 }
 

@@ -1,6 +1,7 @@
 // The batch of the path-based objectives (cfm, score): data from the run's stream, fresh
 // noise paired with it by the configured coupling, labels with class dropout, and times in
-// [0, t_max); and the probability path those pairs are trained on.
+// [0, t_max), drawn for the whole batch (the coupling sees all of it) and cut to this
+// process's shard; and the probability path those pairs are trained on.
 #pragma once
 #include <functional>
 #include <memory>

@@ -31,9 +31,13 @@ class MeanFlowMethod final : public Method {
     const DataSource data = setup.data();
     const VelocityNet net = setup.model.network;
     const MeanFlowOptions mo = options_;
+    const BatchShard shard = setup.shard;
     return [=](Generator& gen, int64_t step) {
       DataBatch d = data(gen, step);
-      MeanFlowLoss l = meanflow_training_loss(net, d.x, d.labels, mo, gen);
+      const MeanFlowDraws in = draw_meanflow_inputs(d.x, d.labels, mo, gen);
+      d.x = shard.rows(d.x);
+      MeanFlowLoss l = meanflow_loss(net, d.x, shard.rows(in.e), shard.rows(in.t), shard.rows(in.r), mo,
+                                     shard.rows(in.labels));
       // With the adaptive weight the loss is about mean L / (L + c), close to 1 whatever the
       // fit; the unweighted mse and the error against the instantaneous velocity v = e - x
       // show the progress.

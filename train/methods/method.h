@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "train/batch_shard.h"
 #include "train/run_spec.h"
 #include "train/sampling.h"
 #include "train/training_data.h"
@@ -30,6 +31,10 @@ struct TrainingSetup {
   TensorOptions options;  // f32 on the run's device
   bool resume = false;    // the run continues from a checkpoint
   bool quiet = false;     // no console output
+  // This process's rows of each batch (data-parallel runs). An objective draws the whole
+  // batch's random inputs from data_gen, as one process would, and runs the network on
+  // shard.rows(...) of them only, its loss a mean over those rows.
+  BatchShard shard;
 
   // The run's training data (data.*), batch train.batch, as a function of the step.
   DataSource data() const { return make_data_source(spec, options); }

@@ -42,10 +42,11 @@ class ReflowMethod final : public Method {
     const int64_t batch = spec.train.batch;
     const double t_max = spec.path.t_max;
     const TensorOptions opts = setup.options;
+    const BatchShard shard = setup.shard;
     return [=](Generator& gen, int64_t) {
-      Tensor rows = randint(0, pairs->x0.size(0), {batch}, gen, TensorOptions(DType::i64, opts.device));
+      Tensor rows = shard.rows(randint(0, pairs->x0.size(0), {batch}, gen, TensorOptions(DType::i64, opts.device)));
       Tensor x0 = index_select(pairs->x0, 0, rows), x1 = index_select(pairs->x1, 0, rows);
-      Tensor t = rand({batch}, gen, opts) * t_max;
+      Tensor t = shard.rows(rand({batch}, gen, opts) * t_max);
       return StepOutcome{cfm_loss(net, *path, x0, x1, t), {{"x0", x0}, {"x1", x1}, {"t", t}}, {}};
     };
   }
