@@ -134,7 +134,7 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
     if (s.sync ? stop_agreed : g_stop_requested.load()) {
       save();
       result.interrupted = true;
-      if (!s.quiet)
+      if (!s.quiet && s.role.writes_files())
         fmt::print("{}stopped at step {}: checkpoint saved to {}\n", s.progress_line ? "\n" : "", step_,
                    checkpoint_path_);
       break;

@@ -56,8 +56,9 @@ void run_train(const TrainArgs& a) {
   TrainRunOptions o;
   o.out_dir = a.out;
   o.resume = a.resume;
-  o.progress_line = isatty(STDOUT_FILENO) != 0;
   o.group = ProcessGroup::join();
+  // mpirun forwards each rank's output line by line: plain log lines there.
+  o.progress_line = isatty(STDOUT_FILENO) != 0 && !o.group->distributed();
   // A run refused before it writes anything (a device that does not exist, data that cannot be
   // read) leaves nothing behind: the directories it created for --out go again while empty.
   std::error_code ec;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One rank of a 2-rank training run killed with SIGKILL mid-run: the run must end, mpirun
+# exiting non-zero, within 60 s, with no dualflow process left behind; the last checkpoint must
+# load, and --resume must continue from it.
+#   kill_rank.sh DUALFLOW CONFIG MPIRUN...
+set -uo pipefail
+dualflow=$1 config=$2
+shift 2
+mpirun=("$@")
+dir=$(mktemp -d)
+trap 'pkill -9 -f "$dir/run" 2>/dev/null; rm -rf "$dir"' EXIT
+fail() { echo "kill_rank: $*" >&2; echo "--- the run's output:" >&2; cat "$dir/log" >&2; exit 1; }
+
+"${mpirun[@]}" "$dualflow" train "$config" --out "$dir/run" --set train.steps=1000000 --set train.checkpoint_every=20 \
+  --set train.log_every=20 --set run.threads=1 --set sample.n=100 >"$dir/log" 2>&1 &
+launcher=$!
+
+for _ in $(seq 1 600); do
+  [ -f "$dir/run/checkpoint.safetensors" ] && break
+  sleep 0.1
+done
+[ -f "$dir/run/checkpoint.safetensors" ] || fail "no checkpoint after 60 s"
+sleep 1  # a few more steps and checkpoints, so the kill lands mid-run
+
+victim=""
+for pid in $(pgrep -f "$dir/run"); do
+  if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then victim=$pid; fi
+done
+[ -n "$victim" ] || fail "rank 1 not found"
+kill -9 "$victim"
+killed_at=$(date +%s)
+
+while kill -0 "$launcher" 2>/dev/null; do
+  [ $(($(date +%s) - killed_at)) -le 60 ] || fail "the run still runs 60 s after rank 1 was killed"
+  sleep 0.2
+done
+wait "$launcher"
+rc=$?
+elapsed=$(($(date +%s) - killed_at))
+[ "$rc" -ne 0 ] || fail "mpirun exited 0 after rank 1 was killed"
+if pgrep -f "$dir/run" >/dev/null; then fail "dualflow processes are left behind"; fi
+echo "kill_rank: rank 1 killed; the run ended after ${elapsed} s with status $rc"
+
+step=$(head -c 65536 "$dir/run/checkpoint.safetensors" | grep -ao '"dualflow.step":"[0-9]*"' | tr -dc '0-9')
+[ -n "$step" ] || fail "the checkpoint holds no step"
+"$dualflow" sample --checkpoint "$dir/run/checkpoint.safetensors" --out "$dir/s.npy" --n 10 >/dev/null ||
+  fail "the checkpoint left by the killed run does not load"
+"$dualflow" train --resume --out "$dir/run" --set train.steps=$((step + 10)) >"$dir/resume.log" 2>&1 ||
+  { cat "$dir/resume.log" >&2; fail "--resume from step $step failed"; }
+grep -q "\"step\":$((step + 10))" "$dir/run/metrics.jsonl" || fail "the resumed run did not reach step $((step + 10))"
+echo "kill_rank: the checkpoint at step $step loads and the run resumes to step $((step + 10))"
