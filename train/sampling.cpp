@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "train/methods/method.h"
+#include "train/parallel/process_group.h"
 
 namespace dualflow {
 
@@ -30,8 +31,11 @@ Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
   return from_vector(v, {n}, TensorOptions(DType::i64, device));
 }
 
-DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) {
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) { return draw_samples(model, r, 0, r.n); }
+
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, int64_t begin, int64_t end) {
   DF_CHECK(r.n >= 1, "draw_samples: n must be at least 1, got {}", r.n);
+  DF_CHECK(0 <= begin && begin <= end && end <= r.n, "draw_samples: samples [{}, {}) of {}", begin, end, r.n);
   const std::vector<std::string> samplers = model.method->samplers();
   DF_CHECK(std::find(samplers.begin(), samplers.end(), r.sampler) != samplers.end(),
            "draw_samples: sampler '{}' is not one of this model's ({})", r.sampler, fmt::join(samplers, ", "));
@@ -44,18 +48,43 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) {
   for (int64_t d : model.sample_shape) dims.push_back(d);
   Tensor noise = randn(Shape(dims), gen, f32) * model.source_std;
   DrawnSamples out;
-  if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev);
+  if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev).narrow(0, begin, end - begin);
+  out.how = model.method->describe_sampling(r);
   const int64_t chunk = r.chunk > 0 ? r.chunk : r.n;
   std::vector<Tensor> parts;
-  for (int64_t start = 0; start < r.n; start += chunk) {
-    const int64_t len = std::min(chunk, r.n - start);
-    Tensor labels = out.labels.defined() ? out.labels.narrow(0, start, len) : Tensor();
+  for (int64_t start = begin; start < end; start += chunk) {
+    const int64_t len = std::min(chunk, end - start);
+    Tensor labels = out.labels.defined() ? out.labels.narrow(0, start - begin, len) : Tensor();
     SampledChunk s = model.method->sample(model, noise.narrow(0, start, len), labels, r);
     parts.push_back(s.x);
     out.nfe = std::max(out.nfe, s.nfe);
   }
-  out.x = parts.size() == 1 ? parts[0] : cat(parts, 0);
-  out.how = model.method->describe_sampling(r);
+  if (parts.empty()) {
+    dims[0] = 0;
+    out.x = Tensor::empty(Shape(dims), f32);
+  } else {
+    out.x = parts.size() == 1 ? parts[0] : cat(parts, 0);
+  }
+  return out;
+}
+
+DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, ProcessGroup& group) {
+  if (!group.distributed()) return draw_samples(model, r);
+  const int64_t begin = r.n * group.rank() / group.size(), end = r.n * (group.rank() + 1) / group.size();
+  DrawnSamples mine = draw_samples(model, r, begin, end);
+  const Tensor host = mine.x.detach().to(Device::cpu()).contiguous();
+  const std::vector<float> all = group.gather_to_root(
+      std::span<const float>(static_cast<const float*>(host.raw_data()), size_t(host.numel())));
+  int64_t nfe = 0;
+  for (uint64_t v : group.all_gather(uint64_t(mine.nfe))) nfe = std::max(nfe, int64_t(v));
+  DrawnSamples out;
+  out.nfe = nfe;
+  out.how = mine.how;
+  if (group.rank() != 0) return out;
+  std::vector<int64_t> dims = {r.n};
+  for (int64_t d : model.sample_shape) dims.push_back(d);
+  out.x = from_vector(all, Shape(dims), TensorOptions(DType::f32)).to(model_device(model));
+  if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, model_device(model));
   return out;
 }
 

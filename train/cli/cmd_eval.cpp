@@ -19,6 +19,7 @@
 #include "train/flow_run.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
+#include "train/parallel/process_group.h"
 #include "train/plots.h"
 
 namespace dualflow::cli {
@@ -39,6 +40,23 @@ Tensor dequantized(const Tensor& images, Generator& gen) {
   return (pixels + rand(images.shape(), gen, images.options())) * (2.0 / 256.0) - 1.0;
 }
 
+// The samples eval draws: n of them (rank 0's count of reference images), chunks of 250.
+SampleChoices eval_sample_choices(const EvalArgs& a, int64_t n) {
+  SampleChoices choices = a.sampling;
+  choices.n = n;
+  choices.seed = a.seed + 1;
+  choices.chunk = 250;
+  return choices;
+}
+
+// A process other than rank 0: its share of the samples, sent to rank 0.
+void draw_share(const EvalArgs& a, ProcessGroup& group) {
+  LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  int64_t n = 0;
+  group.broadcast(&n, sizeof(n), 0);
+  draw_samples(lm.model, sample_request(lm.spec, lm.model, eval_sample_choices(a, n)), group);
+}
+
 void run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
   if (a.threads > 0) set_cpu_threads(int(a.threads));
@@ -47,6 +65,12 @@ void run_eval(const EvalArgs& a) {
   // Outputs are checked before minutes of sampling, not after.
   if (!a.out.empty()) check_output_file(a.out, "eval --out");
   if (!a.grid.empty()) check_output_file(a.grid, "eval --grid");
+  // Under mpirun the processes draw a share of the samples each; rank 0 does the rest.
+  const std::shared_ptr<ProcessGroup> group = ProcessGroup::join();
+  if (group->rank() != 0) {
+    if (!a.checkpoint.empty()) draw_share(a, *group);
+    return;
+  }
   LoadedClassifier clf = load_classifier(a.classifier);
   // The reference: the first n test images, and the floor of n train images against them.
   ClassifierEvaluation ref = evaluate_classifier(clf, "", a.seed, 500, a.n);
@@ -62,13 +86,11 @@ void run_eval(const EvalArgs& a) {
              a.checkpoint, lm.spec.data.name);
     DF_CHECK(lm.spec.data.name == clf.data_name, "eval: the model was trained on {} but the classifier on {}",
              lm.spec.data.name, clf.data_name);
-    SampleChoices choices = a.sampling;
-    choices.n = ref.floor_images;
-    choices.seed = a.seed + 1;
-    choices.chunk = 250;
-    const SampleRequest request = sample_request(lm.spec, lm.model, choices);
+    int64_t n = ref.floor_images;
+    group->broadcast(&n, sizeof(n), 0);
+    const SampleRequest request = sample_request(lm.spec, lm.model, eval_sample_choices(a, n));
     const auto t0 = clock::now();
-    DrawnSamples s = draw_samples(lm.model, request);
+    DrawnSamples s = draw_samples(lm.model, request, *group);
     const double sample_seconds = std::chrono::duration<double>(clock::now() - t0).count();
     if (!a.grid.empty()) save_image_grid_png(a.grid, s.x.narrow(0, 0, std::min<int64_t>(s.x.size(0), 100)), 10);
     // Samples leave [-1, 1] a little; the classifier sees them as the data's range allows.
