@@ -128,8 +128,8 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
   // travels with the gradients), so all of them leave the loop after the same step.
   bool stop_agreed = false;
   std::vector<double> combined;  // the loss, the diagnostics and the stop flag, over all processes
-  const std::string world_field =
-      s.sync && s.role.world_size > 1 ? fmt::format(R"(,"world_size":{})", s.role.world_size) : std::string();
+  const bool distributed = s.sync && s.role.world_size > 1;
+  double window_combine_start = s.sync ? s.sync->combine_seconds() : 0;
   while (step_ < s.total_steps) {
     if (s.sync ? stop_agreed : g_stop_requested.load()) {
       save();
@@ -179,8 +179,16 @@ LoopResult TrainingLoop::run(const std::function<StepOutcome(int64_t step)>& com
         diagnostics_json += fmt::format(R"(,"{}":{})", name, json_number(v));
         if (first_diagnostic.empty()) first_diagnostic = fmt::format("  {} {:.5f}", name, v);
       }
+      // With several processes: how many, and the gradient exchange's share of each step.
+      std::string world_fields;
+      if (distributed) {
+        const double combine_now = s.sync->combine_seconds();
+        world_fields = fmt::format(R"(,"world_size":{},"sync_ms":{:.3f})", s.role.world_size,
+                                   1e3 * (combine_now - window_combine_start) / double(window_steps));
+        window_combine_start = combine_now;
+      }
       log(fmt::format(R"({{"step":{}{}{},"loss":{}{},"lr":{},"grad_norm":{},"it_per_s":{:.3f}}})", step_,
-                      world_field, s.extra_fields ? s.extra_fields(step_) : std::string(), json_number(loss), diagnostics_json,
+                      world_fields, s.extra_fields ? s.extra_fields(step_) : std::string(), json_number(loss), diagnostics_json,
                       json_number(opt.lr()), json_number(g.grad_norm), its));
       const double eta = its > 0 ? double(s.total_steps - step_) / its : 0;
       print_line(fmt::format("step {}/{}  loss {:.5f}{}  {:.1f} it/s  ETA {:.0f} s", step_, s.total_steps, loss,

@@ -58,6 +58,8 @@ class StepSynchronizer {
   virtual void check_in_sync(const NamedTensors& params, int64_t step) = 0;
   // Steps between two check_in_sync calls; 0: never.
   virtual int64_t sync_check_every() const = 0;
+  // Seconds spent in combine so far (logged per step as sync_ms).
+  virtual double combine_seconds() const = 0;
 };
 
 struct LoopSettings {
