@@ -35,7 +35,6 @@ run() {
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
-printf '%-16s %-22s %9s %10s %9s %11s\n' workload layout "steps/s" efficiency sync_ms "sync share"
 bench() {
   local name=$1 config=$2 steps=$3 window=$4
   local one_its=() ranked_its=() syncs=() line
@@ -56,6 +55,7 @@ bench() {
     "$(awk -v a="$ranked" -v b="$one" 'BEGIN{print a/b}')" "$sync" \
     "$(awk -v s="$sync" -v i="$ranked" 'BEGIN{print 100*s*i/1000}')"
 }
-echo "medians of $repeats alternated runs each"
+echo "medians of $repeats alternated runs each; sync_ms includes waiting for the slowest rank"
+printf '%-16s %-22s %9s %10s %9s %11s\n' workload layout "steps/s" efficiency sync_ms "sync share"
 bench toy2d-cfm configs/toy2d_cfm.toml 600 300
 bench fmnist-unet-cfm configs/fmnist_unet_cfm.toml 60 30

@@ -2,6 +2,7 @@
 // 2 ranks against 1 process on toy2d CFM and MeanFlow, two 2-rank runs bit for bit, resuming
 // under another number of ranks, and the desync guard. Every rank runs every case in the same
 // order; a case's collectives are called by both ranks, and rank-dependent checks come after them.
+// The [cuda] cases run where a GPU answers (their own CTest entry, skipped elsewhere).
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
@@ -97,7 +98,7 @@ std::string file_bytes(const fs::path& p) {
   return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 std::string without_timing(const std::string& metrics) {
-  return std::regex_replace(metrics, std::regex(R"(,"it_per_s":[^,}]*)"), "");
+  return std::regex_replace(metrics, std::regex(R"re(,"(it_per_s|sync_ms)":[^,}]*)re"), "");
 }
 
 TEST_CASE("weighted_sum: the rank-order sum in f64, the same bits on every rank", "[mpi]") {
@@ -264,6 +265,61 @@ TEST_CASE("the desync guard stops ranks whose parameters differ, naming the step
   REQUIRE_THROWS_WITH(loop.run(compute), Contains("step 5") && Contains("rank 1 differ from rank 0"));
   g.barrier();
   if (g.rank() == 0) fs::remove_all(dir);
+}
+
+// ---- CUDA ranks (run with --cuda-only where a GPU answers; NCCL carries the gradients when
+// each rank has a GPU of its own, the host otherwise) ----
+
+TEST_CASE("CUDA ranks combine gradients into the CPU's weighted sum", "[cuda]") {
+  ProcessGroup& g = world();
+  const Device dev = rank_device(Device::cuda(), g);
+  Generator gen(5);
+  Linear model(6, 4, gen);
+  model.to(dev);
+  const NamedTensors params = model.named_parameters();
+  DataParallel sync(ProcessGroup::join(), dev, DataParallelOptions{.global_batch = 10, .sync_check_every = 1});
+  const Tensor x = randn({10, 6}, gen);
+  mean(square(model.forward(sync.shard().rows(x).to(dev)))).backward();
+  std::vector<double> scalars = {double(g.rank() + 1)};
+  sync.combine(params, scalars);
+  // Every rank's share of the batch on the CPU, weighted and summed here.
+  const std::vector<double> w = sync.shard().weights(10);
+  Linear cpu(6, 4, gen);
+  double expected_scalar = 0;
+  std::vector<Tensor> expected(params.size());
+  for (int r = 0; r < g.size(); ++r) {
+    expected_scalar += w[size_t(r)] * double(r + 1);
+    cpu.load_state_dict(model.state_dict());
+    cpu.to(Device::cpu());
+    cpu.zero_grad();
+    mean(square(cpu.forward(make_batch_shard(r, g.size(), 10).rows(x)))).backward();
+    const NamedTensors cp = cpu.named_parameters();
+    for (size_t i = 0; i < cp.size(); ++i) {
+      Tensor part = cp[i].second.grad() * w[size_t(r)];
+      expected[i] = expected[i].defined() ? expected[i] + part : part;
+    }
+  }
+  CHECK(scalars[0] == Approx(expected_scalar).epsilon(1e-6));
+  for (size_t i = 0; i < params.size(); ++i)
+    CHECK(amax(abs(params[i].second.grad().to(Device::cpu()) - expected[i])).item() <=
+          1e-5 * amax(abs(expected[i])).item());
+  sync.check_in_sync(params, 1);  // the same weights on every GPU
+  SUCCEED(sync.transport());
+}
+
+TEST_CASE("2 CUDA ranks train what 1 CUDA process trains (toy2d CFM, 50 steps)", "[cuda]") {
+  const fs::path one = shared_dir("cuda-one"), two = shared_dir("cuda-two");
+  train("toy2d_cfm.toml", one, 50, false, false, {"run.device=cuda", "optim.name=sgd", "optim.lr=0.05"});
+  train("toy2d_cfm.toml", two, 50, true, false, {"run.device=cuda", "optim.name=sgd", "optim.lr=0.05"});
+  if (world().rank() == 0) {
+    const std::vector<double> a = losses(one), b = losses(two);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); ++i) CHECK(b[i] == Approx(a[i]).epsilon(1e-5));
+    CHECK(max_relative_difference(two, one, "model.") <= 1e-5);
+    fs::remove_all(one);
+    fs::remove_all(two);
+  }
+  world().barrier();
 }
 
 }  // namespace

@@ -45,7 +45,9 @@ DataParallel::DataParallel(std::shared_ptr<ProcessGroup> group, Device device, D
   DF_CHECK(options_.bucket_floats > 0, "DataParallel: bucket size must be > 0");
   shard_ = make_batch_shard(group_->rank(), group_->size(), options_.global_batch);
   weights_ = shard_.weights(options_.global_batch);
-  if (device_.is_cuda() && group_->distributed() && NcclExchange::built())
+  // NCCL needs a GPU of its own for each rank; ranks that share one exchange through the host.
+  if (device_.is_cuda() && group_->distributed() && NcclExchange::built() &&
+      cuda_device_count() >= group_->local_size())
     nccl_ = NcclExchange::create(*group_, device_.index);
 }
 
@@ -54,7 +56,10 @@ DataParallel::~DataParallel() = default;
 std::string DataParallel::transport() const {
   if (!group_->distributed()) return "none (one process)";
   if (nccl_) return "NCCL";
-  return device_.is_cuda() ? "MPI through host memory (built without NCCL)" : "MPI, rank-order sums";
+  if (device_.is_cuda())
+    return NcclExchange::built() ? "MPI through host memory (ranks share a GPU, which NCCL refuses)"
+                                 : "MPI through host memory (built without NCCL)";
+  return "MPI, rank-order sums";
 }
 
 void DataParallel::combine(const NamedTensors& params, std::vector<double>& scalars) {

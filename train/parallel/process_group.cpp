@@ -19,7 +19,7 @@ namespace {
 
 class SingleProcess final : public ProcessGroup {
  public:
-  SingleProcess() : ProcessGroup(0, 1, 0) {}
+  SingleProcess() : ProcessGroup(0, 1, 0, 1) {}
   void weighted_sum(float* data, int64_t n, std::span<const double> weights) override {
     DF_CHECK(weights.size() == 1, "weighted_sum: one weight per rank, got {} for 1", weights.size());
     if (weights[0] != 1.0)
@@ -65,18 +65,19 @@ class MpiWorld final : public ProcessGroup {
       int provided = 0;
       check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
     }
-    int rank = 0, size = 1, local = 0;
+    int rank = 0, size = 1, local = 0, local_size = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm node;
     check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
               "MPI_Comm_split_type");
     MPI_Comm_rank(node, &local);
+    MPI_Comm_size(node, &local_size);
     MPI_Comm_free(&node);
     char host[MPI_MAX_PROCESSOR_NAME] = {};
     int len = 0;
     MPI_Get_processor_name(host, &len);
-    return std::shared_ptr<MpiWorld>(new MpiWorld(rank, size, local, std::string(host, size_t(len))));
+    return std::shared_ptr<MpiWorld>(new MpiWorld(rank, size, local, local_size, std::string(host, size_t(len))));
   }
   ~MpiWorld() override {
     int finalized = 0;
@@ -159,8 +160,8 @@ class MpiWorld final : public ProcessGroup {
   }
 
  private:
-  MpiWorld(int rank, int size, int local, std::string host)
-      : ProcessGroup(rank, size, local), host_(std::move(host)) {}
+  MpiWorld(int rank, int size, int local, int local_size, std::string host)
+      : ProcessGroup(rank, size, local, local_size), host_(std::move(host)) {}
   std::string host_;
   std::vector<float> received_;
 };

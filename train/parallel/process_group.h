@@ -29,6 +29,8 @@ class ProcessGroup {
   int size() const { return size_; }
   // This process's place among the group's processes on its machine (its GPU index).
   int local_rank() const { return local_rank_; }
+  // How many of the group's processes run on this machine.
+  int local_size() const { return local_size_; }
   bool distributed() const { return size_ > 1; }
   // "rank 1 of 4 on node7"
   virtual std::string describe() const;
@@ -48,10 +50,11 @@ class ProcessGroup {
   [[noreturn]] virtual void abort(int code) = 0;
 
  protected:
-  ProcessGroup(int rank, int size, int local_rank) : rank_(rank), size_(size), local_rank_(local_rank) {}
+  ProcessGroup(int rank, int size, int local_rank, int local_size)
+      : rank_(rank), size_(size), local_rank_(local_rank), local_size_(local_size) {}
 
  private:
-  int rank_, size_, local_rank_;
+  int rank_, size_, local_rank_, local_size_;
 };
 
 }  // namespace dualflow
