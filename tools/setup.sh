@@ -9,7 +9,7 @@ packages=(build-essential cmake ninja-build ccache pkg-config
           clang libclang-rt-dev  # clang and its libFuzzer/sanitizer runtimes: tools/fuzz.sh
           zlib1g-dev dataset-fashion-mnist  # gzipped IDX image data (train/image_data.cpp)
           libopenmpi-dev openmpi-bin  # data-parallel training across processes (train/parallel/)
-          procps)  # pgrep: the test that kills one rank of a run (tests/parallel/kill_rank.sh)
+          procps)  # pgrep: the test that kills one rank of a run (tests/parallel/rank_faults.sh)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# One rank of a 2-rank training run killed with SIGKILL mid-run: the run must end, mpirun
-# exiting non-zero, within 60 s, with no dualflow process left behind; the last checkpoint must
-# load, and --resume must continue from it.
-#   kill_rank.sh DUALFLOW CONFIG MPIRUN...
+# Faults of a 2-rank training run. First, rank 0 fails (its output folder cannot be made): every
+# rank must end within 60 s, non-zero, with the error naming the rank. Then one rank is killed
+# with SIGKILL mid-run: the run must end, mpirun exiting non-zero, within 60 s, with no dualflow
+# process left behind; the last checkpoint must load, and --resume must continue from it.
+#   rank_faults.sh DUALFLOW CONFIG MPIRUN...
 set -uo pipefail
 dualflow=$1 config=$2
 shift 2
 mpirun=("$@")
 dir=$(mktemp -d)
 trap 'pkill -9 -f "$dir/run" 2>/dev/null; rm -rf "$dir"' EXIT
-fail() { echo "kill_rank: $*" >&2; echo "--- the run's output:" >&2; cat "$dir/log" >&2; exit 1; }
+fail() { echo "rank_faults: $*" >&2; echo "--- the run's output:" >&2; cat "$dir/log" >&2; exit 1; }
+
+touch "$dir/a-file"
+started=$(date +%s)
+timeout 60 "${mpirun[@]}" "$dualflow" train "$config" --out "$dir/a-file/run" --set run.threads=1 >"$dir/log" 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a failing rank 0: status $rc (124: still running after 60 s)"
+grep -q "error (rank 0 of 2" "$dir/log" || fail "the error does not name the rank"
+echo "rank_faults: rank 0 failed; the run ended after $(($(date +%s) - started)) s with status $rc"
 
 "${mpirun[@]}" "$dualflow" train "$config" --out "$dir/run" --set train.steps=1000000 --set train.checkpoint_every=20 \
   --set train.log_every=20 --set run.threads=1 --set sample.n=100 >"$dir/log" 2>&1 &
@@ -39,7 +48,7 @@ rc=$?
 elapsed=$(($(date +%s) - killed_at))
 [ "$rc" -ne 0 ] || fail "mpirun exited 0 after rank 1 was killed"
 if pgrep -f "$dir/run" >/dev/null; then fail "dualflow processes are left behind"; fi
-echo "kill_rank: rank 1 killed; the run ended after ${elapsed} s with status $rc"
+echo "rank_faults: rank 1 killed; the run ended after ${elapsed} s with status $rc"
 
 step=$(head -c 65536 "$dir/run/checkpoint.safetensors" | grep -ao '"dualflow.step":"[0-9]*"' | tr -dc '0-9')
 [ -n "$step" ] || fail "the checkpoint holds no step"
@@ -48,4 +57,4 @@ step=$(head -c 65536 "$dir/run/checkpoint.safetensors" | grep -ao '"dualflow.ste
 "$dualflow" train --resume --out "$dir/run" --set train.steps=$((step + 10)) >"$dir/resume.log" 2>&1 ||
   { cat "$dir/resume.log" >&2; fail "--resume from step $step failed"; }
 grep -q "\"step\":$((step + 10))" "$dir/run/metrics.jsonl" || fail "the resumed run did not reach step $((step + 10))"
-echo "kill_rank: the checkpoint at step $step loads and the run resumes to step $((step + 10))"
+echo "rank_faults: the checkpoint at step $step loads and the run resumes to step $((step + 10))"
