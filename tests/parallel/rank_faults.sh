@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Faults of a 2-rank training run. First, rank 0 fails (its output folder cannot be made): every
+# Faults of 2-rank runs. A command that runs as one process (nll) is refused. Rank 0 fails (its output folder cannot be made): every
 # rank must end within 60 s, non-zero, with the error naming the rank. Then one rank is killed
 # with SIGKILL mid-run: the run must end, mpirun exiting non-zero, within 60 s, with no dualflow
 # process left behind; the last checkpoint must load, and --resume must continue from it.
@@ -11,6 +11,12 @@ mpirun=("$@")
 dir=$(mktemp -d)
 trap 'pkill -9 -f "$dir/run" 2>/dev/null; rm -rf "$dir"' EXIT
 fail() { echo "rank_faults: $*" >&2; echo "--- the run's output:" >&2; cat "$dir/log" >&2; exit 1; }
+
+# A command that does not split across ranks is refused under mpirun, not run twice over.
+if "${mpirun[@]}" "$dualflow" nll --checkpoint "$config" --out "$dir/nll.json" >"$dir/log" 2>&1; then
+  fail "nll ran under mpirun"
+fi
+grep -q "dualflow nll runs as one process" "$dir/log" || fail "nll under mpirun: no clear refusal"
 
 touch "$dir/a-file"
 started=$(date +%s)

@@ -49,7 +49,13 @@ void run_train(const TrainArgs& a) {
     DF_CHECK(a.resume, "train: give a CONFIG.toml (or --resume DIR to continue a run with its recorded config)");
     const std::string ckpt = (fs::path(a.out) / "checkpoint.safetensors").string();
     CheckpointInfo info;
-    checkpoint_weights(ckpt, false, &info);
+    // Rank 0 reads the checkpoint; the other ranks (perhaps on machines without the folder) get its config.
+    const std::shared_ptr<ProcessGroup> group = ProcessGroup::join();
+    if (group->rank() == 0) checkpoint_weights(ckpt, false, &info);
+    uint64_t length = info.config.size();
+    group->broadcast(&length, sizeof(length), 0);
+    info.config.resize(length);
+    group->broadcast(info.config.data(), length, 0);
     config = parse_config_text(info.config, ckpt + " (stored config)", a.overrides, flow_matching_schema());
   }
   install_stop_signal_handlers();

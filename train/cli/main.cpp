@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -76,6 +77,14 @@ int main(int argc, char** argv) {
   };
   try {
     group = dualflow::ProcessGroup::join();
+    // Only these commands split their work across the ranks of an mpirun; the others would run
+    // N times over and write the same files at once.
+    const std::vector<std::string> distributed_commands = {"train", "sample", "eval"};
+    if (group->distributed() && argc > 1 && argv[1][0] != '-' &&
+        std::find(distributed_commands.begin(), distributed_commands.end(), argv[1]) == distributed_commands.end())
+      throw std::runtime_error(fmt::format(
+          "dualflow {} runs as one process; start it without mpirun (under mpirun: {})", argv[1],
+          fmt::join(distributed_commands, ", ")));
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const std::exception& e) {
     return report(e.what());
