@@ -197,7 +197,7 @@ LoadedClassifier load_classifier(const std::string& path) {
            path, kind == info.metadata.end() ? std::string() : kind->second, kClassifierKind);
   DF_CHECK(!info.config.empty(), "checkpoint {}: holds no run config (metadata 'dualflow.config' is empty)", path);
   LoadedClassifier lc{parse_config_text(info.config, path + " (stored config)", {}, classifier_schema()), nullptr,
-                      info.step, info.metadata};
+                      info.step, info.metadata, {}, {}};
   Generator init(0);
   lc.model = std::make_shared<ImageClassifier>(classifier_model_config(lc.config), init);
   lc.model->load_state_dict(weights);

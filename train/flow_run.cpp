@@ -65,15 +65,18 @@ TrainRunResult train_flow_matching(const FlowRunSpec& configured, const TrainRun
   const LoopResult r = loop.run([&](int64_t step) { return objective(data_gen, step); });
 
   TrainRunResult result{r.steps_done, r.interrupted, r.last_loss};
-  if (r.interrupted || !role.writes_files()) return result;
-  // Samples from the evaluation (EMA) weights.
+  if (r.interrupted) return result;
+  // Samples from the evaluation (EMA) weights, drawn by every process; rank 0 draws the picture.
   if (ema) ema->swap();
   const bool images = spec.data.kind == DataKind::Images;
   SampleChoices choices;
   choices.n = images ? 100 : 0;
   choices.seed = seed + 7;
-  const DrawnSamples drawn = draw_samples(vm, sample_request(spec, vm, choices));
+  const SampleRequest request = sample_request(spec, vm, choices);
+  const DrawnSamples drawn =
+      distributed ? draw_samples(vm, request, *o.group) : draw_samples(vm, request);
   if (ema) ema->swap();
+  if (!role.writes_files()) return result;
   const std::string png = (fs::path(o.out_dir) / "samples.png").string();
   if (images) save_image_grid_png(png, drawn.x, 10);
   else save_scatter_png(png, drawn.x);

@@ -70,7 +70,11 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, in
 
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, ProcessGroup& group) {
   if (!group.distributed()) return draw_samples(model, r);
-  const int64_t begin = r.n * group.rank() / group.size(), end = r.n * (group.rank() + 1) / group.size();
+  // With chunks the ranks take whole chunks, so each chunk is the one a single process draws
+  // (dopri5 controls its steps over a chunk); without, each takes an equal share.
+  const int64_t unit = r.chunk > 0 ? r.chunk : 1, units = (r.n + unit - 1) / unit;
+  const int64_t begin = std::min(r.n, unit * (units * group.rank() / group.size()));
+  const int64_t end = std::min(r.n, unit * (units * (group.rank() + 1) / group.size()));
   DrawnSamples mine = draw_samples(model, r, begin, end);
   const Tensor host = mine.x.detach().to(Device::cpu()).contiguous();
   const std::vector<float> all = group.gather_to_root(

@@ -55,9 +55,10 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& reque
 // Samples [begin, end) of the request's n only, with the noise and labels they get in the whole
 // draw, so that pieces drawn apart (by the processes of a run) make up the one draw.
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request, int64_t begin, int64_t end);
-// The request's samples split across the group's processes in contiguous ranges, gathered on
-// rank 0 in order (x on the model's device, the whole draw); the other ranks' x and labels stay
-// undefined. nfe is the largest over the processes. A group of one draws alone.
+// The request's samples split across the group's processes in contiguous ranges (whole chunks
+// when the request has chunks), gathered on rank 0 in order (x on the model's device, the whole
+// draw); the other ranks' x and labels stay undefined. nfe is the largest over the processes.
+// A group of one draws alone. Without chunks, dopri5's step control spans each rank's share.
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request, class ProcessGroup& group);
 
 // i64 [n]: sample i gets class (i / columns) mod classes.

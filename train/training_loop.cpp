@@ -106,6 +106,8 @@ void TrainingLoop::stop_on_non_finite(const GradientStep& g, const StepOutcome& 
                             json_number(as_double(amax(value))));
   }
   log(report + "}");
+  // Every process stops here; the first to stop ends the others, so rank 0 writes first.
+  if (settings_.sync) settings_.sync->wait_for_all();
   fail(
       "{}: step {}: the {} is {}; training stopped (lower optim.lr or set optim.grad_clip). The last good checkpoint "
       "is '{}'; the batch's statistics are in '{}'",

@@ -60,6 +60,9 @@ class StepSynchronizer {
   virtual int64_t sync_check_every() const = 0;
   // Seconds spent in combine so far (logged per step as sync_ms).
   virtual double combine_seconds() const = 0;
+  // Returns once every process has called it (rank 0's record of a failed step is written
+  // before any process stops the run).
+  virtual void wait_for_all() = 0;
 };
 
 struct LoopSettings {

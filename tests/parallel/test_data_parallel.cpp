@@ -239,13 +239,30 @@ TEST_CASE("samples drawn by 2 ranks and gathered on rank 0 are the one-process d
   }
 }
 
+TEST_CASE("a parameter without a gradient on every rank keeps none after the exchange", "[mpi]") {
+  Generator gen(4);
+  Linear used(3, 2, gen), unused(3, 2, gen);
+  NamedTensors params = used.named_parameters();
+  for (const auto& p : unused.named_parameters()) params.push_back(p);
+  DataParallel sync(ProcessGroup::join(), Device::cpu(), DataParallelOptions{.global_batch = 4});
+  mean(square(used.forward(sync.shard().rows(randn({4, 3}, gen))))).backward();
+  std::vector<double> scalars = {1.0};
+  sync.combine(params, scalars);
+  CHECK(scalars.size() == 1);
+  CHECK(params[0].second.grad().defined());
+  CHECK_FALSE(params[2].second.grad().defined());  // the optimizer skips it, as one process would
+}
+
 TEST_CASE("the desync guard stops ranks whose parameters differ, naming the step and the rank", "[mpi]") {
   ProcessGroup& g = world();
   const fs::path dir = shared_dir("desync");
   Generator gen(3);
   Linear model(4, 3, gen);
   const NamedTensors params = model.named_parameters();
-  std::unique_ptr<Optimizer> opt = make_optimizer(params, OptimizerOptions{.name = "adam", .lr = 1e-2});
+  OptimizerOptions adam;
+  adam.name = "adam";
+  adam.lr = 1e-2;
+  std::unique_ptr<Optimizer> opt = make_optimizer(params, adam);
   auto sync = std::make_shared<DataParallel>(ProcessGroup::join(), Device::cpu(),
                                              DataParallelOptions{.global_batch = 8, .sync_check_every = 5});
   LoopSettings ls;

@@ -19,7 +19,7 @@
 #include "train/flow_run.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
-#include "train/parallel/process_group.h"
+#include "train/parallel/data_parallel.h"
 #include "train/plots.h"
 
 namespace dualflow::cli {
@@ -52,6 +52,7 @@ SampleChoices eval_sample_choices(const EvalArgs& a, int64_t n) {
 // A process other than rank 0: its share of the samples, sent to rank 0.
 void draw_share(const EvalArgs& a, ProcessGroup& group) {
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  lm.model.module->to(rank_device(model_device(lm.model), group));
   int64_t n = 0;
   group.broadcast(&n, sizeof(n), 0);
   draw_samples(lm.model, sample_request(lm.spec, lm.model, eval_sample_choices(a, n)), group);

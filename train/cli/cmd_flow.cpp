@@ -16,6 +16,7 @@
 #include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
+#include "train/parallel/data_parallel.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
 #include "train/meanflow.h"
@@ -137,8 +138,9 @@ void run_sample(const SampleArgs& a) {
   const bool images = lm.spec.data.kind == DataKind::Images;
   choices.chunk = images ? 500 : 0;
   const SampleRequest request = sample_request(lm.spec, lm.model, choices);
-  // Under mpirun the processes draw a share each and rank 0 writes the files.
+  // Under mpirun the processes draw a share each (on their own GPUs) and rank 0 writes the files.
   const std::shared_ptr<ProcessGroup> group = ProcessGroup::join();
+  lm.model.module->to(rank_device(model_device(lm.model), *group));
   DrawnSamples drawn = draw_samples(lm.model, request, *group);
   if (group->rank() != 0) return;
   const Tensor& x = drawn.x;

@@ -86,7 +86,12 @@ int main(int argc, char** argv) {
           "dualflow {} runs as one process; start it without mpirun (under mpirun: {})", argv[1],
           fmt::join(distributed_commands, ", ")));
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) { return app.exit(e); } catch (const std::exception& e) {
+  } catch (const CLI::ParseError& e) {
+    // A rank that refuses its command line (a file missing on its machine) must not leave the
+    // others waiting for it.
+    if (group && group->distributed() && e.get_exit_code() != 0) return report(e.what());
+    return app.exit(e);
+  } catch (const std::exception& e) {
     return report(e.what());
   }
   return 0;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -46,9 +47,13 @@ DataParallel::DataParallel(std::shared_ptr<ProcessGroup> group, Device device, D
   shard_ = make_batch_shard(group_->rank(), group_->size(), options_.global_batch);
   weights_ = shard_.weights(options_.global_batch);
   // NCCL needs a GPU of its own for each rank; ranks that share one exchange through the host.
-  if (device_.is_cuda() && group_->distributed() && NcclExchange::built() &&
-      cuda_device_count() >= group_->local_size())
-    nccl_ = NcclExchange::create(*group_, device_.index);
+  // Every rank must choose alike (NCCL's set-up is collective), so they agree on it first.
+  if (device_.is_cuda() && group_->distributed()) {
+    const bool can = NcclExchange::built() && cuda_device_count() >= group_->local_size();
+    const std::vector<uint64_t> votes = group_->all_gather(can ? 1 : 0);
+    if (std::all_of(votes.begin(), votes.end(), [](uint64_t v) { return v == 1; }))
+      nccl_ = NcclExchange::create(*group_, device_.index);
+  }
 }
 
 DataParallel::~DataParallel() = default;
@@ -64,8 +69,16 @@ std::string DataParallel::transport() const {
 
 void DataParallel::combine(const NamedTensors& params, std::vector<double>& scalars) {
   const auto started = Clock::now();
+  // Which parameters have a gradient here rides with the scalars: one that has none on any
+  // rank stays without one, so the optimizer skips it as one process would (a zero gradient
+  // would still decay it and advance its step count).
+  const size_t own = scalars.size();
+  for (const auto& [name, p] : params) scalars.push_back(p.grad().defined() ? 1.0 : 0.0);
   if (nccl_) combine_on_device(params, scalars);
   else combine_on_host(params, scalars);
+  for (size_t i = 0; i < params.size(); ++i)
+    if (scalars[own + i] == 0.0) set_grad(params[i].second, Tensor());
+  scalars.resize(own);
   times_.steps += 1;
   times_.combine_seconds += std::chrono::duration<double>(Clock::now() - started).count();
 }
@@ -168,6 +181,8 @@ void DataParallel::broadcast_state(const NamedTensors& state, const std::vector<
   step = int64_t(words[0]);
   for (size_t i = 0; i < generators.size(); ++i) generators[i]->set_state({words[1 + 2 * i], words[2 + 2 * i]});
 }
+
+void DataParallel::wait_for_all() { group_->barrier(); }
 
 void DataParallel::check_in_sync(const NamedTensors& params, int64_t step) {
   if (!group_->distributed()) return;

@@ -48,6 +48,7 @@ class DataParallel final : public StepSynchronizer {
   void check_in_sync(const NamedTensors& params, int64_t step) override;
   int64_t sync_check_every() const override { return options_.sync_check_every; }
   double combine_seconds() const override { return times_.combine_seconds; }
+  void wait_for_all() override;
 
  private:
   void combine_on_host(const NamedTensors& params, std::vector<double>& scalars);

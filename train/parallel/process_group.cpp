@@ -192,6 +192,10 @@ std::shared_ptr<ProcessGroup> ProcessGroup::join() {
   } else {
 #if DUALFLOW_HAVE_MPI
     group = MpiWorld::start();
+    DF_CHECK(group->size() == launched,
+             "the launcher started {} processes but MPI counts {} in this one's world: mpirun and the MPI dualflow was "
+             "built with do not match (use the mpirun of the Open MPI it was built with)",
+             launched, group->size());
 #else
     fail(
         "this process is one of {} started by an MPI launcher, but this dualflow was built without MPI; install "
