@@ -1,10 +1,11 @@
 # Sanitized builds, each in a build directory of its own:
 #   DUALFLOW_SANITIZE  the whole test suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#                      (tools/test_sanitized.sh, build-asan/);
+#                      (ON; tools/test_sanitized.sh, build-asan/) or under ThreadSanitizer
+#                      (=thread; tools/test_tsan.sh, build-tsan/);
 #   DUALFLOW_FUZZ      only the libFuzzer harnesses of tests/fuzz and the engine/train code they
 #                      reach, under the same sanitizers (tools/fuzz.sh, build-fuzz/; needs clang).
-# Both are CPU only: the CUDA runtime reserves address ranges that ASan's shadow memory needs,
-# and no sanitizer sees inside device code anyway.
+# All are CPU only: the CUDA runtime reserves address ranges that the sanitizers' shadow memory
+# needs, and no sanitizer sees inside device code anyway.
 if(DUALFLOW_SANITIZE AND DUALFLOW_FUZZ)
   message(FATAL_ERROR "DUALFLOW_SANITIZE and DUALFLOW_FUZZ are separate builds; turn one of them off")
 endif()
@@ -13,8 +14,14 @@ if(NOT (DUALFLOW_SANITIZE OR DUALFLOW_FUZZ))
 endif()
 
 set(DUALFLOW_CUDA OFF)  # shadows the cache entry for this configuration
-# Undefined behaviour stops the program (and so fails the test) instead of printing and going on.
-set(DUALFLOW_SANITIZER_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+if(DUALFLOW_SANITIZE STREQUAL "thread")
+  set(DUALFLOW_SANITIZER_LINK -fsanitize=thread)
+  set(DUALFLOW_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+else()
+  # Undefined behaviour stops the program (and so fails the test) instead of printing and going on.
+  set(DUALFLOW_SANITIZER_LINK -fsanitize=address,undefined)
+  set(DUALFLOW_SANITIZER_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+endif()
 if(DUALFLOW_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
     message(FATAL_ERROR "DUALFLOW_FUZZ needs clang's libFuzzer; configure with -DCMAKE_CXX_COMPILER=clang++ "
@@ -33,5 +40,5 @@ if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
   list(APPEND DUALFLOW_SANITIZER_FLAGS -Wno-maybe-uninitialized)
 endif()
 add_compile_options(${DUALFLOW_SANITIZER_FLAGS})
-add_link_options(-fsanitize=address,undefined)
+add_link_options(${DUALFLOW_SANITIZER_LINK})
 message(STATUS "dualflow: sanitizers on (${DUALFLOW_SANITIZER_FLAGS}); CUDA off")

@@ -61,7 +61,51 @@ void remove_stale_temp_files(const std::string& target) {
   }
 }
 
+// The temp files of the writes in flight, for the interrupt handler: fixed storage that a
+// signal handler may read. A slot is free (0), being filled (1) or listed (2).
+constexpr int kTempSlots = 64;
+constexpr size_t kTempPathBytes = 4096;
+struct TempSlot {
+  std::atomic<int> state{0};
+  char path[kTempPathBytes];
+};
+TempSlot g_temp_slots[kTempSlots];
+
+int list_temp_file(const std::string& path) {
+  if (path.size() >= kTempPathBytes) return -1;  // not listed: a kill may leave it (and the next write removes it)
+  for (int i = 0; i < kTempSlots; ++i) {
+    int expected = 0;
+    if (!g_temp_slots[i].state.compare_exchange_strong(expected, 1)) continue;
+    std::memcpy(g_temp_slots[i].path, path.c_str(), path.size() + 1);
+    g_temp_slots[i].state.store(2);
+    return i;
+  }
+  return -1;
+}
+
+void unlist_temp_file(int slot) {
+  if (slot >= 0) g_temp_slots[slot].state.store(0);
+}
+
+// Only async-signal-safe calls: unlink, write, signal, raise.
+extern "C" void remove_temp_files_and_reraise(int sig) {
+  for (TempSlot& slot : g_temp_slots)
+    if (slot.state.load() == 2) ::unlink(slot.path);
+  const char message[] = "\ndualflow: interrupted; outputs not yet written were left as they were\n";
+  [[maybe_unused]] ssize_t ignored = ::write(STDERR_FILENO, message, sizeof(message) - 1);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
 }  // namespace
+
+void install_interrupt_cleanup() {
+  struct sigaction sa = {};
+  sa.sa_handler = remove_temp_files_and_reraise;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 AtomicFile::AtomicFile(std::string target, std::string who) : target_(std::move(target)), who_(std::move(who)) {
   static std::atomic<uint64_t> counter{0};
@@ -69,7 +113,10 @@ AtomicFile::AtomicFile(std::string target, std::string who) : target_(std::move(
   for (int attempt = 0; attempt < 100; ++attempt) {
     temp_ = fmt::format("{}.tmp.{}.{}", target_, ::getpid(), counter.fetch_add(1));
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd_ >= 0) return;
+    if (fd_ >= 0) {
+      slot_ = list_temp_file(temp_);
+      return;
+    }
     if (errno != EEXIST) fail("{}: {}: cannot create temporary file {}: {}", who_, target_, temp_, errno_text(errno));
   }
   fail("{}: {}: cannot create a temporary file next to it: too many stale {}.tmp.* files", who_, target_, target_);
@@ -78,6 +125,7 @@ AtomicFile::AtomicFile(std::string target, std::string who) : target_(std::move(
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(temp_.c_str());
+  unlist_temp_file(slot_);
 }
 
 void AtomicFile::write(const void* data, size_t size) {
@@ -104,6 +152,8 @@ void AtomicFile::commit() {
   if (::rename(temp_.c_str(), target_.c_str()) != 0)
     fail("{}: {}: cannot rename {} over it: {}", who_, target_, temp_, errno_text(errno));
   committed_ = true;
+  unlist_temp_file(slot_);
+  slot_ = -1;
 
   // The rename is durable only once the directory entry is on disk.
   const std::string parent = std::filesystem::path(target_).parent_path().string();

@@ -31,8 +31,15 @@ class AtomicFile {
  private:
   std::string target_, who_, temp_;
   int fd_ = -1;
+  int slot_ = -1;  // where the temp file is listed for install_interrupt_cleanup's handler
   bool committed_ = false;
 };
+
+// Makes SIGINT and SIGTERM end the process the way they would anyway (exit status 128 + the
+// signal) after removing the temp files of the writes in flight, so an interrupted command
+// leaves each output as it was or whole, never a partial file beside it. Commands that save
+// and stop on a signal (train) install their own handlers over these.
+void install_interrupt_cleanup();
 
 // The whole of `bytes` as the new content of `path`, atomically.
 void write_file_atomically(const std::string& path, std::string_view bytes, const std::string& who);

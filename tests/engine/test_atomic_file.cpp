@@ -1,6 +1,8 @@
 // AtomicFile and check_output_file: a file is replaced whole or not at all, and an output path
 // that cannot be written is refused before any work, with nothing created.
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
@@ -106,6 +108,47 @@ TEST_CASE("check_output_file refuses what could not be written, and creates noth
                       Contains("cannot create files in the folder '/proc'"));
   REQUIRE(dir.listing() == before);
   REQUIRE_FALSE(fs::exists(dir.path / "missing"));
+}
+
+}  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+// A child process is signalled in the middle of writing: the handler removes the temp file,
+// the target keeps its old content, and the child dies of the signal (status 128 + signal).
+TEST_CASE("install_interrupt_cleanup: a signal mid-write leaves the old file and no temp file", "[atomic_file]") {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer does not support fork in a threaded process: the child never runs the
+  // handler. The plain and ASan suites run this case.
+  return;
+#endif
+  for (int sig : {SIGINT, SIGTERM}) {
+    Folder dir;
+    const std::string target = dir.file("out.npy");
+    write_file_atomically(target, "previous", "test");
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      install_interrupt_cleanup();
+      AtomicFile f(target, "test");
+      f.write("half of the new conte");
+      [[maybe_unused]] ssize_t told = ::write(ready[1], "x", 1);
+      for (;;) ::pause();  // until the signal ends the child
+    }
+    char byte = 0;
+    REQUIRE(::read(ready[0], &byte, 1) == 1);  // the child is mid-write
+    ::close(ready[0]);
+    ::close(ready[1]);
+    REQUIRE(::kill(child, sig) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == sig);
+    CHECK(contents(target) == "previous");
+    CHECK(dir.listing() == std::vector<std::string>{"out.npy"});
+  }
 }
 
 }  // namespace dualflow::testing

@@ -17,6 +17,7 @@
 #include "engine/threads.h"
 #include "kernels/common/backend.h"  // the memory-bandwidth row times the backend's own copy kernel
 #include "train/cli/bench_timing.h"
+#include "train/cli/json_lines_file.h"
 #include "train/cli/commands.h"
 #include "train/couplings.h"
 
@@ -38,11 +39,7 @@ struct Row {
 
 class Report {
  public:
-  Report(const BenchOptions& o, Device d) : dev_(d) {
-    if (!o.json.empty()) {
-      json_.open(o.json);
-      if (!json_) fail("bench: cannot write --json file '{}'", o.json);
-    }
+  Report(const BenchOptions& o, Device d) : dev_(d), json_(o.json, "bench kernels --json") {
     fmt::print("{:<22} {:<5} {:<16} {:>11} {:>10} {:>9}  {}\n", "kernel", "dtype", "shape", "median_ms", "GFLOP/s",
                "GB/s", "note");
   }
@@ -58,10 +55,11 @@ class Report {
                  r.kernel, dev_.str(), r.dtype, r.shape, r.ms, r.gflops, r.gbps)
           << "\n";
   }
+  void finish() const { json_.commit(); }
 
  private:
   Device dev_;
-  std::ofstream json_;
+  JsonLinesFile json_;
 };
 
 std::string human(int64_t n) {
@@ -229,6 +227,7 @@ void run_kernels(const BenchOptions& o) {
     ms = median_ms([&] { exact_ot.couple(x0, x1, gen); }, dev, samples);
     rep.add(Row{"exact_ot coupling", "f32", fmt::format("{}x2", n), ms, 0, 0, "cost matrix + assignment + gather"});
   }
+  rep.finish();
 }
 
 }  // namespace

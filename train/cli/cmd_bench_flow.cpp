@@ -16,6 +16,7 @@
 #include "models/models.h"
 #include "train/cfm.h"
 #include "train/cli/bench_timing.h"
+#include "train/cli/json_lines_file.h"
 #include "train/cli/commands.h"
 #include "train/data2d.h"
 #include "train/likelihood.h"
@@ -248,11 +249,7 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   Device dev = Device::parse(o.device);
   check_device(dev);  // a clear error when the device is missing
   if (o.threads > 0) set_cpu_threads(o.threads);
-  std::ofstream json;
-  if (!o.json.empty()) {
-    json.open(o.json);
-    if (!json) fail("bench {}: cannot write --json file '{}'", which, o.json);
-  }
+  JsonLinesFile json(o.json, fmt::format("bench {} --json", which));
   FlowWorkload w = make_flow_workload(which, dev);
   const std::shared_ptr<Module>& net = w.net;
   if (o.params) {
@@ -281,6 +278,7 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
                w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
                st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
         << "\n";
+  json.commit();
 }
 
 }  // namespace

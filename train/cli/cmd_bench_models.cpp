@@ -11,6 +11,7 @@
 #include "engine/threads.h"
 #include "models/models.h"
 #include "train/cli/bench_timing.h"
+#include "train/cli/json_lines_file.h"
 #include "train/cli/commands.h"
 
 namespace dualflow::cli {
@@ -91,11 +92,7 @@ void run_models(const ModelBenchOptions& o) {
   Device dev = Device::parse(o.device);
   check_device(dev);  // a clear error when the device is missing
   if (o.threads > 0) set_cpu_threads(o.threads);
-  std::ofstream json;
-  if (!o.json.empty()) {
-    json.open(o.json);
-    if (!json) fail("bench models: cannot write --json file '{}'", o.json);
-  }
+  JsonLinesFile json(o.json, "bench models --json");
   std::vector<std::string> models =
       o.model == "all" ? std::vector<std::string>{"mlp", "unet", "dit"} : std::vector<std::string>{o.model};
   fmt::print("device {}, {} CPU thread(s), median of {} steps after 2 warm-up steps\n", dev.str(), cpu_threads(),
@@ -167,6 +164,7 @@ void run_models(const ModelBenchOptions& o) {
             << "\n";
     }
   }
+  json.commit();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "train/cli/commands.h"
 #include "train/config.h"
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "error: {}\n", what);
     return 1;
   };
+  // SIGINT/SIGTERM leave no partial output (train saves and stops instead: it installs its own).
+  dualflow::install_interrupt_cleanup();
   try {
     group = dualflow::ProcessGroup::join();
     // Only these commands split their work across the ranks of an mpirun; the others would run
