@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Faults of 2-rank runs. A command that runs as one process (nll) is refused. Rank 0 fails (its output folder cannot be made): every
+# Faults of 2-rank runs. A command that runs as one process (nll) is refused. SIGTERM to mpirun
+# stops every rank at one step, which rank 0 saves. Rank 0 fails (its output folder cannot be made): every
 # rank must end within 60 s, non-zero, with the error naming the rank. Then one rank is killed
 # with SIGKILL mid-run: the run must end, mpirun exiting non-zero, within 60 s, with no dualflow
 # process left behind; the last checkpoint must load, and --resume must continue from it.
@@ -25,6 +26,21 @@ rc=$?
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "a failing rank 0: status $rc (124: still running after 60 s)"
 grep -q "error (rank 0 of 2" "$dir/log" || fail "the error does not name the rank"
 echo "rank_faults: rank 0 failed; the run ended after $(($(date +%s) - started)) s with status $rc"
+
+# SIGTERM to mpirun reaches every rank; they agree on the step, and rank 0 saves there.
+"${mpirun[@]}" "$dualflow" train "$config" --out "$dir/stop" --set train.steps=1000000 --set train.log_every=50 \
+  --set run.threads=1 --set sample.n=10 >"$dir/log" 2>&1 &
+launcher=$!
+sleep 3
+kill -TERM "$launcher"
+for _ in $(seq 1 600); do kill -0 "$launcher" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$launcher" 2>/dev/null && fail "the run still runs 60 s after SIGTERM"
+wait "$launcher"
+stopped=$(sed -n 's/.*stopped at step \([0-9]*\).*/\1/p' "$dir/log" | head -n 1)
+[ -n "$stopped" ] || fail "SIGTERM: no rank reported a save-and-stop"
+saved=$(head -c 65536 "$dir/stop/checkpoint.safetensors" | grep -ao '"dualflow.step":"[0-9]*"' | tr -dc '0-9')
+[ "$saved" = "$stopped" ] || fail "SIGTERM: stopped at step $stopped but the checkpoint holds step $saved"
+echo "rank_faults: SIGTERM to mpirun: both ranks stopped at step $stopped and rank 0 saved it"
 
 "${mpirun[@]}" "$dualflow" train "$config" --out "$dir/run" --set train.steps=1000000 --set train.checkpoint_every=20 \
   --set train.log_every=20 --set run.threads=1 --set sample.n=100 >"$dir/log" 2>&1 &
