@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -122,6 +123,22 @@ TEST_CASE("weighted_sum: the rank-order sum in f64, the same bits on every rank"
   for (float f : data) bits = bits * 31 + uint64_t(std::bit_cast<uint32_t>(f));
   const std::vector<uint64_t> all = g.all_gather(bits);
   CHECK(std::all_of(all.begin(), all.end(), [&](uint64_t b) { return b == all[0]; }));
+}
+
+// Not run by CTest: the transport's own cost, without a training step's imbalance around it.
+//   mpirun -np 2 build/tests/test_data_parallel "[.timing]"
+TEST_CASE("weighted_sum timing", "[.timing]") {
+  ProcessGroup& g = world();
+  const std::vector<double> w(size_t(g.size()), 1.0 / g.size());
+  for (int64_t n : {int64_t(1) << 10, int64_t(200000), int64_t(1) << 22}) {
+    std::vector<float> data(static_cast<size_t>(n), 1.0f);
+    g.barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    const int reps = n > 1000000 ? 20 : 200;
+    for (int i = 0; i < reps; ++i) g.weighted_sum(data.data(), n, w);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+    if (g.rank() == 0) fmt::print("weighted_sum of {} floats on {} ranks: {:.3f} ms\n", n, g.size(), ms);
+  }
 }
 
 TEST_CASE("broadcast and gather_to_root", "[mpi]") {

@@ -105,12 +105,16 @@ class MpiWorld final : public ProcessGroup {
     check_mpi(MPI_Alltoallv(data, counts.data(), starts.data(), MPI_FLOAT, received_.data(), recv_counts.data(),
                             recv_starts.data(), MPI_FLOAT, MPI_COMM_WORLD),
               "weighted_sum (MPI_Alltoallv)");
-    float* out = data + starts[size_t(me)];
-    for (int i = 0; i < mine; ++i) {
-      double acc = 0;
-      for (int r = 0; r < world; ++r) acc += weights[size_t(r)] * double(received_[size_t(r) * size_t(mine) + size_t(i)]);
-      out[i] = float(acc);
+    // Rank by rank over the whole chunk (the loop vectorises), so each element still sums
+    // 0 + w_0 x_0 + w_1 x_1 + ... in that order.
+    sums_.assign(size_t(mine), 0.0);
+    for (int r = 0; r < world; ++r) {
+      const double w = weights[size_t(r)];
+      const float* x = received_.data() + size_t(r) * size_t(mine);
+      for (int i = 0; i < mine; ++i) sums_[size_t(i)] += w * double(x[i]);
     }
+    float* out = data + starts[size_t(me)];
+    for (int i = 0; i < mine; ++i) out[i] = float(sums_[size_t(i)]);
     check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), starts.data(), MPI_FLOAT,
                              MPI_COMM_WORLD),
               "weighted_sum (MPI_Allgatherv)");
@@ -164,6 +168,7 @@ class MpiWorld final : public ProcessGroup {
       : ProcessGroup(rank, size, local, local_size), host_(std::move(host)) {}
   std::string host_;
   std::vector<float> received_;
+  std::vector<double> sums_;
 };
 
 #endif
