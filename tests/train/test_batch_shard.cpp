@@ -1,7 +1,10 @@
 // BatchShard, the share of each step's batch one process of a data-parallel run takes: strided
 // rows, weights that make the weighted shard losses the batch loss, and every shipped method
-// honouring it (the losses of two shards, weighted, are the one-process loss of the same draws).
+// (reflow too, from a tiny teacher) honouring it (the losses of two shards, weighted, are the one-process loss of the same draws).
+#include <unistd.h>
 #include <catch2/catch.hpp>
+
+#include <filesystem>
 
 #include "train/flow_run.h"
 
@@ -39,7 +42,7 @@ TEST_CASE("every shipped method's loss on two weighted shards is its loss on the
     std::string config;
     std::vector<std::string> extra;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {"toy2d_cfm.toml", {}},  // exact-OT coupling over the whole batch
       {"toy2d_meanflow.toml", {}},
       {"toy2d_cnf_mle.toml", {"cnf.divergence=hutchinson"}},
@@ -47,6 +50,19 @@ TEST_CASE("every shipped method's loss on two weighted shards is its loss on the
       {"toy2d_score_vp.toml", {}},
       {"toy2d_cfm.toml", {"method.coupling=sinkhorn"}},
   };
+  // Reflow draws its pairs from a teacher: a 2-step toy2d CFM run, with a small pair budget.
+  const std::filesystem::path teacher =
+      std::filesystem::temp_directory_path() / fmt::format("dualflow-shard-teacher-{}", ::getpid());
+  std::filesystem::remove_all(teacher);
+  TrainRunOptions quiet;
+  quiet.quiet = true;
+  quiet.out_dir = teacher.string();
+  train_flow_matching(load_config(std::string(DUALFLOW_CONFIG_DIR) + "/toy2d_cfm.toml",
+                                  {"train.steps=2", "sample.n=10", "run.threads=1"}, flow_matching_schema()),
+                      quiet);
+  cases.push_back({"toy2d_reflow.toml",
+                   {"reflow.teacher=\"" + (teacher / "checkpoint.safetensors").string() + "\"", "reflow.pairs=256",
+                    "reflow.steps=2"}});
   for (const Case& c : cases) {
     INFO(c.config << " " << (c.extra.empty() ? "" : c.extra[0]));
     const double whole = shard_loss(c.config, BatchShard{}, c.extra);
@@ -56,6 +72,7 @@ TEST_CASE("every shipped method's loss on two weighted shards is its loss on the
                             w[2] * shard_loss(c.config, d, c.extra);
     CHECK(combined == Approx(whole).epsilon(1e-5));
   }
+  std::filesystem::remove_all(teacher);
 }
 
 }  // namespace
