@@ -160,7 +160,7 @@ void add_train_keys(ConfigSchema& s) {
 }
 
 void add_sample_keys(ConfigSchema& s) {
-  s.add_string("sample.solver", "euler", "ODE solver from noise to data; dopri5 is adaptive")
+  s.add_string("sample.solver", "euler", "ODE solver from noise to data; dopri5 (also named rk45) is adaptive")
       .one_of(ode_method_names());
   s.add_int("sample.steps", 100, "steps of the fixed-step solvers").at_least(1);
   s.add_float("sample.rtol", 1e-5, "relative tolerance of dopri5").greater_than(0);

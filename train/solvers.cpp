@@ -314,17 +314,22 @@ constexpr OdeMethod kOdeMethods[] = {OdeMethod::Euler, OdeMethod::Midpoint, OdeM
                                      OdeMethod::Dopri5};
 }  // namespace
 
+// scipy (and the notes) call the Dormand-Prince pair RK45.
+constexpr const char* kDopri5Alias = "rk45";
+
 std::vector<std::string> ode_method_names(bool fixed_step_only) {
   std::vector<std::string> names;
   for (OdeMethod m : kOdeMethods)
     if (!fixed_step_only || m != OdeMethod::Dopri5) names.push_back(ode_method_name(m));
+  if (!fixed_step_only) names.push_back(kDopri5Alias);
   return names;
 }
 
 OdeMethod parse_ode_method(const std::string& name) {
   for (OdeMethod m : kOdeMethods)
     if (name == ode_method_name(m)) return m;
-  fail("unknown ODE method '{}'; expected one of: euler, midpoint, heun, rk4, dopri5", name);
+  if (name == kDopri5Alias) return OdeMethod::Dopri5;
+  fail("unknown ODE method '{}'; expected one of: euler, midpoint, heun, rk4, dopri5 (or rk45)", name);
 }
 
 const char* ode_method_name(OdeMethod method) {

@@ -19,11 +19,11 @@ using VelocityField = std::function<Tensor(const Tensor& x, double t)>;
 
 enum class OdeMethod { Euler, Midpoint, Heun, RK4, Dopri5 };
 
-// "euler", "midpoint", "heun", "rk4", "dopri5" (case-sensitive); anything else is refused with
-// the list of known names.
+// "euler", "midpoint", "heun", "rk4", "dopri5", and "rk45", scipy's name for the same
+// Dormand-Prince pair (case-sensitive); anything else is refused with the list of known names.
 OdeMethod parse_ode_method(const std::string& name);
 const char* ode_method_name(OdeMethod method);
-// The names parse_ode_method accepts; with `fixed_step_only`, without the adaptive dopri5.
+// The names parse_ode_method accepts; with `fixed_step_only`, without the adaptive dopri5 (rk45).
 std::vector<std::string> ode_method_names(bool fixed_step_only = false);
 // Order of accuracy of the method's solution (1, 2, 2, 4, 5).
 int ode_method_order(OdeMethod method);

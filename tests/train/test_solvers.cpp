@@ -226,7 +226,10 @@ TEST_CASE("odeint validates its options and names what it expected", "[solvers]"
   REQUIRE_THROWS_WITH(odeint(f, p.x0, 0.0, 1.0, d), Contains("atol must be > 0, got -1"));
   REQUIRE(parse_ode_method("rk4") == OdeMethod::RK4);
   REQUIRE(parse_ode_method("dopri5") == OdeMethod::Dopri5);
-  REQUIRE_THROWS_WITH(parse_ode_method("rk45"), Contains("expected one of: euler, midpoint, heun, rk4, dopri5"));
+  REQUIRE(parse_ode_method("rk45") == OdeMethod::Dopri5);  // scipy's name for the same pair
+  REQUIRE_THROWS_WITH(parse_ode_method("RK45"), Contains("expected one of: euler, midpoint, heun, rk4, dopri5"));
+  REQUIRE(ode_method_names() == std::vector<std::string>{"euler", "midpoint", "heun", "rk4", "dopri5", "rk45"});
+  REQUIRE(ode_method_names(true) == std::vector<std::string>{"euler", "midpoint", "heun", "rk4"});
 }
 
 }  // namespace

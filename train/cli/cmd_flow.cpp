@@ -215,7 +215,7 @@ void add_flow_commands(CLI::App& app) {
       "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
       "checkpoints)");
   sample->add_option("--solver", sa->choices.solver,
-                     "euler, midpoint, heun, rk4 or dopri5 (default: the run's sample.solver)");
+                     "euler, midpoint, heun, rk4 or dopri5 (rk45 names dopri5 too; default: the run's sample.solver)");
   sample
       ->add_option("--steps", sa->choices.steps,
                    "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
