@@ -107,7 +107,13 @@ ModelSpec parse_model(const RunConfig& c, const DataSpec& data, const Method& me
 }
 
 void add_path_keys(ConfigSchema& s) {
-  s.add_string("method.path", "condot", "probability path from noise to data").one_of(scheduler_names());
+  std::vector<std::string> paths = scheduler_names();
+  paths.push_back(kCurvedPath);
+  s.add_string("method.path", "condot", "probability path from noise to data (curved2d: 2-D data, method cfm)")
+      .one_of(paths);
+  s.add_float("method.curve_amplitude", 1.0,
+              "bend of the curved2d path: x_t leaves the straight line by amplitude * t (1 - t) sideways")
+      .at_least(0);
   s.add_float("method.sigma_min", 0.0, "noise left at the data end of the CondOT path").at_least(0);
   s.add_float("method.vp_beta_min", 0.1, "beta_min of the VP path").greater_than(0);
   s.add_float("method.vp_beta_max", 20.0, "beta_max of the VP path").greater_than(0);
@@ -144,6 +150,7 @@ PathSpec parse_path(const RunConfig& c) {
   PathSpec p;
   p.scheduler = c.get_string("method.path");
   p.params = scheduler_params(c, p.scheduler);
+  p.curve_amplitude = c.get_float("method.curve_amplitude");
   p.t_max = c.get_float("method.t_max");
   p.coupling = c.get_string("method.coupling");
   p.sinkhorn_reg = c.get_float("method.sinkhorn_reg");
@@ -171,7 +178,15 @@ void add_sample_keys(ConfigSchema& s) {
 
 }  // namespace
 
-std::shared_ptr<AffinePath> PathSpec::affine_path() const { return make_affine_path(scheduler, params); }
+std::shared_ptr<AffinePath> PathSpec::affine_path() const {
+  DF_CHECK(!curved(), "method.path = \"{}\" is not an affine path; this needs one of {}", scheduler,
+           fmt::join(scheduler_names(), ", "));
+  return make_affine_path(scheduler, params);
+}
+std::shared_ptr<ProbabilityPath> PathSpec::flow_path() const {
+  if (curved()) return std::make_shared<CurvedPath2D>(curve_amplitude);
+  return affine_path();
+}
 std::shared_ptr<Coupling> PathSpec::make_coupling() const {
   return ::dualflow::make_coupling(coupling, coupling_params(*this));
 }
@@ -293,6 +308,17 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
   spec.sample.ode.atol = c.get_float("sample.atol");
   spec.sample.n = c.get_int("sample.n");
   spec.sample.cfg_scale = c.get_float("sample.cfg_scale");
+  if (spec.path.curved()) {
+    DF_CHECK(spec.data.kind == DataKind::Points2D,
+             "method.path = \"{}\" bends paths in the plane; it needs 2-D data, not data.name = \"{}\"", kCurvedPath,
+             spec.data.name);
+    DF_CHECK(spec.method_name == "cfm",
+             "method.path = \"{}\" is trained by conditional flow matching; set method.name = \"cfm\" (not \"{}\")",
+             kCurvedPath, spec.method_name);
+    DF_CHECK(!spec.path.make_coupling()->has_own_path(),
+             "method.path = \"{}\" and method.coupling = \"{}\": that coupling brings its own bridge path",
+             kCurvedPath, spec.path.coupling);
+  }
   spec.method = method.configure(c, spec);
   spec.model = parse_model(c, spec.data, *spec.method);
   spec.run = parse_run_keys(c);

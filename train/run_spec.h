@@ -53,15 +53,24 @@ struct ModelSpec {
 };
 
 // The probability path from noise (t = 0) to data (t = t_max) and how a batch pairs them.
+// method.path = "curved2d": the notes' curved 2-D path (paths.h's CurvedPath2D), which bends
+// off the straight CondOT line by curve_amplitude * t (1 - t) perpendicular to x1 - x0.
+inline constexpr const char* kCurvedPath = "curved2d";
+
 struct PathSpec {
-  std::string scheduler;  // a name of paths.h's scheduler registry (condot, vp, ...)
+  std::string scheduler;  // a name of paths.h's scheduler registry (condot, vp, ...) or kCurvedPath
   PathParams params;      // the scheduler's parameters from the method.* keys
+  double curve_amplitude = 1.0;  // kCurvedPath's bend
   double t_max = 1.0;
   std::string coupling;  // a name of couplings.h's registry (independent, exact_ot, ...)
   double sinkhorn_reg = 0.05;
   double class_dropout = 0.1;
 
+  bool curved() const { return scheduler == kCurvedPath; }
+  // The affine path of the scheduler; refused for the curved path, which is not affine.
   std::shared_ptr<AffinePath> affine_path() const;
+  // The path conditional flow matching trains on: the affine path, or the curved one.
+  std::shared_ptr<ProbabilityPath> flow_path() const;
   std::shared_ptr<Coupling> make_coupling() const;  // the configured coupling with its parameters
 };
 

@@ -397,3 +397,40 @@ TEST_CASE("run spec: optim.beta1 is SGD's momentum in flow runs, as the schema s
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("run spec: method.path = curved2d trains CFM on the notes' curved 2-D path, and only that",
+          "[flow_run]") {
+  using Catch::Matchers::Contains;
+  const FlowRunSpec spec = parse_flow_run_spec(
+      small_run({"method.path=\"curved2d\"", "method.curve_amplitude=0.5", "method.coupling=\"independent\""}));
+  REQUIRE(spec.path.curved());
+  REQUIRE(spec.path.curve_amplitude == 0.5);
+  REQUIRE(spec.path.flow_path()->name() == "curved2d");
+  REQUIRE_THROWS_WITH(spec.path.affine_path(), Contains("not an affine path"));
+  // Its targets are CurvedPath2D's: at t = 1/2 the point sits amplitude / 4 off the chord.
+  const Tensor x0 = from_vector(std::vector<float>{0, 0}, {1, 2}), x1 = from_vector(std::vector<float>{2, 0}, {1, 2});
+  const PathSample ps = spec.path.flow_path()->sample(x0, x1, full({1}, 0.5));
+  CHECK(ps.x_t.to_vector<float>() == std::vector<float>{1.0f, 0.125f});
+  REQUIRE_THROWS_WITH(parse_flow_run_spec(small_run({"method.path=\"curved2d\"", "method.name=\"score\"",
+                                                     "method.coupling=\"independent\""})),
+                      Contains("set method.name = \"cfm\""));
+  REQUIRE_THROWS_WITH(parse_flow_run_spec(small_run({"method.path=\"curved2d\"", "method.coupling=\"sb\""})),
+                      Contains("brings its own bridge path"));
+  REQUIRE_THROWS_WITH(
+      parse_flow_run_spec(small_run({"method.path=\"curved2d\"", "data.name=\"fashion_mnist\"", "model.kind=\"unet\""})),
+      Contains("needs 2-D data"));
+  // A short run trains and samples through the loop.
+  fs::path dir = fresh_dir("curved");
+  TrainRunOptions o;
+  o.quiet = true;
+  o.out_dir = dir.string();
+  const TrainRunResult r = train_flow_matching(
+      small_run({"method.path=\"curved2d\"", "method.coupling=\"independent\"", "train.steps=5"}), o);
+  CHECK(r.steps_done == 5);
+  CHECK(std::isfinite(r.last_loss));
+  fs::remove_all(dir);
+}
+
+}  // namespace dualflow::testing

@@ -36,7 +36,7 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
 std::shared_ptr<ProbabilityPath> training_path(const TrainingSetup& s) {
   const std::shared_ptr<Coupling> coupling = s.spec.path.make_coupling();
   if (std::shared_ptr<ProbabilityPath> own = coupling->own_path(s.data_gen)) return own;
-  return s.spec.path.affine_path();
+  return s.spec.path.flow_path();
 }
 
 }  // namespace dualflow

@@ -19,7 +19,7 @@ using CoupledBatches = std::function<CoupledTrainingBatch(Generator& gen, int64_
 CoupledBatches coupled_batches(const TrainingSetup& setup);
 
 // The coupling's own path (the Schrödinger bridge of the sb coupling, whose noise comes from
-// the run's data stream) or the run's affine path.
+// the run's data stream) or the run's path (affine, or the curved 2-D one).
 std::shared_ptr<ProbabilityPath> training_path(const TrainingSetup& setup);
 
 }  // namespace dualflow

@@ -48,6 +48,8 @@ void use_path_velocity(VelocityModel& vm, const FlowRunSpec& spec) {
   vm.t_end = spec.path.t_max;
   // The sb coupling brings its own bridge from N(0, I) noise; affine paths say their source.
   if (spec.path.make_coupling()->has_own_path()) return;
+  // The curved path runs from N(0, I) noise to the data over [0, 1] like CondOT.
+  if (spec.path.curved()) return;
   auto path = spec.path.affine_path();
   SchedulerValues at0 = scheduler_at(*path, 0.0), at_end = scheduler_at(*path, vm.t_end);
   // The source the samplers start from: x_t at t = 0 is alpha_0 x_1 + sigma_0 x_0, and
