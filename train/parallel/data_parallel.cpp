@@ -79,8 +79,7 @@ void DataParallel::combine(const NamedTensors& params, std::vector<double>& scal
   for (size_t i = 0; i < params.size(); ++i)
     if (scalars[own + i] == 0.0) set_grad(params[i].second, Tensor());
   scalars.resize(own);
-  times_.steps += 1;
-  times_.combine_seconds += std::chrono::duration<double>(Clock::now() - started).count();
+  combine_seconds_ += std::chrono::duration<double>(Clock::now() - started).count();
 }
 
 void DataParallel::combine_on_host(const NamedTensors& params, std::vector<double>& scalars) {

@@ -23,12 +23,6 @@ struct DataParallelOptions {
   int64_t bucket_floats = int64_t(1) << 22;  // gradients are exchanged in buckets of this many floats (16 MiB)
 };
 
-// How long the exchanges took, for the scaling benchmark.
-struct ExchangeTimes {
-  int64_t steps = 0;
-  double combine_seconds = 0;  // summed over the steps
-};
-
 class DataParallel final : public StepSynchronizer {
  public:
   // `device`: where the model lives (each rank's own GPU for CUDA runs).
@@ -37,7 +31,6 @@ class DataParallel final : public StepSynchronizer {
 
   BatchShard shard() const { return shard_; }
   ProcessGroup& group() const { return *group_; }
-  const ExchangeTimes& exchange_times() const { return times_; }
   // "MPI (rank-order sums on the host)" or "NCCL": what carries the gradients.
   std::string transport() const;
 
@@ -47,7 +40,7 @@ class DataParallel final : public StepSynchronizer {
                        int64_t& step) override;
   void check_in_sync(const NamedTensors& params, int64_t step) override;
   int64_t sync_check_every() const override { return options_.sync_check_every; }
-  double combine_seconds() const override { return times_.combine_seconds; }
+  double combine_seconds() const override { return combine_seconds_; }
   void wait_for_all() override;
 
  private:
@@ -60,7 +53,7 @@ class DataParallel final : public StepSynchronizer {
   DataParallelOptions options_;
   BatchShard shard_;
   std::vector<double> weights_;
-  ExchangeTimes times_;
+  double combine_seconds_ = 0;  // summed over the steps
   std::vector<float> bucket_;
   std::unique_ptr<class NcclExchange> nccl_;  // CUDA runs in a build with NCCL
 };

@@ -182,11 +182,6 @@ std::string ProcessGroup::describe() const { return fmt::format("rank {} of {}",
 
 std::shared_ptr<ProcessGroup> ProcessGroup::single() { return std::make_shared<SingleProcess>(); }
 
-std::shared_ptr<ProcessGroup> ProcessGroup::current() {
-  std::lock_guard lock(g_join_mutex);
-  return g_joined.lock();
-}
-
 std::shared_ptr<ProcessGroup> ProcessGroup::join() {
   std::lock_guard lock(g_join_mutex);
   if (std::shared_ptr<ProcessGroup> alive = g_joined.lock()) return alive;

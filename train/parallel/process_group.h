@@ -19,9 +19,6 @@ class ProcessGroup {
   // This process's group: the launcher's world when it started several processes, else a
   // group of one. MPI may be initialised once per process, so every call returns the same group.
   static std::shared_ptr<ProcessGroup> join();
-  // The group of the last join() while it is alive (null otherwise): the error path of main
-  // asks it whether a failure must end the other processes too.
-  static std::shared_ptr<ProcessGroup> current();
   // A group of one, for programs and tests that never distribute.
   static std::shared_ptr<ProcessGroup> single();
 
