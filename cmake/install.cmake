@@ -24,4 +24,5 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/dualflowConfig.cmake.i
                               ${PROJECT_BINARY_DIR}/dualflowConfig.cmake INSTALL_DESTINATION ${DUALFLOW_INSTALL_CMAKEDIR})
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/dualflowConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/dualflowConfig.cmake ${PROJECT_BINARY_DIR}/dualflowConfigVersion.cmake
+              ${PROJECT_SOURCE_DIR}/cmake/Findstb.cmake
         DESTINATION ${DUALFLOW_INSTALL_CMAKEDIR})

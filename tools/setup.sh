@@ -4,7 +4,7 @@
 # build compiles the CUDA backend too.
 set -euo pipefail
 
-packages=(build-essential cmake ninja-build ccache pkg-config
+packages=(build-essential cmake ninja-build ccache
           libfmt-dev catch2 libopenblas-dev libcli11-dev nlohmann-json3-dev libstb-dev libtomlplusplus-dev
           clang libclang-rt-dev  # clang and its libFuzzer/sanitizer runtimes: tools/fuzz.sh
           zlib1g-dev dataset-fashion-mnist  # gzipped IDX image data (train/image_data.cpp)
