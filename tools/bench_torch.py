@@ -38,7 +38,7 @@ than the work itself; OMP_WAIT_POLICY=PASSIVE makes them sleep instead.
 
 PyTorch is only the baseline here: the engine, its build and its tests never need it.
 
-  python tools/bench_torch.py [--workload W ...] [--threads N] [--steps K] [--warmup W]
+  python tools/bench_torch.py [--workload W ...] [--threads N] [--steps K] [--warmup W] [--device cuda]
                               [--json FILE] [--compare DUALFLOW_JSON ...]
   (default: the toy2d workloads; --workload all adds the image ones)
   python tools/bench_torch.py --params [--workload W ...]   (parameters and counts, no timing)
@@ -568,13 +568,16 @@ def quantile(sorted_times, q):
     return sorted_times[lo] + (pos - lo) * (sorted_times[hi] - sorted_times[lo])
 
 
-def time_steps(step, steps, warmup):
+def time_steps(step, steps, warmup, sync=lambda: None):
+    """Per-step wall times; `sync` waits for queued device work (CUDA runs asynchronously)."""
     for _ in range(warmup):
         step()
+    sync()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - t0) * 1000.0)
     times.sort()
     return {"median_ms": statistics.median(times), "min_ms": times[0], "q1_ms": quantile(times, 0.25),
@@ -613,6 +616,8 @@ def main():
     p.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda or cuda:N: every tensor and module is made there (torch.set_default_device)")
     p.add_argument("--json", help="also write one JSON object per workload to this file")
     p.add_argument("--compare", action="append", default=[], metavar="DUALFLOW_JSON",
                    help="dualflow bench --json output(s) to print speed-ups against (repeatable)")
@@ -630,6 +635,15 @@ def main():
         return 0
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    sync = lambda: None  # noqa: E731
+    if args.device != "cpu":
+        if not hasattr(torch, "set_default_device"):
+            p.error(f"--device {args.device} needs PyTorch 2.0 or later (this is {torch.__version__})")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            p.error(f"--device {args.device}: this PyTorch sees no CUDA device")
+        torch.set_default_device(args.device)
+        if args.device.startswith("cuda"):
+            sync = lambda: torch.cuda.synchronize(args.device)  # noqa: E731
     workloads = (TOY2D_WORKLOADS if not args.workload else WORKLOADS if "all" in args.workload else args.workload)
     if args.params:
         for name in workloads:
@@ -641,7 +655,7 @@ def main():
         return 0
 
     omp_wait_policy = os.environ.get("OMP_WAIT_POLICY", "default").lower()
-    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s) (OMP_WAIT_POLICY {omp_wait_policy}), "
+    print(f"PyTorch {torch.__version__} on {args.device}, {torch.get_num_threads()} thread(s) (OMP_WAIT_POLICY {omp_wait_policy}), "
           f"{args.steps} timed steps after {args.warmup} warm-up steps")
     print(f"{'workload':<29} {'batch':>6} {'median_ms':>10} {'min_ms':>9} {'q1_ms':>9} {'q3_ms':>9} {'max_ms':>9} "
           f"{'samples/s':>11} {'params':>11}")
@@ -650,8 +664,8 @@ def main():
         torch.manual_seed(args.seed)
         net = make_network(name)
         batch, step = make_workload(name, net)
-        st = time_steps(step, args.steps, args.warmup)
-        row = {"workload": name, "framework": "pytorch", "torch_version": torch.__version__, "device": "cpu",
+        st = time_steps(step, args.steps, args.warmup, sync)
+        row = {"workload": name, "framework": "pytorch", "torch_version": torch.__version__, "device": args.device,
                "threads": torch.get_num_threads(), "omp_wait_policy": omp_wait_policy, "batch": batch,
                "params": sum(q.numel() for q in net.parameters()), "steps": args.steps, "warmup": args.warmup,
                **{k: round(v, 4) for k, v in st.items()},
