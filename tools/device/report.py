@@ -126,9 +126,10 @@ def main():
     if report["steps"]:
         print(f"\n{'workload':<22} {'dualflow ms':>12} {'pytorch ms':>11} {'speed-up':>9} {'peak MiB':>9}")
         for s in report["steps"]:
-            fmt = lambda v, spec: format(v, spec) if isinstance(v, (int, float)) else "-"  # noqa: E731
-            print(f"{s['workload']:<22} {fmt(s['dualflow_ms'], '12.3f')} {fmt(s['pytorch_ms'], '11.3f')} "
-                  f"{fmt(s.get('speed_up'), '8.2f')}x {fmt(s['dualflow_peak_mib'], '9.1f')}")
+            def fmt(v, width, decimals, suffix=""):
+                return f"{v:{width}.{decimals}f}{suffix}" if isinstance(v, (int, float)) else "-".rjust(width + len(suffix))
+            print(f"{s['workload']:<22} {fmt(s['dualflow_ms'], 12, 3)} {fmt(s['pytorch_ms'], 11, 3)} "
+                  f"{fmt(s.get('speed_up'), 8, 2, 'x')} {fmt(s['dualflow_peak_mib'], 9, 1)}")
     gemm = [k for k in report["kernels"] if k.get("kernel") == "matmul"]
     if gemm:
         best = max(gemm, key=lambda k: k.get("gflops", 0))
