@@ -102,8 +102,8 @@ void Canvas::line(double x0, double y0, double x1, double y1, Rgb color, int thi
 void Canvas::text(int x, int y, std::string_view s, Rgb color, int scale) {
   if (s.empty()) return;
   std::string buffer(s);
-  // 4 vertices of 16 bytes per quad; stb_easy_font needs at most about 270 bytes a character.
-  std::vector<char> vertices(buffer.size() * 300 + 64);
+  // 4 vertices of 16 bytes per quad, a quad per segment; no glyph has more than 16 segments.
+  std::vector<char> vertices(buffer.size() * 16 * 64 + 64);
   const int quads = stb_easy_font_print(0, 0, buffer.data(), nullptr, vertices.data(), int(vertices.size()));
   for (int q = 0; q < quads; ++q) {
     const float* v0 = reinterpret_cast<const float*>(vertices.data() + size_t(q) * 64);
@@ -143,8 +143,8 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
       break;
     }
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step)
-    ticks.push_back(std::abs(t) < step * 1e-9 ? 0.0 : t);
+  for (int64_t k = int64_t(std::ceil(lo / step - 1e-9)); double(k) * step <= hi + step * 1e-9; ++k)
+    ticks.push_back(double(k) * step);
   return ticks;
 }
 
@@ -315,7 +315,11 @@ void draw_line_chart(Canvas& c, Box box, const LineChart& chart) {
     if (yhi == ylo) yhi = ylo * 10;
     yr = {std::pow(10.0, std::floor(std::log10(ylo) * 4) / 4), std::pow(10.0, std::ceil(std::log10(yhi) * 4) / 4)};
   } else {
-    if (yhi == ylo) yhi = ylo + 1;
+    if (yhi == ylo) {  // a constant (a fixed learning rate): centred, half its size either way
+      const double d = ylo != 0 ? std::abs(ylo) * 0.5 : 1.0;
+      ylo -= d;
+      yhi += d;
+    }
     const double pad = 0.05 * (yhi - ylo);
     yr = {ylo - pad, yhi + pad};
   }

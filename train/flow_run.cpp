@@ -78,8 +78,7 @@ TrainRunResult train_flow_matching(const FlowRunSpec& configured, const TrainRun
   if (ema) ema->swap();
   if (!role.writes_files()) return result;
   const std::string png = (fs::path(o.out_dir) / "samples.png").string();
-  if (images) save_image_grid_png(png, drawn.x, 10);
-  else save_scatter_png(png, drawn.x);
+  save_samples_picture(png, spec, vm, drawn);
   if (!o.quiet)
     fmt::print("trained {} steps in {:.1f} s; checkpoint {}; samples {} ({} NFE)\n", r.steps_done, r.train_seconds,
                loop.checkpoint_path(), png, drawn.nfe);

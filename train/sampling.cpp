@@ -6,8 +6,10 @@
 
 #include <algorithm>
 
+#include "train/data2d.h"
 #include "train/methods/method.h"
 #include "train/parallel/process_group.h"
+#include "train/plots.h"
 
 namespace dualflow {
 
@@ -21,6 +23,21 @@ SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model
   r.seed = c.seed;
   r.chunk = c.chunk;
   return r;
+}
+
+void save_samples_picture(const std::string& path, const FlowRunSpec& spec, const VelocityModel& model,
+                          const DrawnSamples& drawn, const Tensor& trajectories) {
+  const std::string title = fmt::format("{} ({} NFE)", drawn.how, drawn.nfe);
+  if (spec.data.kind == DataKind::Images) {
+    const Tensor first = drawn.x.narrow(0, 0, std::min<int64_t>(drawn.x.size(0), 100));
+    std::vector<std::string> labels;
+    if (model.num_classes > 0) labels = class_names(spec.data.name, model.num_classes);
+    save_image_grid_png(path, first, 10, labels);
+    return;
+  }
+  Generator data_gen(0xDA7A);  // the same data points in every picture of a run
+  const Tensor data = sample_2d(spec.data.name, std::min<int64_t>(drawn.x.size(0), 20000), data_gen, DType::f32);
+  save_samples_png(path, drawn.x, data, title, trajectories);
 }
 
 Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {

@@ -61,6 +61,13 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& reque
 // A group of one draws alone. Without chunks, dopri5's step control spans each rank's share.
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request, class ProcessGroup& group);
 
+// The picture of a draw: 2-D samples as a density beside as many fresh data points (at most
+// 20,000), titled with how they were drawn and their NFE, with `trajectories` [K, T, 2] over
+// them when defined; images as a grid of the first 100, 10 a row, each row of a
+// class-conditional draw labelled with its class's name.
+void save_samples_picture(const std::string& path, const FlowRunSpec& spec, const VelocityModel& model,
+                          const DrawnSamples& drawn, const Tensor& trajectories = {});
+
 // i64 [n]: sample i gets class (i / columns) mod classes.
 Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device);
 

@@ -11,6 +11,7 @@
 
 #include "train/gradient_step.h"
 #include "train/json_text.h"
+#include "train/plots.h"
 
 namespace dualflow {
 
@@ -82,6 +83,16 @@ void TrainingLoop::save(const std::map<std::string, std::string>& metadata) {
   info.metadata = metadata;
   save_checkpoint(checkpoint_path_, CheckpointParts{state_.model, state_.optimizer, state_.ema, state_.generators},
                   info);
+  // The curves so far, redrawn beside each checkpoint. A picture that cannot be drawn (no step
+  // logged yet) says so and never stops training.
+  if (metrics_) {
+    const std::string png = (std::filesystem::path(settings_.out_dir) / "metrics.png").string();
+    try {
+      save_metrics_png(png, {read_metrics_curves(metrics_path_)});
+    } catch (const std::exception& e) {
+      print_line(fmt::format("metrics.png not drawn: {}", e.what()));
+    }
+  }
 }
 
 void TrainingLoop::log(const std::string& record) {

@@ -93,7 +93,7 @@ void run_eval(const EvalArgs& a) {
     const auto t0 = clock::now();
     DrawnSamples s = draw_samples(lm.model, request, *group);
     const double sample_seconds = std::chrono::duration<double>(clock::now() - t0).count();
-    if (!a.grid.empty()) save_image_grid_png(a.grid, s.x.narrow(0, 0, std::min<int64_t>(s.x.size(0), 100)), 10);
+    if (!a.grid.empty()) save_samples_picture(a.grid, lm.spec, lm.model, s);
     // Samples leave [-1, 1] a little; the classifier sees them as the data's range allows.
     Tensor images = clamp(s.x, -1.0, 1.0);
     ClassifierOutput outputs = classifier_outputs(*clf.model, images);

@@ -146,9 +146,7 @@ void run_sample(const SampleArgs& a) {
   const Tensor& x = drawn.x;
   save_npy_f32(a.out, x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
-  if (!images && x.shape()[1] == 2) save_scatter_png(png, x);
-  // Images: a grid of the first 100, 10 per row (a row per class for class-conditional models).
-  if (images) save_image_grid_png(png, x.narrow(0, 0, std::min<int64_t>(request.n, 100)), 10);
+  save_samples_picture(png, lm.spec, lm.model, drawn);
   fmt::print("{} samples from step {} with {} ({} NFE{}) -> {} and {}\n", request.n, lm.step, drawn.how, drawn.nfe,
              group->distributed() ? fmt::format(", drawn by {} processes", group->size()) : "", a.out, png);
   if (!images) print_sample_distance(lm.spec.data.name, x, a.choices.seed);
