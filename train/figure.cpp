@@ -134,14 +134,15 @@ void Canvas::save_png(const std::string& path) const {
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return {lo};
-  const double raw = (hi - lo) / std::max(1, target);
-  const double power = std::pow(10.0, std::floor(std::log10(raw)));
+  const double power = std::pow(10.0, std::floor(std::log10((hi - lo) / std::max(1, target))));
+  // Of 1, 2, 5 and 10 times that power, the step whose tick count comes nearest the target
+  // (the larger step on a tie).
+  auto count = [&](double step) {
+    return int64_t(std::floor(hi / step + 1e-9)) - int64_t(std::ceil(lo / step - 1e-9)) + 1;
+  };
   double step = power;
-  for (double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * power >= raw) {
-      step = m * power;
-      break;
-    }
+  for (double m : {2.0, 5.0, 10.0})
+    if (std::abs(count(m * power) - target) <= std::abs(count(step) - target)) step = m * power;
   std::vector<double> ticks;
   for (int64_t k = int64_t(std::ceil(lo / step - 1e-9)); double(k) * step <= hi + step * 1e-9; ++k)
     ticks.push_back(double(k) * step);
@@ -244,32 +245,21 @@ void draw_density_panel(Canvas& c, Box box, const DensityPanel& panel) {
            "density panel '{}': empty axis range", panel.title);
   draw_title(c, box, panel.title);
   const PlotArea a = plot_area(box, panel.x_range, panel.y_range, true);
+  // A 2-D histogram of bins about 3 pixels wide (as matplotlib's hist2d with ~100 bins), coloured
+  // by log count, so a few thousand samples read as a density rather than as scattered pixels.
+  const int bins = std::max(16, a.w / 3);
   const auto xy = to_f64(panel.points);
-  std::vector<double> counts(size_t(a.w) * size_t(a.h), 0.0);
+  std::vector<double> counts(size_t(bins) * size_t(bins), 0.0);
   for (size_t i = 0; i + 1 < xy.size(); i += 2) {
     const double u = (xy[i] - a.xr.lo) / (a.xr.hi - a.xr.lo), v = (a.yr.hi - xy[i + 1]) / (a.yr.hi - a.yr.lo);
     if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;
-    counts[size_t(v * a.h) * size_t(a.w) + size_t(u * a.w)] += 1;
+    counts[size_t(v * bins) * size_t(bins) + size_t(u * bins)] += 1;
   }
-  // Each point is spread over a 3x3 neighbourhood first, so a few thousand samples read as a
-  // density rather than as isolated pixels.
-  std::vector<double> smooth(counts.size(), 0.0);
+  const double peak = std::log1p(*std::max_element(counts.begin(), counts.end()));
   for (int y = 0; y < a.h; ++y)
     for (int x = 0; x < a.w; ++x) {
-      double s = 0;
-      for (int dy = -1; dy <= 1; ++dy)
-        for (int dx = -1; dx <= 1; ++dx) {
-          const int yy = y + dy, xx = x + dx;
-          if (yy >= 0 && yy < a.h && xx >= 0 && xx < a.w)
-            s += counts[size_t(yy) * size_t(a.w) + size_t(xx)] * ((dx == 0 && dy == 0) ? 4 : (dx == 0 || dy == 0) ? 2 : 1);
-        }
-      smooth[size_t(y) * size_t(a.w) + size_t(x)] = s / 16;
-    }
-  const double peak = std::log1p(*std::max_element(smooth.begin(), smooth.end()));
-  for (int y = 0; y < a.h; ++y)
-    for (int x = 0; x < a.w; ++x) {
-      const double s = smooth[size_t(y) * size_t(a.w) + size_t(x)];
-      if (s > 0 && peak > 0) c.blend(a.x + x, a.y + y, panel.tint, 0.15 + 0.85 * std::log1p(s) / peak);
+      const double n = counts[size_t(y * bins / a.h) * size_t(bins) + size_t(x * bins / a.w)];
+      if (n > 0 && peak > 0) c.blend(a.x + x, a.y + y, panel.tint, 0.2 + 0.8 * std::log1p(n) / peak);
     }
   draw_axes(c, a, "", "", false);
   if (panel.trajectories.defined()) {

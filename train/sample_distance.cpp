@@ -1,6 +1,8 @@
 // Energy distance and sliced Wasserstein distance between sample sets (see sample_distance.h).
 #include "train/sample_distance.h"
 
+#include "train/data2d.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -52,6 +54,23 @@ double sliced_wasserstein2(const Tensor& a, const Tensor& b, int64_t projections
     total += w2 / double(n);
   }
   return std::sqrt(total / double(projections));
+}
+
+DistanceToData distance_to_data(const std::string& data, const Tensor& samples, uint64_t seed, int64_t draws,
+                                int64_t max_points) {
+  DistanceToData d;
+  d.points = std::min<int64_t>(samples.size(0), max_points);
+  d.draws = draws;
+  Generator gen(seed + 0x51ED);
+  const TensorOptions f32(DType::f32);
+  const Tensor first = samples.narrow(0, 0, d.points).to(Device::cpu());
+  for (int64_t k = 0; k < draws; ++k) {
+    Tensor a = sample_2d(data, d.points, gen, f32), b = sample_2d(data, d.points, gen, f32);
+    d.model += energy_distance(first, a) / double(draws);
+    d.floor += energy_distance(b, a) / double(draws);
+  }
+  d.ratio = d.model / d.floor;
+  return d;
 }
 
 }  // namespace dualflow

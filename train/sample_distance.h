@@ -2,6 +2,8 @@
 // the energy distance and the sliced 2-Wasserstein distance. Both treat dim 0 as the sample
 // index and flatten the rest, and compute in f64 whatever the inputs' dtype.
 #pragma once
+#include <string>
+
 #include "engine/random.h"
 #include "engine/tensor.h"
 
@@ -18,5 +20,17 @@ double energy_distance(const Tensor& a, const Tensor& b);
 // the squared W2 distance between the projected sets (sorted and matched; the sets must have
 // equal sizes). Directions come from `gen`.
 double sliced_wasserstein2(const Tensor& a, const Tensor& b, int64_t projections, Generator& gen);
+
+// How far 2-D samples are from a named data set of data2d.h, beside the floor that sampling noise
+// alone gives: the energy distance of the first (up to) max_points samples to as many fresh data
+// points, and of two independent data draws of that size, each a mean over `draws` draws (one
+// draw's floor varies by a factor of 3 or more). ratio = model / floor: about 1 for samples as
+// good as the data's own.
+struct DistanceToData {
+  double model = 0, floor = 0, ratio = 0;
+  int64_t points = 0, draws = 0;
+};
+DistanceToData distance_to_data(const std::string& data, const Tensor& samples, uint64_t seed, int64_t draws = 6,
+                                int64_t max_points = 4000);
 
 }  // namespace dualflow

@@ -185,8 +185,9 @@ TEST_CASE("figure: nice ticks, log ticks and their labels", "[outputs]") {
   same(nice_ticks(0, 1, 5), {0, 0.2, 0.4, 0.6, 0.8, 1.0});
   same(nice_ticks(-3.3, 3.3, 4), {-2, 0, 2});
   same(nice_ticks(-3.3, 3.3, 7), {-3, -2, -1, 0, 1, 2, 3});
-  same(nice_ticks(100, 1000, 4), {500, 1000});
-  same(nice_ticks(100, 1000, 8), {200, 400, 600, 800, 1000});
+  same(nice_ticks(100, 1000, 4), {200, 400, 600, 800, 1000});
+  same(nice_ticks(100, 1000, 8), {100, 200, 300, 400, 500, 600, 700, 800, 900, 1000});
+  same(nice_ticks(-4.4, 4.4, 4), {-4, -2, 0, 2, 4});
   same(log_ticks(0.003, 20), {0.01, 0.1, 1, 10});
   REQUIRE(log_ticks(0.5, 3).size() == 3);  // 0.5, 1, 2: less than two decades add 2 and 5
   REQUIRE(tick_label(0.2, 0.2) == "0.2");

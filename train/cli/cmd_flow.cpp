@@ -91,24 +91,12 @@ struct SampleArgs {
   SampleChoices choices;  // unset options keep the run's settings (cfg < 0: its sample.cfg_scale)
 };
 
-// How far 2-D samples are from the data, beside the floor that sampling noise alone gives: the
-// energy distance of the first (up to) 4000 samples to as many fresh data points, and of two
-// independent data draws of that size. One draw's floor varies by a factor of 3 or more, so
-// both are means over several draws.
 void print_sample_distance(const std::string& data, const Tensor& samples, uint64_t seed) {
-  const int64_t m = std::min<int64_t>(samples.size(0), 4000), draws = 6;
-  Generator gen(seed + 0x51ED);
-  const TensorOptions f32(DType::f32);
-  double model = 0, floor = 0;
-  for (int64_t k = 0; k < draws; ++k) {
-    Tensor a = sample_2d(data, m, gen, f32), b = sample_2d(data, m, gen, f32);
-    model += energy_distance(samples.narrow(0, 0, m), a) / double(draws);
-    floor += energy_distance(b, a) / double(draws);
-  }
+  const DistanceToData d = distance_to_data(data, samples, seed);
   fmt::print(
       "energy distance to {} {} points: {:.5f} (two independent data draws: {:.5f}; ratio {:.2f}; means of {} "
       "draws)\n",
-      m, data, model, floor, model / floor, draws);
+      d.points, data, d.model, d.floor, d.ratio, d.draws);
 }
 
 void run_sample(const SampleArgs& a) {
