@@ -21,6 +21,8 @@ void add_bench_models(CLI::App* bench);
 // `bench toy2d-cfm`, `toy2d-meanflow`, `toy2d-euler`, `toy2d-nll-exact`: subcommands of `bench`.
 void add_bench_flow(CLI::App* bench);
 void add_demo(CLI::App& app);
+// `plot`: training curves of finished runs (cmd_plot.cpp).
+void add_plot(CLI::App& app);
 // `train`, `sample` and `nll` (cmd_flow.cpp).
 void add_flow_commands(CLI::App& app);
 // `eval`: FD and class accuracy of image samples with the engine's classifier (cmd_eval.cpp).

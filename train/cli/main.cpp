@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   dualflow::cli::add_flow_commands(app);
   dualflow::cli::add_eval(app);
   dualflow::cli::add_classifier_commands(app);
+  dualflow::cli::add_plot(app);
   if (std::string unknown = unknown_subcommand(app, argc, argv); !unknown.empty()) {
     fmt::print(stderr, "error: {}\nRun with --help for more information.\n", unknown);
     return static_cast<int>(CLI::ExitCodes::ExtrasError);

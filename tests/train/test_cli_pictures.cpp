@@ -1,0 +1,111 @@
+// The pictures the `dualflow` program writes, run as a child process: demo.png, a run's
+// samples.png and metrics.png, and `dualflow plot` over several runs. Each is checked as a
+// decoded PNG: its size, and ink (non-white pixels) in every panel.
+#include <catch2/catch.hpp>
+#include <stb_image.h>
+
+#include "tests/train/cli_runner.h"
+
+namespace dualflow::testing {
+namespace {
+
+struct Picture {
+  int w = 0, h = 0;
+  std::vector<unsigned char> rgb;
+  int64_t ink(int x0, int y0, int x1, int y1) const {  // non-white pixels in [x0, x1) x [y0, y1)
+    int64_t n = 0;
+    for (int y = y0; y < y1; ++y)
+      for (int x = x0; x < x1; ++x) {
+        const unsigned char* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
+        n += !(p[0] == 255 && p[1] == 255 && p[2] == 255);
+      }
+    return n;
+  }
+};
+
+Picture decode(const fs::path& path) {
+  INFO(path.string());
+  REQUIRE(fs::exists(path));
+  Picture p;
+  int c = 0;
+  unsigned char* px = stbi_load(path.string().c_str(), &p.w, &p.h, &c, 3);
+  REQUIRE(px != nullptr);
+  p.rgb.assign(px, px + size_t(p.w) * size_t(p.h) * 3);
+  stbi_image_free(px);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("dualflow demo: demo.png holds the data, three samplers and two loss curves", "[cli_pictures]") {
+  Scratch s("demo");
+  Outcome o = run_dualflow(s, {"demo", "--out", "d", "--cfm-steps", "40", "--meanflow-steps", "40", "--n", "600",
+                               "--threads", "1"});
+  INFO(o.err);
+  INFO(o.out);
+  REQUIRE(o.status == 0);
+  REQUIRE_THAT(o.out, Catch::Contains("OT-CFM, Euler      100 NFE   energy distance ratio") &&
+                          Catch::Contains("MeanFlow, 1 step     1 NFE   energy distance ratio") &&
+                          Catch::Contains("demo.png"));
+  Picture p = decode(s.work / "d" / "demo.png");
+  REQUIRE(p.w == 4 * 380);
+  REQUIRE(p.h == 390 + 330);
+  // Each density panel's plotting area holds a density; each loss chart a curve.
+  for (int panel = 0; panel < 4; ++panel) {
+    INFO("panel " << panel);
+    REQUIRE(p.ink(panel * 380 + 70, 40, panel * 380 + 360, 330) > 3000);
+  }
+  REQUIRE(p.ink(70, 390 + 40, 740, 390 + 280) > 1000);
+  REQUIRE(p.ink(760 + 70, 390 + 40, 1500, 390 + 280) > 1000);
+  // Both runs are ordinary runs: checkpoints that `dualflow sample` reads.
+  REQUIRE(fs::exists(s.work / "d" / "cfm" / "checkpoint.safetensors"));
+  REQUIRE(fs::exists(s.work / "d" / "meanflow" / "metrics.jsonl"));
+}
+
+TEST_CASE("dualflow train, sample and plot: samples beside the data, curves at each checkpoint, runs overlaid",
+          "[cli_pictures]") {
+  Scratch s("plots");
+  train_tiny(s);
+  // samples.png: the data's panel and the samples' panel (16 points each: a 3-pixel bin a point);
+  // metrics.png: three charts.
+  Picture samples = decode(s.work / "run" / "samples.png");
+  REQUIRE(samples.w == 2 * 380);
+  REQUIRE(samples.h == 390);
+  REQUIRE(samples.ink(70, 40, 360, 330) > 16 * 6);
+  REQUIRE(samples.ink(380 + 70, 40, 380 + 360, 330) > 16 * 6);
+  Picture metrics = decode(s.work / "run" / "metrics.png");
+  REQUIRE(metrics.w == 3 * 460);
+  REQUIRE(metrics.h == 330);
+  for (int chart = 0; chart < 3; ++chart) REQUIRE(metrics.ink(chart * 460 + 60, 30, chart * 460 + 440, 290) > 500);
+
+  Outcome o = run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "x.npy", "--n", "300"});
+  INFO(o.err);
+  REQUIRE(o.status == 0);
+  REQUIRE(decode(s.work / "x.png").w == 2 * 380);
+
+  // A second run, then both overlaid.
+  Outcome t = run_dualflow(s, {"train", "tiny.toml", "--out", "run2", "--set", "optim.lr=3e-3"});
+  REQUIRE(t.status == 0);
+  Outcome p = run_dualflow(s, {"plot", "run", "run2/metrics.jsonl", "--label", "lr 1e-3", "--label", "lr 3e-3",
+                               "--out", "both.png"});
+  INFO(p.err);
+  REQUIRE(p.status == 0);
+  REQUIRE_THAT(p.out, Catch::Contains("lr 1e-3: 2 logged steps") && Catch::Contains("lr 3e-3: 2 logged steps"));
+  REQUIRE(decode(s.work / "both.png").w == 3 * 460);
+  // One run: its own folder by default.
+  fs::remove(s.work / "run" / "metrics.png");
+  REQUIRE(run_dualflow(s, {"plot", "run"}).status == 0);
+  REQUIRE(fs::exists(s.work / "run" / "metrics.png"));
+  // Refusals name what was expected.
+  Outcome missing = run_dualflow(s, {"plot", "nowhere"});
+  REQUIRE(missing.status > 0);
+  REQUIRE_THAT(missing.err, Catch::Contains("cannot read 'nowhere' (expected a metrics.jsonl file or a run folder"));
+  Outcome two = run_dualflow(s, {"plot", "run", "run2"});
+  REQUIRE(two.status > 0);
+  REQUIRE_THAT(two.err, Catch::Contains("--out FILE is required with several runs"));
+  Outcome labels = run_dualflow(s, {"plot", "run", "run2", "--label", "a", "--out", "x.png"});
+  REQUIRE(labels.status > 0);
+  REQUIRE_THAT(labels.err, Catch::Contains("--label given 1 times for 2 runs"));
+}
+
+}  // namespace dualflow::testing
