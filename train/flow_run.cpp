@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "engine/threads.h"
+#include "train/memory_check.h"
 #include "train/parallel/data_parallel.h"
 #include "train/plots.h"
 
@@ -32,6 +33,15 @@ TrainRunResult train_flow_matching(const FlowRunSpec& configured, const TrainRun
     data_parallel = std::make_shared<DataParallel>(
         o.group, spec.run.device, DataParallelOptions{spec.train.batch, spec.run.sync_check_every});
   const ProcessRole role = data_parallel ? data_parallel->role() : ProcessRole{};
+  {  // A batch that cannot fit is refused before anything is written.
+    const int64_t world = distributed ? o.group->size() : 1, rows = (spec.train.batch + world - 1) / world;
+    const int64_t per_sample = network_bytes_per_sample(vm, true);
+    check_memory_fits(fmt::format("train.batch = {}", spec.train.batch), per_sample * rows,
+                      fmt::format("{} a sample for the network's forward and backward pass, measured on two batch sizes{}",
+                                  format_bytes(double(per_sample)),
+                                  world > 1 ? fmt::format(", {} rows on each of {} processes", rows, world) : ""),
+                      spec.run.device);
+  }
   const bool quiet = o.quiet || !role.writes_files();
   // The objective comes before the optimizer and the EMA: a method may load starting weights.
   const Objective objective = spec.method->objective(TrainingSetup{

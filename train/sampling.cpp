@@ -8,6 +8,7 @@
 
 #include "train/data2d.h"
 #include "train/methods/method.h"
+#include "train/npy.h"
 #include "train/parallel/process_group.h"
 #include "train/plots.h"
 
@@ -23,6 +24,34 @@ SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model
   r.seed = c.seed;
   r.chunk = c.chunk;
   return r;
+}
+
+DrawnSamples draw_samples_to_npy(const VelocityModel& model, const SampleRequest& request, int64_t piece,
+                                 const std::string& path, int64_t keep,
+                                 const std::function<void(int64_t, int64_t)>& progress) {
+  DF_CHECK(piece >= 1, "draw_samples_to_npy: piece must be at least 1, got {}", piece);
+  Shape shape = {request.n};
+  for (int64_t d : model.sample_shape) shape.push_back(d);
+  NpyF32Writer writer(path, shape);
+  std::vector<Tensor> kept;
+  DrawnSamples first;
+  for (int64_t begin = 0; begin < request.n; begin += piece) {
+    const int64_t end = std::min(request.n, begin + piece);
+    DrawnSamples part = draw_samples(model, request, begin, end);
+    writer.append(part.x);
+    if (begin < keep) {
+      const int64_t rows = std::min(end, keep) - begin;
+      kept.push_back(part.x.narrow(0, 0, rows));
+      if (part.labels.defined()) first.labels = first.labels.defined() ? cat({first.labels, part.labels.narrow(0, 0, rows)}, 0)
+                                                                       : part.labels.narrow(0, 0, rows);
+    }
+    first.nfe = std::max(first.nfe, part.nfe);
+    first.how = part.how;
+    if (progress) progress(end, request.n);
+  }
+  writer.commit();
+  if (!kept.empty()) first.x = cat(kept, 0);
+  return first;
 }
 
 void save_samples_picture(const std::string& path, const FlowRunSpec& spec, const VelocityModel& model,

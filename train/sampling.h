@@ -2,6 +2,7 @@
 // options, guidance, seed, chunking), the one place a request is defaulted from a run spec
 // and a command line's choices, and the chunked draw itself.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "train/run_spec.h"
@@ -60,6 +61,16 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& reque
 // draw); the other ranks' x and labels stay undefined. nfe is the largest over the processes.
 // A group of one draws alone. Without chunks, dopri5's step control spans each rank's share.
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& request, class ProcessGroup& group);
+
+// The request drawn `piece` samples at a time into a float32 .npy at `path`, [n, sample
+// shape...], so memory is bounded by a piece however large n is; the file appears whole at the
+// end (atomically). Each sample gets the noise and label it gets in the whole draw, so the file
+// holds what draw_samples(model, request) returns (bit for bit where the solver's steps do not
+// depend on the batch: every fixed-step solver). `progress(done, n)` is called after each
+// piece. Returns the first `keep` samples with how they were drawn and the NFE.
+DrawnSamples draw_samples_to_npy(const VelocityModel& model, const SampleRequest& request, int64_t piece,
+                                 const std::string& path, int64_t keep,
+                                 const std::function<void(int64_t done, int64_t n)>& progress = {});
 
 // The picture of a draw: 2-D samples as a density beside as many fresh data points (at most
 // 20,000), titled with how they were drawn and their NFE, with `trajectories` [K, T, 2] over

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -11,7 +12,10 @@
 #include "tests/engine/test_util.h"
 #include "train/flow_run.h"
 #include "train/meanflow.h"
+#include "train/memory_check.h"
 #include "train/metrics_log.h"
+#include "train/npy.h"
+#include "train/sampling.h"
 
 namespace dualflow::testing {
 namespace {
@@ -431,6 +435,99 @@ TEST_CASE("run spec: method.path = curved2d trains CFM on the notes' curved 2-D 
   CHECK(r.steps_done == 5);
   CHECK(std::isfinite(r.last_loss));
   fs::remove_all(dir);
+}
+
+}  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("streamed sampling: pieces written to the .npy equal the whole draw; the first rows come back",
+          "[flow_run]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / fmt::format("dualflow-stream-{}", ::getpid());
+  fs::create_directories(dir);
+  auto check = [&](const FlowRunSpec& spec, const std::string& solver, int64_t n, int64_t piece, int64_t keep) {
+    Generator init(5);
+    VelocityModel vm = build_velocity_model(spec, init);
+    vm.module->eval();
+    SampleChoices c;
+    c.n = n;
+    c.seed = 9;
+    c.solver = solver;
+    c.steps = 6;
+    if (!solver.empty()) c.sampler = kOdeSampler;
+    const SampleRequest request = sample_request(spec, vm, c);
+    const DrawnSamples whole = draw_samples(vm, request);
+    const std::string path = (dir / "x.npy").string();
+    std::vector<int64_t> seen;
+    const DrawnSamples first =
+        draw_samples_to_npy(vm, request, piece, path, keep, [&](int64_t done, int64_t) { seen.push_back(done); });
+    // The progress callback after every piece, ending at n.
+    REQUIRE(int64_t(seen.size()) == (n + piece - 1) / piece);
+    REQUIRE(seen.back() == n);
+    // The file: the whole draw's header, and its values (rows computed in other batch sizes:
+    // equal to GEMM rounding).
+    std::ifstream f(path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    const std::string expected = npy_f32_bytes(whole.x);
+    REQUIRE(bytes.size() == expected.size());
+    const size_t header = npy_f32_header(whole.x.shape()).size();
+    REQUIRE(bytes.compare(0, header, expected, 0, header) == 0);
+    std::vector<float> got(size_t(whole.x.numel())), want(got.size());
+    std::memcpy(got.data(), bytes.data() + header, got.size() * 4);
+    std::memcpy(want.data(), expected.data() + header, want.size() * 4);
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+    INFO("largest difference " << worst);
+    REQUIRE(worst <= 1e-5);
+    REQUIRE(first.x.shape()[0] == keep);
+    REQUIRE(first.nfe == whole.nfe);
+    REQUIRE(first.how == whole.how);
+    REQUIRE(max_abs_diff(first.x, whole.x.narrow(0, 0, keep)) <= 1e-5);
+  };
+  SECTION("2-D points, Euler, pieces of 300 of 1000") {
+    check(parse_flow_run_spec(small_run()), "euler", 1000, 300, 400);
+  }
+  SECTION("images of a class-conditional U-Net, MeanFlow's own sampler, pieces of 4 of 10") {
+    check(parse_flow_run_spec(small_run({"data.name=\"fashion_mnist\"", "data.limit=16", "model.kind=\"dit\"",
+                                         "model.classes=10", "model.dit_hidden=32", "model.dit_depth=1",
+                                         "model.dit_heads=2", "method.name=\"meanflow\"",
+                                         "method.coupling=\"independent\""})),
+          "", 10, 4, 7);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("memory checks: a batch measured per sample, refused up front with the bytes it needs", "[flow_run]") {
+  const FlowRunSpec spec = parse_flow_run_spec(small_run());
+  Generator init(5);
+  VelocityModel vm = build_velocity_model(spec, init);
+  const NamedTensors before = vm.module->state_dict();
+  const int64_t forward = network_bytes_per_sample(vm, false), both = network_bytes_per_sample(vm, true);
+  // Width 32, depth 2: a few hidden rows of 32 floats a sample; backward keeps more than forward.
+  REQUIRE(forward >= 32 * 4);
+  REQUIRE(both > forward);
+  REQUIRE(both < 64 * 1024);
+  // Nothing of the model changed: weights, mode, gradients.
+  REQUIRE(vm.module->is_training());
+  for (const auto& [name, p] : vm.module->named_parameters()) REQUIRE_FALSE(p.grad().defined());
+  for (const auto& [name, t] : before) REQUIRE(max_abs_diff(vm.module->find(name), t) == 0);
+  REQUIRE(available_memory_bytes(Device::cpu()) > 0);
+  REQUIRE(format_bytes(1.5 * (1 << 30)) == "1.5 GiB");
+  REQUIRE(format_bytes(2048) == "2.0 KiB");
+  REQUIRE_THROWS_WITH(check_memory_fits("train.batch = 1e15", int64_t(1) << 62, "a test", Device::cpu()),
+                      Catch::Contains("train.batch = 1e15 needs about") && Catch::Contains("GiB available"));
+  REQUIRE_NOTHROW(check_memory_fits("train.batch = 1", 1024, "a test", Device::cpu()));
+  // Through the run: refused before anything is written.
+  const fs::path out = fresh_dir("too-big");
+  TrainRunOptions o;
+  o.out_dir = out.string();
+  o.quiet = true;
+  REQUIRE_THROWS_WITH(train_flow_matching(small_run({"train.batch=100000000000"}), o),
+                      Catch::Contains("train.batch = 100000000000 needs about") &&
+                          Catch::Contains("a sample for the network's forward and backward pass"));
+  REQUIRE_FALSE(fs::exists(out / "checkpoint.safetensors"));
+  fs::remove_all(out);
 }
 
 }  // namespace dualflow::testing

@@ -196,3 +196,35 @@ TEST_CASE("figure: nice ticks, log ticks and their labels", "[outputs]") {
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("npy: an array streamed in pieces is the same file as written whole; a short or long one is refused",
+          "[outputs]") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / fmt::format("dualflow-npy-{}", ::getpid());
+  fs::create_directories(dir);
+  const Tensor t = arange(0, 24, 1, DType::f64).reshape({6, 2, 2});
+  const std::string path = (dir / "x.npy").string();
+  {
+    NpyF32Writer w(path, t.shape());
+    w.append(t.narrow(0, 0, 4));
+    w.append(t.narrow(0, 4, 2).to(DType::f32));
+    REQUIRE(w.rows_written() == 6);
+    REQUIRE_FALSE(fs::exists(path));  // nothing visible before the commit
+    w.commit();
+  }
+  std::ifstream f(path, std::ios::binary);
+  REQUIRE(std::string((std::istreambuf_iterator<char>(f)), {}) == npy_f32_bytes(t));
+  {
+    NpyF32Writer w((dir / "short.npy").string(), t.shape());
+    w.append(t.narrow(0, 0, 5));
+    REQUIRE_THROWS_WITH(w.commit(), Catch::Contains("5 of the array's 6 rows were written"));
+    REQUIRE_THROWS_WITH(w.append(t.narrow(0, 0, 2)), Catch::Contains("1 rows more than the array's 6"));
+    REQUIRE_THROWS_WITH(w.append(zeros({1, 3, 2})), Catch::Contains("rows of shape [1,3,2] for an array of [6,2,2]"));
+  }
+  REQUIRE_FALSE(fs::exists(dir / "short.npy"));  // an uncommitted writer leaves no file
+  fs::remove_all(dir);
+}
+
+}  // namespace dualflow::testing

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "train/parallel/data_parallel.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
+#include "train/memory_check.h"
 #include "train/meanflow.h"
 #include "train/npy.h"
 #include "train/plots.h"
@@ -99,6 +101,29 @@ void print_sample_distance(const std::string& data, const Tensor& samples, uint6
       d.points, data, d.model, d.floor, d.ratio, d.draws);
 }
 
+// Draws the request into the .npy at `out` piece by piece (memory bounded by a piece), with a
+// progress line and ETA when there is more than one piece (updated in place on a terminal, a
+// line every 10 s otherwise). Returns the first rows: what the picture and the distance read.
+DrawnSamples draw_streamed(const VelocityModel& model, const SampleRequest& request, int64_t piece,
+                           const std::string& out) {
+  using clock = std::chrono::steady_clock;
+  const bool images = model.sample_shape.size() > 1, tty = isatty(STDOUT_FILENO) != 0;
+  const auto t0 = clock::now();
+  double last_print = -1;
+  auto progress = [&](int64_t done, int64_t n) {
+    if (n <= piece) return;
+    const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+    if (!tty && done < n && secs - last_print < 10) return;
+    last_print = secs;
+    const double rate = double(done) / std::max(secs, 1e-9);
+    fmt::print("{}sampled {}/{} ({:.0f}%), {:.0f} samples/s, ETA {:.0f} s{}", tty ? "\r" : "", done, n,
+               100.0 * double(done) / double(n), rate, double(n - done) / rate, tty && done < n ? "" : "\n");
+    std::fflush(stdout);
+  };
+  return draw_samples_to_npy(model, request, piece, out, std::min<int64_t>(request.n, images ? 100 : 20000),
+                             progress);
+}
+
 void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
   check_output_file(a.out, "sample --out");  // the .png goes beside it, in the same folder
@@ -129,10 +154,32 @@ void run_sample(const SampleArgs& a) {
   // Under mpirun the processes draw a share each (on their own GPUs) and rank 0 writes the files.
   const std::shared_ptr<ProcessGroup> group = ProcessGroup::join();
   lm.model.module->to(rank_device(model_device(lm.model), *group));
-  DrawnSamples drawn = draw_samples(lm.model, request, *group);
-  if (group->rank() != 0) return;
+  Shape out_shape = {request.n};
+  for (int64_t d : lm.model.sample_shape) out_shape.push_back(d);
+  // Refused before any sampling: an output the disk cannot hold, a piece the memory cannot.
+  if (group->rank() == 0) {
+    const double out_bytes = double(out_shape.numel()) * 4;
+    const int64_t free = free_disk_bytes(a.out);
+    DF_CHECK(free < 0 || out_bytes <= double(free), "sample: --n {} writes {} to '{}', but its folder has {} free",
+             request.n, format_bytes(out_bytes), a.out, format_bytes(double(free)));
+  }
+  // Pieces: the request's chunks for images, 100,000 points for 2-D data (one piece for the
+  // usual sizes, so adaptive solvers step as before).
+  const int64_t piece = request.chunk > 0 ? request.chunk : std::min<int64_t>(request.n, 100000);
+  const int64_t per_sample = network_bytes_per_sample(lm.model, false);
+  check_memory_fits(fmt::format("sample --n {} (pieces of {})", request.n, piece), per_sample * piece * 2,
+                    fmt::format("{} a sample for the network's forward pass, twice for the solver's state",
+                                format_bytes(double(per_sample))),
+                    model_device(lm.model));
+  DrawnSamples drawn;
+  if (group->distributed()) {
+    drawn = draw_samples(lm.model, request, *group);
+    if (group->rank() != 0) return;
+    save_npy_f32(a.out, drawn.x);
+  } else {
+    drawn = draw_streamed(lm.model, request, piece, a.out);
+  }
   const Tensor& x = drawn.x;
-  save_npy_f32(a.out, x);
   std::string png = fs::path(a.out).replace_extension(".png").string();
   save_samples_picture(png, lm.spec, lm.model, drawn);
   fmt::print("{} samples from step {} with {} ({} NFE{}) -> {} and {}\n", request.n, lm.step, drawn.how, drawn.nfe,
