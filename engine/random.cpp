@@ -25,6 +25,23 @@ Tensor draw(const char* name, philox::Dist dist, const Shape& shape, double a, d
 }
 }  // namespace
 
+Tensor normal_window(const Shape& shape, double mean, double std, const Generator& gen, int64_t first,
+                     TensorOptions opts) {
+  DF_CHECK(is_floating(opts.dtype), "normal_window: expected a floating dtype, got {}", dtype_name(opts.dtype));
+  DF_CHECK(std >= 0, "normal_window: std must be >= 0, got {}", std);
+  DF_CHECK(first >= 0, "normal_window: first must be >= 0, got {}", first);
+  const int64_t n = shape.numel();
+  if (n == 0) return Tensor::empty(shape, opts);
+  // The window starts inside a block: draw from that block's first element, then drop the lead.
+  const int lanes = philox::lanes(philox::Dist::Normal, opts.dtype == DType::f64);
+  const int64_t lead = first % lanes;
+  Tensor out = Tensor::empty(Shape{n + lead}, opts);
+  backend_for(opts.device)
+      .random(opts.device.index, philox::Dist::Normal, opts.dtype, out.raw_data(), n + lead, gen.seed(),
+              gen.offset() + uint64_t(first / lanes), mean, std);
+  return (lead == 0 ? out : out.narrow(0, lead, n).contiguous()).reshape(shape);
+}
+
 Tensor uniform(const Shape& shape, double low, double high, Generator& gen, TensorOptions opts) {
   DF_CHECK(is_floating(opts.dtype), "uniform: expected a floating dtype, got {}", dtype_name(opts.dtype));
   DF_CHECK(low <= high, "uniform: low {} is above high {}", low, high);

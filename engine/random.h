@@ -48,6 +48,13 @@ Tensor bernoulli(const Shape& shape, double p, Generator& gen, TensorOptions opt
 Tensor uniform(const Shape& shape, double low, double high, Generator& gen, TensorOptions opts = {});
 Tensor normal(const Shape& shape, double mean, double std, Generator& gen, TensorOptions opts = {});
 
+// Elements [first, first + numel(shape)) of the draw that normal(..., gen, opts) of any larger
+// shape would make from the generator's present state, laid out in `shape`; the generator does
+// not move. Element i of a draw depends only on the seed, the offset and i, so a window costs
+// its own size: a piece of a huge draw without the rest (streamed sampling).
+Tensor normal_window(const Shape& shape, double mean, double std, const Generator& gen, int64_t first,
+                     TensorOptions opts = {});
+
 inline Tensor rand(const Shape& s, TensorOptions o = {}) { return rand(s, default_generator(), o); }
 inline Tensor randn(const Shape& s, TensorOptions o = {}) { return randn(s, default_generator(), o); }
 inline Tensor randint(int64_t lo, int64_t hi, const Shape& s, TensorOptions o = DType::i64) {

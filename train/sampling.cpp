@@ -89,10 +89,13 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, in
            "draw_samples: guidance scale {} needs a class-conditional flow sampled by its ODE", r.cfg_scale);
   const Device dev = model_device(model);
   const TensorOptions f32(DType::f32, dev);
-  Generator gen(r.seed);
-  std::vector<int64_t> dims = {r.n};
+  // The noise of samples [begin, end) of the whole draw randn([n, ...], Generator(seed)), drawn
+  // alone, so a piece costs memory for itself only.
+  const Generator gen(r.seed);
+  std::vector<int64_t> dims = {end - begin};
   for (int64_t d : model.sample_shape) dims.push_back(d);
-  Tensor noise = randn(Shape(dims), gen, f32) * model.source_std;
+  const int64_t per_sample = model.sample_shape.numel();
+  Tensor noise = normal_window(Shape(dims), 0.0, 1.0, gen, begin * per_sample, f32) * model.source_std;
   DrawnSamples out;
   if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev).narrow(0, begin, end - begin);
   out.how = model.method->describe_sampling(r);
@@ -101,7 +104,7 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, in
   for (int64_t start = begin; start < end; start += chunk) {
     const int64_t len = std::min(chunk, end - start);
     Tensor labels = out.labels.defined() ? out.labels.narrow(0, start - begin, len) : Tensor();
-    SampledChunk s = model.method->sample(model, noise.narrow(0, start, len), labels, r);
+    SampledChunk s = model.method->sample(model, noise.narrow(0, start - begin, len), labels, r);
     parts.push_back(s.x);
     out.nfe = std::max(out.nfe, s.nfe);
   }

@@ -87,6 +87,25 @@ TEST_CASE("printing is readable", "[tensor]") {
   REQUIRE_THAT(arange(100, DType::i64).str(), Catch::Contains("..."));
 }
 
+TEST_CASE("normal_window: any window of a draw, bit for bit, without drawing the rest or moving the generator",
+          "[tensor][rng]") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Generator gen(11);
+    gen.advance(3);  // a generator part-way along its stream
+    Generator copy = gen;
+    const Tensor whole = normal(Shape{9, 3}, 0.5, 2.0, copy, TensorOptions(dt));
+    for (int64_t first : {0, 1, 5, 6, 13}) {
+      const int64_t rows = (27 - first) / 3;
+      const Tensor w = normal_window(Shape{rows, 3}, 0.5, 2.0, gen, first, TensorOptions(dt));
+      const Tensor want = whole.reshape({27}).narrow(0, first, rows * 3).reshape({rows, 3});
+      INFO(dtype_name(dt) << " first " << first);
+      REQUIRE(max_abs_diff(w, want) == 0);
+    }
+    REQUIRE(gen.offset() == 3);  // not moved
+  }
+  REQUIRE_THROWS_WITH(normal_window(Shape{2}, 0, 1, Generator(1), -1), Catch::Contains("first must be >= 0"));
+}
+
 TEST_CASE("Philox generator: reproducible, state save/restore, sane distributions", "[tensor][rng]") {
   Generator g1(123), g2(123);
   Tensor a = randn(Shape{1000}, g1), b = randn(Shape{1000}, g2);
