@@ -5,6 +5,7 @@
 #include <stb_image.h>
 
 #include "tests/train/cli_runner.h"
+#include "train/figure.h"
 
 namespace dualflow::testing {
 namespace {
@@ -106,6 +107,47 @@ TEST_CASE("dualflow train, sample and plot: samples beside the data, curves at e
   Outcome labels = run_dualflow(s, {"plot", "run", "run2", "--label", "a", "--out", "x.png"});
   REQUIRE(labels.status > 0);
   REQUIRE_THAT(labels.err, Catch::Contains("--label given 1 times for 2 runs"));
+}
+
+}  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("dualflow eval: samples drawn and classified piece by piece, the grid's rows named by class",
+          "[cli_pictures]") {
+  const fs::path data = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(data / "t10k-images-idx3-ubyte.gz")) {
+    WARN("Fashion-MNIST is not installed (tools/setup.sh installs dataset-fashion-mnist): eval not run");
+    return;
+  }
+  Scratch s("eval");
+  s.write("steps.toml", "[train]\nsteps = 3\nbatch = 16\n");
+  Outcome clf = run_dualflow(s, {"train-classifier", "steps.toml", "--out", "clf", "--set", "model.widths=[8,16]",
+                                 "--set", "optim.warmup_steps=1", "--set", "train.steps=5"});
+  INFO(clf.err);
+  REQUIRE(clf.status == 0);
+  Outcome model = run_dualflow(
+      s, {"train", "steps.toml", "--out", "m", "--set", "data.name=\"fashion_mnist\"", "--set", "data.limit=64",
+          "--set", "model.kind=\"dit\"", "--set", "model.classes=10", "--set", "model.dit_hidden=32", "--set",
+          "model.dit_depth=1", "--set", "model.dit_heads=2", "--set", "method.name=\"meanflow\""});
+  INFO(model.err);
+  REQUIRE(model.status == 0);
+  // 600 samples: three pieces of 250, 250 and 100.
+  Outcome e = run_dualflow(s, {"eval", "--classifier", "clf/checkpoint.safetensors", "--checkpoint",
+                               "m/checkpoint.safetensors", "--n", "600", "--grid", "g.png", "--out", "e.jsonl"});
+  INFO(e.err);
+  INFO(e.out);
+  REQUIRE(e.status == 0);
+  REQUIRE_THAT(e.out, Catch::Contains("sampled and classified 600/600 (100%)") &&
+                          Catch::Contains("600 samples of step 3 by MeanFlow, 1 step") &&
+                          Catch::Contains("class accuracy"));
+  REQUIRE_THAT(s.read("e.jsonl"), Catch::Contains(R"("n":600)") && Catch::Contains(R"("class_accuracy":)"));
+  Picture g = decode(s.work / "g.png");
+  // 10 rows of 10 images magnified 2x (58 pixels a cell), a label margin on the left.
+  const int margin = Canvas::text_width("T-shirt/top") + 10;
+  REQUIRE(g.w == margin + 10 * (56 + 2) + 4);
+  REQUIRE(g.h == 4 + 10 * (56 + 2) + 4);
+  REQUIRE(g.ink(0, 0, margin - 4, g.h) > 200);  // the class names
 }
 
 }  // namespace dualflow::testing

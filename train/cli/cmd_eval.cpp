@@ -16,6 +16,7 @@
 #include "engine/threads.h"
 #include "train/classifier_run.h"
 #include "train/cli/commands.h"
+#include "train/cli/progress_line.h"
 #include "train/flow_run.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
@@ -91,16 +92,40 @@ void run_eval(const EvalArgs& a) {
     group->broadcast(&n, sizeof(n), 0);
     const SampleRequest request = sample_request(lm.spec, lm.model, eval_sample_choices(a, n));
     const auto t0 = clock::now();
-    DrawnSamples s = draw_samples(lm.model, request, *group);
+    DrawnSamples s;
+    ClassifierOutput outputs;
+    if (group->distributed()) {
+      s = draw_samples(lm.model, request, *group);
+      // Samples leave [-1, 1] a little; the classifier sees them as the data's range allows.
+      outputs = classifier_outputs(*clf.model, clamp(s.x, -1.0, 1.0));
+    } else {
+      // A piece (a chunk of the request) at a time: drawn, classified, then only its features,
+      // logits and labels kept (and the first 100 images for the grid), so memory does not grow
+      // with the images.
+      ProgressLine progress("sampled and classified", request.n);
+      std::vector<Tensor> features, logits, labels, first;
+      for (int64_t begin = 0; begin < request.n; begin += request.chunk) {
+        const int64_t end = std::min(request.n, begin + request.chunk);
+        DrawnSamples part = draw_samples(lm.model, request, begin, end);
+        ClassifierOutput o = classifier_outputs(*clf.model, clamp(part.x, -1.0, 1.0));
+        features.push_back(o.features);
+        logits.push_back(o.logits);
+        if (part.labels.defined()) labels.push_back(part.labels.to(Device::cpu()));
+        if (begin < 100) first.push_back(part.x.narrow(0, 0, std::min<int64_t>(end, 100) - begin));
+        s.nfe = std::max(s.nfe, part.nfe);
+        s.how = part.how;
+        progress.update(end);
+      }
+      outputs = {cat(features, 0), cat(logits, 0)};
+      s.x = cat(first, 0);
+      if (!labels.empty()) s.labels = cat(labels, 0);
+    }
     const double sample_seconds = std::chrono::duration<double>(clock::now() - t0).count();
     if (!a.grid.empty()) save_samples_picture(a.grid, lm.spec, lm.model, s);
-    // Samples leave [-1, 1] a little; the classifier sees them as the data's range allows.
-    Tensor images = clamp(s.x, -1.0, 1.0);
-    ClassifierOutput outputs = classifier_outputs(*clf.model, images);
     const double fd = frechet_distance(gaussian_stats(outputs.features), ref.test_stats);
     json += fmt::format(R"(,"checkpoint":{},"step":{},"sampler":{},"nfe":{},"sample_seconds":{:.3f},"fd":{:.6g})",
                         json_string(a.checkpoint), lm.step, json_string(s.how), s.nfe, sample_seconds, fd);
-    fmt::print("{} samples of step {} by {} ({} NFE, {:.1f} s): FD {:.3f} (floor {:.3f})", s.x.size(0), lm.step, s.how,
+    fmt::print("{} samples of step {} by {} ({} NFE, {:.1f} s): FD {:.3f} (floor {:.3f})", request.n, lm.step, s.how,
                s.nfe, sample_seconds, fd, ref.fd_floor);
     if (s.labels.defined()) {
       Tensor predicted = argmax(outputs.logits, 1);

@@ -15,6 +15,7 @@
 #include "engine/atomic_file.h"
 #include "train/checkpoint.h"
 #include "train/cli/commands.h"
+#include "train/cli/progress_line.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
 #include "train/parallel/data_parallel.h"
@@ -102,26 +103,16 @@ void print_sample_distance(const std::string& data, const Tensor& samples, uint6
 }
 
 // Draws the request into the .npy at `out` piece by piece (memory bounded by a piece), with a
-// progress line and ETA when there is more than one piece (updated in place on a terminal, a
-// line every 10 s otherwise). Returns the first rows: what the picture and the distance read.
+// progress line when there is more than one piece. Returns the first rows: what the picture
+// and the distance read.
 DrawnSamples draw_streamed(const VelocityModel& model, const SampleRequest& request, int64_t piece,
                            const std::string& out) {
-  using clock = std::chrono::steady_clock;
-  const bool images = model.sample_shape.size() > 1, tty = isatty(STDOUT_FILENO) != 0;
-  const auto t0 = clock::now();
-  double last_print = -1;
-  auto progress = [&](int64_t done, int64_t n) {
-    if (n <= piece) return;
-    const double secs = std::chrono::duration<double>(clock::now() - t0).count();
-    if (!tty && done < n && secs - last_print < 10) return;
-    last_print = secs;
-    const double rate = double(done) / std::max(secs, 1e-9);
-    fmt::print("{}sampled {}/{} ({:.0f}%), {:.0f} samples/s, ETA {:.0f} s{}", tty ? "\r" : "", done, n,
-               100.0 * double(done) / double(n), rate, double(n - done) / rate, tty && done < n ? "" : "\n");
-    std::fflush(stdout);
-  };
+  const bool images = model.sample_shape.size() > 1;
+  ProgressLine progress("sampled", request.n);
   return draw_samples_to_npy(model, request, piece, out, std::min<int64_t>(request.n, images ? 100 : 20000),
-                             progress);
+                             [&](int64_t done, int64_t n) {
+                               if (n > piece) progress.update(done);
+                             });
 }
 
 void run_sample(const SampleArgs& a) {
