@@ -54,6 +54,48 @@ DrawnSamples draw_samples_to_npy(const VelocityModel& model, const SampleRequest
   return first;
 }
 
+SampleTrajectories sample_trajectories(const VelocityModel& model, const SampleRequest& request, int64_t k,
+                                       int64_t points) {
+  DF_CHECK(k >= 1 && k <= request.n, "trajectories: k must be 1 to the {} samples drawn, got {}", request.n, k);
+  DF_CHECK(points >= 2, "trajectories: points must be at least 2, got {}", points);
+  const Device dev = model_device(model);
+  std::vector<int64_t> dims = {k};
+  for (int64_t d : model.sample_shape) dims.push_back(d);
+  const Tensor x0 = normal_window(Shape(dims), 0.0, 1.0, Generator(request.seed), 0, TensorOptions(DType::f32, dev)) *
+                    model.source_std;
+  const std::vector<double> times = uniform_time_grid(0.0, model.t_end, points - 1);
+  SampleTrajectories out;
+  std::vector<Tensor> states;
+  NoGradGuard no_grad;
+  if (request.sampler == kOdeSampler) {
+    OdeOptions ode = request.ode;
+    ode.save_times = times;
+    GuidanceOptions guidance;
+    if (model.num_classes > 0) {
+      guidance.labels = grid_labels(request.n, model.num_classes, 10, dev).narrow(0, 0, k);
+      guidance.scale = request.cfg_scale;
+      guidance.null_label = model.num_classes;
+    }
+    const OdeResult r = odeint(velocity_field(model.net, guidance), x0, 0.0, model.t_end, ode);
+    states = r.trajectory;
+    out.how = fmt::format("paths through the ODE ({})", model.method->describe_sampling(request));
+  } else {
+    const Tensor x1 = draw_samples(model, request, 0, k).x;
+    for (double t : times) states.push_back(x0 + (x1 - x0) * (t / model.t_end));
+    out.how = fmt::format("noise to sample ({})", model.method->describe_sampling(request));
+  }
+  out.paths = stack(states, 1);
+  const Tensor start = states.front(), end = states.back();
+  double msd = 0;
+  for (size_t i = 0; i < states.size(); ++i) {
+    const double s = times[i] / model.t_end;
+    const Tensor chord = start + (end - start) * s;
+    msd += mean(sum(square((states[i] - chord).reshape({k, -1})), {1})).item() / double(states.size());
+  }
+  out.chord_msd = msd;
+  return out;
+}
+
 void save_samples_picture(const std::string& path, const FlowRunSpec& spec, const VelocityModel& model,
                           const DrawnSamples& drawn, const Tensor& trajectories) {
   const std::string title = fmt::format("{} ({} NFE)", drawn.how, drawn.nfe);

@@ -72,6 +72,21 @@ DrawnSamples draw_samples_to_npy(const VelocityModel& model, const SampleRequest
                                  const std::string& path, int64_t keep,
                                  const std::function<void(int64_t done, int64_t n)>& progress = {});
 
+// Paths of the request's first k samples (the same noise and, for the ODE sampler, the same
+// solver as in the whole draw), as [k, points, sample shape...]: through the model's velocity
+// ODE, read at `points` evenly spaced times (a fixed-step solver's states are exact at its grid
+// and linear in between); for a method's own few-step sampler (MeanFlow's jumps), the straight
+// line from each noise point to its sample. chord_msd: the mean squared distance of the path
+// points from the chord between each path's ends (0 for straight paths; what OT couplings and
+// reflow shrink).
+struct SampleTrajectories {
+  Tensor paths;
+  double chord_msd = 0;
+  std::string how;
+};
+SampleTrajectories sample_trajectories(const VelocityModel& model, const SampleRequest& request, int64_t k,
+                                       int64_t points = 41);
+
 // The picture of a draw: 2-D samples as a density beside as many fresh data points (at most
 // 20,000), titled with how they were drawn and their NFE, with `trajectories` [K, T, 2] over
 // them when defined; images as a grid of the first 100, 10 a row, each row of a

@@ -531,3 +531,40 @@ TEST_CASE("memory checks: a batch measured per sample, refused up front with the
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("sample trajectories: ODE paths from the draw's noise to its samples; MeanFlow jumps are straight",
+          "[flow_run]") {
+  const FlowRunSpec spec = parse_flow_run_spec(small_run());
+  Generator init(5);
+  VelocityModel vm = build_velocity_model(spec, init);
+  vm.module->eval();
+  SampleChoices c;
+  c.n = 50;
+  c.seed = 4;
+  c.solver = "euler";
+  c.steps = 8;
+  const SampleRequest request = sample_request(spec, vm, c);
+  const SampleTrajectories t = sample_trajectories(vm, request, 6, 9);
+  REQUIRE(t.paths.shape() == Shape{6, 9, 2});
+  // Starts at the noise the draw gives its first samples, ends at those samples.
+  Generator noise_gen(4);
+  const Tensor noise = randn(Shape{50, 2}, noise_gen).narrow(0, 0, 6);
+  REQUIRE(max_abs_diff(t.paths.select(1, 0), noise) == 0);
+  REQUIRE(max_abs_diff(t.paths.select(1, 8), draw_samples(vm, request).x.narrow(0, 0, 6)) <= 1e-5);
+  REQUIRE(t.chord_msd > 0);  // an untrained network's paths bend
+  REQUIRE_THAT(t.how, Catch::Contains("paths through the ODE (euler, 8 steps)"));
+  // MeanFlow's own sampler: the line from noise to sample.
+  const FlowRunSpec mf = parse_flow_run_spec(small_run({"method.name=\"meanflow\"", "method.coupling=\"independent\""}));
+  VelocityModel mvm = build_velocity_model(mf, init);
+  SampleChoices one;
+  one.n = 20;
+  const SampleRequest jumps = sample_request(mf, mvm, one);
+  const SampleTrajectories j = sample_trajectories(mvm, jumps, 3);
+  REQUIRE(j.chord_msd < 1e-10);
+  REQUIRE_THAT(j.how, Catch::Contains("noise to sample (MeanFlow, 1 step)"));
+  REQUIRE_THROWS_WITH(sample_trajectories(vm, request, 51), Catch::Contains("k must be 1 to the 50 samples drawn"));
+}
+
+}  // namespace dualflow::testing

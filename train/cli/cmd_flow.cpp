@@ -91,6 +91,7 @@ void run_train(const TrainArgs& a) {
 
 struct SampleArgs {
   std::string checkpoint, out;
+  int64_t trajectories = 0;
   SampleChoices choices;  // unset options keep the run's settings (cfg < 0: its sample.cfg_scale)
 };
 
@@ -119,6 +120,9 @@ void run_sample(const SampleArgs& a) {
   namespace fs = std::filesystem;
   check_output_file(a.out, "sample --out");  // the .png goes beside it, in the same folder
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  DF_CHECK(a.trajectories == 0 || lm.spec.data.kind != DataKind::Images,
+           "sample: --trajectories draws paths over 2-D samples; this checkpoint's data ({}) are images",
+           lm.spec.data.name);
   DF_CHECK(a.choices.cfg < 0 || a.choices.cfg == 1.0 || lm.model.num_classes > 0,
            "sample: --cfg {} needs a class-conditional model; this checkpoint's model.classes is 0", a.choices.cfg);
   // The method's own sampler unless another of its samplers is asked for: a MeanFlow model
@@ -172,10 +176,16 @@ void run_sample(const SampleArgs& a) {
   }
   const Tensor& x = drawn.x;
   std::string png = fs::path(a.out).replace_extension(".png").string();
-  save_samples_picture(png, lm.spec, lm.model, drawn);
+  SampleTrajectories paths;
+  if (a.trajectories > 0) paths = sample_trajectories(lm.model, request, std::min(a.trajectories, request.n));
+  save_samples_picture(png, lm.spec, lm.model, drawn, paths.paths);
   fmt::print("{} samples from step {} with {} ({} NFE{}) -> {} and {}\n", request.n, lm.step, drawn.how, drawn.nfe,
              group->distributed() ? fmt::format(", drawn by {} processes", group->size()) : "", a.out, png);
   if (!images) print_sample_distance(lm.spec.data.name, x, a.choices.seed);
+  if (a.trajectories > 0)
+    fmt::print("{} trajectories, {}, drawn over the samples; mean squared distance of their points from their chords: "
+               "{:.5f}\n",
+               paths.paths.size(0), paths.how, paths.chord_msd);
 }
 
 struct NllArgs {
@@ -250,6 +260,11 @@ void add_flow_commands(CLI::App& app) {
   sample->add_option("--n", sa->choices.n, "number of samples (default: the run's sample.n)")
       ->check(positive_integer());
   sample->add_option("--seed", sa->choices.seed, "noise seed")->capture_default_str()->check(non_negative_integer());
+  sample
+      ->add_option("--trajectories", sa->trajectories,
+                   "2-D data: draw the paths of the first K samples over them (through the ODE, or noise to sample "
+                   "for MeanFlow jumps) and print how far they bend from straight")
+      ->check(positive_integer());
   sample
       ->add_option("--cfg", sa->choices.cfg,
                    "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
