@@ -36,15 +36,30 @@ std::pair<AxisRange, AxisRange> plot_range(const Tensor& points) {
 }
 
 void save_samples_png(const std::string& path, const Tensor& samples, const Tensor& data, const std::string& title,
-                      const Tensor& trajectories) {
-  const auto [xr, yr] = plot_range(data.defined() ? data : samples);
-  const int panels = data.defined() ? 2 : 1;
+                      const Tensor& trajectories, const Tensor& source) {
+  // One range for every panel: the data's, widened to the source's for a data-to-data flow.
+  auto [xr, yr] = plot_range(data.defined() ? data : samples);
+  if (source.defined()) {
+    const auto [sx, sy] = plot_range(source);
+    const double cx = (std::min(xr.lo, sx.lo) + std::max(xr.hi, sx.hi)) / 2;
+    const double cy = (std::min(yr.lo, sy.lo) + std::max(yr.hi, sy.hi)) / 2;
+    const double half = std::max({std::max(xr.hi, sx.hi) - std::min(xr.lo, sx.lo),
+                                  std::max(yr.hi, sy.hi) - std::min(yr.lo, sy.lo)}) / 2;
+    xr = {cx - half, cx + half};
+    yr = {cy - half, cy + half};
+  }
+  const int panels = (data.defined() ? 2 : 1) + (source.defined() ? 1 : 0);
   Canvas canvas(kPanelWidth * panels, kPanelHeight);
   int x = 0;
-  if (data.defined()) {
+  if (source.defined()) {
     draw_density_panel(canvas, {0, 0, kPanelWidth, kPanelHeight},
-                       {fmt::format("data ({})", data.shape()[0]), data, xr, yr, {70, 70, 70}, {}});
+                       {fmt::format("source ({})", source.shape()[0]), source, xr, yr, {70, 70, 70}, {}});
     x = kPanelWidth;
+  }
+  if (data.defined()) {
+    draw_density_panel(canvas, {x, 0, kPanelWidth, kPanelHeight},
+                       {fmt::format("data ({})", data.shape()[0]), data, xr, yr, {70, 70, 70}, {}});
+    x += kPanelWidth;
   }
   draw_density_panel(canvas, {x, 0, kPanelWidth, kPanelHeight},
                      {title, samples, xr, yr, palette_color(0), trajectories});

@@ -19,8 +19,9 @@ std::pair<AxisRange, AxisRange> plot_range(const Tensor& points);
 // 2-D samples [N, 2] as a density with axes, titled `title`, beside `data` [M, 2] on the same
 // axes (undefined data: the samples alone), with `trajectories` [K, T, 2] drawn over the
 // samples' panel when defined.
+// `source` [S, 2], when defined (a data-to-data flow), gets a panel of its own before the data.
 void save_samples_png(const std::string& path, const Tensor& samples, const Tensor& data, const std::string& title,
-                      const Tensor& trajectories = {});
+                      const Tensor& trajectories = {}, const Tensor& source = {});
 
 // images [N, C, H, W] with C = 1 or 3 and values in [-1, 1]: a grid of `columns` per row,
 // magnified to about 56 pixels per image, with row_labels[r] in the left margin of row r.

@@ -31,6 +31,12 @@ void add_data_keys(ConfigSchema& s) {
   s.add_string("data.name", "checkerboard", "training distribution: a 2-D toy density or an image set").one_of(sets);
   s.add_string("data.path", "/usr/share/datasets/fashion-mnist",
                "folder of the image set's IDX files (fashion_mnist, mnist)");
+  std::vector<std::string> sources = {kGaussianSource};
+  for (const std::string& name : dataset_2d_names()) sources.push_back(name);
+  s.add_string("data.source", kGaussianSource,
+               "what the flow starts from: gaussian (N(0, I), or the path's own source) or a 2-D dataset, for a "
+               "data-to-data flow (2-D data, method cfm on the condot or curved2d path)")
+      .one_of(sources);
   s.add_bool("data.hflip", false, "mirror each training image left-right with probability 1/2 (image sets)");
   s.add_int("data.limit", 0, "train on the first N images only; 0 uses the whole training split").at_least(0);
 }
@@ -38,6 +44,7 @@ void add_data_keys(ConfigSchema& s) {
 DataSpec parse_data(const RunConfig& c) {
   DataSpec d;
   d.name = c.get_string("data.name");
+  d.source = c.get_string("data.source");
   d.path = c.get_string("data.path");
   d.hflip = c.get_bool("data.hflip");
   d.limit = c.get_int("data.limit");
@@ -308,6 +315,21 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
   spec.sample.ode.atol = c.get_float("sample.atol");
   spec.sample.n = c.get_int("sample.n");
   spec.sample.cfg_scale = c.get_float("sample.cfg_scale");
+  if (spec.data.source != kGaussianSource) {
+    // A data-to-data flow: conditional flow matching between two sample sets, on a path whose
+    // ends are the pair itself (no noise scale at t = 0, unlike vp or ve).
+    DF_CHECK(spec.data.kind == DataKind::Points2D,
+             "data.source = \"{}\" flows between 2-D sets; data.name = \"{}\" is an image set", spec.data.source,
+             spec.data.name);
+    DF_CHECK(spec.method_name == "cfm",
+             "data.source = \"{}\": a data-to-data flow is trained by conditional flow matching; set method.name = "
+             "\"cfm\" (not \"{}\")",
+             spec.data.source, spec.method_name);
+    DF_CHECK(spec.path.scheduler == "condot" || spec.path.curved(),
+             "data.source = \"{}\": the {} path starts from its own noise; a data-to-data flow takes method.path = "
+             "\"condot\" or \"{}\"",
+             spec.data.source, spec.path.scheduler, kCurvedPath);
+  }
   if (spec.path.curved()) {
     DF_CHECK(spec.data.kind == DataKind::Points2D,
              "method.path = \"{}\" bends paths in the plane; it needs 2-D data, not data.name = \"{}\"", kCurvedPath,

@@ -32,8 +32,12 @@ struct RunSettings {
 
 enum class DataKind { Points2D, Images };
 
+// data.source's default: flows start from the Gaussian N(0, I) (or the path's own source).
+inline constexpr const char* kGaussianSource = "gaussian";
+
 struct DataSpec {
   std::string name;  // a 2-D set of data2d.h, or an image set
+  std::string source = kGaussianSource;  // or a 2-D set of data2d.h: a data-to-data flow
   DataKind kind = DataKind::Points2D;
   std::string path;  // folder of an image set's IDX files
   bool hflip = false;

@@ -59,10 +59,7 @@ SampleTrajectories sample_trajectories(const VelocityModel& model, const SampleR
   DF_CHECK(k >= 1 && k <= request.n, "trajectories: k must be 1 to the {} samples drawn, got {}", request.n, k);
   DF_CHECK(points >= 2, "trajectories: points must be at least 2, got {}", points);
   const Device dev = model_device(model);
-  std::vector<int64_t> dims = {k};
-  for (int64_t d : model.sample_shape) dims.push_back(d);
-  const Tensor x0 = normal_window(Shape(dims), 0.0, 1.0, Generator(request.seed), 0, TensorOptions(DType::f32, dev)) *
-                    model.source_std;
+  const Tensor x0 = source_points(model, request.seed, 0, k);
   const std::vector<double> times = uniform_time_grid(0.0, model.t_end, points - 1);
   SampleTrajectories out;
   std::vector<Tensor> states;
@@ -107,8 +104,10 @@ void save_samples_picture(const std::string& path, const FlowRunSpec& spec, cons
     return;
   }
   Generator data_gen(0xDA7A);  // the same data points in every picture of a run
-  const Tensor data = sample_2d(spec.data.name, std::min<int64_t>(drawn.x.size(0), 20000), data_gen, DType::f32);
-  save_samples_png(path, drawn.x, data, title, trajectories);
+  const int64_t points = std::min<int64_t>(drawn.x.size(0), 20000);
+  const Tensor data = sample_2d(spec.data.name, points, data_gen, DType::f32);
+  const Tensor source = model.source != kGaussianSource ? sample_2d(model.source, points, data_gen, DType::f32) : Tensor();
+  save_samples_png(path, drawn.x, data, title, trajectories, source);
 }
 
 Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
@@ -117,6 +116,19 @@ Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device) {
   std::vector<int64_t> v(size_t(std::max<int64_t>(n, 0)));
   for (int64_t i = 0; i < n; ++i) v[size_t(i)] = (i / columns) % classes;
   return from_vector(v, {n}, TensorOptions(DType::i64, device));
+}
+
+Tensor source_points(const VelocityModel& model, uint64_t seed, int64_t begin, int64_t end) {
+  const TensorOptions f32(DType::f32, model_device(model));
+  Generator gen(seed);
+  if (model.source != kGaussianSource) {
+    // 2-D sets are cheap to draw: the first `end` points, of which the piece keeps its own.
+    return sample_2d(model.source, end, gen, f32).narrow(0, begin, end - begin);
+  }
+  std::vector<int64_t> dims = {end - begin};
+  for (int64_t d : model.sample_shape) dims.push_back(d);
+  const int64_t per_sample = model.sample_shape.numel();
+  return normal_window(Shape(dims), 0.0, 1.0, gen, begin * per_sample, f32) * model.source_std;
 }
 
 DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r) { return draw_samples(model, r, 0, r.n); }
@@ -131,13 +143,9 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, in
            "draw_samples: guidance scale {} needs a class-conditional flow sampled by its ODE", r.cfg_scale);
   const Device dev = model_device(model);
   const TensorOptions f32(DType::f32, dev);
-  // The noise of samples [begin, end) of the whole draw randn([n, ...], Generator(seed)), drawn
-  // alone, so a piece costs memory for itself only.
-  const Generator gen(r.seed);
   std::vector<int64_t> dims = {end - begin};
   for (int64_t d : model.sample_shape) dims.push_back(d);
-  const int64_t per_sample = model.sample_shape.numel();
-  Tensor noise = normal_window(Shape(dims), 0.0, 1.0, gen, begin * per_sample, f32) * model.source_std;
+  Tensor noise = source_points(model, r.seed, begin, end);
   DrawnSamples out;
   if (model.num_classes > 0) out.labels = grid_labels(r.n, model.num_classes, 10, dev).narrow(0, begin, end - begin);
   out.how = model.method->describe_sampling(r);

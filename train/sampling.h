@@ -94,6 +94,11 @@ SampleTrajectories sample_trajectories(const VelocityModel& model, const SampleR
 void save_samples_picture(const std::string& path, const FlowRunSpec& spec, const VelocityModel& model,
                           const DrawnSamples& drawn, const Tensor& trajectories = {});
 
+// The points samples [begin, end) of a draw with `seed` start from, [end - begin, sample
+// shape...] on the model's device: the Gaussian's noise (a window of one randn draw, so a piece
+// costs its own size) or, for a data-to-data flow, points of the source dataset.
+Tensor source_points(const VelocityModel& model, uint64_t seed, int64_t begin, int64_t end);
+
 // i64 [n]: sample i gets class (i / columns) mod classes.
 Tensor grid_labels(int64_t n, int64_t classes, int64_t columns, Device device);
 

@@ -10,6 +10,7 @@ VelocityModel build_velocity_model(const FlowRunSpec& spec, Generator& init) {
   vm.module = spec.model.build(init);
   vm.num_classes = spec.model.classes;
   vm.sample_shape = spec.data.sample_shape;
+  vm.source = spec.data.source;
   std::shared_ptr<VelocityNetwork> net = vm.module;
   vm.network = [net](const Tensor& x, const Tensor& t, const Tensor& h, const Tensor& labels) {
     return net->forward(x, t, h, labels);

@@ -24,6 +24,7 @@ struct VelocityModel {
   int64_t num_classes = 0;
   double t_end = 1.0;       // the data end of time (method.t_max)
   double source_std = 1.0;  // the source at t = 0 is N(0, source_std^2 I) (sigma_max on the VE path)
+  std::string source = kGaussianSource;  // or a 2-D dataset (data.source): a data-to-data flow
   std::shared_ptr<const Method> method;
 };
 

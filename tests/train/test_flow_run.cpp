@@ -10,6 +10,7 @@
 
 #include "engine/safetensors.h"
 #include "tests/engine/test_util.h"
+#include "train/data2d.h"
 #include "train/flow_run.h"
 #include "train/meanflow.h"
 #include "train/memory_check.h"
@@ -565,6 +566,50 @@ TEST_CASE("sample trajectories: ODE paths from the draw's noise to its samples; 
   REQUIRE(j.chord_msd < 1e-10);
   REQUIRE_THAT(j.how, Catch::Contains("noise to sample (MeanFlow, 1 step)"));
   REQUIRE_THROWS_WITH(sample_trajectories(vm, request, 51), Catch::Contains("k must be 1 to the 50 samples drawn"));
+}
+
+}  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("data.source: a data-to-data flow trains from the source set's points and samples from fresh ones",
+          "[flow_run]") {
+  const FlowRunSpec spec = parse_flow_run_spec(small_run({"data.name=\"moons\"", "data.source=\"8gaussians\""}));
+  REQUIRE(spec.data.source == "8gaussians");
+  // Training: a short exact-OT run saves, loads and keeps its source.
+  const fs::path out = fresh_dir("source");
+  TrainRunOptions o;
+  o.out_dir = out.string();
+  o.quiet = true;
+  train_flow_matching(small_run({"data.name=\"moons\"", "data.source=\"8gaussians\"", "train.steps=10"}), o);
+  const LoadedModel lm = load_model_from_checkpoint((out / "checkpoint.safetensors").string());
+  REQUIRE(lm.model.source == "8gaussians");
+  // Samples start at the source's points (each piece its own rows of one draw), and the
+  // trajectories start where the samples do.
+  Generator gen(3);
+  const Tensor want = sample_2d("8gaussians", 12, gen, DType::f32);
+  REQUIRE(max_abs_diff(source_points(lm.model, 3, 0, 12), want) == 0);
+  REQUIRE(max_abs_diff(source_points(lm.model, 3, 5, 12), want.narrow(0, 5, 7)) == 0);
+  SampleChoices c;
+  c.n = 12;
+  c.seed = 3;
+  c.solver = "euler";
+  c.steps = 4;
+  const SampleRequest request = sample_request(lm.spec, lm.model, c);
+  const SampleTrajectories t = sample_trajectories(lm.model, request, 12, 5);
+  REQUIRE(max_abs_diff(t.paths.select(1, 0), want) == 0);
+  REQUIRE(max_abs_diff(t.paths.select(1, 4), draw_samples(lm.model, request).x) <= 1e-5);
+  fs::remove_all(out);
+  // Where it does not apply, the reason.
+  REQUIRE_THROWS_WITH(
+      parse_flow_run_spec(small_run({"data.name=\"fashion_mnist\"", "model.kind=\"unet\"", "data.source=\"moons\""})),
+      Catch::Contains("data.source = \"moons\" flows between 2-D sets; data.name = \"fashion_mnist\" is an image set"));
+  REQUIRE_THROWS_WITH(parse_flow_run_spec(small_run({"data.source=\"moons\"", "method.name=\"meanflow\"",
+                                                     "method.coupling=\"independent\""})),
+                      Catch::Contains("trained by conditional flow matching; set method.name = \"cfm\""));
+  REQUIRE_THROWS_WITH(parse_flow_run_spec(small_run({"data.source=\"moons\"", "method.path=\"vp\""})),
+                      Catch::Contains("the vp path starts from its own noise"));
+  REQUIRE_THROWS_WITH(parse_flow_run_spec(small_run({"data.source=\"swissroll\""})), Catch::Contains("data.source"));
 }
 
 }  // namespace dualflow::testing

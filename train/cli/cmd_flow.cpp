@@ -198,6 +198,10 @@ struct NllArgs {
 void run_nll(const NllArgs& a) {
   check_output_file(a.out, "nll --out");
   LoadedModel lm = load_model_from_checkpoint(a.checkpoint);
+  DF_CHECK(lm.model.source == kGaussianSource,
+           "nll: {} flows from data.source = \"{}\", a set of points with no density to start the likelihood from; nll "
+           "needs a model that starts from the Gaussian",
+           a.checkpoint, lm.model.source);
   const Device dev = model_device(lm.model);
   Generator data_gen(a.seed), probe_gen(a.seed + 1);
   const std::string data = lm.spec.data.name;

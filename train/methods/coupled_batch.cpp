@@ -2,6 +2,7 @@
 #include "train/methods/coupled_batch.h"
 
 #include "train/couplings.h"
+#include "train/data2d.h"
 #include "train/meanflow.h"
 
 namespace dualflow {
@@ -13,9 +14,10 @@ CoupledBatches coupled_batches(const TrainingSetup& s) {
   const int64_t null_label = s.model.num_classes;
   const TensorOptions opts = s.options;
   const BatchShard shard = s.shard;
+  const std::string source = s.spec.data.source;
   return [=](Generator& gen, int64_t step) {
     DataBatch d = data(gen, step);
-    Tensor x0 = randn(d.x.shape(), gen, opts);
+    Tensor x0 = source == kGaussianSource ? randn(d.x.shape(), gen, opts) : sample_2d(source, d.x.size(0), gen, opts);
     CoupledBatch pair;
     if (d.labels.defined()) {
       // The data rows keep their order (and their labels): the coupling re-pairs the noise. The

@@ -1,5 +1,5 @@
 // The batch of the path-based objectives (cfm, score): data from the run's stream, fresh
-// noise paired with it by the configured coupling, labels with class dropout, and times in
+// noise (or points of data.source, for a data-to-data flow) paired with it by the configured coupling, labels with class dropout, and times in
 // [0, t_max), drawn for the whole batch (the coupling sees all of it) and cut to this
 // process's shard; and the probability path those pairs are trained on.
 #pragma once
