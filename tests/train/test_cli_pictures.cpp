@@ -5,38 +5,16 @@
 #include <stb_image.h>
 
 #include "tests/train/cli_runner.h"
+#include "tests/train/decoded_png.h"
 #include "train/figure.h"
 
 namespace dualflow::testing {
-namespace {
+using Picture = DecodedPng;
 
-struct Picture {
-  int w = 0, h = 0;
-  std::vector<unsigned char> rgb;
-  int64_t ink(int x0, int y0, int x1, int y1) const {  // non-white pixels in [x0, x1) x [y0, y1)
-    int64_t n = 0;
-    for (int y = y0; y < y1; ++y)
-      for (int x = x0; x < x1; ++x) {
-        const unsigned char* p = &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3];
-        n += !(p[0] == 255 && p[1] == 255 && p[2] == 255);
-      }
-    return n;
-  }
-};
-
-Picture decode(const fs::path& path) {
-  INFO(path.string());
+inline Picture decode(const fs::path& path) {
   REQUIRE(fs::exists(path));
-  Picture p;
-  int c = 0;
-  unsigned char* px = stbi_load(path.string().c_str(), &p.w, &p.h, &c, 3);
-  REQUIRE(px != nullptr);
-  p.rgb.assign(px, px + size_t(p.w) * size_t(p.h) * 3);
-  stbi_image_free(px);
-  return p;
+  return load_png(path.string());
 }
-
-}  // namespace
 
 TEST_CASE("dualflow demo: demo.png holds the data, three samplers and two loss curves", "[cli_pictures]") {
   Scratch s("demo");

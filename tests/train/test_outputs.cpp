@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "tests/engine/test_util.h"
+#include "tests/train/decoded_png.h"
 #include "train/npy.h"
 #include "train/plots.h"
 
@@ -33,30 +34,7 @@ TEST_CASE("npy: version 1.0 header, 64-byte aligned data, float32 values in C or
   REQUIRE(npy_f32_bytes(zeros({5})).find("'shape': (5,)") != std::string::npos);
 }
 
-namespace {
-struct Png {
-  int w = 0, h = 0;
-  std::vector<unsigned char> rgb;
-  const unsigned char* at(int x, int y) const { return &rgb[(size_t(y) * size_t(w) + size_t(x)) * 3]; }
-  bool white(int x, int y) const { return at(x, y)[0] == 255 && at(x, y)[1] == 255 && at(x, y)[2] == 255; }
-  // Pixels that are not white inside [x0, x1) x [y0, y1).
-  int64_t ink(int x0, int y0, int x1, int y1) const {
-    int64_t n = 0;
-    for (int y = y0; y < y1; ++y)
-      for (int x = x0; x < x1; ++x) n += !white(x, y);
-    return n;
-  }
-};
-Png load_png(const std::string& path) {
-  Png p;
-  int c = 0;
-  unsigned char* px = stbi_load(path.c_str(), &p.w, &p.h, &c, 3);
-  REQUIRE(px != nullptr);
-  p.rgb.assign(px, px + size_t(p.w) * size_t(p.h) * 3);
-  stbi_image_free(px);
-  return p;
-}
-}  // namespace
+using Png = DecodedPng;
 
 TEST_CASE("png: an image grid decodes to the drawn pixels, magnified, with row labels in its margin", "[outputs]") {
   namespace fs = std::filesystem;
