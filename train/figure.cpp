@@ -278,6 +278,10 @@ void draw_density_panel(Canvas& c, Box box, const DensityPanel& panel) {
   }
 }
 
+namespace {
+Rgb series_color(const Series& s, size_t index) { return s.color ? *s.color : palette_color(index); }
+}  // namespace
+
 void draw_line_chart(Canvas& c, Box box, const LineChart& chart) {
   draw_title(c, box, chart.title);
   double xlo = std::numeric_limits<double>::infinity(), xhi = -xlo, ylo = xlo, yhi = -xlo;
@@ -327,8 +331,8 @@ void draw_line_chart(Canvas& c, Box box, const LineChart& chart) {
         continue;
       }
       const double px = a.px(s.x[i]), py = a.py(s.y[i]);
-      if (have_last) c.line(lx, ly, px, py, palette_color(k), 2);
-      else if (s.x.size() == 1) c.fill_rect(int(px) - 2, int(py) - 2, 5, 5, palette_color(k));
+      if (have_last) c.line(lx, ly, px, py, series_color(chart.series[k], k), 2);
+      else if (s.x.size() == 1) c.fill_rect(int(px) - 2, int(py) - 2, 5, 5, series_color(chart.series[k], k));
       lx = px;
       ly = py;
       have_last = true;
@@ -351,7 +355,7 @@ void draw_line_chart(Canvas& c, Box box, const LineChart& chart) {
   for (size_t k = 0; k < chart.series.size(); ++k) {
     if (chart.series[k].label.empty()) continue;
     const int y = ly + 4 + r * row;
-    c.fill_rect(lx + 5, y + 3, 16, 2, palette_color(k));
+    c.fill_rect(lx + 5, y + 3, 16, 2, series_color(chart.series[k], k));
     c.text(lx + 25, y, chart.series[k].label, kInk, kLabelScale);
     ++r;
   }

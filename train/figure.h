@@ -5,6 +5,7 @@
 // so no font file is needed.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,11 +71,12 @@ void draw_density_panel(Canvas& canvas, Box box, const DensityPanel& panel);
 struct Series {
   std::string label;
   std::vector<double> x, y;  // non-finite points, and y <= 0 on a log axis, are skipped
+  std::optional<Rgb> color;  // default: palette_color of the series' index
 };
 struct LineChart {
   std::string title, x_label, y_label;
   bool log_y = false;
-  std::vector<Series> series;  // coloured by palette_color(index); a legend when any has a label
+  std::vector<Series> series;  // a legend when any has a label
 };
 void draw_line_chart(Canvas& canvas, Box box, const LineChart& chart);
 

@@ -37,16 +37,16 @@ std::pair<AxisRange, AxisRange> plot_range(const Tensor& points) {
 
 void save_samples_png(const std::string& path, const Tensor& samples, const Tensor& data, const std::string& title,
                       const Tensor& trajectories, const Tensor& source) {
-  // One range for every panel: the data's, widened to the source's for a data-to-data flow.
+  // One range for every panel: the data's, widened to the source's for a data-to-data flow
+  // (a square around both, so the axes keep equal scales).
   auto [xr, yr] = plot_range(data.defined() ? data : samples);
   if (source.defined()) {
     const auto [sx, sy] = plot_range(source);
-    const double cx = (std::min(xr.lo, sx.lo) + std::max(xr.hi, sx.hi)) / 2;
-    const double cy = (std::min(yr.lo, sy.lo) + std::max(yr.hi, sy.hi)) / 2;
-    const double half = std::max({std::max(xr.hi, sx.hi) - std::min(xr.lo, sx.lo),
-                                  std::max(yr.hi, sy.hi) - std::min(yr.lo, sy.lo)}) / 2;
-    xr = {cx - half, cx + half};
-    yr = {cy - half, cy + half};
+    const double x0 = std::min(xr.lo, sx.lo), x1 = std::max(xr.hi, sx.hi);
+    const double y0 = std::min(yr.lo, sy.lo), y1 = std::max(yr.hi, sy.hi);
+    const double half = std::max(x1 - x0, y1 - y0) / 2;
+    xr = {(x0 + x1) / 2 - half, (x0 + x1) / 2 + half};
+    yr = {(y0 + y1) / 2 - half, (y0 + y1) / 2 + half};
   }
   const int panels = (data.defined() ? 2 : 1) + (source.defined() ? 1 : 0);
   Canvas canvas(kPanelWidth * panels, kPanelHeight);

@@ -87,9 +87,6 @@ TEST_CASE("dualflow train, sample and plot: samples beside the data, curves at e
   REQUIRE_THAT(labels.err, Catch::Contains("--label given 1 times for 2 runs"));
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("dualflow eval: samples drawn and classified piece by piece, the grid's rows named by class",
           "[cli_pictures]") {

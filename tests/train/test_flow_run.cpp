@@ -288,9 +288,6 @@ TEST_CASE("train run: unsupported settings and a missing checkpoint are clear er
   fs::remove_all(o.out_dir);
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("image run: a tiny class-conditional DiT MeanFlow run resumes bit for bit and loads with its buffers",
           "[flow_run]") {
@@ -401,9 +398,6 @@ TEST_CASE("run spec: optim.beta1 is SGD's momentum in flow runs, as the schema s
   fs::remove_all(dir);
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("run spec: method.path = curved2d trains CFM on the notes' curved 2-D path, and only that",
           "[flow_run]") {
@@ -438,14 +432,10 @@ TEST_CASE("run spec: method.path = curved2d trains CFM on the notes' curved 2-D 
   fs::remove_all(dir);
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("streamed sampling: pieces written to the .npy equal the whole draw; the first rows come back",
           "[flow_run]") {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / fmt::format("dualflow-stream-{}", ::getpid());
+  const fs::path dir = fresh_dir("stream");
   fs::create_directories(dir);
   auto check = [&](const FlowRunSpec& spec, const std::string& solver, int64_t n, int64_t piece, int64_t keep) {
     Generator init(5);
@@ -531,9 +521,6 @@ TEST_CASE("memory checks: a batch measured per sample, refused up front with the
   fs::remove_all(out);
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("sample trajectories: ODE paths from the draw's noise to its samples; MeanFlow jumps are straight",
           "[flow_run]") {
@@ -568,9 +555,6 @@ TEST_CASE("sample trajectories: ODE paths from the draw's noise to its samples; 
   REQUIRE_THROWS_WITH(sample_trajectories(vm, request, 51), Catch::Contains("k must be 1 to the 50 samples drawn"));
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("data.source: a data-to-data flow trains from the source set's points and samples from fresh ones",
           "[flow_run]") {

@@ -173,9 +173,6 @@ TEST_CASE("figure: nice ticks, log ticks and their labels", "[outputs]") {
   REQUIRE(tick_label(0, 1) == "0");
 }
 
-}  // namespace dualflow::testing
-
-namespace dualflow::testing {
 
 TEST_CASE("npy: an array streamed in pieces is the same file as written whole; a short or long one is refused",
           "[outputs]") {

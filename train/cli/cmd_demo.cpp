@@ -140,9 +140,8 @@ void run_demo(const DemoOptions& o) {
       s.y.push_back(value);
     }
     chart.log_y = std::all_of(s.y.begin(), s.y.end(), [](double v) { return v > 0; });
+    s.color = palette_color(size_t(i));  // each curve in its samples' colour: CFM blue, MeanFlow orange
     chart.series.push_back(std::move(s));
-    // Colour: series 0 of its own chart is blue; MeanFlow's curve takes its samples' orange.
-    if (i == 1) chart.series.insert(chart.series.begin(), Series{});
     draw_line_chart(canvas, {i * 2 * pw, ph, 2 * pw, 330}, chart);
   }
   const std::string png = (fs::path(o.out) / "demo.png").string();
