@@ -61,6 +61,15 @@ TEST_CASE("dualflow train, sample and plot: samples beside the data, curves at e
   INFO(o.err);
   REQUIRE(o.status == 0);
   REQUIRE(decode(s.work / "x.png").w == 2 * 380);
+  // An output no disk holds is refused before sampling, with the bytes it needs (8 TB here).
+  Outcome huge = run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "huge.npy", "--n",
+                                  "1000000000000"});
+  REQUIRE(huge.status > 0);
+  REQUIRE(huge.status < 128);
+  REQUIRE_THAT(huge.err, Catch::Contains("sample: --n 1000000000000 writes 7450.6 GiB to 'huge.npy', but its folder "
+                                         "has") &&
+                             Catch::Contains("free"));
+  REQUIRE_FALSE(fs::exists(s.work / "huge.npy"));
 
   // A second run, then both overlaid.
   Outcome t = run_dualflow(s, {"train", "tiny.toml", "--out", "run2", "--set", "optim.lr=3e-3"});
@@ -108,6 +117,12 @@ TEST_CASE("dualflow eval: samples drawn and classified piece by piece, the grid'
   INFO(model.err);
   REQUIRE(model.status == 0);
   // 600 samples: three pieces of 250, 250 and 100.
+  // Trajectories are drawn over 2-D samples only.
+  Outcome paths = run_dualflow(s, {"sample", "--checkpoint", "m/checkpoint.safetensors", "--out", "p.npy", "--n", "4",
+                                   "--trajectories", "2"});
+  REQUIRE(paths.status > 0);
+  REQUIRE_THAT(paths.err, Catch::Contains("sample: --trajectories draws paths over 2-D samples; this checkpoint's data "
+                                          "(fashion_mnist) are images"));
   Outcome e = run_dualflow(s, {"eval", "--classifier", "clf/checkpoint.safetensors", "--checkpoint",
                                "m/checkpoint.safetensors", "--n", "600", "--grid", "g.png", "--out", "e.jsonl"});
   INFO(e.err);
