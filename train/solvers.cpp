@@ -155,6 +155,9 @@ constexpr double kM1 = 6025192743.0 / 30085553152 / 2, kM3 = 51252292925.0 / 654
                  kM4 = -2691868925.0 / 45128329728 / 2, kM5 = 187940372067.0 / 1594534317056 / 2,
                  kM6 = -1776094331.0 / 19743644256 / 2, kM7 = 11237099.0 / 235043384 / 2;
 constexpr int kDopriOrder = 5;
+// The order of the embedded error estimate (4): the step-size law scales with its power
+// 1 / (4 + 1), as Hairer & Wanner, scipy's RK45 and torchdiffeq all use.
+constexpr int kDopriErrorOrder = 4;
 
 // Hairer & Wanner, Solving ODEs I, II.4: a step whose explicit Euler change is ~1% of the
 // state's scale, refined by a finite-difference estimate of the second derivative.
@@ -168,7 +171,7 @@ double initial_step(const VelocityField& f, const Tensor& y0, const Tensor& f0, 
   ++nfe;
   const double d2 = rms(div(sub(f1, f0), scale)) / h0;
   const double dmax = std::max(d1, d2);
-  const double h1 = dmax <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dmax, 1.0 / (kDopriOrder + 1));
+  const double h1 = dmax <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dmax, 1.0 / (kDopriErrorOrder + 1));
   return std::min(100 * h0, h1);
 }
 
@@ -190,6 +193,7 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
   if (o.dt_min > 0) h = std::max(h, o.dt_min);
 
   double t = t0;
+  bool rejected_here = false;  // a rejection since the last accepted step
   while (dir * (t1 - t) > 0) {
     if (res.accepted_steps + res.rejected_steps >= o.max_steps)
       fail(
@@ -229,7 +233,7 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
              "returned inf or nan",
              t, hs);
 
-    const bool accept = error_ratio <= 1.0;
+    const bool accept = error_ratio < 1.0;
     if (accept) {
       ++res.accepted_steps;
       if (!save.done() && dir * (save.time() - t_new) <= 1e-12 * scale_t) {
@@ -257,16 +261,20 @@ OdeResult integrate_dopri5(const VelocityField& f, const Tensor& x0, double t0, 
       ++res.rejected_steps;
     }
 
+    // The next step from this one's error (scipy's RK45 controller): an accepted step sets the
+    // next size by the error it made, shrinking it when that error came close to the tolerance
+    // (keeping the size, as torchdiffeq does, spends a rejected attempt of 6 evaluations next);
+    // after a rejection the accepted step does not grow the next; a rejected one shrinks.
     double factor;
     if (error_ratio == 0.0) {
       factor = o.max_step_factor;
     } else {
-      factor = o.safety * std::pow(error_ratio, -1.0 / kDopriOrder);
+      factor = o.safety * std::pow(error_ratio, -1.0 / (kDopriErrorOrder + 1));
       factor = std::clamp(factor, o.min_step_factor, o.max_step_factor);
     }
-    // An accepted step never shrinks the next one (torchdiffeq does the same), a rejected one
-    // always does.
-    factor = accept ? std::max(factor, 1.0) : std::min(factor, 1.0);
+    if (accept && rejected_here) factor = std::min(factor, 1.0);
+    if (!accept) factor = std::min(factor, 1.0);
+    rejected_here = !accept;
     h = hs * factor;
     if (o.dt_max > 0) h = std::min(h, o.dt_max);
     if (o.dt_min > 0 && h < o.dt_min) {

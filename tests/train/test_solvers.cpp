@@ -260,3 +260,36 @@ TEST_CASE("jittered time grids stay monotone, keep their ends and move between d
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("dopri5 against scipy's RK45 (the same pair) on van der Pol: no more evaluations, as accurate",
+          "[solvers]") {
+  // tools/reference/scipy_rk45_nfe.py printed these with scipy 1.17.1: solve_ivp(method="RK45",
+  // rtol = atol = tol)'s nfev and largest endpoint error, against DOP853 at rtol = atol = 1e-13.
+  const std::vector<double> reference = {-1.85158414160432, 0.63458421353673,  0.140722611087999, 2.09820586515685,
+                                         0.992884806622552, -1.40634410070505, -1.16730142690357, -0.490417463295976};
+  struct Scipy {
+    double tol;
+    int64_t nfe;
+    double error;
+  };
+  VelocityField van_der_pol = [](const Tensor& x, double) {
+    const Tensor p = x.select(1, 0), q = x.select(1, 1);
+    return stack({q, -p + (1.0 - square(p)) * q * 0.5}, 1);
+  };
+  const Tensor x0 = from_vector(std::vector<double>{2.0, 0.0, 0.5, -1.0, -1.5, 1.0, 0.1, 0.1}, {4, 2}, DType::f64);
+  const Tensor want = from_vector(reference, {4, 2}, DType::f64);
+  for (const Scipy& s : {Scipy{1e-3, 122, 6.857e-2}, Scipy{1e-5, 272, 3.710e-4}, Scipy{1e-7, 584, 7.874e-7}}) {
+    OdeOptions o;
+    o.rtol = o.atol = s.tol;
+    const OdeResult r = odeint(van_der_pol, x0, 0.0, 10.0, o);
+    const double error = max_abs_diff(r.x, want);
+    INFO("tol " << s.tol << ": nfe " << r.nfe << " (scipy " << s.nfe << "), accepted " << r.accepted_steps
+                << ", rejected " << r.rejected_steps << ", error " << error << " (scipy " << s.error << ")");
+    CHECK(double(r.nfe) <= 1.05 * double(s.nfe));
+    CHECK(error <= 2 * s.error);
+  }
+}
+
+}  // namespace dualflow::testing
