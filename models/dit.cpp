@@ -48,6 +48,8 @@ void DiTConfig::validate() const {
   DF_CHECK(depth > 0 && mlp_hidden() > 0, "DiT: depth and mlp width must be positive, got depth={} mlp={}", depth,
            mlp_hidden());
   DF_CHECK(num_classes >= 0, "DiT: num_classes must be >= 0, got {}", num_classes);
+  DF_CHECK(conditions >= 0 && (conditions == 0 || use_h),
+           "DiT: further conditions ({}) come after the interval h and need use_h", conditions);
   DF_CHECK(frequency_dim > 0 && frequency_dim % 2 == 0, "DiT: frequency_dim must be positive and even, got {}",
            frequency_dim);
 }
@@ -58,7 +60,7 @@ int64_t dit_parameter_count(const DiTConfig& c) {
   auto linear = [](int64_t in, int64_t out) { return in * out + out; };
   int64_t n = c.in_channels * p * p * h + h;  // x_embedder
   const int64_t timestep = linear(c.frequency_dim, h) + linear(h, h);
-  n += timestep * (c.use_h ? 2 : 1);                    // t (and h) embedders
+  n += timestep * (c.use_h ? 2 + c.conditions : 1);     // t (and h, and the conditions') embedders
   if (c.num_classes > 0) n += (c.num_classes + 1) * h;  // y_embedder with null class
   n += c.depth * (linear(h, 3 * h) + linear(h, h) + linear(h, m) + linear(m, h) + linear(h, 6 * h));  // blocks
   n += linear(h, 2 * h) + linear(h, p * p * c.output_channels());                                     // final layer
@@ -193,6 +195,9 @@ DiT::DiT(const DiTConfig& config, Generator& gen) : VelocityNetwork("DiT"), conf
                                                                           config.patch_size, gen));
   t_embedder = register_module("t_embedder", std::make_shared<TimestepEmbedder>(hidden, gen, freqs));
   if (config.use_h) h_embedder = register_module("h_embedder", std::make_shared<TimestepEmbedder>(hidden, gen, freqs));
+  for (int64_t k = 0; k < config.conditions; ++k)
+    condition_embedders.push_back(register_module(fmt::format("condition_embedder_{}", k),
+                                                  std::make_shared<TimestepEmbedder>(hidden, gen, freqs)));
   if (config.num_classes > 0)
     y_embedder = register_module("y_embedder", std::make_shared<LabelEmbedding>(config.num_classes, hidden, gen));
   pos_embed = register_buffer("pos_embed", sincos_pos_embed_2d(hidden, config.grid_size()).unsqueeze(0));
@@ -208,7 +213,8 @@ std::string DiT::describe() const {
   const DiTConfig& c = config_;
   return fmt::format("DiT(image={}x{}x{}, patch={}, hidden={}, depth={}, heads={}{}{})", c.in_channels, c.input_size,
                      c.input_size, c.patch_size, c.hidden_size, c.depth, c.num_heads,
-                     c.num_classes ? fmt::format(", classes={}", c.num_classes) : "", c.use_h ? ", h" : "");
+                     c.num_classes ? fmt::format(", classes={}", c.num_classes) : "",
+                     c.use_h ? (c.conditions ? fmt::format(", h+{} conditions", c.conditions) : ", h") : "");
 }
 
 void DiT::initialize_weights(Generator& gen) {
@@ -235,7 +241,9 @@ void DiT::initialize_weights(Generator& gen) {
   init::xavier_uniform_(w.reshape(Shape{w.shape()[0], -1}), gen);
   init::zeros_(x_embedder->proj->bias);
   if (y_embedder) init::normal_(y_embedder->embedding_table->weight, 0.0, 0.02, gen);
-  for (const auto& te : {t_embedder, h_embedder})
+  std::vector<std::shared_ptr<TimestepEmbedder>> embedders{t_embedder, h_embedder};
+  embedders.insert(embedders.end(), condition_embedders.begin(), condition_embedders.end());
+  for (const auto& te : embedders)
     if (te) {
       init::normal_(te->linear1->weight, 0.0, 0.02, gen);
       init::normal_(te->linear2->weight, 0.0, 0.02, gen);
@@ -257,7 +265,10 @@ Tensor DiT::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Ten
   DF_CHECK(x.shape()[2] == config_.input_size && x.shape()[3] == config_.input_size,
            "{}: image size expected {}x{}, got {}x{}", describe(), config_.input_size, config_.input_size, x.shape()[2],
            x.shape()[3]);
-  Tensor c = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get());
+  std::vector<TimestepEmbedder*> conditions;
+  for (const auto& e : condition_embedders) conditions.push_back(e.get());
+  Tensor c = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(),
+                                    conditions);
   Tensor tokens = x_embedder->forward(x) + pos_embed;
   for (const auto& block : *blocks) tokens = block->forward(tokens, c);
   return unpatchify(final_layer->forward(tokens, c));

@@ -23,6 +23,9 @@ struct DiTConfig {
   double mlp_ratio = 4.0;
   int64_t num_classes = 1000;   // 0: unconditional, no y_embedder
   bool use_h = false;           // MeanFlow: an h_embedder for h = t - r, summed into the condition
+  // Further scalar conditions after the interval (use_h; iMF's guidance scale and interval): h is
+  // then [N, 1 + conditions], each column with its own embedder summed into the condition.
+  int64_t conditions = 0;
   int64_t frequency_dim = 256;  // sinusoidal dims feeding each timestep embedder
   double time_scale = 1000.0;   // t in [0, 1] -> a = 1000 t freqs (the reference's integer steps: 1)
 
@@ -125,6 +128,7 @@ class DiT : public VelocityNetwork {
   std::shared_ptr<PatchEmbed> x_embedder;
   std::shared_ptr<TimestepEmbedder> t_embedder;
   std::shared_ptr<TimestepEmbedder> h_embedder;  // null unless use_h
+  std::vector<std::shared_ptr<TimestepEmbedder>> condition_embedders;  // "condition_embedder_k", one per condition
   std::shared_ptr<LabelEmbedding> y_embedder;    // null unless num_classes > 0
   Tensor pos_embed;                              // buffer [1, tokens, hidden]
   std::shared_ptr<ModuleList<DiTBlock>> blocks;

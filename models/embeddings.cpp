@@ -140,8 +140,22 @@ Tensor FourierFeatures::forward(const Tensor& x) {
   return cat({sin(a), cos(a)}, -1);
 }
 
+std::vector<Tensor> interval_and_conditions(const std::string& who, int64_t n, const Tensor& h, int64_t conditions) {
+  DF_CHECK(h.defined() && h.shape()[0] == n &&
+               ((conditions == 0 && h.dim() == 1) || (h.dim() == 2 && h.shape()[1] == 1 + conditions)),
+           "{}: h expected {}, got {}", who,
+           conditions == 0 ? fmt::format("[{}] or [{}, 1]", n, n)
+                           : fmt::format("[{}, {}] (the interval, then {} conditions)", n, 1 + conditions, conditions),
+           h.defined() ? h.shape().str() : "undefined");
+  if (h.dim() == 1) return {h};
+  std::vector<Tensor> columns;
+  for (int64_t k = 0; k <= conditions; ++k) columns.push_back(h.select(1, k));
+  return columns;
+}
+
 Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
-                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder) {
+                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder,
+                              const std::vector<TimestepEmbedder*>& condition_embedders) {
   auto check_time = [&](const char* what, const Tensor& s) {
     DF_CHECK(s.defined() && s.dim() >= 1 && s.shape()[0] == n && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
              "{}: {} expected [{}] or [{}, 1], got {}", who, what, n, n, s.defined() ? s.shape().str() : "undefined");
@@ -149,8 +163,10 @@ Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t
   check_time("t", t);
   Tensor c = t_embedder.forward(t);
   if (h_embedder) {
-    check_time("h", h);
-    c = c + h_embedder->forward(h);
+    const std::vector<Tensor> columns =
+        interval_and_conditions(who, n, h, int64_t(condition_embedders.size()));
+    c = c + h_embedder->forward(columns[0]);
+    for (size_t k = 0; k < condition_embedders.size(); ++k) c = c + condition_embedders[k]->forward(columns[k + 1]);
   } else {
     DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", who,
              h.shape().str());

@@ -103,9 +103,17 @@ class FourierFeatures : public UnaryModule {
 
 // The conditioning vector a network's blocks read: t_embedder(t), plus h_embedder(h) when the
 // network has one (MeanFlow's h = t - r), plus y_embedder(labels) when it has classes (the null
-// class where labels are undefined). Checks that t and h are [n] or [n, 1] and that h and labels
-// are given only to networks built for them; `who` names the network in errors.
+// class where labels are undefined). A network with K further scalar conditions (iMF's guidance
+// scale and interval; `condition_embedders`, one each) takes h as [n, 1 + K], the interval in
+// column 0, and adds condition_embedders[k](h[:, 1 + k]). Checks that t and h are [n] or [n, 1]
+// (h [n, 1 + K] with conditions) and that h and labels are given only to networks built for
+// them; `who` names the network in errors.
 Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
-                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder);
+                              TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder,
+                              const std::vector<TimestepEmbedder*>& condition_embedders = {});
+
+// Checks that h is [n] or [n, 1] (no further conditions) or [n, 1 + conditions] and returns its
+// columns as [n] tensors: the interval first, then the conditions. `who` names the network.
+std::vector<Tensor> interval_and_conditions(const std::string& who, int64_t n, const Tensor& h, int64_t conditions);
 
 }  // namespace dualflow

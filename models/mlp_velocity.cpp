@@ -13,7 +13,9 @@ MLPVelocity::MLPVelocity(const MLPVelocityConfig& config, Generator& gen)
   DF_CHECK(config.num_classes >= 0, "MLPVelocity: num_classes must be >= 0, got {}", config.num_classes);
   std::vector<int64_t> widths{input_features()};
   for (int64_t i = 0; i < config.depth; ++i) widths.push_back(config.width);
-  widths.push_back(config.data_dim);
+  DF_CHECK(config.conditions >= 0 && (config.conditions == 0 || config.use_h) && config.out_dim >= 0,
+           "MLPVelocity: conditions ({}) need use_h and out_dim ({}) must be >= 0", config.conditions, config.out_dim);
+  widths.push_back(config.out_dim > 0 ? config.out_dim : config.data_dim);
   net = register_module("net", std::make_shared<MLP>(widths, config.activation, gen));
   if (config.num_classes > 0)
     label_embedding =
@@ -21,13 +23,16 @@ MLPVelocity::MLPVelocity(const MLPVelocityConfig& config, Generator& gen)
 }
 
 int64_t MLPVelocity::input_features() const {
-  return config_.data_dim + config_.embedding_dim * (config_.use_h ? 2 : 1);
+  return config_.data_dim + config_.embedding_dim * (config_.use_h ? 2 + config_.conditions : 1);
 }
 
 std::string MLPVelocity::describe() const {
-  return fmt::format("MLPVelocity(d={}, width={}, depth={}, emb={}{}{})", config_.data_dim, config_.width,
-                     config_.depth, config_.embedding_dim, config_.use_h ? ", h" : "",
-                     config_.num_classes ? fmt::format(", classes={}", config_.num_classes) : "");
+  return fmt::format(
+      "MLPVelocity(d={}, width={}, depth={}, emb={}{}{}{})", config_.data_dim, config_.width, config_.depth,
+      config_.embedding_dim,
+      config_.use_h ? (config_.conditions ? fmt::format(", h+{} conditions", config_.conditions) : ", h") : "",
+      config_.num_classes ? fmt::format(", classes={}", config_.num_classes) : "",
+      config_.out_dim > 0 && config_.out_dim != config_.data_dim ? fmt::format(", out={}", config_.out_dim) : "");
 }
 
 Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& labels) {
@@ -42,8 +47,8 @@ Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, c
   check_time("t", t);
   std::vector<Tensor> features{z, time_embedding_.forward(t)};
   if (config_.use_h) {
-    check_time("h", h);
-    features.push_back(time_embedding_.forward(h));
+    for (const Tensor& column : interval_and_conditions(describe(), n, h, config_.conditions))
+      features.push_back(time_embedding_.forward(column));
   } else {
     DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(),
              h.shape().str());

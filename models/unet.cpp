@@ -115,6 +115,11 @@ UNet::UNet(const UNetConfig& config, Generator& gen) : VelocityNetwork("UNet"), 
   SinusoidalOptions freqs{c.base_channels + c.base_channels % 2, c.time_scale, 10000, false};
   t_embedder = register_module("t_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
   if (c.use_h) h_embedder = register_module("h_embedder", std::make_shared<TimestepEmbedder>(emb, gen, freqs));
+  DF_CHECK(c.conditions >= 0 && (c.conditions == 0 || c.use_h),
+           "UNet: further conditions ({}) come after the interval h and need use_h", c.conditions);
+  for (int64_t k = 0; k < c.conditions; ++k)
+    condition_embedders.push_back(register_module(fmt::format("condition_embedder_{}", k),
+                                                  std::make_shared<TimestepEmbedder>(emb, gen, freqs)));
   if (c.num_classes > 0)
     y_embedder = register_module("y_embedder", std::make_shared<LabelEmbedding>(c.num_classes, emb, gen));
 
@@ -194,7 +199,10 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Te
            c.in_channels, x.shape()[1], x.shape().str());
   DF_CHECK(x.shape()[2] == c.image_size && x.shape()[3] == c.image_size, "{}: image size expected {}x{}, got {}x{}",
            describe(), c.image_size, c.image_size, x.shape()[2], x.shape()[3]);
-  Tensor emb = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get());
+  std::vector<TimestepEmbedder*> conditions;
+  for (const auto& e : condition_embedders) conditions.push_back(e.get());
+  Tensor emb = conditioning_embedding(describe(), n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(),
+                                      conditions);
 
   std::vector<Tensor> skips;
   Tensor hcur = input_conv->forward(x);

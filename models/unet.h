@@ -29,6 +29,7 @@ struct UNetConfig {
   double dropout = 0.0;
   int64_t num_classes = 0;     // > 0: class-conditional with a learned null class
   bool use_h = false;          // MeanFlow: a second time input h = t - r with its own embedder
+  int64_t conditions = 0;      // further scalar conditions after h (iMF): h is [N, 1 + conditions]
   bool conv_resample = true;   // strided conv down / conv after nearest upsample; else pool / plain
   int64_t embedding_dim = 0;   // conditioning width; 0: 4 * base_channels
   double time_scale = 1000.0;  // t in [0, 1] -> a = time_scale * t * freqs in the sinusoidal embedding
@@ -103,6 +104,7 @@ class UNet : public VelocityNetwork {
   const UNetConfig& config() const { return config_; }
 
   std::shared_ptr<TimestepEmbedder> t_embedder, h_embedder;  // h_embedder null without use_h
+  std::vector<std::shared_ptr<TimestepEmbedder>> condition_embedders;  // "condition_embedder_k", one per condition
   std::shared_ptr<LabelEmbedding> y_embedder;                // null without classes
   std::shared_ptr<Conv2d> input_conv, output_conv;
   std::shared_ptr<ModuleList<UNetStage>> down_stages, up_stages;

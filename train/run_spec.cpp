@@ -108,7 +108,8 @@ ModelSpec parse_model(const RunConfig& c, const DataSpec& data, const Method& me
              "model.classes = {}: {} has {} classes; set model.classes = {} (class-conditional) or 0", m.classes,
              data.name, data.classes, data.classes);
   }
-  NetworkContext context{data, m.classes, method.network_takes_interval(), m.time_scale};
+  NetworkContext context{data, m.classes, method.network_takes_interval(), m.time_scale, method.network_conditions(),
+                         method.network_heads()};
   m.build = network.parse(c, context);
   return m;
 }
@@ -181,6 +182,12 @@ void add_sample_keys(ConfigSchema& s) {
   s.add_float("sample.atol", 1e-5, "absolute tolerance of dopri5").greater_than(0);
   s.add_int("sample.n", 2000, "number of samples to draw").at_least(1);
   s.add_float("sample.cfg_scale", 1.0, "classifier-free guidance scale; 1 is the conditional model alone").at_least(0);
+  s.add_float("sample.cfg_t_min", 0.0, "iMF: guidance applies to times t in [cfg_t_min, cfg_t_max] (t = 1 is noise)")
+      .at_least(0)
+      .at_most(1);
+  s.add_float("sample.cfg_t_max", 1.0, "iMF: guidance applies to times t in [cfg_t_min, cfg_t_max] (t = 1 is noise)")
+      .at_least(0)
+      .at_most(1);
 }
 
 }  // namespace
@@ -315,6 +322,10 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
   spec.sample.ode.atol = c.get_float("sample.atol");
   spec.sample.n = c.get_int("sample.n");
   spec.sample.cfg_scale = c.get_float("sample.cfg_scale");
+  spec.sample.cfg_t_min = c.get_float("sample.cfg_t_min");
+  spec.sample.cfg_t_max = c.get_float("sample.cfg_t_max");
+  DF_CHECK(spec.sample.cfg_t_min <= spec.sample.cfg_t_max, "sample.cfg_t_min = {} must not exceed sample.cfg_t_max = {}",
+           spec.sample.cfg_t_min, spec.sample.cfg_t_max);
   if (spec.data.source != kGaussianSource) {
     // A data-to-data flow: conditional flow matching between two sample sets, on a path whose
     // ends are the pair itself (no noise scale at t = 0, unlike vp or ve).

@@ -93,6 +93,7 @@ struct SampleSpec {
   OdeOptions ode;
   int64_t n = 0;
   double cfg_scale = 1.0;
+  double cfg_t_min = 0.0, cfg_t_max = 1.0;  // iMF's guidance interval at sampling
 };
 
 struct FlowRunSpec {

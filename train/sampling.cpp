@@ -20,7 +20,16 @@ SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model
   r.ode = ode_options_with(spec.sample.ode, c.solver, c.steps, c.rtol, c.atol);
   r.steps = c.steps;
   r.n = c.n > 0 ? c.n : spec.sample.n;
-  r.cfg_scale = c.cfg >= 0 ? c.cfg : model.num_classes > 0 && r.sampler == kOdeSampler ? spec.sample.cfg_scale : 1.0;
+  const Method::Guidance guidance =
+      model.num_classes > 0 ? model.method->sampler_guidance(r.sampler) : Method::Guidance::None;
+  r.cfg_scale = c.cfg >= 0 ? c.cfg : guidance != Method::Guidance::None ? spec.sample.cfg_scale : 1.0;
+  if (c.cfg_interval.size() == 2) {
+    r.cfg_t_min = c.cfg_interval[0];
+    r.cfg_t_max = c.cfg_interval[1];
+  } else if (guidance == Method::Guidance::ScaleAndInterval) {
+    r.cfg_t_min = spec.sample.cfg_t_min;
+    r.cfg_t_max = spec.sample.cfg_t_max;
+  }
   r.seed = c.seed;
   r.chunk = c.chunk;
   return r;
@@ -139,8 +148,18 @@ DrawnSamples draw_samples(const VelocityModel& model, const SampleRequest& r, in
   const std::vector<std::string> samplers = model.method->samplers();
   DF_CHECK(std::find(samplers.begin(), samplers.end(), r.sampler) != samplers.end(),
            "draw_samples: sampler '{}' is not one of this model's ({})", r.sampler, fmt::join(samplers, ", "));
-  DF_CHECK(r.cfg_scale == 1.0 || (model.num_classes > 0 && r.sampler == kOdeSampler),
-           "draw_samples: guidance scale {} needs a class-conditional flow sampled by its ODE", r.cfg_scale);
+  const Method::Guidance guidance =
+      model.num_classes > 0 ? model.method->sampler_guidance(r.sampler) : Method::Guidance::None;
+  DF_CHECK(r.cfg_scale == 1.0 || guidance != Method::Guidance::None,
+           "draw_samples: guidance scale {} needs a class-conditional model and a sampler that takes guidance (its "
+           "ODE, or iMF's own); this is {} with sampler '{}'",
+           r.cfg_scale, model.num_classes > 0 ? "class-conditional" : "unconditional", r.sampler);
+  DF_CHECK((r.cfg_t_min == 0.0 && r.cfg_t_max == 1.0) || guidance == Method::Guidance::ScaleAndInterval,
+           "draw_samples: a guidance interval [{}, {}] needs a class-conditional iMF model sampled by its own sampler",
+           r.cfg_t_min, r.cfg_t_max);
+  DF_CHECK(0 <= r.cfg_t_min && r.cfg_t_min <= r.cfg_t_max && r.cfg_t_max <= 1,
+           "draw_samples: the guidance interval must satisfy 0 <= t_min <= t_max <= 1, got [{}, {}]", r.cfg_t_min,
+           r.cfg_t_max);
   const Device dev = model_device(model);
   const TensorOptions f32(DType::f32, dev);
   std::vector<int64_t> dims = {end - begin};

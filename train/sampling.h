@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "train/run_spec.h"
 #include "train/solvers.h"
@@ -25,6 +26,9 @@ struct SampleRequest {
   OdeOptions ode;
   int64_t steps = 0;  // steps of a method's few-step sampler; 0: the method's configured default
   double cfg_scale = 1.0;
+  // The times (in the method's own time) where guidance applies, for samplers that take an
+  // interval (iMF); [0, 1] for the others.
+  double cfg_t_min = 0.0, cfg_t_max = 1.0;
   uint64_t seed = 0;
   int64_t chunk = 0;  // draw at most this many at once (bounds memory); 0: all at once
 };
@@ -34,11 +38,12 @@ struct SampleChoices {
   std::string sampler, solver;
   int64_t n = 0, steps = 0, chunk = 0;
   double rtol = 0, atol = 0, cfg = -1;
+  std::vector<double> cfg_interval;  // {t_min, t_max}, or empty
   uint64_t seed = 0;
 };
 // The request a run's settings and the choices make: the method's default sampler, the run's
 // sample.* ODE options, --steps for both the ODE and a few-step sampler, and the run's guidance
-// scale for class-conditional models sampled by their ODE.
+// scale (and interval) for class-conditional models sampled by a sampler that takes guidance.
 SampleRequest sample_request(const FlowRunSpec& spec, const VelocityModel& model, const SampleChoices& choices);
 
 struct SampledChunk {

@@ -133,10 +133,17 @@ void run_sample(const SampleArgs& a) {
            "sample: --method {}: this checkpoint was trained with method.name = \"{}\", whose models sample with {} "
            "(sample it with --method {})",
            sampler, lm.spec.method_name, fmt::join(samplers, " or "), samplers.front());
-  DF_CHECK(a.choices.cfg < 0 || a.choices.cfg == 1.0 || sampler == kOdeSampler,
-           "sample: --cfg {}: guidance scales the ODE sampler; the {} sampler's guidance is trained in (for MeanFlow, "
-           "meanflow.guidance_*) and it takes none",
+  const Method::Guidance guidance = lm.model.method->sampler_guidance(sampler);
+  DF_CHECK(a.choices.cfg < 0 || a.choices.cfg == 1.0 || guidance != Method::Guidance::None,
+           "sample: --cfg {}: guidance scales the ODE sampler (and iMF's own); the {} sampler's guidance is trained in "
+           "(for MeanFlow, meanflow.guidance_*) and it takes none",
            a.choices.cfg, sampler);
+  DF_CHECK(a.choices.cfg_interval.empty() || guidance == Method::Guidance::ScaleAndInterval,
+           "sample: --cfg-interval: only iMF's own sampler takes a guidance interval; this is method \"{}\" with "
+           "sampler {}",
+           lm.spec.method_name, sampler);
+  DF_CHECK(lm.model.num_classes > 0 || a.choices.cfg_interval.empty(),
+           "sample: --cfg-interval needs a class-conditional model; this checkpoint's model.classes is 0");
   DF_CHECK(sampler == kOdeSampler || (a.choices.solver.empty() && a.choices.rtol == 0 && a.choices.atol == 0),
            "sample: --solver, --rtol and --atol choose the ODE solver; the {} sampler takes only --steps (add "
            "--method ode to integrate the model's velocity ODE instead)",
@@ -273,6 +280,11 @@ void add_flow_commands(CLI::App& app) {
       ->add_option("--cfg", sa->choices.cfg,
                    "classifier-free guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
       ->check(non_negative_number());
+  sample
+      ->add_option("--cfg-interval", sa->choices.cfg_interval,
+                   "T_MIN T_MAX: iMF's guidance interval (t = 1 is noise; default: the run's sample.cfg_t_min/max)")
+      ->expected(2)
+      ->check(CLI::Range(0.0, 1.0));
   sample->callback([sa] { run_sample(*sa); });
 
   auto na = std::make_shared<NllArgs>();

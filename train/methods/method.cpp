@@ -17,7 +17,8 @@ using MethodRegistry = Registry<MethodEntry, &MethodEntry::name>;
 
 MethodRegistry& registry() {
   static MethodRegistry methods("method.name", {cfm_method_entry(), score_method_entry(), cnf_mle_method_entry(),
-                                                reflow_method_entry(), meanflow_method_entry()});
+                                                reflow_method_entry(), meanflow_method_entry(),
+                                                imf_method_entry()});
   return methods;
 }
 

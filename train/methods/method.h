@@ -46,6 +46,11 @@ class Method {
 
   // Whether the network takes MeanFlow's interval h = t - r as an input.
   virtual bool network_takes_interval() const { return false; }
+  // Further scalar inputs after the interval (the network then takes h as [N, 1 + this]).
+  virtual int64_t network_conditions() const { return 0; }
+  // Outputs shaped like a sample, concatenated along dim 1 (iMF: the average and the
+  // instantaneous velocity).
+  virtual int64_t network_heads() const { return 1; }
 
   // Completes a freshly built model: the velocity in flow-matching time that the ODE samplers
   // and the likelihood integrate (model.net), the source's scale and the data end of time. The
@@ -58,6 +63,13 @@ class Method {
 
   // The samplers of this method's models, the default first: "ode" integrates model.net.
   virtual std::vector<std::string> samplers() const { return {kOdeSampler}; }
+  // What guidance a sampler of a class-conditional model takes at sampling time: the ODE's
+  // classifier-free guidance scale (the default), none, or a scale and an interval of times
+  // (iMF, whose network takes both as inputs).
+  enum class Guidance { None, Scale, ScaleAndInterval };
+  virtual Guidance sampler_guidance(const std::string& sampler) const {
+    return sampler == kOdeSampler ? Guidance::Scale : Guidance::None;
+  }
   // Draws one chunk: `noise` [n, ...] from the source, `labels` i64 [n] or undefined.
   virtual SampledChunk sample(const VelocityModel& model, const Tensor& noise, const Tensor& labels,
                               const SampleRequest& request) const;
@@ -103,5 +115,6 @@ MethodEntry score_method_entry();
 MethodEntry cnf_mle_method_entry();
 MethodEntry reflow_method_entry();
 MethodEntry meanflow_method_entry();
+MethodEntry imf_method_entry();
 
 }  // namespace dualflow

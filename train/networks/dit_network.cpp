@@ -22,6 +22,8 @@ NetworkEntry dit_network_entry() {
     d.in_channels = context.data.sample_shape[0];
     d.num_classes = context.classes;
     d.use_h = context.takes_interval;
+    d.conditions = context.conditions;
+    d.out_channels = d.in_channels * context.heads;
     d.time_scale = context.time_scale;
     const std::string preset = c.get_string("model.dit_preset");
     d = DiTConfig::preset(preset, d);

@@ -19,6 +19,8 @@ NetworkEntry mlp_network_entry() {
     m.width = c.get_int("model.width");
     m.depth = c.get_int("model.depth");
     m.use_h = context.takes_interval;
+    m.conditions = context.conditions;
+    m.out_dim = m.data_dim * context.heads;
     m.time_scale = context.time_scale;
     return [m](Generator& init) { return std::make_shared<MLPVelocity>(m, init); };
   };

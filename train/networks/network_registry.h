@@ -17,6 +17,8 @@ struct NetworkContext {
   int64_t classes = 0;          // labels to condition on (0: none)
   bool takes_interval = false;  // MeanFlow's h = t - r as a further input
   double time_scale = 1000;     // model.time_scale
+  int64_t conditions = 0;       // further scalar inputs after h (iMF's guidance scale and interval)
+  int64_t heads = 1;            // outputs shaped like a sample, side by side (iMF: u and v, 2)
 };
 
 struct NetworkEntry {

@@ -27,6 +27,8 @@ NetworkEntry unet_network_entry() {
     u.attention_resolutions = c.get_int_list("model.unet_attention");
     u.num_classes = context.classes;
     u.use_h = context.takes_interval;
+    u.conditions = context.conditions;
+    u.out_channels = u.in_channels * context.heads;
     u.time_scale = context.time_scale;
     return [u](Generator& init) { return std::make_shared<UNet>(u, init); };
   };
