@@ -13,9 +13,11 @@
 # Suites: toy2d (toy2d-cfm, toy2d-meanflow, toy2d-euler, toy2d-nll-exact; those the build's
 # `dualflow bench` lacks are left out) and fmnist (fmnist-unet-cfm, fmnist-dit-meanflow).
 #
-# Environment: DUALFLOW (default build/train/dualflow), TORCH_PYTHON (a Python with PyTorch;
-# default /tmp/torchenv/bin/python, made by
-#   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu),
+# Environment: DUALFLOW (default build/train/dualflow), TORCH_PYTHON (any Python that imports
+# torch; default the first of /tmp/torchenv/bin/python and python3 that does. From PyPI:
+#   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
+# about 3.0 GB downloaded and 5.3 GB installed, since PyPI's Linux wheel brings the CUDA
+# libraries; it runs on machines without a GPU. Debian's python3-torch works too),
 # THREADS, STEPS, WARMUP, WORKLOADS, OUT (folder for the JSON files; default a fresh temp dir),
 # TORCH_PASSIVE=0 (skip the second PyTorch run with OMP_WAIT_POLICY=PASSIVE at more than one
 # thread), and PyTorch's extra rows: FFJORD=0 skips the likelihood with FFJORD's verbatim
@@ -33,7 +35,13 @@ esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dualflow=${DUALFLOW:-$root/build/train/dualflow}
-python=${TORCH_PYTHON:-/tmp/torchenv/bin/python}
+python=${TORCH_PYTHON:-}
+if [[ -z $python ]]; then
+  for candidate in /tmp/torchenv/bin/python python3; do
+    if "$candidate" -c "import torch" 2>/dev/null; then python=$candidate; break; fi
+  done
+fi
+python=${python:-/tmp/torchenv/bin/python}
 threads=${THREADS:-1 2}
 steps=${STEPS:-20}
 warmup=${WARMUP:-3}
@@ -42,7 +50,7 @@ mkdir -p "$out"
 
 [[ -x $dualflow ]] || { echo "bench_vs_torch: no dualflow binary at $dualflow (build first: ninja -C build)" >&2; exit 1; }
 "$python" -c "import torch" 2>/dev/null ||
-  { echo "bench_vs_torch: $python cannot import torch (set TORCH_PYTHON; see the top of this script)" >&2; exit 1; }
+  { echo "bench_vs_torch: no Python here imports torch (tried ${TORCH_PYTHON:-/tmp/torchenv/bin/python and python3}); set TORCH_PYTHON or install it as the top of this script says" >&2; exit 1; }
 
 workloads=""
 if [[ -n ${WORKLOADS:-} ]]; then

@@ -215,7 +215,20 @@ TEST_CASE("dualflow CLI: a sampler the checkpoint's method does not offer is ref
       Contains("--solver, --rtol and --atol choose the ODE solver; the meanflow sampler takes only --steps"));
   REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--cfg", "2"}),
                   Contains("--cfg 2 needs a class-conditional model"));
+  // A guidance interval is iMF's alone, and needs classes.
+  REQUIRE_REFUSED(sample("mf/checkpoint.safetensors", {"--cfg-interval", "0.2", "0.8"}),
+                  Contains("--cfg-interval: only iMF's own sampler takes a guidance interval") &&
+                      Contains("method \"meanflow\""));
+  REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--cfg-interval", "0.2"}), Contains("--cfg-interval"));
   REQUIRE(s.listing() == before);
+  REQUIRE(run_dualflow(s, {"train", "tiny.toml", "--out", "imf", "--set", "method.name=\"imf\"", "--set",
+                           "model.time_scale=10.0"})
+              .status == 0);
+  const auto with_imf = s.listing();
+  REQUIRE_REFUSED(sample("imf/checkpoint.safetensors", {"--cfg-interval", "0.2", "0.8"}),
+                  Contains("--cfg-interval needs a class-conditional model"));
+  REQUIRE_REFUSED(sample("imf/checkpoint.safetensors", {"--cfg", "3"}), Contains("--cfg 3 needs a class-conditional model"));
+  REQUIRE(s.listing() == with_imf);
 }
 
 TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected and found", "[cli_errors]") {

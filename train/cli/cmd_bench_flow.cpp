@@ -1,4 +1,4 @@
-// `dualflow bench toy2d-cfm | toy2d-meanflow | toy2d-euler | toy2d-nll-exact`: the 2-D flow
+// `dualflow bench toy2d-cfm | toy2d-meanflow | toy2d-euler | toy2d-dopri5 | toy2d-nll-exact`: the 2-D flow
 // workloads of docs/BENCHMARKS.md ("toy2d network") on MLPVelocity, and `dualflow bench
 // fmnist-unet-cfm | fmnist-dit-meanflow`: its image workloads (28x28x1, batch 64, AdamW lr 1e-4)
 // on the U-Net and DiT-S/4. Each step runs through the library code that `dualflow train`,
@@ -44,6 +44,9 @@ struct FlowWorkload {
   std::shared_ptr<Module> net;
   int64_t batch = 0;
   std::function<void()> step;
+  // Network evaluations of the last step, for the sampling and likelihood workloads (an
+  // adaptive solver's count is part of its cost); 0 for training steps.
+  std::shared_ptr<int64_t> nfe = std::make_shared<int64_t>(0);
 };
 
 // The sizes of docs/BENCHMARKS.md.
@@ -225,7 +228,14 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
     OdeOptions ode;
     ode.method = OdeMethod::Euler;
     ode.steps = kOdeSteps;
-    w.step = [vnet, noise, ode] { sample_flow(vnet, noise, ode); };
+    w.step = [vnet, noise, ode, nfe = w.nfe] { *nfe = sample_flow(vnet, noise, ode).nfe; };
+  } else if (which == "toy2d-dopri5") {
+    w.description = "sampling: 10,000 points, dopri5 at rtol = atol = 1e-5, no gradients";
+    w.batch = kSamplePoints;
+    Tensor noise = randn({w.batch, 2}, *gen, f32);
+    OdeOptions ode;
+    ode.method = OdeMethod::Dopri5;
+    w.step = [vnet, noise, ode, nfe = w.nfe] { *nfe = sample_flow(vnet, noise, ode).nfe; };
   } else if (which == "toy2d-nll-exact") {
     w.description = "log-likelihood: 1,000 points, reverse Euler 100 steps, exact divergence";
     w.batch = kLikelihoodPoints;
@@ -235,9 +245,9 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
     lo.ode.steps = kOdeSteps;
     lo.divergence = DivergenceMethod::Exact;
     const VelocityField field = velocity_field(vnet);
-    w.step = [field, x, lo] {
+    w.step = [field, x, lo, nfe = w.nfe] {
       NoGradGuard ng;
-      cnf_log_likelihood(field, x, lo);
+      *nfe = cnf_log_likelihood(field, x, lo).nfe;
     };
   } else {
     fail("bench: unknown flow workload '{}'", which);
@@ -267,16 +277,18 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   const StepTimes st = time_steps(w.step, dev, o.steps, o.warmup);
   const double peak_mib = double(memory_stats(dev).peak_bytes - before) / (1 << 20);
   const double samples_per_s = double(w.batch) / (st.median_ms / 1000.0);
-  fmt::print("{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}\n", "workload", "batch", "median_ms", "min_ms",
-             "q1_ms", "q3_ms", "max_ms", "samples/s", "peak MiB");
-  fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f}\n", w.name, w.batch,
-             st.median_ms, st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib);
+  const int64_t nfe = *w.nfe;
+  fmt::print("{:<20} {:>6} {:>10} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>5}\n", "workload", "batch", "median_ms",
+             "min_ms", "q1_ms", "q3_ms", "max_ms", "samples/s", "peak MiB", "NFE");
+  fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f} {:>5}\n", w.name, w.batch,
+             st.median_ms, st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib,
+             nfe > 0 ? fmt::format("{}", nfe) : "-");
   if (json)
     json
         << fmt::format(
-               R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f}}})",
+               R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f},"nfe":{}}})",
                w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
-               st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib)
+               st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib, nfe)
         << "\n";
   json.commit();
 }
@@ -288,6 +300,7 @@ void add_bench_flow(CLI::App* bench) {
       {"toy2d-cfm", "Time a CFM training step of the toy2d network (batch 1024, Adam)"},
       {"toy2d-meanflow", "Time a MeanFlow training step of the toy2d network (batch 1024, Adam)"},
       {"toy2d-euler", "Time sampling 10,000 points with 100 Euler steps of the toy2d network"},
+      {"toy2d-dopri5", "Time sampling 10,000 points with dopri5 (rtol = atol = 1e-5) of the toy2d network"},
       {"toy2d-nll-exact", "Time the exact-divergence log-likelihood of 1,000 points (reverse Euler, 100 steps)"},
       {"fmnist-unet-cfm", "Time a CFM training step of the U-Net on 28x28x1 images (batch 64, AdamW)"},
       {"fmnist-dit-meanflow", "Time a MeanFlow training step of DiT-S/4 on 28x28x1 images (batch 64, AdamW)"},
