@@ -72,12 +72,14 @@ ImfHeads split_imf_heads(const Tensor& output, const Shape& sample_like) {
 Tensor sample_guidance_scales(int64_t n, double omega_max, double beta, Generator& gen, TensorOptions options) {
   DF_CHECK(omega_max >= 1 && beta >= 0, "sample_guidance_scales: omega_max >= 1 and beta >= 0, got {} and {}",
            omega_max, beta);
-  Tensor u = rand({n}, gen, options);
+  // Drawn and transformed in f64, so that beta close to 1 keeps its precision.
+  const Tensor u = rand({n}, gen, TensorOptions(DType::f64, options.device));
   // The CDF of omega^-beta on [1, W] is (omega^(1-beta) - 1) / (W^(1-beta) - 1) (log omega / log W
-  // at beta = 1); its inverse at u.
-  if (std::abs(beta - 1.0) < 1e-12) return exp(u * std::log(omega_max));
+  // at beta = 1); its inverse at u is exp(log(1 + u (W^a - 1)) / a) with a = 1 - beta.
+  const double log_w = std::log(omega_max);
+  if (std::abs(beta - 1.0) < 1e-12) return exp(u * log_w).to(options.dtype);
   const double a = 1.0 - beta;
-  return pow(1.0 + u * (std::pow(omega_max, a) - 1.0), 1.0 / a);
+  return exp(log(1.0 + u * std::expm1(a * log_w)) * (1.0 / a)).to(options.dtype);
 }
 
 ImfDraws draw_imf_inputs(const Tensor& x, const Tensor& labels, const ImfOptions& options, Generator& gen) {
@@ -147,6 +149,19 @@ ImfLoss imf_loss(const VelocityNet& net, const Tensor& x, const ImfDraws& d, con
            x.shape().str(), d.e.defined() ? d.e.shape().str() : "undefined");
   check_batch(who, "t", d.t, x);
   check_batch(who, "r", d.r, x);
+  for (const auto& [name, a] : {std::pair{"labels", d.labels}, std::pair{"dropped labels", d.dropped_labels}}) {
+    if (!a.defined()) continue;
+    check_batch(who, name, a, x);
+    DF_CHECK(a.dtype() == DType::i64, "{}: {} expected i64, got {}", who, name, dtype_name(a.dtype()));
+  }
+  if (d.guidance.defined()) {
+    check_batch(who, "omega", d.guidance.omega, x);
+    check_batch(who, "t_min", d.guidance.t_min, x);
+    check_batch(who, "t_max", d.guidance.t_max, x);
+  }
+  DF_CHECK(d.labels.defined() == d.guidance.defined() && d.labels.defined() == d.dropped_labels.defined(),
+           "{}: class labels, dropped labels and guidance conditions come together (class-conditional) or not at all",
+           who);
   const int64_t n = x.shape()[0];
   ImfLoss out;
   const Tensor t_b = per_sample(d.t, x);

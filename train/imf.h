@@ -11,7 +11,11 @@
 //        v_g = (e - x) + (1 - 1/omega)(v(z, t | c) - v(z, t | null))   for t in [t_min, t_max],
 //      e - x elsewhere, so one model samples at any scale chosen at sampling time, at 1 NFE.
 //
-// Conventions are meanflow.h's: z_t = (1 - t) x + t e, t = 0 data, t = 1 noise, v = e - x.
+// Conventions are meanflow.h's: z_t = (1 - t) x + t e, t = 0 data, t = 1 noise, v = e - x. The
+// networks also take t (the reference conditions on h alone); the JVP moves t with the trajectory,
+// so du/dt is the total derivative either way. Class dropout is MeanFlow's (drop_class_labels: a
+// Binomial count of leading rows, which fall among the r = t rows), so the null class is trained
+// at h = 0, where the guidance queries it; the reference code drops rows independently.
 // The network is a VelocityNet with two heads side by side along dim 1 ([N, 2C, ...] for
 // samples [N, C, ...]; [N, 2d] for points) and, for class-conditional models, h given as
 // [N, 4] = (t - r, 1 - 1/omega, t_min, t_max). Unconditional models have no guidance: h is

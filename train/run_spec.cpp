@@ -354,6 +354,17 @@ FlowRunSpec parse_flow_run_spec(const RunConfig& c) {
   }
   spec.method = method.configure(c, spec);
   spec.model = parse_model(c, spec.data, *spec.method);
+  {
+    // A guidance interval is read only by a sampler that takes one (iMF's, on class-conditional models).
+    const std::string sampler = spec.method->samplers().front();
+    DF_CHECK((spec.sample.cfg_t_min == 0.0 && spec.sample.cfg_t_max == 1.0) ||
+                 (spec.model.classes > 0 &&
+                  spec.method->sampler_guidance(sampler) == Method::Guidance::ScaleAndInterval),
+             "sample.cfg_t_min = {}, sample.cfg_t_max = {}: a guidance interval is taken by iMF's sampler of "
+             "class-conditional models only (method.name = \"imf\", model.classes > 0); this run is method \"{}\" "
+             "with model.classes = {}; keep [0, 1]",
+             spec.sample.cfg_t_min, spec.sample.cfg_t_max, spec.method_name, spec.model.classes);
+  }
   spec.run = parse_run_keys(c);
   spec.run.sync_check_every = c.get_int("run.sync_check_every");
   spec.optim = parse_optimizer_keys(c, spec.train.steps);

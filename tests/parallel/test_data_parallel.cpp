@@ -161,7 +161,7 @@ TEST_CASE("broadcast and gather_to_root", "[mpi]") {
 // 128-row means combined). The losses agree to about 1e-7. Plain SGD keeps the weights that
 // close; Adam divides each gradient entry by its own running RMS, so entries whose gradient is
 // near zero turn rounding noise into updates of up to lr, and its weights agree to about 1e-5.
-TEST_CASE("2 ranks train what 1 process trains (toy2d CFM and MeanFlow, 100 steps)", "[mpi]") {
+TEST_CASE("2 ranks train what 1 process trains (toy2d CFM, MeanFlow and iMF, 100 steps)", "[mpi]") {
   struct Case {
     std::string config;
     std::vector<std::string> optimizer;
@@ -172,6 +172,8 @@ TEST_CASE("2 ranks train what 1 process trains (toy2d CFM and MeanFlow, 100 step
       {"toy2d_meanflow.toml", {}, 2e-4},
       {"toy2d_cfm.toml", {"optim.name=sgd", "optim.lr=0.05"}, 1e-6},
       {"toy2d_meanflow.toml", {"optim.name=sgd", "optim.lr=0.01"}, 1e-6},
+      // iMF shards its draws like MeanFlow and runs its own v head for the tangent.
+      {"toy2d_imf.toml", {"optim.name=sgd", "optim.lr=0.01"}, 1e-6},
   };
   for (const Case& c : cases) {
     const std::string what = c.config + (c.optimizer.empty() ? " (adam)" : " (sgd)");

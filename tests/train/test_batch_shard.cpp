@@ -45,6 +45,9 @@ TEST_CASE("every shipped method's loss on two weighted shards is its loss on the
   std::vector<Case> cases = {
       {"toy2d_cfm.toml", {}},  // exact-OT coupling over the whole batch
       {"toy2d_meanflow.toml", {}},
+      {"toy2d_imf.toml", {"imf.adaptive_p=1"}},
+      // Class-conditional iMF: the guidance draws and both label sets are sharded too.
+      {"fmnist_dit_imf.toml", {"data.limit=128", "model.dit_hidden=32", "model.dit_depth=1", "model.dit_heads=2"}},
       {"toy2d_cnf_mle.toml", {"cnf.divergence=hutchinson"}},
       {"toy2d_cnf_mle.toml", {}},
       {"toy2d_score_vp.toml", {}},

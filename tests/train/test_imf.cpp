@@ -39,6 +39,28 @@ std::vector<Tensor> parameters_of(Module& m) {
   return out;
 }
 
+// A small two-head MLPVelocity in f64 (class-conditional with iMF's conditions when classes > 0)
+// and the VelocityNet that calls it.
+struct SmallMlp {
+  std::shared_ptr<MLPVelocity> module;
+  VelocityNet net;
+};
+SmallMlp small_two_head_mlp(int64_t width, int64_t classes, Generator& gen) {
+  MLPVelocityConfig c;
+  c.width = width;
+  c.depth = 2;
+  c.embedding_dim = width / 2;
+  c.time_scale = 10;
+  c.num_classes = classes;
+  c.conditions = classes > 0 ? kImfConditions : 0;
+  c.out_dim = 4;
+  auto module = std::make_shared<MLPVelocity>(c, gen);
+  module->to(DType::f64);
+  return {module, [module](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
+            return module->forward(z, t, h, y);
+          }};
+}
+
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / fmt::format("dualflow-imf-{}-{}", name, ::getpid());
   fs::remove_all(d);
@@ -48,9 +70,10 @@ fs::path fresh_dir(const std::string& name) {
 }  // namespace
 
 TEST_CASE("iMF guided target, tangent, compound velocity and loss of a two-head network in closed form", "[imf]") {
-  // u = z (y + 1) + a t + b h0 + g s,  v = z (y + 2) + d t + k s + m t_min + n t_max, where h =
-  // (h0, s = 1 - 1/omega, t_min, t_max): du/dt along (dz, dt, dh0) = (w, 1, 1) is w (y + 1) + a + b.
-  const double a = 0.7, b = -0.4, g = 0.3, dd = 0.25, k = 1.5, m = -0.6, nn = 0.45;
+  // u = z (y + 1) + a t + b h0 + g s + p t_min + q t_max, v = z (y + 2) + d t + k s + m t_min +
+  // n t_max, where h = (h0, s = 1 - 1/omega, t_min, t_max): du/dt along (dz, dt, dh) = (w, 1,
+  // (1, 0, 0, 0)) is w (y + 1) + a + b (a tangent on the conditions would add g, p or q).
+  const double a = 0.7, b = -0.4, g = 0.3, p = 0.9, q = -1.1, dd = 0.25, k = 1.5, m = -0.6, nn = 0.45;
   const int64_t null_label = 5, N = 6, D = 2;
   struct Call {
     bool grad_mode;
@@ -64,7 +87,7 @@ TEST_CASE("iMF guided target, tangent, compound velocity and loss of a two-head 
     calls.push_back({GradMode::enabled(), n, max_abs(h.select(1, 0)) == 0.0});
     const Tensor yf = y.to(DType::f64).reshape({n, 1});
     auto col = [&](int64_t c) { return h.select(1, c).reshape({n, 1}); };
-    const Tensor u = z * (yf + 1.0) + t.reshape({n, 1}) * a + col(0) * b + col(1) * g;
+    const Tensor u = z * (yf + 1.0) + t.reshape({n, 1}) * a + col(0) * b + col(1) * g + col(2) * p + col(3) * q;
     const Tensor v = z * (yf + 2.0) + t.reshape({n, 1}) * dd + col(1) * k + col(2) * m + col(3) * nn;
     return cat({u, v}, 1);
   };
@@ -104,7 +127,7 @@ TEST_CASE("iMF guided target, tangent, compound velocity and loss of a two-head 
       const double v_u = z * double(null_label + 2) + dd * t + nn;
       tangent[j] = v_c;
       vg[j] = v + (kept ? s_eff : 0.0) * (v_c - v_u);
-      const double u = z * double(ydv[si] + 1) + a * t + b * gap + g * s;
+      const double u = z * double(ydv[si] + 1) + a * t + b * gap + g * s + p * tmin[si] + q * tmax[si];
       dudt[j] = gap > 0 ? v_c * double(ydv[si] + 1) + a + b : 0.0;
       compound[j] = u + gap * dudt[j];
       vpred[j] = z * double(ydv[si] + 2) + dd * t + k * s + m * tmin[si] + nn * tmax[si];
@@ -171,34 +194,13 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
     require_close(l.dudt, fd, 1e-5, 1e-6 * (1 + max_abs(fd)), "dudt vs central differences");
   };
   SECTION("MLPVelocity, class-conditional") {
-    MLPVelocityConfig c;
-    c.width = 32;
-    c.depth = 2;
-    c.embedding_dim = 16;
-    c.time_scale = 10;
-    c.num_classes = 3;
-    c.conditions = kImfConditions;
-    c.out_dim = 4;
-    MLPVelocity net(c, gen);
-    net.to(DType::f64);
-    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
-      return net.forward(z, t, h, y);
-    };
-    check(net, f, uniform_f64({8, 2}, -2, 2, 1), from_vector(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1}, {8}), 2);
+    SmallMlp m = small_two_head_mlp(32, 3, gen);
+    check(*m.module, m.net, uniform_f64({8, 2}, -2, 2, 1),
+          from_vector(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1}, {8}), 2);
   }
   SECTION("MLPVelocity, unconditional") {
-    MLPVelocityConfig c;
-    c.width = 32;
-    c.depth = 2;
-    c.embedding_dim = 16;
-    c.time_scale = 10;
-    c.out_dim = 4;
-    MLPVelocity net(c, gen);
-    net.to(DType::f64);
-    VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
-      return net.forward(z, t, h, y);
-    };
-    check(net, f, uniform_f64({8, 2}, -2, 2, 3), Tensor(), 4);
+    SmallMlp m = small_two_head_mlp(32, 0, gen);
+    check(*m.module, m.net, uniform_f64({8, 2}, -2, 2, 3), Tensor(), 4);
   }
   SECTION("DiT, class-conditional") {
     DiTConfig c;
@@ -226,19 +228,9 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
 
 TEST_CASE("iMF loss gradient equals central differences of the loss with its stop-gradient parts held", "[imf]") {
   Generator gen(31);
-  MLPVelocityConfig c;
-  c.width = 16;
-  c.depth = 2;
-  c.embedding_dim = 8;
-  c.time_scale = 10;
-  c.num_classes = 2;
-  c.conditions = kImfConditions;
-  c.out_dim = 4;
-  MLPVelocity net(c, gen);
-  net.to(DType::f64);
-  VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
-    return net.forward(z, t, h, y);
-  };
+  SmallMlp m = small_two_head_mlp(16, 2, gen);
+  MLPVelocity& net = *m.module;
+  const VelocityNet f = m.net;
   const int64_t N = 10;
   const Tensor x = uniform_f64({N, 2}, -2, 2, 32);
   const Tensor labels = from_vector(std::vector<int64_t>{0, 1, 0, 1, 0, 1, 0, 1, 0, 1}, {N});
@@ -362,25 +354,31 @@ TEST_CASE("iMF guidance draws: power-law scales, intervals, r = t rows on [0, 1]
 
 TEST_CASE("iMF sampling jumps with the u head at the requested guidance; NFE counts", "[imf]") {
   // u = c (constant), v = 0: x = noise - c whatever the steps; the network sees the guidance.
-  std::vector<Tensor> seen;
-  VelocityNet net = [&](const Tensor& z, const Tensor&, const Tensor& h, const Tensor&) {
+  std::vector<Tensor> seen, times;
+  VelocityNet net = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor&) {
     seen.push_back(h);
+    times.push_back(t);
     return cat({ones_like(z) * 0.5, zeros_like(z)}, 1);
   };
   const Tensor noise = uniform_f64({3, 2}, -1, 1, 51);
   const ImfGuidance gd = constant_guidance(3, 4.0, 0.2, 0.7, DType::f64);
   for (int64_t steps : {1, 2, 5}) {
     seen.clear();
+    times.clear();
     const MeanFlowSample s = imf_sample(net, noise, meanflow_time_grid(steps), Tensor(), gd);
     REQUIRE(s.nfe == steps);
     require_close(s.x, noise - 0.5, 1e-12, 1e-12, "x = noise - c");
     REQUIRE(seen.size() == size_t(steps));
-    const auto h = seen[0].to_vector<double>();
-    REQUIRE(seen[0].shape() == Shape({3, 4}));
-    REQUIRE(h[0] == Approx(1.0 / double(steps)));  // h0 = t - r
-    REQUIRE(h[1] == Approx(0.75));                 // 1 - 1/omega
-    REQUIRE(h[2] == Approx(0.2));
-    REQUIRE(h[3] == Approx(0.7));
+    for (int64_t k = 0; k < steps; ++k) {
+      // Step k jumps from t = 1 - k/steps by 1/steps; every row sees the same guidance.
+      REQUIRE(seen[size_t(k)].shape() == Shape({3, 4}));
+      const double t = 1.0 - double(k) / double(steps);
+      require_close(times[size_t(k)], full({3}, t, DType::f64), 1e-12, 1e-12, "t");
+      const std::vector<double> expected{1.0 / double(steps), 0.75, 0.2, 0.7};  // t - r, 1 - 1/omega, interval
+      std::vector<double> rows;
+      for (int i = 0; i < 3; ++i) rows.insert(rows.end(), expected.begin(), expected.end());
+      require_close(seen[size_t(k)], from_vector(rows, {3, 4}, DType::f64), 1e-12, 1e-12, "h");
+    }
   }
   seen.clear();
   imf_sample(net, noise, meanflow_time_grid(1), Tensor(), ImfGuidance{});
@@ -455,6 +453,12 @@ TEST_CASE("iMF runs: a 2-D run resumes bit for bit; a class-conditional DiT samp
     const DrawnSamples plain = draw_samples(lm.model, r);
     REQUIRE(guided.x.shape() == Shape({20, 1, 28, 28}));
     REQUIRE(max_abs_diff(guided.x, plain.x) > 0.0);  // the scale is an input of the network
+    r.cfg_scale = 3;
+    r.cfg_t_min = 0.0;
+    r.cfg_t_max = 1.0;
+    REQUIRE(max_abs_diff(draw_samples(lm.model, r).x, guided.x) > 0.0);  // and so is the interval
+    r.cfg_t_min = 0.2;
+    r.cfg_t_max = 0.8;
     r.sampler = "ode";
     REQUIRE_THROWS_WITH(draw_samples(lm.model, r), Catch::Contains("guidance interval [0.2, 0.8] needs"));
     fs::remove_all(dir);

@@ -221,20 +221,15 @@ FlowWorkload make_flow_workload(const std::string& which, const Device& dev) {
       l.loss.backward();
       opt->step();
     };
-  } else if (which == "toy2d-euler") {
-    w.description = "sampling: 10,000 points, 100 Euler steps, no gradients";
+  } else if (which == "toy2d-euler" || which == "toy2d-dopri5") {
+    const bool adaptive = which == "toy2d-dopri5";
+    w.description = adaptive ? "sampling: 10,000 points, dopri5 at rtol = atol = 1e-5, no gradients"
+                             : "sampling: 10,000 points, 100 Euler steps, no gradients";
     w.batch = kSamplePoints;
     Tensor noise = randn({w.batch, 2}, *gen, f32);
-    OdeOptions ode;
-    ode.method = OdeMethod::Euler;
+    OdeOptions ode;  // dopri5's default tolerances are 1e-5
+    ode.method = adaptive ? OdeMethod::Dopri5 : OdeMethod::Euler;
     ode.steps = kOdeSteps;
-    w.step = [vnet, noise, ode, nfe = w.nfe] { *nfe = sample_flow(vnet, noise, ode).nfe; };
-  } else if (which == "toy2d-dopri5") {
-    w.description = "sampling: 10,000 points, dopri5 at rtol = atol = 1e-5, no gradients";
-    w.batch = kSamplePoints;
-    Tensor noise = randn({w.batch, 2}, *gen, f32);
-    OdeOptions ode;
-    ode.method = OdeMethod::Dopri5;
     w.step = [vnet, noise, ode, nfe = w.nfe] { *nfe = sample_flow(vnet, noise, ode).nfe; };
   } else if (which == "toy2d-nll-exact") {
     w.description = "log-likelihood: 1,000 points, reverse Euler 100 steps, exact divergence";

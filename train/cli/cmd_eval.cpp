@@ -197,7 +197,7 @@ void add_eval(CLI::App& app) {
       ->capture_default_str()
       ->check(positive_integer());
   eval->add_option("--method", a->sampling.sampler,
-                   "a sampler of the model's method: ode, or its own (meanflow, the default for MeanFlow models)");
+                   "a sampler of the model's method: ode, or its own (meanflow or imf, the default for those models)");
   eval->add_option("--solver", a->sampling.solver, "ODE solver (default: the run's sample.solver)");
   eval->add_option("--steps", a->sampling.steps, "fixed-step solver steps, or MeanFlow steps")
       ->check(positive_integer());
@@ -206,6 +206,10 @@ void add_eval(CLI::App& app) {
   eval->add_option("--cfg", a->sampling.cfg,
                    "guidance scale of a class-conditional flow (default: the run's sample.cfg_scale)")
       ->check(non_negative_number());
+  eval->add_option("--cfg-interval", a->sampling.cfg_interval,
+                   "T_MIN T_MAX: iMF's guidance interval (t = 1 is noise; default: the run's sample.cfg_t_min/max)")
+      ->expected(2)
+      ->check(CLI::Range(0.0, 1.0));
   eval->add_option("--bpd", a->bpd, "also the bits per dimension on this many test images (0: skip)")
       ->check(non_negative_integer());
   eval->add_option("--bpd-solver", a->bpd_solver, "solver of the likelihood")->capture_default_str();

@@ -257,14 +257,14 @@ void add_flow_commands(CLI::App& app) {
   sample->add_option(
       "--method", sa->choices.sampler,
       "a sampler of the checkpoint's method: ode (integrate its velocity ODE; for a MeanFlow model the "
-      "instantaneous velocity's) or the method's own (meanflow: MeanFlow jumps, the default for MeanFlow "
-      "checkpoints)");
+      "instantaneous velocity's) or the method's own (meanflow or imf: jumps of the average velocity, the "
+      "default for those checkpoints)");
   sample->add_option("--solver", sa->choices.solver,
                      "euler, midpoint, heun, rk4 or dopri5 (rk45 names dopri5 too; default: the run's sample.solver)");
   sample
       ->add_option("--steps", sa->choices.steps,
                    "steps of a fixed-step solver, or MeanFlow steps on a uniform grid from t = 1 to 0 (default: the "
-                   "run's meanflow.sample_steps)")
+                   "run's meanflow.sample_steps or imf.sample_steps)")
       ->check(positive_integer());
   sample->add_option("--rtol", sa->choices.rtol, "dopri5 relative tolerance")->check(positive_number());
   sample->add_option("--atol", sa->choices.atol, "dopri5 absolute tolerance")->check(positive_number());

@@ -114,8 +114,9 @@ ImfOptions parse_imf_options(const RunConfig& c, const FlowRunSpec& spec) {
            spec.path.scheduler, sigma_min, spec.path.t_max);
   DF_CHECK(classes > 0 || spec.sample.cfg_scale == 1.0,
            "sample.cfg_scale = {}: guidance needs class labels (model.classes > 0); keep 1", spec.sample.cfg_scale);
-  DF_CHECK(spec.sample.cfg_scale == 1.0 || (spec.sample.cfg_scale >= 1.0 && spec.sample.cfg_scale <= o.omega_max),
-           "sample.cfg_scale = {}: iMF learns guidance scales in [1, imf.omega_max = {}]; sample within them",
+  // Scales above omega_max extrapolate (the reference samples its larger models that way).
+  DF_CHECK(spec.sample.cfg_scale >= 1.0,
+           "sample.cfg_scale = {}: iMF's guidance scales are >= 1 (it learns [1, imf.omega_max = {}])",
            spec.sample.cfg_scale, o.omega_max);
   o.validate();
   return o;
