@@ -2,7 +2,7 @@
 # MeanFlow against improved MeanFlow (iMF) on the checkerboard at equal training time: each
 # trains the demo-sized network (width 128, depth 3, batch 256, EMA 0.995) from
 # configs/toy2d_meanflow.toml and configs/toy2d_imf.toml with three seeds, MeanFlow for
-# MF_STEPS and iMF for IMF_STEPS (an iMF step costs about 1.4 MeanFlow steps: a further pass of
+# MF_STEPS and iMF for IMF_STEPS (an iMF step costs about 1.5 MeanFlow steps: a further pass of
 # the v head for the tangent, and the JVP on half the batch instead of a quarter), then samples
 # 2,000 points in 1 and in 2 steps and prints the energy-distance ratio to the data (1 is the
 # floor of two independent data draws), each run's training time and the means.
