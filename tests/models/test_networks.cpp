@@ -189,6 +189,83 @@ TEST_CASE("DiT: names like the reference, adaLN-Zero initialisation, zero output
   REQUIRE(std::abs(std::sqrt(var(w.t_embedder->linear2->weight).item()) - 0.02) < 0.001);
 }
 
+TEST_CASE("Further scalar conditions: h [N, 1 + K] embeds each column on its own (DiT, U-Net, MLP)", "[models]") {
+  // The conditioning of a network with K conditions is that of its embedders on contiguous
+  // copies of h's columns (the network reads them as strided views), each column moves the
+  // output, and a second head doubles the outputs.
+  Generator gen(5);
+  const int64_t n = 3, k = 3;
+  const Tensor t = uniform_f64({n}, 0, 1, 1), h = uniform_f64({n, 1 + k}, 0, 1, 2);
+  const Tensor labels = from_vector(std::vector<int64_t>{0, 2, 3}, Shape{n});
+  auto moves_with_each_column = [&](VelocityNetwork& net, const Tensor& x) {
+    NoGradGuard ng;
+    const Tensor base = net.forward(x, t, h, labels);
+    for (int64_t c = 0; c <= k; ++c) {
+      Tensor shifted = h.clone();
+      copy_(shifted.select(1, c), h.select(1, c) + 0.3);
+      INFO(net.describe() << ": column " << c);
+      REQUIRE(max_abs_diff(net.forward(x, t, shifted, labels), base) > 1e-6);
+    }
+    REQUIRE_THROWS_WITH(net.forward(x, t, h.narrow(1, 0, 3), labels), Catch::Contains("h expected [3, 4]"));
+    REQUIRE_THROWS_WITH(net.forward(x, t, h.select(1, 0), labels), Catch::Contains("h expected [3, 4]"));
+    return base;
+  };
+  SECTION("DiT") {
+    DiTConfig c = tiny_dit_config();
+    c.conditions = k;
+    c.out_channels = 2;
+    DiT dit(c, gen);
+    dit.to(DType::f64);
+    perturb_parameters(dit, 0.2, gen);
+    REQUIRE(dit.num_parameters() == dit_parameter_count(c));
+    REQUIRE(dit.condition_embedders.size() == size_t(k));
+    const Tensor x = uniform_f64({n, 1, 8, 8}, -1, 1, 3);
+    const Tensor out = moves_with_each_column(dit, x);
+    REQUIRE(out.shape() == Shape({n, 2, 8, 8}));
+    NoGradGuard ng;
+    Tensor expected = dit.t_embedder->forward(t) + dit.h_embedder->forward(h.select(1, 0).contiguous()) +
+                      dit.y_embedder->forward(labels);
+    for (int64_t j = 0; j < k; ++j)
+      expected = expected + dit.condition_embedders[size_t(j)]->forward(h.select(1, 1 + j).contiguous());
+    std::vector<TimestepEmbedder*> conditions;
+    for (const auto& e : dit.condition_embedders) conditions.push_back(e.get());
+    const Tensor got = conditioning_embedding("DiT", n, t, h, labels, *dit.t_embedder, dit.h_embedder.get(),
+                                              dit.y_embedder.get(), conditions);
+    REQUIRE(max_abs_diff(got, expected) <= 1e-14);
+  }
+  SECTION("UNet") {
+    UNetConfig c;
+    c.image_size = 8;
+    c.base_channels = 4;
+    c.channel_mult = {1, 2};
+    c.num_res_blocks = 1;
+    c.attention_resolutions = {4};
+    c.attention_heads = 2;
+    c.norm_groups = 2;
+    c.num_classes = 3;
+    c.use_h = true;
+    c.conditions = k;
+    c.out_channels = 2;
+    UNet unet(c, gen);
+    unet.to(DType::f64);
+    perturb_parameters(unet, 0.2, gen);  // the zero-initialised output conv would hide the conditions
+    REQUIRE(moves_with_each_column(unet, uniform_f64({n, 1, 8, 8}, -1, 1, 4)).shape() == Shape({n, 2, 8, 8}));
+  }
+  SECTION("MLPVelocity") {
+    MLPVelocityConfig c;
+    c.width = 16;
+    c.depth = 2;
+    c.embedding_dim = 8;
+    c.num_classes = 3;
+    c.conditions = k;
+    c.out_dim = 4;
+    MLPVelocity mlp(c, gen);
+    mlp.to(DType::f64);
+    REQUIRE(mlp.input_features() == 2 + 8 * (2 + k));
+    REQUIRE(moves_with_each_column(mlp, uniform_f64({n, 2}, -1, 1, 5)).shape() == Shape({n, 4}));
+  }
+}
+
 TEST_CASE("DiT: patchify / unpatchify geometry", "[models]") {
   Generator gen(0);
   DiTConfig c = tiny_dit_config();
