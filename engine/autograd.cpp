@@ -4,6 +4,7 @@
 #include "engine/autograd.h"
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -19,6 +20,7 @@ thread_local bool t_grad_enabled = true;
 struct Level {
   uint64_t id;
   bool no_tape;
+  int64_t batch;  // K directions per tangent ([K, ...shape]) at a jvp_batched level; 0 at a plain one
   std::vector<std::weak_ptr<AutogradMeta>> touched;  // metas holding a tangent at this level
 };
 
@@ -28,6 +30,13 @@ struct ForwardState {
   uint64_t next_id = 1;
 };
 thread_local ForwardState t_fwd;
+
+// [K, ...shape]
+Shape batched_shape(int64_t k, const Shape& shape) {
+  Shape s = shape;
+  s.insert(0, k);
+  return s;
+}
 
 Level* find_level(uint64_t id) {
   for (auto& l : t_fwd.levels)
@@ -114,13 +123,64 @@ std::shared_ptr<Node> edge_for(const Tensor& t) {
 
 void set_grad_fn(const Tensor& out, std::shared_ptr<Node> fn) { meta_of(out).grad_fn = std::move(fn); }
 
+namespace {
+
+// A tangent of a rank-r input as [K, 1, ..., shape] at rank `rank` + 1, so that a broadcasting
+// rule lines its K directions up in front of the output's dims.
+Tensor align_batched(const Tensor& t, int rank) {
+  if (!t.defined() || t.dim() >= rank + 1) return t;
+  Shape s;
+  s.push_back(t.shape()[0]);
+  for (int i = t.dim() - 1; i < rank; ++i) s.push_back(1);
+  for (int i = 1; i < t.dim(); ++i) s.push_back(t.shape()[i]);
+  return t.reshape(s);
+}
+
+Tensor batched_tangent(const Tangents& tg, int64_t k, const Tensor& out,
+                       const std::function<Tensor(const Tangents&)>& compute_tangent, TangentBatch mode,
+                       const std::function<Tensor(const Tangents&)>* batched_rule) {
+  const Shape want = batched_shape(k, out.shape());
+  if (mode == TangentBatch::Custom) {
+    Tensor r = (*batched_rule)(tg);
+    return !r.defined() || r.shape() == want ? r : r.expand(want);
+  }
+  if (mode == TangentBatch::Broadcast) {
+    Tangents aligned(tg.size());
+    for (size_t i = 0; i < tg.size(); ++i) aligned[i] = align_batched(tg[i], out.dim());
+    Tensor r = compute_tangent(aligned);
+    return !r.defined() || r.shape() == want ? r : r.expand(want);
+  }
+  // Loop: one rule call per direction.
+  std::vector<Tensor> parts(static_cast<size_t>(k));
+  bool any = false;
+  for (int64_t j = 0; j < k; ++j) {
+    Tangents slice(tg.size());
+    for (size_t i = 0; i < tg.size(); ++i)
+      if (tg[i].defined()) slice[i] = tg[i].select(0, j);
+    parts[size_t(j)] = compute_tangent(slice);
+    any |= parts[size_t(j)].defined();
+  }
+  if (!any) return Tensor();
+  for (auto& p : parts)
+    if (!p.defined()) p = zeros_like(out);
+  return stack(parts, 0);
+}
+
+}  // namespace
+
 void forward_tangents(const Tensor* const* inputs, int n, const Tensor& out,
-                      const std::function<Tensor(const Tangents&)>& compute_tangent) {
+                      const std::function<Tensor(const Tangents&)>& compute_tangent, TangentBatch mode,
+                      const std::function<Tensor(const Tangents&)>* batched_rule) {
   // Snapshot the visible levels: computing a tangent must not see levels opened later.
-  std::vector<std::pair<uint64_t, bool>> levels;
+  struct Visible {
+    uint64_t id;
+    bool no_tape;
+    int64_t batch;
+  };
+  std::vector<Visible> levels;
   for (const auto& l : t_fwd.levels)
-    if (l.id < t_fwd.visible_below) levels.emplace_back(l.id, l.no_tape);
-  for (auto [id, no_tape] : levels) {
+    if (l.id < t_fwd.visible_below) levels.push_back({l.id, l.no_tape, l.batch});
+  for (auto [id, no_tape, batch] : levels) {
     Tangents tg(static_cast<size_t>(n));
     bool any = false;
     for (int i = 0; i < n; ++i) {
@@ -133,12 +193,9 @@ void forward_tangents(const Tensor* const* inputs, int n, const Tensor& out,
     t_fwd.visible_below = id;
     Tensor result;
     try {
-      if (no_tape) {
-        NoGradGuard ng;
-        result = compute_tangent(tg);
-      } else {
-        result = compute_tangent(tg);
-      }
+      std::optional<NoGradGuard> ng;
+      if (no_tape) ng.emplace();
+      result = batch > 0 ? batched_tangent(tg, batch, out, compute_tangent, mode, batched_rule) : compute_tangent(tg);
     } catch (...) {
       t_fwd.visible_below = saved;
       throw;
@@ -379,22 +436,29 @@ std::vector<Tensor> grad(const std::function<Tensor(const std::vector<Tensor>&)>
   return grad({y}, xs, {}, create, create);
 }
 
-JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
-              const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts) {
-  DF_CHECK(primals.size() == tangents.size(), "jvp: got {} tangents for {} primals", tangents.size(), primals.size());
+namespace {
+
+// jvp (batch 0) and jvp_batched (batch K: tangents [K, ...shape]) in one.
+JvpResult jvp_at_level(const char* who, const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                       const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts,
+                       int64_t batch) {
+  DF_CHECK(primals.size() == tangents.size(), "{}: got {} tangents for {} primals", who, tangents.size(),
+           primals.size());
   for (size_t i = 0; i < primals.size(); ++i) {
-    DF_CHECK(primals[i].defined(), "jvp: primal {} is undefined", i);
+    DF_CHECK(primals[i].defined(), "{}: primal {} is undefined", who, i);
     if (!tangents[i].defined()) continue;
-    DF_CHECK(tangents[i].shape() == primals[i].shape(), "jvp: tangent {} has shape {}, expected the primal's shape {}",
-             i, tangents[i].shape().str(), primals[i].shape().str());
-    DF_CHECK(tangents[i].dtype() == primals[i].dtype(), "jvp: tangent {} has dtype {}, expected {}", i,
+    const Shape want = batch > 0 ? batched_shape(batch, primals[i].shape()) : primals[i].shape();
+    DF_CHECK(tangents[i].shape() == want, "{}: tangent {} has shape {}, expected {} ({})", who, i,
+             tangents[i].shape().str(), want.str(),
+             batch > 0 ? "the directions in front of the primal's shape" : "the primal's shape");
+    DF_CHECK(tangents[i].dtype() == primals[i].dtype(), "{}: tangent {} has dtype {}, expected {}", who, i,
              dtype_name(tangents[i].dtype()), dtype_name(primals[i].dtype()));
-    DF_CHECK(tangents[i].device() == primals[i].device(), "jvp: tangent {} is on {}, expected {}", i,
+    DF_CHECK(tangents[i].device() == primals[i].device(), "{}: tangent {} is on {}, expected {}", who, i,
              tangents[i].device().str(), primals[i].device().str());
   }
-  DF_CHECK(t_fwd.visible_below == UINT64_MAX, "jvp: cannot open a forward level inside a JVP rule");
+  DF_CHECK(t_fwd.visible_below == UINT64_MAX, "{}: cannot open a forward level inside a JVP rule", who);
   const uint64_t id = t_fwd.next_id++;
-  t_fwd.levels.push_back(Level{id, !opts.differentiable_tangents, {}});
+  t_fwd.levels.push_back(Level{id, !opts.differentiable_tangents, batch, {}});
   auto close_level = [&]() {
     for (auto it = t_fwd.levels.begin(); it != t_fwd.levels.end(); ++it) {
       if (it->id != id) continue;
@@ -417,7 +481,7 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
     }
     std::vector<Tensor> outs = f(duals);
     for (const Tensor& o : outs) {
-      DF_CHECK(o.defined(), "jvp: the function returned an undefined tensor");
+      DF_CHECK(o.defined(), "{}: the function returned an undefined tensor", who);
       Tensor tg = tangent_at(o, id);
       // The primal output without this level's tangent: an alias computed with this level hidden.
       uint64_t saved = t_fwd.visible_below;
@@ -431,7 +495,8 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
       }
       t_fwd.visible_below = saved;
       res.outputs.push_back(primal);
-      res.tangents.push_back(tg.defined() ? tg : zeros_like(o));
+      if (!tg.defined()) tg = batch > 0 ? zeros(batched_shape(batch, o.shape()), o.options()) : zeros_like(o);
+      res.tangents.push_back(tg);
     }
   } catch (...) {
     close_level();
@@ -439,6 +504,44 @@ JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&
   }
   close_level();
   return res;
+}
+
+}  // namespace
+
+JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+              const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts) {
+  return jvp_at_level("jvp", f, primals, tangents, opts, 0);
+}
+
+JvpResult jvp_batched(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts) {
+  int64_t k = -1;
+  for (size_t i = 0; i < tangents.size(); ++i) {
+    if (!tangents[i].defined()) continue;
+    DF_CHECK(tangents[i].dim() >= 1, "jvp_batched: tangent {} is a scalar; expected [K, ...the primal's shape]", i);
+    DF_CHECK(k < 0 || tangents[i].shape()[0] == k,
+             "jvp_batched: tangent {} has {} directions, an earlier one {}; all must have the same K", i,
+             tangents[i].shape()[0], k);
+    k = tangents[i].shape()[0];
+  }
+  DF_CHECK(k >= 1, "jvp_batched: expected at least one tangent with K >= 1 directions, got {}",
+           k < 0 ? std::string("none") : std::to_string(k));
+  return jvp_at_level("jvp_batched", f, primals, tangents, opts, k);
+}
+
+Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, JvpOptions opts) {
+  DF_CHECK(x.defined(), "jacfwd: x is undefined");
+  const int64_t d = x.numel();
+  DF_CHECK(d >= 1, "jacfwd: x has no elements (shape {})", x.shape().str());
+  Tensor basis = eye(d, x.options()).reshape(batched_shape(d, x.shape()));
+  JvpResult r =
+      jvp_batched([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{f(p[0])}; }, {x}, {basis}, opts);
+  // Row k of the tangents is column k of the Jacobian: move the directions to the back.
+  const Tensor& cols = r.tangents[0];
+  const int64_t m = r.outputs[0].numel();
+  Shape out = r.outputs[0].shape();
+  for (int i = 0; i < x.dim(); ++i) out.push_back(x.shape()[i]);
+  return cols.reshape(Shape{d, m}).transpose(0, 1).contiguous().reshape(out);
 }
 
 VjpResult vjp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,

@@ -84,6 +84,16 @@ class GradModeGuard {
   bool prev_;
 };
 
+// How an op's JVP rule meets a batch of K tangents, [K, ...the tensor's shape], at a level opened
+// by jvp_batched (the K directions share one primal pass).
+enum class TangentBatch {
+  Loop,       // the rule runs once per direction on [..shape] slices; the results are stacked (right for any rule)
+  Broadcast,  // the rule only broadcasts its tangents against primal tensors and reduces over negative dims
+              // (elementwise ops, matmul of matrices, row norms): each tangent is viewed as [K, 1, ..., shape]
+              // at the output's rank + 1 and the rule runs once
+  Custom,     // the op gives a rule of its own that takes the [K, ...] tangents as they are
+};
+
 namespace autodiff_detail {
 
 bool any_forward_level_visible();
@@ -93,8 +103,12 @@ void set_grad_fn(const Tensor& out, std::shared_ptr<Node> fn);
 // Runs `compute_tangent(tangents)` once per visible forward level at which any input has a
 // tangent, with that level and all inner ones hidden (no perturbation confusion) and, for a
 // level opened without tape, under NoGradGuard; attaches each result to `out`.
+// At a level opened by jvp_batched every tangent carries K directions, [K, ...its tensor's
+// shape]; `mode` says how the op's rule meets them, and `batched_rule` is the op's own rule for
+// TangentBatch::Custom.
 void forward_tangents(const Tensor* const* inputs, int n, const Tensor& out,
-                      const std::function<Tensor(const Tangents&)>& compute_tangent);
+                      const std::function<Tensor(const Tangents&)>& compute_tangent, TangentBatch mode,
+                      const std::function<Tensor(const Tangents&)>* batched_rule);
 
 template <class Vjp>
 class FnNode final : public Node {
@@ -119,11 +133,15 @@ class FnNode final : public Node {
 
 // Attaches autodiff to an op's freshly computed output. `vjp(g, needs) -> Grads` and
 // `jvp(tangents, out) -> Tensor` are the op's two rules; they capture (by value) what they use.
+// `batch` says how `jvp` meets K tangents at once (TangentBatch; Loop is right for any rule);
+// `batched_jvp`, given with TangentBatch::Custom, is a rule taking [K, ...] tangents directly.
 // Cost when nothing is differentiated: one pointer test per input.
 // `inputs` is any contiguous list of up to kMaxOpInputs tensors (a braced list, or a vector of
 // pointers for ops of many inputs such as cat).
 template <class Vjp, class Jvp>
-Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp) {
+Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp,
+              TangentBatch batch = TangentBatch::Loop,
+              const std::function<Tensor(const Tangents&, const Tensor&)>& batched_jvp = {}) {
   DF_CHECK(inputs.size() <= kMaxOpInputs, "{}: an op records at most {} inputs, got {}", name, kMaxOpInputs,
            inputs.size());
   bool any_meta = false;
@@ -144,15 +162,20 @@ Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor ou
     }
   }
   if (autodiff_detail::any_forward_level_visible()) {
-    autodiff_detail::forward_tangents(inputs.data(), int(inputs.size()), out,
-                                      [&](const Tangents& tg) { return jvp(tg, out); });
+    std::function<Tensor(const Tangents&)> custom;
+    if (batched_jvp) custom = [&](const Tangents& tg) { return batched_jvp(tg, out); };
+    autodiff_detail::forward_tangents(
+        inputs.data(), int(inputs.size()), out, [&](const Tangents& tg) { return jvp(tg, out); },
+        batched_jvp ? TangentBatch::Custom : batch, batched_jvp ? &custom : nullptr);
   }
   return out;
 }
 template <class Vjp, class Jvp>
-Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp) {
+Tensor record(const char* name, std::initializer_list<const Tensor*> inputs, Tensor out, Vjp&& vjp, Jvp&& jvp,
+              TangentBatch batch = TangentBatch::Loop,
+              const std::function<Tensor(const Tangents&, const Tensor&)>& batched_jvp = {}) {
   return record(name, std::span<const Tensor* const>(inputs.begin(), inputs.size()), std::move(out),
-                std::forward<Vjp>(vjp), std::forward<Jvp>(jvp));
+                std::forward<Vjp>(vjp), std::forward<Jvp>(jvp), batch, batched_jvp);
 }
 
 // ---- public API -----------------------------------------------------------------------------
@@ -183,6 +206,19 @@ struct JvpResult {
 // new forward level and returns f's outputs and their tangents J·v.
 JvpResult jvp(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
               const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts = {});
+
+// Forward mode in K directions at once, sharing one primal pass: tangents[i] is
+// [K, ...primals[i].shape] (undefined = zero in every direction) and each returned tangent is
+// [K, ...output shape], row k equal to jvp with the k-th slices. Ops with a batch-aware rule
+// (elementwise, matmul, views, cat, sum, row norms) take all K at once, so a Linear's tangents
+// are one GEMM over K x N rows; every other rule runs once per direction. Composes with reverse
+// mode and with outer jvp levels as jvp does.
+JvpResult jvp_batched(const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& f,
+                      const std::vector<Tensor>& primals, const std::vector<Tensor>& tangents, JvpOptions opts = {});
+
+// The Jacobian of f at x by forward mode (one jvp_batched over the standard basis):
+// shape [...f(x).shape, ...x.shape].
+Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, JvpOptions opts = {});
 
 struct VjpResult {
   std::vector<Tensor> outputs;

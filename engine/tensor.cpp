@@ -192,7 +192,8 @@ Tensor Tensor::to(Device d) const {
   Tensor x = *this;
   return record(
       "to_device", {&x}, out, [from = device()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
-      [d](const Tangents& t, const Tensor&) { return t[0].defined() ? t[0].to(d) : Tensor(); });
+      [d](const Tangents& t, const Tensor&) { return t[0].defined() ? t[0].to(d) : Tensor(); },
+      TangentBatch::Broadcast);
 }
 
 Tensor Tensor::to(DType t) const {
@@ -204,7 +205,8 @@ Tensor Tensor::to(DType t) const {
   Tensor x = *this;
   return record(
       "to_dtype", {&x}, out, [from = dtype()](const Tensor& g, NeedsGrad) -> Grads { return {g.to(from)}; },
-      [t](const Tangents& tg, const Tensor&) { return tg[0].defined() ? tg[0].to(t) : Tensor(); });
+      [t](const Tangents& tg, const Tensor&) { return tg[0].defined() ? tg[0].to(t) : Tensor(); },
+      TangentBatch::Broadcast);
 }
 
 Tensor Tensor::contiguous() const {
@@ -219,7 +221,7 @@ Tensor Tensor::clone() const {
   Tensor x = *this;
   return record(
       "clone", {&x}, out, [](const Tensor& g, NeedsGrad) -> Grads { return {g}; },
-      [](const Tangents& t, const Tensor&) { return t[0]; });
+      [](const Tangents& t, const Tensor&) { return t[0]; }, TangentBatch::Broadcast);
 }
 
 // ---- factories ----

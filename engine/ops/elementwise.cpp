@@ -8,13 +8,26 @@
 namespace dualflow {
 using namespace detail;
 
-namespace {
-
+namespace detail {
 // Expands a tangent/gradient to `shape` when its operand was broadcast.
 Tensor fit(const Tensor& t, const Shape& shape) {
   if (!t.defined() || t.shape() == shape) return t;
+  if (t.dim() == shape.size() + 1) {
+    Shape batched = shape;
+    batched.insert(0, t.shape()[0]);
+    return t.shape() == batched ? t : t.expand(batched);
+  }
   return t.expand(shape);
 }
+
+std::vector<int64_t> dims_after_batch(const std::vector<int>& dims) {
+  std::vector<int64_t> r;
+  for (int d : dims) r.push_back(int64_t(d) + 1);
+  return r;
+}
+}  // namespace detail
+
+namespace {
 
 Tensor unary_raw(const char* name, UnaryOp op, const Tensor& x, double a, double b) {
   check_defined(name, x);
@@ -76,7 +89,8 @@ Tensor unary_op(const char* name, UnaryOp op, const Tensor& x, double a = 0, dou
   if (!is_floating(x.dtype())) return out;
   return record(
       name, {&x}, out, [x, op, a, b](const Tensor& g, NeedsGrad) -> Grads { return {unary_backward(op, g, x, a, b)}; },
-      [x, op, a, b](const Tangents& t, const Tensor&) { return unary_backward(op, t[0], x, a, b); });
+      [x, op, a, b](const Tangents& t, const Tensor&) { return unary_backward(op, t[0], x, a, b); },
+      TangentBatch::Broadcast);
 }
 
 Tensor binary_raw(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) {
@@ -126,7 +140,8 @@ Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, double a, do
           if (f2.defined()) r = add_opt(r, fit(g * f2 * t[1], o.shape()));
         }
         return r;
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor neg(const Tensor& x) { return unary_op("neg", UnaryOp::Neg, x); }
@@ -167,7 +182,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
       [sa = a.shape(), sb = b.shape()](const Tensor& g, NeedsGrad n) -> Grads {
         return {n[0] ? sum_to(g, sa) : Tensor(), n[1] ? sum_to(g, sb) : Tensor()};
       },
-      [](const Tangents& t, const Tensor& o) { return fit(add_opt(t[0], t[1]), o.shape()); });
+      [](const Tangents& t, const Tensor& o) { return fit(add_opt(t[0], t[1]), o.shape()); }, TangentBatch::Broadcast);
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
@@ -179,7 +194,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
       },
       [](const Tangents& t, const Tensor& o) {
         return fit(t[1].defined() ? add_opt(t[0], neg(t[1])) : t[0], o.shape());
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
@@ -191,7 +207,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
       },
       [a, b](const Tangents& t, const Tensor& o) {
         return fit(add_opt(t[0].defined() ? t[0] * b : Tensor(), t[1].defined() ? a * t[1] : Tensor()), o.shape());
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
@@ -207,7 +224,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
       [b](const Tangents& t, const Tensor& o) {
         Tensor num = add_opt(t[0], t[1].defined() ? neg(o * t[1]) : Tensor());
         return fit(num.defined() ? num / b : Tensor(), o.shape());
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
@@ -224,7 +242,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
         Tensor r = t[0].defined() ? t[0] * b * pow(a, b - 1.0) : Tensor();
         if (t[1].defined()) r = add_opt(r, t[1] * pow(a, b) * log(a));
         return fit(r, o.shape());
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 namespace {
@@ -250,7 +269,8 @@ Tensor min_max(const char* name, BinaryOp op, const Tensor& a, const Tensor& b) 
       [a, b, is_max](const Tangents& t, const Tensor& o) {
         auto [wa, wb] = winner_weights(a, b, is_max);
         return fit(add_opt(t[0].defined() ? t[0] * wa : Tensor(), t[1].defined() ? t[1] * wb : Tensor()), o.shape());
-      });
+      },
+      TangentBatch::Broadcast);
 }
 }  // namespace
 
@@ -290,8 +310,9 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
       },
       [cond](const Tangents& t, const Tensor& o) {
         Tensor z = zeros(Shape{}, o.options());
-        return where(cond, t[0].defined() ? t[0] : z, t[1].defined() ? t[1] : z).expand(o.shape());
-      });
+        return fit(where(cond, t[0].defined() ? t[0] : z, t[1].defined() ? t[1] : z), o.shape());
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor add_opt(const Tensor& a, const Tensor& b) {

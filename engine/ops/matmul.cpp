@@ -160,8 +160,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       [a, b](const Tangents& t, const Tensor& o) {
         Tensor r = t[0].defined() ? matmul(t[0], b) : Tensor();
         if (t[1].defined()) r = add_opt(r, matmul(a, t[1]));
-        return r.shape() == o.shape() ? r : r.expand(o.shape());
-      });
+        return fit(r, o.shape());
+      },
+      // Both operands are matrices or batches of them here, so K directions lined up in front of
+      // the batch dims broadcast: a Linear's K tangents are one GEMM over K x N rows.
+      TangentBatch::Broadcast);
 }
 
 }  // namespace dualflow

@@ -28,4 +28,11 @@ std::vector<int> normalize_dims(const char* op, const std::vector<int64_t>& dims
 // differentiable engine ops so its own derivatives exist.
 bool rule_is_plain();
 
+// A tangent expanded to `shape`; a batch of tangents (jvp_batched, [K, ...]) keeps its leading
+// dim and is expanded to [K, ...shape].
+Tensor fit(const Tensor& t, const Shape& shape);
+
+// Normalized dims moved one place right, for a rule that reduces a batch of tangents [K, ...].
+std::vector<int64_t> dims_after_batch(const std::vector<int>& dims);
+
 }  // namespace dualflow::detail

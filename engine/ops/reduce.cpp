@@ -91,7 +91,9 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
       [shape = x.shape(), dims](const Tensor& g, NeedsGrad) -> Grads {
         return {keep_dims(g, shape, dims).expand(shape)};
       },
-      [dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0], dims_in, keepdim); });
+      [dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0], dims_in, keepdim); },
+      TangentBatch::Custom,
+      [dims, keepdim](const Tangents& t, const Tensor&) { return sum(t[0], dims_after_batch(dims), keepdim); });
 }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim) {
@@ -145,7 +147,11 @@ Tensor extremum(const char* name, ReduceOp op, const Tensor& x, const std::vecto
       [weights, dims, shape = x.shape()](const Tensor& g, NeedsGrad) -> Grads {
         return {keep_dims(g, shape, dims) * weights};
       },
-      [weights, dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0] * weights, dims_in, keepdim); });
+      [weights, dims_in, keepdim](const Tangents& t, const Tensor&) { return sum(t[0] * weights, dims_in, keepdim); },
+      TangentBatch::Custom,
+      [weights, dims, keepdim](const Tangents& t, const Tensor&) {
+        return sum(t[0] * weights, dims_after_batch(dims), keepdim);
+      });
 }
 }  // namespace
 

@@ -34,10 +34,11 @@ Tensor softmax(const Tensor& x, int64_t dim) {
         Tensor gy = g * y;
         return {gy - y * sum(gy, {d}, true)};
       },
-      [d](const Tangents& t, const Tensor& y) {
+      [back = int64_t(d) - x.dim()](const Tangents& t, const Tensor& y) {
         Tensor ty = t[0] * y;
-        return ty - y * sum(ty, {d}, true);
-      });
+        return ty - y * sum(ty, {back}, true);
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
@@ -49,7 +50,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
         Tensor p = rule_is_plain() ? exp(saved) : softmax(x, d);
         return {g - p * sum(g, {d}, true)};
       },
-      [x, d](const Tangents& t, const Tensor&) { return t[0] - sum(t[0] * softmax(x, d), {d}, true); });
+      [x, d](const Tangents& t, const Tensor&) {
+        return t[0] - sum(t[0] * softmax(x, d), {int64_t(d) - x.dim()}, true);
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
@@ -62,7 +66,10 @@ Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
         Tensor gk = keepdim ? g : g.unsqueeze(d);
         return {gk * softmax(x, d)};
       },
-      [x, d, keepdim](const Tangents& t, const Tensor&) { return sum(t[0] * softmax(x, d), {d}, keepdim); });
+      [x, d, keepdim](const Tangents& t, const Tensor&) {
+        return sum(t[0] * softmax(x, d), {int64_t(d) - x.dim()}, keepdim);
+      },
+      TangentBatch::Broadcast);
 }
 
 namespace {
@@ -115,9 +122,10 @@ Tensor layer_norm(const Tensor& x, int64_t n, const Tensor& w, const Tensor& b, 
           r = w.defined() ? th * w : th;
         }
         if (t[1].defined()) r = add_opt(r, xhat * t[1]);
-        if (t[2].defined()) r = add_opt(r, t[2].expand(o.shape()));
-        return r;
-      });
+        if (t[2].defined()) r = add_opt(r, fit(t[2], o.shape()));
+        return fit(r, o.shape());
+      },
+      TangentBatch::Broadcast);
 }
 
 Tensor rms_norm(const Tensor& x, int64_t n, const Tensor& w, double eps) {
@@ -157,7 +165,8 @@ Tensor rms_norm(const Tensor& x, int64_t n, const Tensor& w, double eps) {
         }
         if (t[1].defined()) r = add_opt(r, xhat * t[1]);
         return r;
-      });
+      },
+      TangentBatch::Broadcast);
 }
 
 }  // namespace dualflow

@@ -85,7 +85,20 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
     for (size_t i = 0; i < shapes.size(); ++i) parts.push_back(t[i].defined() ? t[i] : zeros(shapes[i], options));
     return cat(parts, d);
   };
-  return record("cat", std::span<const Tensor* const>(inputs), out, vjp, jvp);
+  // K directions (jvp_batched): the same, one dim to the right.
+  auto jvp_batched = [shapes, options = x0.options(), d](const Tangents& t, const Tensor&) {
+    int64_t k = 0;
+    for (const Tensor& ti : t)
+      if (ti.defined()) k = ti.shape()[0];
+    std::vector<Tensor> parts;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      Shape s = shapes[i];
+      s.insert(0, k);
+      parts.push_back(t[i].defined() ? t[i] : zeros(s, options));
+    }
+    return cat(parts, d + 1);
+  };
+  return record("cat", std::span<const Tensor* const>(inputs), out, vjp, jvp, TangentBatch::Custom, jvp_batched);
 }
 
 Tensor stack(const std::vector<Tensor>& xs, int64_t dim_) {

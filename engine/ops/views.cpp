@@ -66,12 +66,23 @@ Shape infer_shape(const char* op, const Shape& req, int64_t numel) {
   return s;
 }
 
+// `fwd` maps a tangent as the view maps its tensor; `fwd_batched` does the same to a batch of
+// tangents [K, ...] (jvp_batched), the view's dims moved one place right.
 Tensor view_op(const char* name, const Tensor& x, const Shape& shape, const Dims& strides, int64_t offset,
-               std::function<Tensor(const Tensor&)> back, std::function<Tensor(const Tensor&)> fwd) {
+               std::function<Tensor(const Tensor&)> back, std::function<Tensor(const Tensor&)> fwd,
+               std::function<Tensor(const Tensor&)> fwd_batched) {
   Tensor out = make_view(x, shape, strides, offset);
   return record(
       name, {&x}, out, [back](const Tensor& g, NeedsGrad) -> Grads { return {back(g)}; },
-      [fwd](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd(t[0]) : Tensor(); });
+      [fwd](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd(t[0]) : Tensor(); }, TangentBatch::Custom,
+      [fwd_batched](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd_batched(t[0]) : Tensor(); });
+}
+
+// `shape` with a batch of K directions in front.
+Shape batched(const Tensor& t, const Shape& shape) {
+  Shape s = shape;
+  s.insert(0, t.shape()[0]);
+  return s;
 }
 
 }  // namespace
@@ -84,7 +95,8 @@ Tensor Tensor::view(const Shape& req) const {
   Shape from = this->shape();
   return view_op(
       "view", *this, shape, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-      [shape](const Tensor& t) { return t.reshape(shape); });
+      [shape](const Tensor& t) { return t.reshape(shape); },
+      [shape](const Tensor& t) { return t.reshape(batched(t, shape)); });
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
@@ -111,7 +123,12 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   std::vector<int64_t> fwd(dims);
   return view_op(
       "permute", *this, shape, st, offset(), [inv](const Tensor& g) { return g.permute(inv); },
-      [fwd](const Tensor& t) { return t.permute(fwd); });
+      [fwd](const Tensor& t) { return t.permute(fwd); },
+      [fwd](const Tensor& t) {
+        std::vector<int64_t> p{0};
+        for (int64_t d : fwd) p.push_back(d + 1);
+        return t.permute(p);
+      });
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
@@ -138,7 +155,8 @@ Tensor Tensor::slice(int64_t dim_, int64_t start, int64_t end, int64_t step) con
   return view_op(
       "slice", *this, shape, st, offset() + start * strides()[d],
       [from, d, start, step](const Tensor& g) { return slice_backward(g, from, d, start, step); },
-      [d, start, end, step](const Tensor& t) { return t.slice(d, start, end, step); });
+      [d, start, end, step](const Tensor& t) { return t.slice(d, start, end, step); },
+      [d, start, end, step](const Tensor& t) { return t.slice(d + 1, start, end, step); });
 }
 
 Tensor Tensor::narrow(int64_t dim_, int64_t start, int64_t length) const {
@@ -170,7 +188,13 @@ Tensor Tensor::expand(const Shape& req) const {
   Shape from = this->shape();
   return view_op(
       "expand", *this, shape, st, offset(), [from](const Tensor& g) { return sum_to(g, from); },
-      [shape](const Tensor& t) { return t.expand(shape); });
+      [shape](const Tensor& t) { return t.expand(shape); },
+      [shape, from](const Tensor& t) {
+        // The new leading dims go after the directions: [K, 1, ..., from] first.
+        Shape lined_up = from;
+        while (lined_up.size() < shape.size()) lined_up.insert(0, 1);
+        return t.reshape(batched(t, lined_up)).expand(batched(t, shape));
+      });
 }
 
 Tensor Tensor::squeeze(int64_t dim_) const {
@@ -183,7 +207,7 @@ Tensor Tensor::squeeze(int64_t dim_) const {
   Shape from = shape();
   return view_op(
       "squeeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-      [s](const Tensor& t) { return t.reshape(s); });
+      [s](const Tensor& t) { return t.reshape(s); }, [s](const Tensor& t) { return t.reshape(batched(t, s)); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -205,7 +229,7 @@ Tensor Tensor::unsqueeze(int64_t dim_) const {
   Shape from = shape();
   return view_op(
       "unsqueeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-      [s](const Tensor& t) { return t.reshape(s); });
+      [s](const Tensor& t) { return t.reshape(s); }, [s](const Tensor& t) { return t.reshape(batched(t, s)); });
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {
@@ -225,7 +249,7 @@ Tensor alias(const Tensor& x) {
   check_defined("alias", x);
   return view_op(
       "alias", x, x.shape(), x.strides(), x.offset(), [](const Tensor& g) { return g; },
-      [](const Tensor& t) { return t; });
+      [](const Tensor& t) { return t; }, [](const Tensor& t) { return t; });
 }
 
 Tensor slice_backward(const Tensor& g, const Shape& full_shape, int64_t dim, int64_t start, int64_t step) {

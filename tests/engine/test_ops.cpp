@@ -4,6 +4,8 @@
 //   - the identity <w, J v> = <J^T w, v>,
 //   - second order: jvp-of-grad against finite differences of the gradient, and
 //     grad-of-grad against jvp-of-grad,
+//   - K directions at once (jvp_batched, whichever way the op's rule meets them) against K
+//     single JVPs, alone and under reverse mode,
 // and, where a GPU answers, the forward and gradients on CUDA against the CPU (f64 and f32).
 #include "op_cases.h"
 #include "test_util.h"
@@ -85,6 +87,58 @@ TEST_CASE("every op: VJP and JVP against finite differences in f64", "[ops]") {
       for (size_t i = 0; i < p.xs.size(); ++i) rhs += dot(g[i], p.vs[i]);
       INFO(c.name << ": <w, Jv> = " << lhs << ", <J^T w, v> = " << rhs);
       REQUIRE(std::abs(lhs - rhs) <= 1e-10 * (1 + std::abs(lhs)));
+    }
+  }
+}
+
+TEST_CASE("every op: jvp_batched equals one jvp per direction, and differentiates as they do", "[ops][batched]") {
+  constexpr int64_t kDirections = 3;
+  for (const OpCase& c : all_op_cases()) {
+    SECTION(c.name) {
+      Prepared p = prepare(c, 11);
+      auto f = [&](const std::vector<Tensor>& x) { return std::vector<Tensor>{c.f(x)}; };
+      // All inputs moving, then only the first (the others' tangents undefined = zero).
+      for (size_t moving : {p.xs.size(), size_t(1)}) {
+        std::vector<Tensor> batch;
+        for (size_t i = 0; i < p.xs.size(); ++i) {
+          Shape s = p.xs[i].shape();
+          s.insert(0, kDirections);
+          batch.push_back(i < moving ? uniform_f64(s, -1, 1, 300 + 7 * i) : Tensor());
+        }
+        JvpResult all = jvp_batched(f, p.xs, batch);
+        require_close(all.outputs[0], c.f(p.xs), 0, 0, c.name + ": jvp_batched's primal output equals f(x)");
+        Shape want = all.outputs[0].shape();
+        want.insert(0, kDirections);
+        REQUIRE(all.tangents[0].shape() == want);
+        for (int64_t k = 0; k < kDirections; ++k) {
+          std::vector<Tensor> one;
+          for (const Tensor& b : batch) one.push_back(b.defined() ? b.select(0, k).contiguous() : Tensor());
+          JvpResult single = jvp(f, p.xs, one);
+          require_close(all.tangents[0].select(0, k), single.tangents[0], 1e-12, 1e-12,
+                        c.name + ": direction " + std::to_string(k) + " of " + std::to_string(moving) +
+                            " moving inputs vs a single jvp");
+        }
+      }
+      // Reverse over the batch: d/dx of <W, J V> equals the sum over directions of d/dx <W_k, J v_k>.
+      std::vector<Tensor> batch;
+      for (size_t i = 0; i < p.xs.size(); ++i) {
+        Shape s = p.xs[i].shape();
+        s.insert(0, kDirections);
+        batch.push_back(uniform_f64(s, -1, 1, 400 + 7 * i));
+      }
+      Shape ws = p.w.shape();
+      ws.insert(0, kDirections);
+      Tensor wk = uniform_f64(ws, -1, 1, 77);
+      std::vector<Tensor> g_all =
+          grad([&](const std::vector<Tensor>& x) { return sum(jvp_batched(f, x, batch).tangents[0] * wk); }, p.xs);
+      for (int64_t k = 0; k < kDirections; ++k) {
+        std::vector<Tensor> one;
+        for (const Tensor& b : batch) one.push_back(b.select(0, k).contiguous());
+        std::vector<Tensor> g_k =
+            grad([&](const std::vector<Tensor>& x) { return sum(jvp(f, x, one).tangents[0] * wk.select(0, k)); }, p.xs);
+        for (size_t i = 0; i < g_all.size(); ++i) g_all[i] = g_all[i] - g_k[i];
+      }
+      for (size_t i = 0; i < g_all.size(); ++i) REQUIRE(max_abs(g_all[i]) <= 1e-10 * (1 + max_abs(p.xs[i])));
     }
   }
 }
