@@ -22,10 +22,10 @@ int64_t state_size(const Tensor& x, const char* who) {
   return x.numel() / x.size(0);
 }
 
-// The shape of x with its batch dim replaced by `batch`.
-Shape with_batch(const Tensor& x, int64_t batch) {
-  Shape s = x.shape();
-  s[0] = batch;
+// [K, ...shape]: K tangent directions of a tensor of `shape`.
+Shape batched(int64_t k, const Shape& shape) {
+  Shape s = shape;
+  s.insert(0, k);
   return s;
 }
 
@@ -52,29 +52,51 @@ ProbeDistribution parse_probe_distribution(const std::string& name) {
 VelocityAndDivergence velocity_and_divergence_exact(const VelocityField& v, const Tensor& x, double t) {
   const char* who = "velocity_and_divergence_exact";
   const int64_t d = state_size(x, who), n = x.size(0);
-  // Copy b of the batch carries tangent e_b, so block b of the output tangent holds column b of
-  // the Jacobian for every sample; the divergence picks entry b of block b.
-  Tensor repeated = x.reshape({1, n, d}).expand({d, n, d}).reshape(with_batch(x, d * n));
-  Tensor basis = eye(d, x.options()).reshape({d, 1, d}).expand({d, n, d}).contiguous();
-  JvpResult r = jvp([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{v(p[0], t)}; }, {repeated},
-                    {basis.reshape(repeated.shape())}, JvpOptions{.differentiable_tangents = GradMode::enabled()});
-  check_velocity(r.outputs[0], repeated, who);
-  Tensor velocity = r.outputs[0].reshape({d, n, d}).select(0, 0).reshape(x.shape());
-  Tensor divergence = sum(mul(r.tangents[0].reshape({d, n, d}), basis), {0, 2});
-  return {velocity, divergence};
+  // Direction b is e_b for every sample, so tangent b holds column b of each sample's Jacobian;
+  // the divergence picks entry b of direction b.
+  Tensor unit = eye(d, x.options()).reshape({d, 1, d});
+  Tensor basis = unit.expand({d, n, d}).contiguous().reshape(batched(d, x.shape()));
+  JvpResult r = jvp_batched([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{v(p[0], t)}; }, {x}, {basis},
+                            JvpOptions{.differentiable_tangents = GradMode::enabled()});
+  check_velocity(r.outputs[0], x, who);
+  Tensor divergence = sum(mul(r.tangents[0].reshape({d, n, d}), unit), {0, 2});
+  return {r.outputs[0], divergence};
 }
 
 VelocityAndDivergence velocity_and_divergence_hutchinson(const VelocityField& v, const Tensor& x, double t,
                                                          const Tensor& probe) {
   const char* who = "velocity_and_divergence_hutchinson";
   const int64_t d = state_size(x, who), n = x.size(0);
-  DF_CHECK(probe.defined() && probe.shape() == x.shape(), "{}: probe has shape {}, expected the state's shape {}", who,
-           probe.defined() ? probe.shape().str() : std::string("undefined"), x.shape().str());
-  JvpResult r = jvp([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{v(p[0], t)}; }, {x}, {probe},
-                    JvpOptions{.differentiable_tangents = GradMode::enabled()});
+  const bool several = probe.defined() && probe.dim() == x.dim() + 1 && probe.size(0) == n;
+  const int64_t p = several ? probe.size(1) : 1;
+  DF_CHECK(probe.defined() && probe.shape() == probe_shape(x.shape(), p),
+           "{}: probe has shape {}, expected the state's shape {} (one probe per sample) or [{}, P, ...the state "
+           "dims] (P per sample)",
+           who, probe.defined() ? probe.shape().str() : std::string("undefined"), x.shape().str(), n);
+  const JvpOptions opts{.differentiable_tangents = GradMode::enabled()};
+  auto field = [&](const std::vector<Tensor>& q) { return std::vector<Tensor>{v(q[0], t)}; };
+  if (!several) {
+    JvpResult r = jvp(field, {x}, {probe}, opts);
+    check_velocity(r.outputs[0], x, who);
+    Tensor divergence = sum(mul(r.tangents[0].reshape({n, d}), probe.reshape({n, d})), {1});
+    return {r.outputs[0], divergence};
+  }
+  // [N, P, ...] -> P directions [P, N, ...]; the estimate is the mean of the P quadratic forms.
+  Tensor directions = probe.transpose(0, 1).contiguous().reshape(batched(p, x.shape()));
+  JvpResult r = jvp_batched(field, {x}, {directions}, opts);
   check_velocity(r.outputs[0], x, who);
-  Tensor divergence = sum(mul(r.tangents[0].reshape({n, d}), probe.reshape({n, d})), {1});
-  return {r.outputs[0], divergence};
+  Tensor quadratic = sum(mul(r.tangents[0].reshape({p, n, d}), directions.reshape({p, n, d})), {0, 2});
+  return {r.outputs[0], mul(quadratic, 1.0 / double(p))};
+}
+
+Shape probe_shape(const Shape& x_shape, int64_t probes) {
+  DF_CHECK(probes >= 1, "probe_shape: expected at least 1 probe per sample, got {}", probes);
+  DF_CHECK(x_shape.size() >= 2, "probe_shape: x must be [N, ...] with at least one state dim, got shape {}",
+           x_shape.str());
+  if (probes == 1) return x_shape;
+  Shape s = x_shape;
+  s.insert(1, probes);
+  return s;
 }
 
 Tensor sample_probe(const Shape& shape, ProbeDistribution dist, Generator& gen, TensorOptions opts) {
@@ -99,7 +121,7 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
                                     Generator& gen) {
   Tensor probe;
   if (options.divergence == DivergenceMethod::Hutchinson && x.defined())
-    probe = sample_probe(x.shape(), options.probe, gen, x.options());
+    probe = sample_probe(probe_shape(x.shape(), options.probes), options.probe, gen, x.options());
   return cnf_log_likelihood_with_probe(v, x, options, probe);
 }
 
@@ -112,12 +134,14 @@ LikelihoodResult cnf_log_likelihood_with_probe(const VelocityField& v, const Ten
   DF_CHECK(options.t_data > 0 && options.t_data <= 1, "{}: t_data must lie in (0, 1], given {}", who, options.t_data);
   DF_CHECK(options.prior_std > 0, "{}: prior_std must be > 0, given {}", who, options.prior_std);
 
-  DF_CHECK((options.divergence == DivergenceMethod::Hutchinson) == probe.defined(),
-           "{}: the {} divergence {} probes", who,
-           options.divergence == DivergenceMethod::Hutchinson ? "Hutchinson" : "exact",
+  DF_CHECK((options.divergence == DivergenceMethod::Hutchinson) == probe.defined(), "{}: the {} divergence {} probes",
+           who, options.divergence == DivergenceMethod::Hutchinson ? "Hutchinson" : "exact",
            options.divergence == DivergenceMethod::Hutchinson ? "needs" : "takes no");
-  DF_CHECK(!probe.defined() || probe.shape() == x_shape, "{}: probes of shape {} for x of shape {}", who,
-           probe.defined() ? probe.shape().str() : "", x_shape.str());
+  DF_CHECK(options.probes >= 1, "{}: expected at least 1 Hutchinson probe per sample, got {}", who, options.probes);
+  DF_CHECK(!probe.defined() || probe.shape() == probe_shape(x_shape, options.probes),
+           "{}: probes of shape {} for x of shape {} and {} probe(s) per sample; expected {}", who,
+           probe.defined() ? probe.shape().str() : "", x_shape.str(), options.probes,
+           probe_shape(x_shape, options.probes).str());
 
   // The augmented state [x flattened, Δ] as one [N, D + 1] tensor, so every solver (and
   // Dopri5's error norm) treats it as a single state.
@@ -154,7 +178,7 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
 Tensor cnf_nll_loss(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options, Generator& gen) {
   Tensor probe;
   if (options.divergence == DivergenceMethod::Hutchinson && x.defined())
-    probe = sample_probe(x.shape(), options.probe, gen, x.options());
+    probe = sample_probe(probe_shape(x.shape(), options.probes), options.probe, gen, x.options());
   return cnf_nll_loss(v, x, options, probe);
 }
 

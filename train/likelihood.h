@@ -1,8 +1,9 @@
 // Exact log-likelihood of a continuous normalizing flow (x_0 ~ N(0, I) noise at t = 0, data at
 // t = 1): integrate [x, Δ] backwards from t = 1 to t = 0 with dΔ/dt = div v(x, t), Δ(1) = 0, so
 //   log p_1(x) = log N(x_0; 0, I) − ∫_0^1 div v(x_t, t) dt = log N(x_0; 0, I) + Δ(0).
-// The divergence is exact (forward-mode JVPs along every basis direction, batched into one
-// pass) or Hutchinson's estimate εᵀ J ε with probes fixed along the trajectory. Plus bits/dim.
+// The divergence is exact (forward mode along every basis direction, all sharing one primal pass)
+// or Hutchinson's estimate εᵀ J ε averaged over one or more probes fixed along the trajectory.
+// Plus bits/dim.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,13 +29,18 @@ struct VelocityAndDivergence {
 // Both functions treat dim 0 of x as the batch and every other dim as the state, and differentiate
 // the tangents (so the divergence back-propagates) exactly when grad mode is on: run them under
 // NoGradGuard for evaluation.
-// Exact: the batch is repeated D times with one-hot tangents, so one forward pass over D·N
-// samples yields every ∂v_i/∂x_i. Memory and time grow with D: meant for low-dimensional data.
+// Exact: one primal pass of v and D tangent directions e_1..e_D at once (jvp_batched), so each
+// ∂v_i/∂x_i is read off direction i. Tangent memory and time grow with D: meant for
+// low-dimensional data.
 VelocityAndDivergence velocity_and_divergence_exact(const VelocityField& v, const Tensor& x, double t);
-// Hutchinson: εᵀ (∂v/∂x) ε from one JVP along `probe` (shaped like x); unbiased when E[εεᵀ] = I.
+// Hutchinson: εᵀ (∂v/∂x) ε along `probe`, shaped like x (one probe per sample) or [N, P, ...the
+// state dims] (P probes per sample, averaged, all P directions sharing one primal pass);
+// unbiased when E[εεᵀ] = I, its variance falling as 1/P.
 VelocityAndDivergence velocity_and_divergence_hutchinson(const VelocityField& v, const Tensor& x, double t,
                                                          const Tensor& probe);
 
+// The shape of `probes` probes per sample of x: x's shape for one, [N, P, ...state dims] for more.
+Shape probe_shape(const Shape& x_shape, int64_t probes);
 // Probes with E[εεᵀ] = I: Rademacher (±1, lower variance) or standard normal.
 Tensor sample_probe(const Shape& shape, ProbeDistribution dist, Generator& gen, TensorOptions opts);
 
@@ -55,6 +61,8 @@ struct LikelihoodOptions {
   double prior_std = 1.0;
   DivergenceMethod divergence = DivergenceMethod::Exact;
   ProbeDistribution probe = ProbeDistribution::Rademacher;
+  // Hutchinson probes per sample, averaged (their directions share one primal pass of v).
+  int64_t probes = 1;
 };
 
 struct LikelihoodResult {
@@ -74,7 +82,7 @@ LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, con
                                     Generator& gen);
 // Exact divergence only (needs no randomness).
 LikelihoodResult cnf_log_likelihood(const VelocityField& v, const Tensor& x, const LikelihoodOptions& options = {});
-// With the Hutchinson probes given (shaped like x; undefined for the exact divergence), for a
+// With the Hutchinson probes given (of probe_shape(x, options.probes); undefined for the exact divergence), for a
 // caller that draws them itself (a data-parallel step draws the whole batch's and keeps its rows).
 LikelihoodResult cnf_log_likelihood_with_probe(const VelocityField& v, const Tensor& x,
                                                const LikelihoodOptions& options, const Tensor& probe);

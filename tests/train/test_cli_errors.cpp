@@ -216,9 +216,9 @@ TEST_CASE("dualflow CLI: a sampler the checkpoint's method does not offer is ref
   REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--cfg", "2"}),
                   Contains("--cfg 2 needs a class-conditional model"));
   // A guidance interval is iMF's alone, and needs classes.
-  REQUIRE_REFUSED(sample("mf/checkpoint.safetensors", {"--cfg-interval", "0.2", "0.8"}),
-                  Contains("--cfg-interval: only iMF's own sampler takes a guidance interval") &&
-                      Contains("method \"meanflow\""));
+  REQUIRE_REFUSED(
+      sample("mf/checkpoint.safetensors", {"--cfg-interval", "0.2", "0.8"}),
+      Contains("--cfg-interval: only iMF's own sampler takes a guidance interval") && Contains("method \"meanflow\""));
   REQUIRE_REFUSED(sample("run/checkpoint.safetensors", {"--cfg-interval", "0.2"}), Contains("--cfg-interval"));
   REQUIRE(s.listing() == before);
   REQUIRE(run_dualflow(s, {"train", "tiny.toml", "--out", "imf", "--set", "method.name=\"imf\"", "--set",
@@ -227,8 +227,29 @@ TEST_CASE("dualflow CLI: a sampler the checkpoint's method does not offer is ref
   const auto with_imf = s.listing();
   REQUIRE_REFUSED(sample("imf/checkpoint.safetensors", {"--cfg-interval", "0.2", "0.8"}),
                   Contains("--cfg-interval needs a class-conditional model"));
-  REQUIRE_REFUSED(sample("imf/checkpoint.safetensors", {"--cfg", "3"}), Contains("--cfg 3 needs a class-conditional model"));
+  REQUIRE_REFUSED(sample("imf/checkpoint.safetensors", {"--cfg", "3"}),
+                  Contains("--cfg 3 needs a class-conditional model"));
   REQUIRE(s.listing() == with_imf);
+}
+
+TEST_CASE("dualflow CLI: nll --probes averages several Hutchinson probes and is refused with the exact divergence",
+          "[cli_errors]") {
+  Scratch s("probes");
+  train_tiny(s);
+  const auto before = s.listing();
+  REQUIRE_REFUSED(run_dualflow(s, {"nll", "--checkpoint", "run/checkpoint.safetensors", "--out", "p.json", "--n", "8",
+                                   "--solver", "euler", "--steps", "2", "--probes", "3"}),
+                  Contains("nll: --probes 3 asks for several Hutchinson probes, but --divergence is exact"));
+  REQUIRE(s.listing() == before);
+  for (const char* probes : {"1", "4"}) {
+    const Outcome r =
+        run_dualflow(s, {"nll", "--checkpoint", "run/checkpoint.safetensors", "--out", "p.json", "--n", "64",
+                         "--solver", "euler", "--steps", "4", "--divergence", "hutchinson", "--probes", probes});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    REQUIRE_THAT(s.read("p.json"),
+                 Contains("\"divergence\":\"hutchinson\",\"probes\":" + std::string(probes)) && Contains("\"nfe\":4"));
+  }
 }
 
 TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected and found", "[cli_errors]") {

@@ -67,7 +67,7 @@ TEST_CASE("log-likelihood of image-shaped states", "[likelihood]") {
   VelocityField lin = linear_field(to_tensor(kA4));
   VelocityField counted = [&](const Tensor& xt, double t) {
     ++calls;
-    REQUIRE(xt.shape() == Shape{12, 1, 2, 2});  // the batch repeated D = 4 times, shape kept
+    REQUIRE(xt.shape() == Shape{3, 1, 2, 2});  // one primal pass; the D = 4 directions ride on the tangents
     return lin(xt, t);
   };
   LikelihoodOptions o;
@@ -111,6 +111,34 @@ TEST_CASE("Hutchinson's estimate is unbiased", "[likelihood]") {
   }
 }
 
+TEST_CASE("several Hutchinson probes average their estimates and cut the variance", "[likelihood]") {
+  const int64_t copies = 2000;
+  Tensor point = uniform_f64({1, 3}, -1, 1, 31);
+  Tensor x = point.expand({copies, 3}).contiguous();
+  const double exact = linear_log_likelihood(kA3, point).item();
+  double se_one = 0;
+  for (int64_t probes : {1, 4}) {
+    LikelihoodOptions o;
+    o.divergence = DivergenceMethod::Hutchinson;
+    o.probes = probes;
+    o.ode.method = OdeMethod::RK4;
+    o.ode.steps = 10;
+    Generator gen(99);
+    NoGradGuard no_grad;
+    LikelihoodResult r = cnf_log_likelihood(linear_field(to_tensor(kA3)), x, o, gen);
+    auto v = r.log_likelihood.to_vector<double>();
+    double m = 0, s2 = 0;
+    for (double e : v) m += e / double(v.size());
+    for (double e : v) s2 += (e - m) * (e - m);
+    const double se = std::sqrt(s2 / double(v.size() - 1) / double(v.size()));
+    INFO(probes << " probe(s): mean " << m << ", exact " << exact << ", standard error " << se);
+    REQUIRE(std::abs(m - exact) < 4 * se);
+    REQUIRE(r.nfe == 40);
+    if (probes == 1) se_one = se;
+    else REQUIRE(se < 0.65 * se_one);  // the variance falls as 1/P: the error as 1/2 at P = 4
+  }
+}
+
 // A tiny MLP velocity v(x, t) = W2 tanh(W1 x + b1 + t c) + b2, built from engine ops.
 struct TinyMlp {
   Tensor w1 = uniform_f64({8, 3}, -0.8, 0.8, 41);
@@ -150,6 +178,17 @@ TEST_CASE("divergences of a small MLP match finite differences", "[likelihood]")
   require_close(hutch.divergence, sum(mul(probe, fd_jvp(probe)), {1}), 0, 1e-8, "εᵀJε vs finite differences");
   Tensor rad = sample_probe({5, 3}, ProbeDistribution::Rademacher, gen, DType::f64);
   for (double e : rad.to_vector<double>()) REQUIRE(std::abs(e) == 1.0);
+  // P probes per sample ([N, P, D]): the mean of the P single-probe estimates, one primal pass.
+  Tensor several = sample_probe(probe_shape({5, 3}, 3), ProbeDistribution::Gaussian, gen, DType::f64);
+  REQUIRE(several.shape() == Shape{5, 3, 3});
+  VelocityAndDivergence mean3 = velocity_and_divergence_hutchinson(v, x, t, several);
+  Tensor expected = zeros({5}, DType::f64);
+  for (int64_t p = 0; p < 3; ++p) {
+    Tensor one = several.select(1, p).contiguous();
+    expected = add(expected, mul(velocity_and_divergence_hutchinson(v, x, t, one).divergence, 1.0 / 3));
+  }
+  require_close(mean3.divergence, expected, 0, 1e-14, "3 probes vs the mean of 3 single probes");
+  require_close(mean3.velocity, v(x, t), 0, 1e-14, "velocity with 3 probes");
 }
 
 TEST_CASE("gradient of the log-likelihood through the solver matches finite differences", "[likelihood]") {
@@ -231,6 +270,17 @@ TEST_CASE("likelihood refuses bad input with clear messages", "[likelihood]") {
   VelocityField wrong = [](const Tensor& xt, double) { return xt.narrow(1, 0, 2); };
   REQUIRE_THROWS_WITH(velocity_and_divergence_hutchinson(wrong, x, 0.0, ones_like(x)),
                       Contains("expected the state's shape"));
+  REQUIRE_THROWS_WITH(
+      velocity_and_divergence_hutchinson(linear_field(to_tensor(kA3)), x, 0.0, ones({3, 2, 3}, DType::f64)),
+      Contains("or [2, P, ...the state dims]"));
+  LikelihoodOptions several = o;
+  several.probes = 2;
+  REQUIRE_THROWS_WITH(cnf_log_likelihood_with_probe(linear_field(to_tensor(kA3)), x, several, ones_like(x)),
+                      Contains("expected [2,2,3]"));
+  several.probes = 0;
+  Generator gen(1);
+  REQUIRE_THROWS_WITH(cnf_log_likelihood(linear_field(to_tensor(kA3)), x, several, gen),
+                      Contains("expected at least 1 probe per sample, got 0"));
   REQUIRE(parse_divergence_method("hutchinson") == DivergenceMethod::Hutchinson);
   REQUIRE_THROWS_WITH(parse_divergence_method("trace"), Contains("expected one of: exact, hutchinson"));
   REQUIRE_THROWS_WITH(parse_probe_distribution("normal"), Contains("expected one of: rademacher, gaussian"));

@@ -18,12 +18,12 @@
 #include "train/cli/progress_line.h"
 #include "train/data2d.h"
 #include "train/flow_run.h"
-#include "train/parallel/data_parallel.h"
 #include "train/json_text.h"
 #include "train/likelihood.h"
-#include "train/memory_check.h"
 #include "train/meanflow.h"
+#include "train/memory_check.h"
 #include "train/npy.h"
+#include "train/parallel/data_parallel.h"
 #include "train/plots.h"
 #include "train/sample_distance.h"
 
@@ -190,14 +190,15 @@ void run_sample(const SampleArgs& a) {
              group->distributed() ? fmt::format(", drawn by {} processes", group->size()) : "", a.out, png);
   if (!images) print_sample_distance(lm.spec.data.name, x, a.choices.seed);
   if (a.trajectories > 0)
-    fmt::print("{} trajectories, {}, drawn over the samples; mean squared distance of their points from their chords: "
-               "{:.5f}\n",
-               paths.paths.size(0), paths.how, paths.chord_msd);
+    fmt::print(
+        "{} trajectories, {}, drawn over the samples; mean squared distance of their points from their chords: "
+        "{:.5f}\n",
+        paths.paths.size(0), paths.how, paths.chord_msd);
 }
 
 struct NllArgs {
   std::string checkpoint, out, divergence = "exact", solver;
-  int64_t n = 1000, steps = 0;
+  int64_t n = 1000, steps = 0, probes = 1;
   double rtol = 0, atol = 0;
   uint64_t seed = 1;
 };
@@ -216,6 +217,10 @@ void run_nll(const NllArgs& a) {
   LikelihoodOptions o;
   o.ode = ode_options_with(lm.spec.sample.ode, a.solver.empty() ? "dopri5" : a.solver, a.steps, a.rtol, a.atol);
   o.divergence = parse_divergence_method(a.divergence);
+  DF_CHECK(a.probes == 1 || o.divergence == DivergenceMethod::Hutchinson,
+           "nll: --probes {} asks for several Hutchinson probes, but --divergence is {}; pass --divergence hutchinson",
+           a.probes, a.divergence);
+  o.probes = a.probes;
   o.t_data = lm.model.t_end;
   o.prior_std = lm.model.source_std;
   const VelocityNet net = lm.model.net;
@@ -228,8 +233,8 @@ void run_nll(const NllArgs& a) {
   for (double v : ll) sq += (v - mean) * (v - mean);
   const double stderr_ = std::sqrt(sq / double(ll.size() - 1) / double(ll.size()));
   std::string json = fmt::format(
-      R"({{"checkpoint":{},"step":{},"dataset":{},"n":{},"divergence":{},"solver":{},"nll_mean":{},"nll_stderr":{},"nfe":{}}})",
-      json_string(a.checkpoint), lm.step, json_string(data), a.n, json_string(a.divergence),
+      R"({{"checkpoint":{},"step":{},"dataset":{},"n":{},"divergence":{},"probes":{},"solver":{},"nll_mean":{},"nll_stderr":{},"nfe":{}}})",
+      json_string(a.checkpoint), lm.step, json_string(data), a.n, json_string(a.divergence), a.probes,
       json_string(ode_method_name(o.ode.method)), json_number(-mean), json_number(stderr_), r.nfe);
   write_file_atomically(a.out, json + "\n", "nll");
   fmt::print("NLL {:.4f} ± {:.4f} nats over {} {} points ({} divergence, {} NFE) -> {}\n", -mean, stderr_, a.n, data,
@@ -295,6 +300,9 @@ void add_flow_commands(CLI::App& app) {
   nll->add_option("--out", na->out, "output JSON file")->required();
   nll->add_option("--divergence", na->divergence, "exact or hutchinson")->capture_default_str();
   nll->add_option("--n", na->n, "number of data points")->capture_default_str()->check(positive_integer());
+  nll->add_option("--probes", na->probes, "Hutchinson probes per point, averaged (one primal pass for all)")
+      ->capture_default_str()
+      ->check(positive_integer());
   nll->add_option("--solver", na->solver, "ODE solver (default dopri5)");
   nll->add_option("--steps", na->steps, "steps of a fixed-step solver")->check(positive_integer());
   nll->add_option("--rtol", na->rtol, "dopri5 relative tolerance")->check(positive_number());
