@@ -26,8 +26,7 @@ Tensor Linear::forward(const Tensor& x) {
            x.defined() ? x.shape().str() : "undefined");
   DF_CHECK(x.shape()[x.dim() - 1] == in_, "{}: input last dim expected {}, got {} (input shape {})", describe(), in_,
            x.shape()[x.dim() - 1], x.shape().str());
-  Tensor y = matmul(x, weight.t());
-  return bias.defined() ? y + bias : y;
+  return linear(x, weight, bias);
 }
 
 }  // namespace dualflow

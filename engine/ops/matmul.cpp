@@ -1,6 +1,7 @@
 // matmul with NumPy semantics: 1-D operands are promoted and squeezed back, batch dims
 // broadcast. Strided (transposed) operands go to the GEMM as transpose flags, not copies;
-// a 2-D right operand folds the left operand's batch into M for one large GEMM.
+// a 2-D right operand folds the left operand's batch into M for one large GEMM. linear is
+// x W^T + b with the bias accumulated by the GEMM itself (beta = 1 onto the bias rows).
 #include <atomic>
 
 #include "engine/ops/op_support.h"
@@ -164,6 +165,74 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       },
       // Both operands are matrices or batches of them here, so K directions lined up in front of
       // the batch dims broadcast: a Linear's K tangents are one GEMM over K x N rows.
+      TangentBatch::Broadcast);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const char* name = "linear";
+  check_defined(name, x);
+  check_defined(name, weight, "weight");
+  DF_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got {}", weight.shape().str());
+  const int64_t out_f = weight.shape()[0], in_f = weight.shape()[1];
+  DF_CHECK(x.dim() >= 1 && x.shape()[x.dim() - 1] == in_f, "linear: input expected [..., {}], got {}", in_f,
+           x.shape().str());
+  if (!bias.defined()) return matmul(x, weight.t());
+  check_same_device(name, x, weight);
+  check_same_device(name, x, bias);
+  check_same_dtype(name, x, weight);
+  check_same_dtype(name, x, bias);
+  check_floating(name, x);
+  DF_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias must be [{}], got {}", out_f, bias.shape().str());
+  Shape out_shape = x.shape();
+  out_shape[out_shape.size() - 1] = out_f;
+  const int64_t rows = x.numel() / std::max<int64_t>(in_f, 1);
+  Tensor out = Tensor::empty(out_shape, x.options());
+  {
+    NoGradGuard ng;
+    Tensor out2 = out.reshape(Shape{1, rows, out_f});
+    copy_(out2, bias.detach().reshape(Shape{1, 1, out_f}).expand(Shape{1, rows, out_f}));
+    if (rows > 0 && out_f > 0 && in_f > 0) {
+      Tensor x2 = x.detach().reshape(Shape{1, rows, in_f});
+      Tensor wt = weight.detach().t().unsqueeze(0);
+      GemmArgs g;
+      g.dtype = x.dtype();
+      g.m = rows;
+      g.n = out_f;
+      g.k = in_f;
+      if (!gemm_operand(x2, rows, in_f, &g.trans_a, &g.lda)) {
+        x2 = x2.contiguous();
+        gemm_operand(x2, rows, in_f, &g.trans_a, &g.lda);
+      }
+      if (!gemm_operand(wt, in_f, out_f, &g.trans_b, &g.ldb)) {
+        wt = wt.contiguous();
+        gemm_operand(wt, in_f, out_f, &g.trans_b, &g.ldb);
+      }
+      g.a = x2.raw_data();
+      g.b = wt.raw_data();
+      g.c = out2.raw_data();
+      g.ldc = out_f;
+      g.stride_c = rows * out_f;
+      g.beta = 1.0;
+      g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
+      be(x).gemm(dev_index(x), g);
+    }
+  }
+  return record(
+      name, {&x, &weight, &bias}, out,
+      [x, weight, bias, rows, in_f, out_f](const Tensor& g, NeedsGrad n) -> Grads {
+        Grads r(3);
+        if (n[0]) r[0] = matmul(g, weight);
+        if (n[1]) r[1] = matmul(g.reshape(Shape{rows, out_f}).t(), x.reshape(Shape{rows, in_f}));
+        if (n[2]) r[2] = sum_to(g, bias.shape());
+        return r;
+      },
+      [x, weight](const Tangents& t, const Tensor& o) {
+        Tensor r = t[0].defined() ? matmul(t[0], weight.t()) : Tensor();
+        if (t[1].defined()) r = add_opt(r, matmul(x, t[1].transpose(-1, -2)));
+        if (t[2].defined()) r = add_opt(r, t[2]);
+        return fit(r, o.shape());
+      },
+      // Products with the weight and sums with the bias broadcast over K directions in front.
       TangentBatch::Broadcast);
 }
 

@@ -123,6 +123,14 @@ std::vector<OpCase> all_op_cases() {
                }});
   c.push_back({"matmul_fold_4d", {{Shape{2, 2, 3, 4}}, {Shape{5, 4}}}, [](V x) { return matmul(x[0], x[1].t()); }});
   c.push_back({"matmul_vec_mat", {{Shape{4}}, {Shape{4, 5}}}, [](V x) { return matmul(x[0], x[1]); }});
+  c.push_back({"linear", {{Shape{3, 4}}, {Shape{5, 4}}, {Shape{5}}}, [](V x) { return linear(x[0], x[1], x[2]); }});
+  c.push_back(
+      {"linear_3d", {{Shape{2, 3, 4}}, {Shape{5, 4}}, {Shape{5}}}, [](V x) { return linear(x[0], x[1], x[2]); }});
+  c.push_back({"linear_vector", {{Shape{4}}, {Shape{5, 4}}, {Shape{5}}}, [](V x) { return linear(x[0], x[1], x[2]); }});
+  c.push_back({"linear_strided_input", {{Shape{4, 3}}, {Shape{5, 4}}, {Shape{5}}}, [](V x) {
+                 return linear(x[0].t(), x[1], x[2]);
+               }});
+  c.push_back({"linear_no_bias", {{Shape{3, 4}}, {Shape{5, 4}}}, [](V x) { return linear(x[0], x[1], Tensor()); }});
   c.push_back({"matmul_mat_vec", {{Shape{3, 4}}, {Shape{4}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"dot", {{Shape{6}}, {Shape{6}}}, [](V x) { return matmul(x[0], x[1]); }});
 

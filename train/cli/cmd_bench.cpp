@@ -11,14 +11,15 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <tuple>
 #include <vector>
 
 #include "engine/dualflow.h"
 #include "engine/threads.h"
 #include "kernels/common/backend.h"  // the memory-bandwidth row times the backend's own copy kernel
 #include "train/cli/bench_timing.h"
-#include "train/cli/json_lines_file.h"
 #include "train/cli/commands.h"
+#include "train/cli/json_lines_file.h"
 #include "train/couplings.h"
 
 namespace dualflow::cli {
@@ -103,6 +104,28 @@ void run_kernels(const BenchOptions& o) {
       r.note = fmt::format("openblas sgemm {:.1f} GFLOP/s; engine/openblas = {:.2f}", flop / ref / 1e6, ref / ms);
     }
     rep.add(r);
+  }
+
+  // ---- linear: the bias accumulated by the GEMM, against matmul then add ----
+  // Shapes of the toy2d network's hidden layer (batch 1024 and the 2 x 1,000 rows of the exact
+  // likelihood's tangents) and of DiT-S's MLP (64 images x 49 tokens).
+  for (auto [rows, in, out] :
+       {std::tuple<int64_t, int64_t, int64_t>{1024, 256, 256}, {2000, 256, 256}, {3136, 384, 1536}}) {
+    if (o.quick && rows > 1024) continue;
+    Tensor x = randn(Shape{rows, in}, gen, f32), w = randn(Shape{out, in}, gen, f32), b = randn(Shape{out}, gen, f32);
+    const int samples = 21;
+    const double flop = 2.0 * double(rows) * double(in) * double(out);
+    // Alternate the two, so both see the same machine state; report the middle of three medians.
+    std::vector<double> fs, cs;
+    for (int round = 0; round < 3; ++round) {
+      fs.push_back(median_ms([&] { linear(x, w, b); }, dev, samples));
+      cs.push_back(median_ms([&] { add(matmul(x, w.t()), b); }, dev, samples));
+    }
+    std::sort(fs.begin(), fs.end());
+    std::sort(cs.begin(), cs.end());
+    const double fused = fs[1], composed = cs[1];
+    rep.add(Row{"linear (bias in GEMM)", "f32", fmt::format("{}x{}>{}", rows, in, out), fused, flop / fused / 1e6, 0,
+                fmt::format("matmul + add {:.3f} ms; composed/fused = {:.2f}", composed, composed / fused)});
   }
 
   // ---- bandwidth reference ----
