@@ -33,8 +33,9 @@ bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int6
   return false;
 }
 
-// out[b] = a[b] @ w[b] for 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0.
-void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
+// out[b] = a[b] @ w[b] (+ out[b] when beta = 1) for 3-D a [B, M, K], w [B, K, N] whose batch
+// stride may be 0.
+void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -58,10 +59,11 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out) {
   g.ldc = std::max<int64_t>(n, 1);
   g.stride_c = m * n;
   g.batch = batch;
+  g.beta = beta;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    fill_(out, 0.0);
+    if (beta == 0.0) fill_(out, 0.0);
     return;
   }
   be(a).gemm(dev_index(a), g);
@@ -185,37 +187,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   DF_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias must be [{}], got {}", out_f, bias.shape().str());
   Shape out_shape = x.shape();
   out_shape[out_shape.size() - 1] = out_f;
-  const int64_t rows = x.numel() / std::max<int64_t>(in_f, 1);
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < x.dim(); ++d) rows *= x.shape()[d];
   Tensor out = Tensor::empty(out_shape, x.options());
   {
     NoGradGuard ng;
     Tensor out2 = out.reshape(Shape{1, rows, out_f});
     copy_(out2, bias.detach().reshape(Shape{1, 1, out_f}).expand(Shape{1, rows, out_f}));
-    if (rows > 0 && out_f > 0 && in_f > 0) {
-      Tensor x2 = x.detach().reshape(Shape{1, rows, in_f});
-      Tensor wt = weight.detach().t().unsqueeze(0);
-      GemmArgs g;
-      g.dtype = x.dtype();
-      g.m = rows;
-      g.n = out_f;
-      g.k = in_f;
-      if (!gemm_operand(x2, rows, in_f, &g.trans_a, &g.lda)) {
-        x2 = x2.contiguous();
-        gemm_operand(x2, rows, in_f, &g.trans_a, &g.lda);
-      }
-      if (!gemm_operand(wt, in_f, out_f, &g.trans_b, &g.ldb)) {
-        wt = wt.contiguous();
-        gemm_operand(wt, in_f, out_f, &g.trans_b, &g.ldb);
-      }
-      g.a = x2.raw_data();
-      g.b = wt.raw_data();
-      g.c = out2.raw_data();
-      g.ldc = out_f;
-      g.stride_c = rows * out_f;
-      g.beta = 1.0;
-      g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
-      be(x).gemm(dev_index(x), g);
-    }
+    gemm_batched(x.detach().reshape(Shape{1, rows, in_f}), weight.detach().t().unsqueeze(0), out2, 1.0);
   }
   return record(
       name, {&x, &weight, &bias}, out,

@@ -81,62 +81,54 @@ TEST_CASE("log-likelihood of image-shaped states", "[likelihood]") {
   require_close(r.log_likelihood, linear_log_likelihood(kA4, x), 0, 1e-6, "log p_1 on [N, 1, 2, 2]");
 }
 
-TEST_CASE("Hutchinson's estimate is unbiased", "[likelihood]") {
-  // Many copies of one point, each with its own probe: the mean over copies must match the
-  // exact value within a few standard errors (fixed seeds, so this cannot flake).
-  const int64_t copies = 4000;
+// Hutchinson's log-likelihood of `copies` copies of one point under the linear field (RK4,
+// 10 steps), each copy with its own probes: the mean over copies, its standard error, the
+// exact value and the NFE.
+struct HutchinsonRun {
+  double mean, standard_error, exact;
+  int64_t nfe;
+};
+HutchinsonRun hutchinson_on_copies(int64_t copies, ProbeDistribution dist, int64_t probes, uint64_t seed) {
   Tensor point = uniform_f64({1, 3}, -1, 1, 31);
   Tensor x = point.expand({copies, 3}).contiguous();
-  const double exact = linear_log_likelihood(kA3, point).item();
+  LikelihoodOptions o;
+  o.divergence = DivergenceMethod::Hutchinson;
+  o.probe = dist;
+  o.probes = probes;
+  o.ode.method = OdeMethod::RK4;
+  o.ode.steps = 10;
+  Generator gen(seed);
+  NoGradGuard no_grad;
+  LikelihoodResult r = cnf_log_likelihood(linear_field(to_tensor(kA3)), x, o, gen);
+  const auto v = r.log_likelihood.to_vector<double>();
+  double m = 0, s2 = 0;
+  for (double e : v) m += e / double(v.size());
+  for (double e : v) s2 += (e - m) * (e - m);
+  return {m, std::sqrt(s2 / double(v.size() - 1) / double(v.size())), linear_log_likelihood(kA3, point).item(), r.nfe};
+}
+
+TEST_CASE("Hutchinson's estimate is unbiased", "[likelihood]") {
+  // The mean over copies must match the exact value within a few standard errors (fixed
+  // seeds, so this cannot flake).
   for (ProbeDistribution dist : {ProbeDistribution::Rademacher, ProbeDistribution::Gaussian}) {
-    LikelihoodOptions o;
-    o.divergence = DivergenceMethod::Hutchinson;
-    o.probe = dist;
-    o.ode.method = OdeMethod::RK4;
-    o.ode.steps = 10;
-    Generator gen(1234);
-    NoGradGuard no_grad;
-    LikelihoodResult r = cnf_log_likelihood(linear_field(to_tensor(kA3)), x, o, gen);
-    auto v = r.log_likelihood.to_vector<double>();
-    double m = 0, s2 = 0;
-    for (double e : v) m += e;
-    m /= double(v.size());
-    for (double e : v) s2 += (e - m) * (e - m);
-    const double se = std::sqrt(s2 / double(v.size() - 1) / double(v.size()));
+    const HutchinsonRun r = hutchinson_on_copies(4000, dist, 1, 1234);
     INFO((dist == ProbeDistribution::Gaussian ? "gaussian" : "rademacher")
-         << ": mean " << m << ", exact " << exact << ", standard error " << se);
-    REQUIRE(se > 1e-3);  // the estimator really is random per sample
-    REQUIRE(std::abs(m - exact) < 4 * se);
+         << ": mean " << r.mean << ", exact " << r.exact << ", standard error " << r.standard_error);
+    REQUIRE(r.standard_error > 1e-3);  // the estimator really is random per sample
+    REQUIRE(std::abs(r.mean - r.exact) < 4 * r.standard_error);
     REQUIRE(r.nfe == 40);
   }
 }
 
 TEST_CASE("several Hutchinson probes average their estimates and cut the variance", "[likelihood]") {
-  const int64_t copies = 2000;
-  Tensor point = uniform_f64({1, 3}, -1, 1, 31);
-  Tensor x = point.expand({copies, 3}).contiguous();
-  const double exact = linear_log_likelihood(kA3, point).item();
-  double se_one = 0;
-  for (int64_t probes : {1, 4}) {
-    LikelihoodOptions o;
-    o.divergence = DivergenceMethod::Hutchinson;
-    o.probes = probes;
-    o.ode.method = OdeMethod::RK4;
-    o.ode.steps = 10;
-    Generator gen(99);
-    NoGradGuard no_grad;
-    LikelihoodResult r = cnf_log_likelihood(linear_field(to_tensor(kA3)), x, o, gen);
-    auto v = r.log_likelihood.to_vector<double>();
-    double m = 0, s2 = 0;
-    for (double e : v) m += e / double(v.size());
-    for (double e : v) s2 += (e - m) * (e - m);
-    const double se = std::sqrt(s2 / double(v.size() - 1) / double(v.size()));
-    INFO(probes << " probe(s): mean " << m << ", exact " << exact << ", standard error " << se);
-    REQUIRE(std::abs(m - exact) < 4 * se);
-    REQUIRE(r.nfe == 40);
-    if (probes == 1) se_one = se;
-    else REQUIRE(se < 0.65 * se_one);  // the variance falls as 1/P: the error as 1/2 at P = 4
-  }
+  const HutchinsonRun one = hutchinson_on_copies(2000, ProbeDistribution::Rademacher, 1, 99);
+  const HutchinsonRun four = hutchinson_on_copies(2000, ProbeDistribution::Rademacher, 4, 99);
+  INFO("exact " << one.exact << "; 1 probe: mean " << one.mean << " +- " << one.standard_error << "; 4 probes: mean "
+                << four.mean << " +- " << four.standard_error);
+  REQUIRE(std::abs(one.mean - one.exact) < 4 * one.standard_error);
+  REQUIRE(std::abs(four.mean - four.exact) < 4 * four.standard_error);
+  REQUIRE(four.nfe == 40);
+  REQUIRE(four.standard_error < 0.65 * one.standard_error);  // the variance falls as 1/P: the error as 1/2 at P = 4
 }
 
 // A tiny MLP velocity v(x, t) = W2 tanh(W1 x + b1 + t c) + b2, built from engine ops.
