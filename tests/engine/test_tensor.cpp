@@ -54,6 +54,33 @@ TEST_CASE("batched matmul reads strided operands in place and equals matmul of t
   }
 }
 
+TEST_CASE("linear equals matmul + bias bit for bit on small integers, in every dtype and at empty sizes", "[tensor]") {
+  auto ints = [](Shape s, int64_t mod, DType t) {
+    std::vector<double> v(static_cast<size_t>(s.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = double(int64_t(i * 5) % mod) - 2.0;
+    return from_vector(v, s, DType::f64).to(t);
+  };
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+    INFO(dtype_name(t));
+    Tensor x = ints(Shape{2, 3, 4}, 5, t), w = ints(Shape{6, 4}, 4, t), b = ints(Shape{6}, 3, t);
+    REQUIRE(linear(x, w, b).to(DType::f64).to_vector<double>() ==
+            (matmul(x, w.t()) + b).to(DType::f64).to_vector<double>());
+    REQUIRE(linear(x.transpose(0, 1), w, b).to(DType::f64).to_vector<double>() ==
+            (matmul(x.transpose(0, 1).contiguous(), w.t()) + b).to(DType::f64).to_vector<double>());
+  }
+  // No inputs: every row is the bias. No rows: an empty output.
+  Tensor b = from_vector(std::vector<double>{1, 2, 3}, Shape{3}, DType::f32);
+  Tensor rows_of_bias = linear(zeros(Shape{2, 0}, DType::f32), zeros(Shape{3, 0}, DType::f32), b);
+  REQUIRE(rows_of_bias.shape() == Shape{2, 3});
+  REQUIRE(rows_of_bias.to(DType::f64).to_vector<double>() == std::vector<double>{1, 2, 3, 1, 2, 3});
+  REQUIRE(linear(zeros(Shape{0, 4}, DType::f32), zeros(Shape{3, 4}, DType::f32), b).shape() == Shape{0, 3});
+  REQUIRE_THROWS_WITH(linear(zeros(Shape{2, 5}, DType::f32), zeros(Shape{3, 4}, DType::f32), b),
+                      Catch::Contains("linear: input expected [..., 4], got [2,5]"));
+  REQUIRE_THROWS_WITH(
+      linear(zeros(Shape{2, 4}, DType::f32), zeros(Shape{3, 4}, DType::f32), zeros(Shape{4}, DType::f32)),
+      Catch::Contains("linear: bias must be [3], got [4]"));
+}
+
 TEST_CASE("dtype conversions round-trip and 16-bit floats round to nearest even", "[tensor]") {
   Tensor x = from_vector(std::vector<double>{1.0, -2.5, 0.1, 65504.0, 1e-8, 3.0}, Shape{6}, DType::f64);
   auto h = x.to(DType::f16).to(DType::f64).to_vector<double>();
