@@ -5,6 +5,7 @@
 
 #include "models/models.h"
 #include "tests/models/model_check.h"
+#include "tests/models/tiny_networks.h"
 
 namespace dualflow::testing {
 namespace {
@@ -13,27 +14,6 @@ std::vector<std::string> names_of(const NamedTensors& ts) {
   std::vector<std::string> out;
   for (const auto& [n, _] : ts) out.push_back(n);
   return out;
-}
-
-// Moves every parameter off its initial value (adaLN-Zero layers start at zero, which would
-// make most derivatives vanish and the checks vacuous).
-void perturb_parameters(Module& m, double scale, Generator& gen) {
-  NoGradGuard ng;
-  for (const auto& [n, p] : m.named_parameters()) copy_(p, p + normal(p.shape(), 0.0, scale, gen, p.options()));
-}
-
-DiTConfig tiny_dit_config() {
-  DiTConfig c;
-  c.input_size = 8;
-  c.in_channels = 1;
-  c.patch_size = 4;
-  c.hidden_size = 16;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.num_classes = 3;
-  c.use_h = true;
-  c.frequency_dim = 16;
-  return c;
 }
 
 }  // namespace
@@ -234,16 +214,7 @@ TEST_CASE("Further scalar conditions: h [N, 1 + K] embeds each column on its own
     REQUIRE(max_abs_diff(got, expected) <= 1e-14);
   }
   SECTION("UNet") {
-    UNetConfig c;
-    c.image_size = 8;
-    c.base_channels = 4;
-    c.channel_mult = {1, 2};
-    c.num_res_blocks = 1;
-    c.attention_resolutions = {4};
-    c.attention_heads = 2;
-    c.norm_groups = 2;
-    c.num_classes = 3;
-    c.use_h = true;
+    UNetConfig c = tiny_unet_config();
     c.conditions = k;
     c.out_channels = 2;
     UNet unet(c, gen);

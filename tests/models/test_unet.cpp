@@ -4,24 +4,10 @@
 
 #include "models/unet.h"
 #include "tests/models/model_check.h"
+#include "tests/models/tiny_networks.h"
 
 namespace dualflow::testing {
 namespace {
-
-UNetConfig tiny_unet_config() {
-  UNetConfig c;
-  c.in_channels = 1;
-  c.image_size = 8;
-  c.base_channels = 4;
-  c.channel_mult = {1, 2};
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {4};
-  c.attention_heads = 2;
-  c.norm_groups = 2;
-  c.num_classes = 3;
-  c.use_h = true;
-  return c;
-}
 
 bool has_name(const NamedTensors& ts, const std::string& name) {
   for (const auto& [n, _] : ts)

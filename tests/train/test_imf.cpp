@@ -13,6 +13,7 @@
 #include "models/dit.h"
 #include "models/mlp_velocity.h"
 #include "tests/engine/test_util.h"
+#include "tests/models/tiny_networks.h"
 #include "train/flow_run.h"
 #include "train/imf.h"
 #include "train/sampling.h"
@@ -21,11 +22,6 @@ namespace dualflow::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-void perturb_parameters(Module& m, double scale, Generator& gen) {
-  NoGradGuard ng;
-  for (const auto& [n, p] : m.named_parameters()) copy_(p, p + normal(p.shape(), 0.0, scale, gen, p.options()));
-}
 
 Tensor per_row(const Tensor& s, const Tensor& x) {
   std::vector<int64_t> dims(size_t(x.dim()), 1);
@@ -137,7 +133,8 @@ TEST_CASE("iMF guided target, tangent, compound velocity and loss of a two-head 
     loss += (lu / (lu + o.adaptive_c) + lv / (lv + o.adaptive_c)) / double(N);
   }
   const Shape shape{N, D};
-  require_close(l.tangent, from_vector(tangent, shape, DType::f64), 1e-12, 1e-12, "the tangent is v(z, t | omega_eff, c)");
+  require_close(l.tangent, from_vector(tangent, shape, DType::f64), 1e-12, 1e-12,
+                "the tangent is v(z, t | omega_eff, c)");
   require_close(l.velocity, from_vector(vg, shape, DType::f64), 1e-12, 1e-12, "guided velocity v_g");
   require_close(l.dudt, from_vector(dudt, shape, DType::f64), 1e-12, 1e-12, "du/dt along the network's tangent");
   require_close(l.compound, from_vector(compound, shape, DType::f64), 1e-12, 1e-12, "V = u + (t - r) du/dt");
@@ -176,8 +173,7 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
       const Tensor inside = logical_and(ge(d.t, d.guidance.t_min), le(d.t, d.guidance.t_max));
       at_zero = {where(inside, d.guidance.omega, ones_like(d.t)), zeros_like(d.t), ones_like(d.t)};
     }
-    const Tensor v_head =
-        split_imf_heads(net(z, d.t, imf_network_h(zeros_like(d.t), at_zero), d.labels), x.shape()).v;
+    const Tensor v_head = split_imf_heads(net(z, d.t, imf_network_h(zeros_like(d.t), at_zero), d.labels), x.shape()).v;
     require_close(l.tangent, v_head, 1e-12, 1e-12, "tangent = the network's v prediction");
     // du/dt: central differences of s -> u(z + (s - t) v_c, s, h0 = s - r) at s = t.
     const double eps = 1e-6;
@@ -203,18 +199,10 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
     check(*m.module, m.net, uniform_f64({8, 2}, -2, 2, 3), Tensor(), 4);
   }
   SECTION("DiT, class-conditional") {
-    DiTConfig c;
-    c.input_size = 8;
-    c.in_channels = 1;
+    DiTConfig c = tiny_dit_config();
     c.out_channels = 2;
-    c.patch_size = 4;
-    c.hidden_size = 16;
     c.depth = 1;
-    c.num_heads = 2;
-    c.num_classes = 3;
-    c.use_h = true;
     c.conditions = kImfConditions;
-    c.frequency_dim = 16;
     c.time_scale = 10;
     DiT net(c, gen);
     net.to(DType::f64);
@@ -385,11 +373,17 @@ TEST_CASE("iMF sampling jumps with the u head at the requested guidance; NFE cou
   REQUIRE(seen[0].shape() == Shape({3}));  // unconditional: the interval alone
 }
 
-TEST_CASE("iMF runs: a 2-D run resumes bit for bit; a class-conditional DiT samples at chosen guidance", "[imf][flow_run]") {
+TEST_CASE("iMF runs: a 2-D run resumes bit for bit; a class-conditional DiT samples at chosen guidance",
+          "[imf][flow_run]") {
   auto config = [](const std::vector<std::string>& extra) {
-    std::vector<std::string> sets = {"model.width=32",        "model.depth=2",     "train.batch=64",
-                                     "train.log_every=5",     "sample.n=200",      "method.name=\"imf\"",
-                                     "method.coupling=\"independent\"", "model.time_scale=10"};
+    std::vector<std::string> sets = {"model.width=32",
+                                     "model.depth=2",
+                                     "train.batch=64",
+                                     "train.log_every=5",
+                                     "sample.n=200",
+                                     "method.name=\"imf\"",
+                                     "method.coupling=\"independent\"",
+                                     "model.time_scale=10"};
     sets.insert(sets.end(), extra.begin(), extra.end());
     return parse_config_text("", "<test>", sets, flow_matching_schema());
   };

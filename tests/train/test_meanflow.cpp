@@ -16,17 +16,13 @@
 #include "models/mlp_velocity.h"
 #include "models/unet.h"
 #include "tests/engine/test_util.h"
+#include "tests/models/tiny_networks.h"
 #include "train/meanflow.h"
 #include "train/optim.h"
 #include "train/paths.h"
 
 namespace dualflow::testing {
 namespace {
-
-void perturb_parameters(Module& m, double scale, Generator& gen) {
-  NoGradGuard ng;
-  for (const auto& [n, p] : m.named_parameters()) copy_(p, p + normal(p.shape(), 0.0, scale, gen, p.options()));
-}
 
 // x of shape [N, ...] with the per-sample scalar s [N] broadcast over the sample's entries.
 Tensor rows(const Tensor& s, const Tensor& x) {
@@ -78,18 +74,7 @@ TEST_CASE("MeanFlow dudt by one JVP equals finite differences along the trajecto
     check_dudt_along_trajectory(f, x, t, r, from_vector(std::vector<int64_t>{0, 1, 2, 3, 1}, {5}), 4);
   }
   SECTION("UNet") {
-    UNetConfig c;
-    c.in_channels = 1;
-    c.image_size = 8;
-    c.base_channels = 4;
-    c.channel_mult = {1, 2};
-    c.num_res_blocks = 1;
-    c.attention_resolutions = {4};
-    c.attention_heads = 2;
-    c.norm_groups = 2;
-    c.num_classes = 3;
-    c.use_h = true;
-    UNet net(c, gen);
+    UNet net(tiny_unet_config(), gen);
     net.to(DType::f64);
     perturb_parameters(net, 0.2, gen);  // the zero-initialised residual and output layers would hide terms
     VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
@@ -100,17 +85,7 @@ TEST_CASE("MeanFlow dudt by one JVP equals finite differences along the trajecto
     check_dudt_along_trajectory(f, x, t, r, from_vector(std::vector<int64_t>{2, 3}, {2}), 8);
   }
   SECTION("DiT") {
-    DiTConfig c;
-    c.input_size = 8;
-    c.in_channels = 1;
-    c.patch_size = 4;
-    c.hidden_size = 16;
-    c.depth = 2;
-    c.num_heads = 2;
-    c.num_classes = 3;
-    c.use_h = true;
-    c.frequency_dim = 16;
-    DiT net(c, gen);
+    DiT net(tiny_dit_config(), gen);
     net.to(DType::f64);
     perturb_parameters(net, 0.2, gen);  // adaLN-Zero and the zero final layer would output 0
     VelocityNet f = [&](const Tensor& z, const Tensor& t, const Tensor& h, const Tensor& y) {
@@ -599,16 +574,7 @@ TEST_CASE("MeanFlow learns a two-mode distribution and samples it in one step", 
 TEST_CASE("MeanFlow loss, gradients and sampling on CUDA match the CPU", "[meanflow][cuda]") {
   if (!cuda_available()) return;  // run with --cuda-only "[cuda]", which reports a skip without a GPU
   const Device gpu = Device::cuda();
-  DiTConfig c;
-  c.input_size = 8;
-  c.in_channels = 1;
-  c.patch_size = 4;
-  c.hidden_size = 16;
-  c.depth = 2;
-  c.num_heads = 2;
-  c.num_classes = 3;
-  c.use_h = true;
-  c.frequency_dim = 16;
+  const DiTConfig c = tiny_dit_config();
   Generator g1(0), g2(1);
   DiT on_cpu(c, g1), on_gpu(c, g2);
   perturb_parameters(on_cpu, 0.2, g1);
