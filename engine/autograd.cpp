@@ -31,13 +31,6 @@ struct ForwardState {
 };
 thread_local ForwardState t_fwd;
 
-// [K, ...shape]
-Shape batched_shape(int64_t k, const Shape& shape) {
-  Shape s = shape;
-  s.insert(0, k);
-  return s;
-}
-
 Level* find_level(uint64_t id) {
   for (auto& l : t_fwd.levels)
     if (l.id == id) return &l;
@@ -139,7 +132,7 @@ Tensor align_batched(const Tensor& t, int rank) {
 Tensor batched_tangent(const Tangents& tg, int64_t k, const Tensor& out,
                        const std::function<Tensor(const Tangents&)>& compute_tangent, TangentBatch mode,
                        const std::function<Tensor(const Tangents&)>* batched_rule) {
-  const Shape want = batched_shape(k, out.shape());
+  const Shape want = out.shape().with_leading(k);
   if (mode == TangentBatch::Custom) {
     Tensor r = (*batched_rule)(tg);
     return !r.defined() || r.shape() == want ? r : r.expand(want);
@@ -447,7 +440,7 @@ JvpResult jvp_at_level(const char* who, const std::function<std::vector<Tensor>(
   for (size_t i = 0; i < primals.size(); ++i) {
     DF_CHECK(primals[i].defined(), "{}: primal {} is undefined", who, i);
     if (!tangents[i].defined()) continue;
-    const Shape want = batch > 0 ? batched_shape(batch, primals[i].shape()) : primals[i].shape();
+    const Shape want = batch > 0 ? primals[i].shape().with_leading(batch) : primals[i].shape();
     DF_CHECK(tangents[i].shape() == want, "{}: tangent {} has shape {}, expected {} ({})", who, i,
              tangents[i].shape().str(), want.str(),
              batch > 0 ? "the directions in front of the primal's shape" : "the primal's shape");
@@ -495,7 +488,7 @@ JvpResult jvp_at_level(const char* who, const std::function<std::vector<Tensor>(
       }
       t_fwd.visible_below = saved;
       res.outputs.push_back(primal);
-      if (!tg.defined()) tg = batch > 0 ? zeros(batched_shape(batch, o.shape()), o.options()) : zeros_like(o);
+      if (!tg.defined()) tg = batch > 0 ? zeros(o.shape().with_leading(batch), o.options()) : zeros_like(o);
       res.tangents.push_back(tg);
     }
   } catch (...) {
@@ -533,7 +526,7 @@ Tensor jacfwd(const std::function<Tensor(const Tensor&)>& f, const Tensor& x, Jv
   DF_CHECK(x.defined(), "jacfwd: x is undefined");
   const int64_t d = x.numel();
   DF_CHECK(d >= 1, "jacfwd: x has no elements (shape {})", x.shape().str());
-  Tensor basis = eye(d, x.options()).reshape(batched_shape(d, x.shape()));
+  Tensor basis = eye(d, x.options()).reshape(x.shape().with_leading(d));
   JvpResult r =
       jvp_batched([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{f(p[0])}; }, {x}, {basis}, opts);
   // Row k of the tangents is column k of the Jacobian: move the directions to the back.

@@ -58,6 +58,12 @@ class Dims {
     return p;
   }
   std::vector<int64_t> vec() const { return std::vector<int64_t>(begin(), end()); }
+  // These dims with `v` in front: [v, ...] (K tangent directions of a tensor of this shape).
+  Dims with_leading(int64_t v) const {
+    Dims r = *this;
+    r.insert(0, v);
+    return r;
+  }
   bool operator==(const Dims& o) const { return n_ == o.n_ && std::equal(begin(), end(), o.begin()); }
   bool operator!=(const Dims& o) const { return !(*this == o); }
   std::string str() const { return fmt::format("[{}]", fmt::join(begin(), end(), ",")); }

@@ -22,13 +22,6 @@ int64_t state_size(const Tensor& x, const char* who) {
   return x.numel() / x.size(0);
 }
 
-// [K, ...shape]: K tangent directions of a tensor of `shape`.
-Shape batched(int64_t k, const Shape& shape) {
-  Shape s = shape;
-  s.insert(0, k);
-  return s;
-}
-
 void check_velocity(const Tensor& v, const Tensor& x, const char* who) {
   DF_CHECK(v.defined() && v.shape() == x.shape(),
            "{}: the velocity field returned shape {}, expected the state's shape {}", who,
@@ -55,7 +48,7 @@ VelocityAndDivergence velocity_and_divergence_exact(const VelocityField& v, cons
   // Direction b is e_b for every sample, so tangent b holds column b of each sample's Jacobian;
   // the divergence picks entry b of direction b.
   Tensor unit = eye(d, x.options()).reshape({d, 1, d});
-  Tensor basis = unit.expand({d, n, d}).contiguous().reshape(batched(d, x.shape()));
+  Tensor basis = unit.expand({d, n, d}).contiguous().reshape(x.shape().with_leading(d));
   JvpResult r = jvp_batched([&](const std::vector<Tensor>& p) { return std::vector<Tensor>{v(p[0], t)}; }, {x}, {basis},
                             JvpOptions{.differentiable_tangents = GradMode::enabled()});
   check_velocity(r.outputs[0], x, who);
@@ -82,7 +75,7 @@ VelocityAndDivergence velocity_and_divergence_hutchinson(const VelocityField& v,
     return {r.outputs[0], divergence};
   }
   // [N, P, ...] -> P directions [P, N, ...]; the estimate is the mean of the P quadratic forms.
-  Tensor directions = probe.transpose(0, 1).contiguous().reshape(batched(p, x.shape()));
+  Tensor directions = probe.transpose(0, 1).contiguous().reshape(x.shape().with_leading(p));
   JvpResult r = jvp_batched(field, {x}, {directions}, opts);
   check_velocity(r.outputs[0], x, who);
   Tensor quadratic = sum(mul(r.tangents[0].reshape({p, n, d}), directions.reshape({p, n, d})), {0, 2});

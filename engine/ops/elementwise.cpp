@@ -13,8 +13,7 @@ namespace detail {
 Tensor fit(const Tensor& t, const Shape& shape) {
   if (!t.defined() || t.shape() == shape) return t;
   if (t.dim() == shape.size() + 1) {
-    Shape batched = shape;
-    batched.insert(0, t.shape()[0]);
+    const Shape batched = shape.with_leading(t.shape()[0]);
     return t.shape() == batched ? t : t.expand(batched);
   }
   return t.expand(shape);

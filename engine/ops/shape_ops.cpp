@@ -91,11 +91,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim_) {
     for (const Tensor& ti : t)
       if (ti.defined()) k = ti.shape()[0];
     std::vector<Tensor> parts;
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      Shape s = shapes[i];
-      s.insert(0, k);
-      parts.push_back(t[i].defined() ? t[i] : zeros(s, options));
-    }
+    for (size_t i = 0; i < shapes.size(); ++i)
+      parts.push_back(t[i].defined() ? t[i] : zeros(shapes[i].with_leading(k), options));
     return cat(parts, d + 1);
   };
   return record("cat", std::span<const Tensor* const>(inputs), out, vjp, jvp, TangentBatch::Custom, jvp_batched);

@@ -78,13 +78,6 @@ Tensor view_op(const char* name, const Tensor& x, const Shape& shape, const Dims
       [fwd_batched](const Tangents& t, const Tensor&) { return t[0].defined() ? fwd_batched(t[0]) : Tensor(); });
 }
 
-// `shape` with a batch of K directions in front.
-Shape batched(const Tensor& t, const Shape& shape) {
-  Shape s = shape;
-  s.insert(0, t.shape()[0]);
-  return s;
-}
-
 }  // namespace
 
 Tensor Tensor::view(const Shape& req) const {
@@ -96,7 +89,7 @@ Tensor Tensor::view(const Shape& req) const {
   return view_op(
       "view", *this, shape, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
       [shape](const Tensor& t) { return t.reshape(shape); },
-      [shape](const Tensor& t) { return t.reshape(batched(t, shape)); });
+      [shape](const Tensor& t) { return t.reshape(shape.with_leading(t.shape()[0])); });
 }
 
 Tensor Tensor::reshape(const Shape& req) const {
@@ -193,7 +186,7 @@ Tensor Tensor::expand(const Shape& req) const {
         // The new leading dims go after the directions: [K, 1, ..., from] first.
         Shape lined_up = from;
         while (lined_up.size() < shape.size()) lined_up.insert(0, 1);
-        return t.reshape(batched(t, lined_up)).expand(batched(t, shape));
+        return t.reshape(lined_up.with_leading(t.shape()[0])).expand(shape.with_leading(t.shape()[0]));
       });
 }
 
@@ -207,7 +200,8 @@ Tensor Tensor::squeeze(int64_t dim_) const {
   Shape from = shape();
   return view_op(
       "squeeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-      [s](const Tensor& t) { return t.reshape(s); }, [s](const Tensor& t) { return t.reshape(batched(t, s)); });
+      [s](const Tensor& t) { return t.reshape(s); },
+      [s](const Tensor& t) { return t.reshape(s.with_leading(t.shape()[0])); });
 }
 
 Tensor Tensor::squeeze() const {
@@ -229,7 +223,8 @@ Tensor Tensor::unsqueeze(int64_t dim_) const {
   Shape from = shape();
   return view_op(
       "unsqueeze", *this, s, st, offset(), [from](const Tensor& g) { return g.reshape(from); },
-      [s](const Tensor& t) { return t.reshape(s); }, [s](const Tensor& t) { return t.reshape(batched(t, s)); });
+      [s](const Tensor& t) { return t.reshape(s); },
+      [s](const Tensor& t) { return t.reshape(s.with_leading(t.shape()[0])); });
 }
 
 Tensor Tensor::flatten(int64_t start, int64_t end) const {

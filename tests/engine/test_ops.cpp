@@ -101,15 +101,12 @@ TEST_CASE("every op: jvp_batched equals one jvp per direction, and differentiate
       for (size_t moving : {p.xs.size(), size_t(1)}) {
         std::vector<Tensor> batch;
         for (size_t i = 0; i < p.xs.size(); ++i) {
-          Shape s = p.xs[i].shape();
-          s.insert(0, kDirections);
-          batch.push_back(i < moving ? uniform_f64(s, -1, 1, 300 + 7 * i) : Tensor());
+          batch.push_back(i < moving ? uniform_f64(p.xs[i].shape().with_leading(kDirections), -1, 1, 300 + 7 * i)
+                                     : Tensor());
         }
         JvpResult all = jvp_batched(f, p.xs, batch);
         require_close(all.outputs[0], c.f(p.xs), 0, 0, c.name + ": jvp_batched's primal output equals f(x)");
-        Shape want = all.outputs[0].shape();
-        want.insert(0, kDirections);
-        REQUIRE(all.tangents[0].shape() == want);
+        REQUIRE(all.tangents[0].shape() == all.outputs[0].shape().with_leading(kDirections));
         for (int64_t k = 0; k < kDirections; ++k) {
           std::vector<Tensor> one;
           for (const Tensor& b : batch) one.push_back(b.defined() ? b.select(0, k).contiguous() : Tensor());
@@ -122,13 +119,9 @@ TEST_CASE("every op: jvp_batched equals one jvp per direction, and differentiate
       // Reverse over the batch: d/dx of <W, J V> equals the sum over directions of d/dx <W_k, J v_k>.
       std::vector<Tensor> batch;
       for (size_t i = 0; i < p.xs.size(); ++i) {
-        Shape s = p.xs[i].shape();
-        s.insert(0, kDirections);
-        batch.push_back(uniform_f64(s, -1, 1, 400 + 7 * i));
+        batch.push_back(uniform_f64(p.xs[i].shape().with_leading(kDirections), -1, 1, 400 + 7 * i));
       }
-      Shape ws = p.w.shape();
-      ws.insert(0, kDirections);
-      Tensor wk = uniform_f64(ws, -1, 1, 77);
+      Tensor wk = uniform_f64(p.w.shape().with_leading(kDirections), -1, 1, 77);
       std::vector<Tensor> g_all =
           grad([&](const std::vector<Tensor>& x) { return sum(jvp_batched(f, x, batch).tangents[0] * wk); }, p.xs);
       for (int64_t k = 0; k < kDirections; ++k) {
