@@ -4,7 +4,9 @@
 // x W^T + b with the bias accumulated by the GEMM itself (beta = 1 onto the bias rows).
 #include <atomic>
 
+#include "engine/gemm_recorder.h"
 #include "engine/ops/op_support.h"
+#include "engine/random.h"
 
 namespace dualflow {
 using namespace detail;
@@ -66,6 +68,17 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
     if (beta == 0.0) fill_(out, 0.0);
     return;
   }
+  GemmRecorder::note(GemmShape{.dtype = g.dtype,
+                               .device = a.device(),
+                               .trans_a = g.trans_a,
+                               .trans_b = g.trans_b,
+                               .shared_a = batch > 1 && g.stride_a == 0,
+                               .shared_b = batch > 1 && g.stride_b == 0,
+                               .accumulate = beta != 0.0,
+                               .batch = batch,
+                               .m = m,
+                               .n = n,
+                               .k = k});
   be(a).gemm(dev_index(a), g);
 }
 
@@ -120,6 +133,25 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 }
 
 }  // namespace
+
+std::function<void()> gemm_runner(const GemmShape& shape) {
+  DF_CHECK(shape.batch >= 1 && shape.m >= 0 && shape.n >= 0 && shape.k >= 0, "gemm_runner: bad shape {}", shape.str());
+  Generator gen(7);
+  const TensorOptions opts(shape.dtype, shape.device);
+  // An operand stored [rows, cols] (or [cols, rows] and transposed, so the GEMM reads it with a
+  // transpose flag), once per batch entry or once for all of them (batch stride 0).
+  auto operand = [&](int64_t rows, int64_t cols, bool trans, bool shared) {
+    const int64_t stored = shared ? 1 : shape.batch;
+    Tensor t = trans ? randn({stored, cols, rows}, gen, opts).transpose(1, 2) : randn({stored, rows, cols}, gen, opts);
+    return shared ? t.expand(Shape{shape.batch, rows, cols}) : t;
+  };
+  NoGradGuard ng;
+  Tensor a = operand(shape.m, shape.k, shape.trans_a, shape.shared_a);
+  Tensor b = operand(shape.k, shape.n, shape.trans_b, shape.shared_b);
+  Tensor c = zeros({shape.batch, shape.m, shape.n}, opts);
+  const double beta = shape.accumulate ? 1.0 : 0.0;
+  return [a, b, c, beta] { gemm_batched(a, b, c, beta); };
+}
 
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }

@@ -9,9 +9,12 @@
 // tools/bench_fmnist.sh run both).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <memory>
 
+#include "engine/gemm_recorder.h"
 #include "engine/threads.h"
 #include "models/models.h"
 #include "train/cfm.h"
@@ -35,7 +38,58 @@ struct FlowBenchOptions {
   int steps = 20;
   int warmup = 3;
   bool params = false;  // list the network's parameters and exit
+  bool gemm_shapes = false;  // print the roofline's per-shape table
 };
+
+// The GEMM roofline of a step: its GEMMs (recorded during one step) timed one shape at a time,
+// alone. Their sum is the least time the step could take with this GEMM and everything else free;
+// `fraction` = that time / the step's median time.
+struct GemmRoofline {
+  int64_t calls = 0;
+  size_t shapes = 0;
+  double gflop = 0, alone_ms = 0, fraction = 0;
+};
+
+GemmRoofline measure_gemm_roofline(const std::function<void()>& step, const Device& dev, double step_ms,
+                                   bool print_shapes) {
+  std::map<GemmShape, int64_t> counts;
+  {
+    GemmRecorder recorder;
+    step();
+    synchronize(dev);
+    counts = recorder.counts();
+  }
+  GemmRoofline r;
+  r.shapes = counts.size();
+  struct Row {
+    GemmShape shape;
+    int64_t count;
+    double ms;
+  };
+  std::vector<Row> rows;
+  for (const auto& [shape, count] : counts) {
+    const std::function<void()> run = gemm_runner(shape);
+    const double t0 = now_ms();
+    run();
+    synchronize(dev);
+    const double once = std::max(now_ms() - t0, 1e-3);
+    const int inner = int(std::clamp(2.0 / once, 1.0, 1000.0));  // samples of about 2 ms
+    const double ms = median_ms(run, dev, 5, inner, 1);
+    rows.push_back({shape, count, ms});
+    r.calls += count;
+    r.gflop += shape.flops() * double(count) / 1e9;
+    r.alone_ms += ms * double(count);
+  }
+  r.fraction = step_ms > 0 ? r.alone_ms / step_ms : 0.0;
+  if (print_shapes) {
+    std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms * a.count > b.ms * b.count; });
+    fmt::print("{:<52} {:>6} {:>10} {:>9} {:>8}\n", "GEMM shape", "calls", "ms alone", "GFLOP/s", "share");
+    for (const Row& row : rows)
+      fmt::print("{:<52} {:>6} {:>10.4f} {:>9.1f} {:>7.1f}%\n", row.shape.str(), row.count, row.ms,
+                 row.shape.flops() / row.ms / 1e6, 100.0 * row.ms * double(row.count) / step_ms);
+  }
+  return r;
+}
 
 // One workload: its network, a step to time (state captured inside it) and how many samples a
 // step handles.
@@ -278,12 +332,19 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f} {:>5}\n", w.name, w.batch,
              st.median_ms, st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib,
              nfe > 0 ? fmt::format("{}", nfe) : "-");
+  const GemmRoofline roof = measure_gemm_roofline(w.step, dev, st.median_ms, o.gemm_shapes);
+  fmt::print(
+      "GEMM roofline: {:.2f} GFLOP per step in {} GEMMs of {} shapes; alone they take {:.3f} ms ({:.1f} GFLOP/s), "
+      "{:.1f}% of the step\n",
+      roof.gflop, roof.calls, roof.shapes, roof.alone_ms, roof.alone_ms > 0 ? roof.gflop / roof.alone_ms * 1e3 : 0.0,
+      100.0 * roof.fraction);
   if (json)
     json
         << fmt::format(
-               R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f},"nfe":{}}})",
+               R"({{"workload":"{}","framework":"dualflow","device":"{}","threads":{},"batch":{},"params":{},"steps":{},"warmup":{},"median_ms":{:.4f},"min_ms":{:.4f},"q1_ms":{:.4f},"q3_ms":{:.4f},"max_ms":{:.4f},"samples_per_s":{:.1f},"peak_mib":{:.2f},"nfe":{},"gemm_gflop":{:.4f},"gemm_calls":{},"gemm_alone_ms":{:.4f},"gemm_roofline":{:.4f}}})",
                w.name, dev.str(), cpu_threads(), w.batch, net->num_parameters(), st.steps, o.warmup, st.median_ms,
-               st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib, nfe)
+               st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib, nfe, roof.gflop, roof.calls,
+               roof.alone_ms, roof.fraction)
         << "\n";
   json.commit();
 }
@@ -313,6 +374,8 @@ void add_bench_flow(CLI::App* bench) {
         ->check(non_negative_integer());
     cmd->add_option("--json", opts->json, "Also write the result as one JSON object to this file");
     cmd->add_flag("--params", opts->params, "List the network's parameters with their shapes and exit without timing");
+    cmd->add_flag("--gemm-shapes", opts->gemm_shapes,
+                  "Print the GEMM roofline's table: each GEMM shape of a step, its calls and its time alone");
     cmd->callback([name, opts] { run_flow_bench(name, *opts); });
   }
 }
