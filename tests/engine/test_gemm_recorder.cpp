@@ -80,11 +80,21 @@ TEST_CASE("GemmRecorder: nothing is counted outside a recorder's life; one at a 
 TEST_CASE("gemm_runner repeats the recorded GEMM exactly", "[gemm]") {
   Generator gen(5);
   std::vector<std::function<void()>> products = {
-      [&] { matmul(randn({6, 5}, gen), randn({5, 3}, gen)); },
-      [&] { matmul(randn({5, 6}, gen).t(), randn({3, 5}, gen).t()); },
-      [&] { matmul(randn({4, 6, 5}, gen), randn({4, 5, 3}, gen)); },
-      [&] { matmul(randn({5, 3}, gen).unsqueeze(0).expand(Shape{2, 5, 3}), randn({2, 3, 4}, gen)); },
-      [&] { linear(randn({6, 5}, gen, DType::f64), randn({3, 5}, gen, DType::f64), randn({3}, gen, DType::f64)); },
+      [&] {
+        matmul(randn({6, 5}, gen), randn({5, 3}, gen));
+      },
+      [&] {
+        matmul(randn({5, 6}, gen).t(), randn({3, 5}, gen).t());
+      },
+      [&] {
+        matmul(randn({4, 6, 5}, gen), randn({4, 5, 3}, gen));
+      },
+      [&] {
+        matmul(randn({5, 3}, gen).unsqueeze(0).expand(Shape{2, 5, 3}), randn({2, 3, 4}, gen));
+      },
+      [&] {
+        linear(randn({6, 5}, gen, DType::f64), randn({3, 5}, gen, DType::f64), randn({3}, gen, DType::f64));
+      },
   };
   for (size_t i = 0; i < products.size(); ++i) {
     CAPTURE(i);

@@ -19,8 +19,8 @@
 #include "models/models.h"
 #include "train/cfm.h"
 #include "train/cli/bench_timing.h"
-#include "train/cli/json_lines_file.h"
 #include "train/cli/commands.h"
+#include "train/cli/json_lines_file.h"
 #include "train/data2d.h"
 #include "train/likelihood.h"
 #include "train/meanflow.h"
@@ -37,8 +37,9 @@ struct FlowBenchOptions {
   std::string json;
   int steps = 20;
   int warmup = 3;
-  bool params = false;  // list the network's parameters and exit
+  bool params = false;       // list the network's parameters and exit
   bool gemm_shapes = false;  // print the roofline's per-shape table
+  bool roofline = true;      // false: skip the GEMM roofline (profiles of the steps alone)
 };
 
 // The GEMM roofline of a step: its GEMMs (recorded during one step) timed one shape at a time,
@@ -332,12 +333,14 @@ void run_flow_bench(const std::string& which, const FlowBenchOptions& o) {
   fmt::print("{:<20} {:>6} {:>10.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>9.3f} {:>11.0f} {:>9.1f} {:>5}\n", w.name, w.batch,
              st.median_ms, st.min_ms, st.q1_ms, st.q3_ms, st.max_ms, samples_per_s, peak_mib,
              nfe > 0 ? fmt::format("{}", nfe) : "-");
-  const GemmRoofline roof = measure_gemm_roofline(w.step, dev, st.median_ms, o.gemm_shapes);
-  fmt::print(
-      "GEMM roofline: {:.2f} GFLOP per step in {} GEMMs of {} shapes; alone they take {:.3f} ms ({:.1f} GFLOP/s), "
-      "{:.1f}% of the step\n",
-      roof.gflop, roof.calls, roof.shapes, roof.alone_ms, roof.alone_ms > 0 ? roof.gflop / roof.alone_ms * 1e3 : 0.0,
-      100.0 * roof.fraction);
+  const GemmRoofline roof =
+      o.roofline ? measure_gemm_roofline(w.step, dev, st.median_ms, o.gemm_shapes) : GemmRoofline{};
+  if (o.roofline)
+    fmt::print(
+        "GEMM roofline: {:.2f} GFLOP per step in {} GEMMs of {} shapes; alone they take {:.3f} ms ({:.1f} GFLOP/s), "
+        "{:.1f}% of the step\n",
+        roof.gflop, roof.calls, roof.shapes, roof.alone_ms, roof.alone_ms > 0 ? roof.gflop / roof.alone_ms * 1e3 : 0.0,
+        100.0 * roof.fraction);
   if (json)
     json
         << fmt::format(
@@ -376,6 +379,8 @@ void add_bench_flow(CLI::App* bench) {
     cmd->add_flag("--params", opts->params, "List the network's parameters with their shapes and exit without timing");
     cmd->add_flag("--gemm-shapes", opts->gemm_shapes,
                   "Print the GEMM roofline's table: each GEMM shape of a step, its calls and its time alone");
+    cmd->add_flag("!--no-roofline", opts->roofline,
+                  "Skip the GEMM roofline (one recorded step, then its GEMM shapes timed alone); its JSON keys are 0");
     cmd->callback([name, opts] { run_flow_bench(name, *opts); });
   }
 }
