@@ -4,23 +4,16 @@
 
 #include <cmath>
 
+#include "train/paths.h"
+
 namespace dualflow {
 namespace {
-
-// [N] -> [N, 1, ..., 1] with as many dims as `like`.
-Tensor per_sample(const Tensor& s, const Tensor& like) {
-  std::vector<int64_t> dims(size_t(like.dim()), 1);
-  dims[0] = s.shape()[0];
-  return s.reshape(Shape(dims));
-}
 
 std::vector<int64_t> sample_dims(const Tensor& x) {
   std::vector<int64_t> dims;
   for (int64_t d = 1; d < x.dim(); ++d) dims.push_back(d);
   return dims;
 }
-
-Tensor rows(const Tensor& a, int64_t start, int64_t count) { return a.defined() ? a.narrow(0, start, count) : a; }
 
 void check_batch(const char* who, const char* name, const Tensor& s, const Tensor& x) {
   DF_CHECK(s.defined() && s.dim() == 1 && s.shape()[0] == x.shape()[0], "{}: {} expected [{}], got {}", who, name,
@@ -51,8 +44,10 @@ void ImfOptions::validate() const {
 
 ImfGuidance constant_guidance(int64_t n, double omega, double t_min, double t_max, TensorOptions options) {
   DF_CHECK(std::isfinite(omega) && omega >= 1, "iMF guidance: the scale must be >= 1, got {}", omega);
-  DF_CHECK(0 <= t_min && t_min <= t_max && t_max <= 1, "iMF guidance: the interval must satisfy 0 <= t_min <= t_max "
-           "<= 1, got [{}, {}]", t_min, t_max);
+  DF_CHECK(0 <= t_min && t_min <= t_max && t_max <= 1,
+           "iMF guidance: the interval must satisfy 0 <= t_min <= t_max "
+           "<= 1, got [{}, {}]",
+           t_min, t_max);
   return {full({n}, omega, options), full({n}, t_min, options), full({n}, t_max, options)};
 }
 
@@ -64,7 +59,8 @@ Tensor imf_network_h(const Tensor& interval, const ImfGuidance& guidance) {
 ImfHeads split_imf_heads(const Tensor& output, const Shape& sample_like) {
   DF_CHECK(output.defined() && output.dim() == sample_like.size() && output.shape()[1] == 2 * sample_like[1],
            "iMF: the network's output expected two heads side by side, [{}, {}, ...] for samples {}, got {}",
-           sample_like[0], 2 * sample_like[1], sample_like.str(), output.defined() ? output.shape().str() : "undefined");
+           sample_like[0], 2 * sample_like[1], sample_like.str(),
+           output.defined() ? output.shape().str() : "undefined");
   const int64_t c = sample_like[1];
   return {output.narrow(1, 0, c), output.narrow(1, c, c)};
 }
@@ -182,21 +178,22 @@ ImfLoss imf_loss(const VelocityNet& net, const Tensor& x, const ImfDraws& d, con
   const Tensor h = imf_network_h(gap, d.guidance);
   std::vector<Tensor> outputs, tangents;
   if (flat > 0) {
-    const Tensor o = net(rows(z, 0, flat), rows(d.t, 0, flat), rows(h, 0, flat), rows(d.dropped_labels, 0, flat));
+    const Tensor o = net(sample_rows(z, 0, flat), sample_rows(d.t, 0, flat), sample_rows(h, 0, flat),
+                         sample_rows(d.dropped_labels, 0, flat));
     outputs.push_back(o);
     tangents.push_back(zeros_like(o.detach()));
   }
   if (flat < n) {
     const int64_t m = n - flat;
-    const Tensor labels = rows(d.dropped_labels, flat, m);
+    const Tensor labels = sample_rows(d.dropped_labels, flat, m);
     auto f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{net(in[0], in[1], in[2], labels)}; };
-    const Tensor h_m = rows(h, flat, m);
+    const Tensor h_m = sample_rows(h, flat, m);
     // Along (dz, dr, dt) = (v_c, 0, 1) the inputs move by dz = v_c, dt = 1 and d(t - r) = 1;
     // the guidance conditions stay.
     Tensor h_tangent = ones({m}, h.options());
     if (h_m.dim() == 2) h_tangent = cat({ones({m, 1}, h.options()), zeros({m, h_m.shape()[1] - 1}, h.options())}, 1);
-    JvpResult res = jvp(f, {rows(z, flat, m), rows(d.t, flat, m), h_m},
-                        {rows(target.tangent, flat, m), ones({m}, d.t.options()), h_tangent},
+    JvpResult res = jvp(f, {sample_rows(z, flat, m), sample_rows(d.t, flat, m), h_m},
+                        {sample_rows(target.tangent, flat, m), ones({m}, d.t.options()), h_tangent},
                         JvpOptions{.differentiable_tangents = false});
     outputs.push_back(res.outputs[0]);
     tangents.push_back(res.tangents[0]);
@@ -258,8 +255,7 @@ MeanFlowSample imf_sample(const VelocityNet& net, const Tensor& noise, const std
 }
 
 VelocityNet imf_flow_matching_velocity(const VelocityNet& imf_network, bool conditional) {
-  return [imf_network, conditional](const Tensor& x, const Tensor& tau, const Tensor& h,
-                                                  const Tensor& labels) {
+  return [imf_network, conditional](const Tensor& x, const Tensor& tau, const Tensor& h, const Tensor& labels) {
     DF_CHECK(!h.defined(), "imf_flow_matching_velocity: the instantaneous velocity takes no interval h, got {}",
              h.shape().str());
     const int64_t n = x.shape()[0];

@@ -4,16 +4,10 @@
 
 #include <cmath>
 
+#include "train/paths.h"
+
 namespace dualflow {
 namespace {
-
-// [N] -> [N, 1, ..., 1] with as many dims as `like`, so per-sample times broadcast over a
-// sample's entries.
-Tensor per_sample(const Tensor& s, const Tensor& like) {
-  std::vector<int64_t> dims(size_t(like.dim()), 1);
-  dims[0] = s.shape()[0];
-  return s.reshape(Shape(dims));
-}
 
 void check_times(const char* who, const char* name, const Tensor& s, const Tensor& x) {
   DF_CHECK(s.defined() && s.dim() == 1 && s.shape()[0] == x.shape()[0], "{}: {} expected [{}], got {}", who, name,
@@ -202,26 +196,23 @@ MeanFlowLoss meanflow_loss(const VelocityNet& net, const Tensor& x, const Tensor
   }
   auto reorder = [&](const Tensor& a) { return a.defined() && !in_batch_order ? index_select(a, 0, order_index) : a; };
   auto restore = [&](const Tensor& a) { return in_batch_order ? a : index_select(a, 0, inverse_index); };
-  auto rows = [&](const Tensor& a, int64_t start, int64_t count) {
-    return a.defined() ? a.narrow(0, start, count) : a;
-  };
 
   const Tensor z_o = reorder(z), t_o = reorder(t), r_o = reorder(r), velocity_o = reorder(out.velocity),
                labels_o = reorder(labels), gap_o = reorder(gap);
   const int64_t jvp_rows = n - flat_rows;
   std::vector<Tensor> u_parts, dudt_parts;
   if (flat_rows > 0) {
-    const Tensor z_f = rows(z_o, 0, flat_rows), t_f = rows(t_o, 0, flat_rows);
-    Tensor u_f = net(z_f, t_f, t_f - rows(r_o, 0, flat_rows), rows(labels_o, 0, flat_rows));
+    const Tensor z_f = sample_rows(z_o, 0, flat_rows), t_f = sample_rows(t_o, 0, flat_rows);
+    Tensor u_f = net(z_f, t_f, t_f - sample_rows(r_o, 0, flat_rows), sample_rows(labels_o, 0, flat_rows));
     DF_CHECK(u_f.shape().vec() == z_f.shape().vec(), "{}: the network returned {} for an input of shape {}", who,
              u_f.shape().str(), z_f.shape().str());
     u_parts.push_back(u_f);
     dudt_parts.push_back(zeros_like(u_f.detach()));
   }
   if (jvp_rows > 0) {
-    MeanFlowJvp j = meanflow_jvp(net, rows(z_o, flat_rows, jvp_rows), rows(t_o, flat_rows, jvp_rows),
-                                 rows(r_o, flat_rows, jvp_rows), rows(velocity_o, flat_rows, jvp_rows),
-                                 rows(labels_o, flat_rows, jvp_rows));
+    MeanFlowJvp j = meanflow_jvp(net, sample_rows(z_o, flat_rows, jvp_rows), sample_rows(t_o, flat_rows, jvp_rows),
+                                 sample_rows(r_o, flat_rows, jvp_rows), sample_rows(velocity_o, flat_rows, jvp_rows),
+                                 sample_rows(labels_o, flat_rows, jvp_rows));
     u_parts.push_back(j.u);
     dudt_parts.push_back(j.dudt);
   }

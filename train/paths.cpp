@@ -130,10 +130,17 @@ Tensor broadcast_time(const char* who, const Tensor& x0, const Tensor& x1, const
   DF_CHECK(t.device() == x0.device() && x1.device() == x0.device(),
            "{}: x0, x1 and t must be on one device, given {}, {}, {}", who, x0.device().str(), x1.device().str(),
            t.device().str());
-  Shape s;
-  s.push_back(t.size(0));
-  for (int i = 1; i < x0.dim(); ++i) s.push_back(1);
-  return t.reshape(s);
+  return per_sample(t, x0);
+}
+
+Tensor sample_rows(const Tensor& batch, int64_t start, int64_t count) {
+  return batch.defined() ? batch.narrow(0, start, count) : batch;
+}
+
+Tensor per_sample(const Tensor& s, const Tensor& like) {
+  Shape shape{s.size(0)};
+  shape.resize(like.dim(), 1);
+  return s.reshape(shape);
 }
 
 AffinePath::AffinePath(std::shared_ptr<const Scheduler> scheduler) : scheduler_(std::move(scheduler)) {

@@ -110,6 +110,14 @@ class ProbabilityPath {
   virtual std::string name() const = 0;
 };
 
+// A per-sample scalar s [N] reshaped to [N, 1, ..., 1] with as many dims as `like` [N, ...], so
+// that it broadcasts over each sample's entries.
+Tensor per_sample(const Tensor& s, const Tensor& like);
+
+// Samples [start, start + count) of a batch tensor [N, ...]; an undefined tensor (an absent
+// optional input such as labels) stays undefined.
+Tensor sample_rows(const Tensor& batch, int64_t start, int64_t count);
+
 // Checks that (x0, x1, t) fit the path interface and returns t reshaped to [N, 1, ..., 1] so
 // that it broadcasts against x0. `who` names the caller in errors.
 Tensor broadcast_time(const char* who, const Tensor& x0, const Tensor& x1, const Tensor& t);

@@ -16,18 +16,13 @@
 #include "tests/models/tiny_networks.h"
 #include "train/flow_run.h"
 #include "train/imf.h"
+#include "train/paths.h"
 #include "train/sampling.h"
 
 namespace dualflow::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-Tensor per_row(const Tensor& s, const Tensor& x) {
-  std::vector<int64_t> dims(size_t(x.dim()), 1);
-  dims[0] = s.shape()[0];
-  return s.reshape(Shape(dims));
-}
 
 std::vector<Tensor> parameters_of(Module& m) {
   std::vector<Tensor> out;
@@ -165,7 +160,7 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
     const ImfDraws d = draw_imf_inputs(x, labels, o, draw_gen);
     const ImfLoss l = imf_loss(net, x, d, o);
     const int64_t n = x.shape()[0];
-    const Tensor z = (1.0 - per_row(d.t, x)) * x + per_row(d.t, x) * d.e;
+    const Tensor z = (1.0 - per_sample(d.t, x)) * x + per_sample(d.t, x) * d.e;
     NoGradGuard ng;
     // The tangent: the v head at h = 0 on [0, 1] with the scale where t is in the row's interval.
     ImfGuidance at_zero;
@@ -184,7 +179,7 @@ TEST_CASE("iMF tangent is the network's own velocity head; du/dt equals finite d
     };
     Tensor fd = (u_at(eps) - u_at(-eps)) * (1.0 / (2 * eps));
     // Rows with r = t report 0 (the term they multiply vanishes).
-    fd = where(per_row(gt(d.t - d.r, zeros_like(d.t)), x), fd, zeros_like(fd));
+    fd = where(per_sample(gt(d.t - d.r, zeros_like(d.t)), x), fd, zeros_like(fd));
     INFO(module.describe() << ": max |dudt| " << max_abs(fd) << " over " << n << " rows");
     REQUIRE(max_abs(fd) > 1e-3);
     require_close(l.dudt, fd, 1e-5, 1e-6 * (1 + max_abs(fd)), "dudt vs central differences");
@@ -232,13 +227,13 @@ TEST_CASE("iMF loss gradient equals central differences of the loss with its sto
 
   // The loss as a function of the weights through the two heads only: the target v_g, du/dt
   // and the adaptive weights are held at their values (what sg means).
-  const Tensor z = (1.0 - per_row(d.t, x)) * x + per_row(d.t, x) * d.e;
+  const Tensor z = (1.0 - per_sample(d.t, x)) * x + per_sample(d.t, x) * d.e;
   const Tensor h = imf_network_h(d.t - d.r, d.guidance);
   const Tensor w_u = pow(l.error_u + o.adaptive_c, -1.0), w_v = pow(l.error_v + o.adaptive_c, -1.0);
   auto held = [&]() {
     NoGradGuard ng;
     const ImfHeads heads = split_imf_heads(f(z, d.t, h, d.dropped_labels), x.shape());
-    const Tensor compound = heads.u + per_row(d.t - d.r, x) * l.dudt;
+    const Tensor compound = heads.u + per_sample(d.t - d.r, x) * l.dudt;
     return mean(w_u * sum(square(compound - l.velocity), {1}) + w_v * sum(square(heads.v - l.velocity), {1})).item();
   };
   // And the whole loss recomputed, targets included.

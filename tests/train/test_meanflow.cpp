@@ -24,13 +24,6 @@
 namespace dualflow::testing {
 namespace {
 
-// x of shape [N, ...] with the per-sample scalar s [N] broadcast over the sample's entries.
-Tensor rows(const Tensor& s, const Tensor& x) {
-  std::vector<int64_t> dims(size_t(x.dim()), 1);
-  dims[0] = s.shape()[0];
-  return s.reshape(Shape(dims));
-}
-
 // dudt from meanflow_jvp against the central difference of s -> u(z_s, r, s) at s = t, where
 // z_s = (1 - s) x + s e moves with dz/ds = v = e - x and r stays fixed.
 void check_dudt_along_trajectory(const VelocityNet& net, const Tensor& x, const Tensor& t, const Tensor& r,
@@ -40,10 +33,10 @@ void check_dudt_along_trajectory(const VelocityNet& net, const Tensor& x, const 
   Tensor v = e - x;
   auto u_at = [&](const Tensor& s) {
     NoGradGuard ng;
-    Tensor z = (1.0 - rows(s, x)) * x + rows(s, x) * e;
+    Tensor z = (1.0 - per_sample(s, x)) * x + per_sample(s, x) * e;
     return net(z, s, s - r, labels);
   };
-  Tensor z = (1.0 - rows(t, x)) * x + rows(t, x) * e;
+  Tensor z = (1.0 - per_sample(t, x)) * x + per_sample(t, x) * e;
   MeanFlowJvp j = meanflow_jvp(net, z, t, r, v, labels);
   REQUIRE_FALSE(j.dudt.requires_grad());
   const double eps = 1e-6;
@@ -276,8 +269,9 @@ TEST_CASE("MeanFlow guided target: omega, kappa, the guidance interval and dropp
         REQUIRE_FALSE(calls[0].grad_mode);
         REQUIRE(calls[0].h_zero);
         REQUIRE(calls[0].batch == (k.kappa != 0 ? 2 * N : N));
-        require_close(meanflow_guided_velocity(net, (1.0 - rows(t, x)) * x + rows(t, x) * e, t, e - x, labels, o),
-                      from_vector(vg, {N, D}, DType::f64), 1e-12, 1e-12, "meanflow_guided_velocity");
+        require_close(
+            meanflow_guided_velocity(net, (1.0 - per_sample(t, x)) * x + per_sample(t, x) * e, t, e - x, labels, o),
+            from_vector(vg, {N, D}, DType::f64), 1e-12, 1e-12, "meanflow_guided_velocity");
       }
     }
   }
@@ -310,7 +304,7 @@ TEST_CASE("MeanFlow target carries no gradient: the loss gradient is that of a f
   REQUIRE_FALSE(res.weight.requires_grad());
   std::vector<Tensor> g_loss = grad({res.loss}, params);
 
-  Tensor z = (1.0 - rows(t, x)) * x + rows(t, x) * e, v = e - x;
+  Tensor z = (1.0 - per_sample(t, x)) * x + per_sample(t, x) * e, v = e - x;
   auto weighted = [&](const Tensor& u, const Tensor& target) {
     return mean(res.weight * sum(square(u - target), {1}));
   };
@@ -320,7 +314,7 @@ TEST_CASE("MeanFlow target carries no gradient: the loss gradient is that of a f
   auto f = [&](const std::vector<Tensor>& in) { return std::vector<Tensor>{u_theta(in[0], in[1], in[2], Tensor())}; };
   JvpResult live = jvp(f, {z, t, t - r}, {v, ones_like(t), ones_like(t)}, JvpOptions{.differentiable_tangents = true});
   REQUIRE(live.tangents[0].requires_grad());
-  std::vector<Tensor> g_live = grad({weighted(live.outputs[0], v - rows(t - r, x) * live.tangents[0])}, params);
+  std::vector<Tensor> g_live = grad({weighted(live.outputs[0], v - per_sample(t - r, x) * live.tangents[0])}, params);
 
   double norm_loss = 0, diff_fixed = 0, diff_live = 0;
   for (size_t k = 0; k < params.size(); ++k) {
