@@ -141,6 +141,53 @@ DF_HD_INLINE float fast_tanh<float>(float x) {
   return tanh_f32(x);
 }
 
+// sin and cos for f32 without branches or library calls, so that CPU loops vectorise (the
+// library's sinf/cosf, a call per element, took 8% of sampling the toy2d network: its time
+// embeddings). x = k pi/2 + r with k rounded to nearest and r reduced in f64 against pi/2 split
+// into three parts (the first two with 36 bits, so k times each is exact for |k| < 2^17), then
+// Cephes' minimax polynomials for sin and cos on [-pi/4, pi/4] and the quadrant k (+1 for cos).
+// Within 1.5 ulp of the exact values for |x| <= kTrigFastLimit; beyond it, and for inf and nan, the CPU
+// kernels recompute the element with the library (kernels/cpu/elementwise.cpp), and CUDA keeps
+// its own sinf/cosf.
+inline constexpr float kTrigFastLimit = 65536.0f;
+DF_HD_INLINE float sin_cos_f32(float x, int quarter_turns) {
+  const double xd = x;
+  const double shifter = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double k = (xd * 0.6366197723675814 + shifter) - shifter;
+  const double rd = ((xd - k * 1.5707963267923333) - k * 2.5633441515839558e-12) - k * 1.0562999066987428e-23;
+  const float r = float(rd), r2 = r * r;
+  const float sin_r = r + r * r2 * ((-1.9515295891e-4f * r2 + 8.3321608736e-3f) * r2 - 1.6666654611e-1f);
+  const float cos_r =
+      1.0f - 0.5f * r2 + r2 * r2 * ((2.443315711809948e-5f * r2 - 1.388731625493765e-3f) * r2 + 4.166664568298827e-2f);
+  const int32_t quadrant = int32_t(k > -1e6 && k < 1e6 ? k : 0.0) + quarter_turns;  // nan and inf: any
+  const float y = (quadrant & 1) ? cos_r : sin_r;
+  return x == 0.0f && quarter_turns == 0 ? x : ((quadrant & 2) ? -y : y);  // sin keeps the sign of zero
+}
+template <class T>
+DF_HD_INLINE T fast_sin(T x) {
+  return sin(x);
+}
+template <class T>
+DF_HD_INLINE T fast_cos(T x) {
+  return cos(x);
+}
+template <>
+DF_HD_INLINE float fast_sin<float>(float x) {
+#ifdef __CUDA_ARCH__
+  return sinf(x);
+#else
+  return sin_cos_f32(x, 0);
+#endif
+}
+template <>
+DF_HD_INLINE float fast_cos<float>(float x) {
+#ifdef __CUDA_ARCH__
+  return cosf(x);
+#else
+  return sin_cos_f32(x, 1);
+#endif
+}
+
 template <class T>
 DF_HD_INLINE T sigmoid(T x) {
   if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_f32(-x));  // exp_f32 saturates, no overflow
@@ -178,8 +225,8 @@ DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Rsqrt: return T(1) / sqrt(x);
     case UnaryOp::Abs: return x < T(0) ? -x : x;
     case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Sin: return sin(x);
-    case UnaryOp::Cos: return cos(x);
+    case UnaryOp::Sin: return fast_sin(x);
+    case UnaryOp::Cos: return fast_cos(x);
     case UnaryOp::Tanh: return fast_tanh(x);
     case UnaryOp::Sigmoid: return sigmoid(x);
     case UnaryOp::Relu: return x > T(0) ? x : T(0);
@@ -211,8 +258,8 @@ DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Rsqrt: return T(-0.5) / (x * sqrt(x));
     case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
     case UnaryOp::Sign: return T(0);
-    case UnaryOp::Sin: return cos(x);
-    case UnaryOp::Cos: return -sin(x);
+    case UnaryOp::Sin: return fast_cos(x);
+    case UnaryOp::Cos: return -fast_sin(x);
     case UnaryOp::Tanh: {
       T t = fast_tanh(x);
       return T(1) - t * t;

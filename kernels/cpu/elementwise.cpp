@@ -1,6 +1,7 @@
 // CPU elementwise kernels (fill, cast-copy, unary, fused unary backward, binary, where) over one
 // strided/broadcasting n-d iterator. Contiguous and scalar-broadcast inner rows take loops the
 // compiler vectorises; everything else takes the strided loop.
+#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -122,10 +123,43 @@ void unary_loop(const void* x, void* y, const ElemLayout& l, F f) {
   });
 }
 
+// sin and cos computed in f32 (f32 and the 16-bit floats) run the vectorised
+// scalar::sin_cos_f32, which holds for |x| <= kTrigFastLimit. A second pass recomputes the
+// elements beyond it (and inf, nan) with the library; where there are none it only compares.
+template <class C, UnaryOp Op>
+constexpr bool kTrigFixup = std::is_same_v<C, float> && (Op == UnaryOp::Sin || Op == UnaryOp::Cos);
+
+// f(x) (or f'(x) with `derivative`) of sin or cos by the library, for the elements beyond the
+// fast range.
+template <UnaryOp Op>
+float library_trig(float x, bool derivative) {
+  const bool sine = (Op == UnaryOp::Sin) != derivative;  // d sin = cos, d cos = -sin
+  const float v = sine ? std::sin(x) : std::cos(x);
+  return Op == UnaryOp::Cos && derivative ? -v : v;
+}
+
+template <class T, UnaryOp Op, int N, class F>
+void trig_fixup(const ElemLayout& l, char** base, size_t* es, F recompute) {
+  run<N>(l, base, es, [&](int64_t n, char** p, const int64_t* s) {
+    const T* xp = reinterpret_cast<const T*>(p[N - 1]);
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = float(xp[i * s[N - 1]]);
+      if (!(std::fabs(v) <= scalar::kTrigFastLimit)) recompute(p, s, i, v);
+    }
+  });
+}
+
 // Instantiates a loop per op so the op's switch is resolved outside the inner loop.
 template <class T, class C, UnaryOp Op>
 void unary_fixed(const void* x, void* y, const ElemLayout& l, C a, C b) {
   unary_loop<T>(x, y, l, [a, b](T v) { return store_as<T>(scalar::unary<C>(Op, C(v), a, b)); });
+  if constexpr (kTrigFixup<C, Op>) {
+    char* base[2] = {static_cast<char*>(y), const_cast<char*>(static_cast<const char*>(x))};
+    size_t es[2] = {sizeof(T), sizeof(T)};
+    trig_fixup<T, Op, 2>(l, base, es, [](char** p, const int64_t* s, int64_t i, float v) {
+      reinterpret_cast<T*>(p[0])[i * s[0]] = store_as<T>(library_trig<Op>(v, false));
+    });
+  }
 }
 
 template <class T, class C>
@@ -163,6 +197,12 @@ void unary_backward_fixed(const void* g, const void* x, void* out, const ElemLay
       for (int64_t i = 0; i < n; ++i) o[i * s[0]] = f(gp[i * s[1]], xp[i * s[2]]);
     }
   });
+  if constexpr (kTrigFixup<C, Op>) {
+    trig_fixup<T, Op, 3>(l, base, es, [](char** p, const int64_t* s, int64_t i, float v) {
+      const T gv = reinterpret_cast<const T*>(p[1])[i * s[1]];
+      reinterpret_cast<T*>(p[0])[i * s[0]] = T(C(gv) * library_trig<Op>(v, true));
+    });
+  }
 }
 
 void unary_backward(int, UnaryOp op, DType t, const void* g, const void* x, void* out, const ElemLayout& l, double a,

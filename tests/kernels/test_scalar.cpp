@@ -1,9 +1,14 @@
 // The scalar math both backends share: Philox against its published known answers, 16-bit
 // conversions on edge cases, and every activation's derivative formula against central
-// differences of its value formula.
+// differences of its value formula; the branch-free f32 exp, tanh, sin and cos against the library,
+// and the CPU kernels' sin and cos beyond the fast range.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <random>
+#include <vector>
+
+#include "engine/dualflow.h"
 
 #include "kernels/common/half.h"
 #include "kernels/common/philox.h"
@@ -83,4 +88,66 @@ TEST_CASE("tanh_f32 stays within 2 ulp of the library tanh and keeps its edge va
   REQUIRE(scalar::tanh_f32(100.0f) == 1.0f);
   REQUIRE(scalar::tanh_f32(-INFINITY) == -1.0f);
   REQUIRE(std::isnan(scalar::tanh_f32(NAN)));
+}
+
+namespace {
+
+// |got - exact| in units of the f32 spacing at the exact value (computed in f64).
+float ulp_error(float got, double exact) {
+  const float rounded = float(exact);
+  const float ulp = std::nextafter(std::abs(rounded), INFINITY) - std::abs(rounded);
+  return float(std::abs(double(got) - exact) / double(ulp));
+}
+
+}  // namespace
+
+TEST_CASE("sin_cos_f32 stays within 2 ulp of the exact sin and cos up to kTrigFastLimit", "[kernels][math]") {
+  std::vector<float> xs;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> magnitude_log(-30.0f, std::log10(scalar::kTrigFastLimit));
+  for (int i = 0; i < 400000; ++i) {
+    const float x = std::pow(10.0f, magnitude_log(rng));
+    xs.push_back(i % 2 ? x : -x);
+  }
+  // Next to multiples of pi/2, where the reduced argument is smallest and cancels most.
+  for (int k = 1; k < 41000; k += 7)
+    for (float x = std::nextafter(float(k * 1.5707963267948966), 0.0f), j = 0; j < 3;
+         ++j, x = std::nextafter(x, INFINITY))
+      xs.push_back(x);
+  float worst_sin = 0, worst_cos = 0;
+  for (float x : xs) {
+    worst_sin = std::max(worst_sin, ulp_error(scalar::sin_cos_f32(x, 0), std::sin(double(x))));
+    worst_cos = std::max(worst_cos, ulp_error(scalar::sin_cos_f32(x, 1), std::cos(double(x))));
+  }
+  INFO("worst errors: sin " << worst_sin << " ulp, cos " << worst_cos << " ulp over " << xs.size() << " points");
+  REQUIRE(worst_sin <= 2.0f);
+  REQUIRE(worst_cos <= 2.0f);
+  REQUIRE(scalar::sin_cos_f32(0.0f, 1) == 1.0f);
+  REQUIRE(scalar::sin_cos_f32(0.0f, 0) == 0.0f);
+  REQUIRE(std::signbit(scalar::sin_cos_f32(-0.0f, 0)));
+  for (float x : {1e-30f, -3e-5f}) REQUIRE(scalar::sin_cos_f32(x, 0) == x);  // sin x = x in f32
+}
+
+TEST_CASE("f32 sin and cos kernels: the library beyond the fast range, nan for inf, and their derivatives",
+          "[kernels][math]") {
+  const std::vector<float> xs = {0.5f,  -3.0f,  65536.0f, 65537.0f,  -1e5f, 3.5e7f,
+                                 1e30f, -1e38f, INFINITY, -INFINITY, NAN};
+  const Tensor x = from_vector(xs, {int64_t(xs.size())});
+  const std::vector<float> s = sin(x).to_vector<float>(), c = cos(x).to_vector<float>();
+  // Reverse mode runs the fused g * f'(x) kernel: with g = 1 it is f'(x) itself.
+  const Tensor xg = x.clone();
+  xg.set_requires_grad();
+  const std::vector<float> ds = grad({sum(sin(xg))}, {xg})[0].to_vector<float>();
+  const std::vector<float> dc = grad({sum(cos(xg))}, {xg})[0].to_vector<float>();
+  for (size_t i = 0; i < xs.size(); ++i) {
+    CAPTURE(xs[i]);
+    if (std::isfinite(xs[i])) {
+      CHECK(ulp_error(s[i], std::sin(double(xs[i]))) <= 2.0f);
+      CHECK(ulp_error(c[i], std::cos(double(xs[i]))) <= 2.0f);
+      CHECK(ulp_error(ds[i], std::cos(double(xs[i]))) <= 2.0f);
+      CHECK(ulp_error(dc[i], -std::sin(double(xs[i]))) <= 2.0f);
+    } else {
+      CHECK((std::isnan(s[i]) && std::isnan(c[i]) && std::isnan(ds[i]) && std::isnan(dc[i])));
+    }
+  }
 }

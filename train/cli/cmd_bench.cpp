@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -166,6 +167,23 @@ void run_kernels(const BenchOptions& o) {
     gbps = 2.0 * double(n) * 4 / ms / 1e6;
     rep.add(
         Row{"silu", "f32", human(n), ms, 0, gbps, fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps)});
+    // sin of time-embedding-sized arguments (|x| up to ~400), against the library's sinf per element.
+    Tensor angles = a * 100.0;
+    ms = median_ms([&] { sin(angles); }, dev, samples, inner);
+    gbps = 2.0 * double(n) * 4 / ms / 1e6;
+    std::string note = fmt::format("{:.0f}% of copy bandwidth", 100 * gbps / peak_gbps);
+    if (dev.is_cpu()) {
+      const Tensor host = angles.contiguous();
+      std::vector<float> out(static_cast<size_t>(n), 0.0f);
+      const double lib = median_ms(
+          [&] {
+            const float* in = host.data<float>();
+            for (int64_t i = 0; i < n; ++i) out[size_t(i)] = std::sin(in[i]);
+          },
+          dev, samples, inner);
+      note += fmt::format("; library sinf loop (1 thread) {:.4f} ms", lib);
+    }
+    rep.add(Row{"sin", "f32", human(n), ms, 0, gbps, note});
   }
 
   // ---- rows: sum over the last dim, softmax, layer_norm (rows of 1024) ----
