@@ -1,6 +1,7 @@
 // CPU elementwise kernels (fill, cast-copy, unary, fused unary backward, binary, where) over one
 // strided/broadcasting n-d iterator. Contiguous and scalar-broadcast inner rows take loops the
 // compiler vectorises; everything else takes the strided loop.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -85,7 +86,13 @@ void copy(int, DType src_t, const void* src, DType dst_t, void* dst, const ElemL
         const S* x = reinterpret_cast<const S*>(p[1]);
         if constexpr (std::is_same_v<D, S>) {
           if (s[0] == 1 && s[1] == 1) {
-            std::memcpy(o, x, size_t(n) * sizeof(D));
+            // Short runs (the rows of a narrow slice, such as 2 coordinates concatenated in front
+            // of a time embedding) cost more as a memcpy call each than as a loop.
+            if (n * int64_t(sizeof(D)) >= 128) {
+              std::memcpy(o, x, size_t(n) * sizeof(D));
+            } else {
+              for (int64_t i = 0; i < n; ++i) o[i] = x[i];
+            }
             return;
           }
           for (int64_t i = 0; i < n; ++i) o[i * s[0]] = x[i * s[1]];
@@ -142,8 +149,19 @@ template <class T, UnaryOp Op, int N, class F>
 void trig_fixup(const ElemLayout& l, char** base, size_t* es, F recompute) {
   run<N>(l, base, es, [&](int64_t n, char** p, const int64_t* s) {
     const T* xp = reinterpret_cast<const T*>(p[N - 1]);
+    const int64_t stride = s[N - 1];
+    float largest = 0.0f;  // a vectorised scan first; the scalar pass only where it found some
+    if (stride == 1) {
+#pragma omp simd reduction(max : largest)
+      for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::fabs(float(xp[i])));
+    } else {
+      for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::fabs(float(xp[i * stride])));
+    }
+    // A nan may or may not reach `largest`; either way its element is right (the fast form
+    // gives nan for nan, and so does the library).
+    if (largest <= scalar::kTrigFastLimit) return;
     for (int64_t i = 0; i < n; ++i) {
-      const float v = float(xp[i * s[N - 1]]);
+      const float v = float(xp[i * stride]);
       if (!(std::fabs(v) <= scalar::kTrigFastLimit)) recompute(p, s, i, v);
     }
   });
