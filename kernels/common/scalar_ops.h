@@ -163,29 +163,18 @@ DF_HD_INLINE float sin_cos_f32(float x, int quarter_turns) {
   const float y = (quadrant & 1) ? cos_r : sin_r;
   return x == 0.0f && quarter_turns == 0 ? x : ((quadrant & 2) ? -y : y);  // sin keeps the sign of zero
 }
+// sin(x) for quarter_turns = 0, cos(x) = sin(x + pi/2) for 1; f32 on the host takes sin_cos_f32.
 template <class T>
-DF_HD_INLINE T fast_sin(T x) {
-  return sin(x);
-}
-template <class T>
-DF_HD_INLINE T fast_cos(T x) {
-  return cos(x);
-}
-template <>
-DF_HD_INLINE float fast_sin<float>(float x) {
+DF_HD_INLINE T sin_or_cos(T x, int quarter_turns) {
+  if constexpr (std::is_same_v<T, float>) {
 #ifdef __CUDA_ARCH__
-  return sinf(x);
+    return quarter_turns ? cosf(x) : sinf(x);
 #else
-  return sin_cos_f32(x, 0);
+    return sin_cos_f32(x, quarter_turns);
 #endif
-}
-template <>
-DF_HD_INLINE float fast_cos<float>(float x) {
-#ifdef __CUDA_ARCH__
-  return cosf(x);
-#else
-  return sin_cos_f32(x, 1);
-#endif
+  } else {
+    return quarter_turns ? cos(x) : sin(x);
+  }
 }
 
 template <class T>
@@ -225,8 +214,8 @@ DF_HD_INLINE T unary(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Rsqrt: return T(1) / sqrt(x);
     case UnaryOp::Abs: return x < T(0) ? -x : x;
     case UnaryOp::Sign: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Sin: return fast_sin(x);
-    case UnaryOp::Cos: return fast_cos(x);
+    case UnaryOp::Sin: return sin_or_cos(x, 0);
+    case UnaryOp::Cos: return sin_or_cos(x, 1);
     case UnaryOp::Tanh: return fast_tanh(x);
     case UnaryOp::Sigmoid: return sigmoid(x);
     case UnaryOp::Relu: return x > T(0) ? x : T(0);
@@ -258,8 +247,8 @@ DF_HD_INLINE T unary_derivative(UnaryOp op, T x, T a, T b) {
     case UnaryOp::Rsqrt: return T(-0.5) / (x * sqrt(x));
     case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
     case UnaryOp::Sign: return T(0);
-    case UnaryOp::Sin: return fast_cos(x);
-    case UnaryOp::Cos: return -fast_sin(x);
+    case UnaryOp::Sin: return sin_or_cos(x, 1);
+    case UnaryOp::Cos: return -sin_or_cos(x, 0);
     case UnaryOp::Tanh: {
       T t = fast_tanh(x);
       return T(1) - t * t;

@@ -97,6 +97,15 @@ inline Outcome run_dualflow(const Scratch& s, const std::vector<std::string>& ar
   return o;
 }
 
+// A success: exit status 0 (stderr and stdout are shown when it is not).
+#define REQUIRE_SUCCEEDED(outcome)  \
+  do {                              \
+    const Outcome& o_ = (outcome);  \
+    INFO("stderr: " << o_.err);     \
+    INFO("stdout: " << o_.out);     \
+    REQUIRE(o_.status == 0);        \
+  } while (0)
+
 // A refusal: an error exit, no crash, and the message on stderr.
 #define REQUIRE_REFUSED(outcome, matcher) \
   do {                                    \

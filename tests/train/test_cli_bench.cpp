@@ -13,9 +13,7 @@ TEST_CASE("dualflow bench toy2d-cfm: the GEMM roofline in the table and the JSON
   Scratch s("bench");
   Outcome o = run_dualflow(s, {"bench", "toy2d-cfm", "--threads", "1", "--steps", "3", "--warmup", "1", "--json",
                                "bench.jsonl", "--gemm-shapes"});
-  INFO(o.err);
-  INFO(o.out);
-  REQUIRE(o.status == 0);
+  REQUIRE_SUCCEEDED(o);
   REQUIRE_THAT(o.out, Catch::Contains("GEMM roofline:") && Catch::Contains("GEMM shape") &&
                           Catch::Contains("[1024x256] @ [256x256]^T +C f32"));
   std::ifstream f(s.work / "bench.jsonl");

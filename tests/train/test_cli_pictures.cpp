@@ -20,9 +20,7 @@ TEST_CASE("dualflow demo: demo.png holds the data, three samplers and two loss c
   Scratch s("demo");
   Outcome o = run_dualflow(s, {"demo", "--out", "d", "--cfm-steps", "40", "--meanflow-steps", "40", "--n", "600",
                                "--threads", "1"});
-  INFO(o.err);
-  INFO(o.out);
-  REQUIRE(o.status == 0);
+  REQUIRE_SUCCEEDED(o);
   REQUIRE_THAT(o.out, Catch::Contains("OT-CFM, Euler      100 NFE   energy distance ratio") &&
                           Catch::Contains("MeanFlow, 1 step     1 NFE   energy distance ratio") &&
                           Catch::Contains("demo.png"));
@@ -58,8 +56,7 @@ TEST_CASE("dualflow train, sample and plot: samples beside the data, curves at e
   for (int chart = 0; chart < 3; ++chart) REQUIRE(metrics.ink(chart * 460 + 60, 30, chart * 460 + 440, 290) > 500);
 
   Outcome o = run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "x.npy", "--n", "300"});
-  INFO(o.err);
-  REQUIRE(o.status == 0);
+  REQUIRE_SUCCEEDED(o);
   REQUIRE(decode(s.work / "x.png").w == 2 * 380);
   // An output no disk holds is refused before sampling, with the bytes it needs (8 TB here).
   Outcome huge = run_dualflow(s, {"sample", "--checkpoint", "run/checkpoint.safetensors", "--out", "huge.npy", "--n",
