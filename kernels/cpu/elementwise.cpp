@@ -136,13 +136,11 @@ void unary_loop(const void* x, void* y, const ElemLayout& l, F f) {
 template <class C, UnaryOp Op>
 constexpr bool kTrigFixup = std::is_same_v<C, float> && (Op == UnaryOp::Sin || Op == UnaryOp::Cos);
 
-// f(x) (or f'(x) with `derivative`) of sin or cos by the library, for the elements beyond the
-// fast range.
+// f(x) (or f'(x) with `derivative`) of sin or cos by the library (the shared formulas in f64),
+// for the elements beyond the fast range.
 template <UnaryOp Op>
 float library_trig(float x, bool derivative) {
-  const bool sine = (Op == UnaryOp::Sin) != derivative;  // d sin = cos, d cos = -sin
-  const float v = sine ? std::sin(x) : std::cos(x);
-  return Op == UnaryOp::Cos && derivative ? -v : v;
+  return float(derivative ? scalar::unary_derivative<double>(Op, x, 0.0, 0.0) : scalar::unary<double>(Op, x, 0.0, 0.0));
 }
 
 template <class T, UnaryOp Op, int N, class F>
