@@ -147,13 +147,6 @@ TransformerMlp::TransformerMlp(int64_t dim, int64_t hidden, Generator& gen) : Un
 
 Tensor TransformerMlp::forward(const Tensor& x) { return fc2->forward(gelu(fc1->forward(x), GeluApprox::Tanh)); }
 
-namespace {
-// x * (1 + scale) + shift, per sample: x [N, L, D], shift and scale [N, D].
-Tensor modulate(const Tensor& x, const Tensor& shift, const Tensor& scale) {
-  return x * (scale.unsqueeze(1) + 1.0) + shift.unsqueeze(1);
-}
-}  // namespace
-
 DiTBlock::DiTBlock(int64_t hidden, int64_t heads, int64_t mlp_hidden, Generator& gen) : Module("DiTBlock") {
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(hidden, 1e-6, false));
   attn = register_module("attn", std::make_shared<MultiheadSelfAttention>(hidden, heads, gen));
@@ -167,8 +160,8 @@ DiTBlock::DiTBlock(int64_t hidden, int64_t heads, int64_t mlp_hidden, Generator&
 Tensor DiTBlock::forward(const Tensor& x, const Tensor& c) {
   std::vector<Tensor> m = chunk(adaLN_modulation->forward(c), 6, 1);
   // m = shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
-  Tensor y = x + m[2].unsqueeze(1) * attn->forward(modulate(norm1->forward(x), m[0], m[1]));
-  return y + m[5].unsqueeze(1) * mlp->forward(modulate(norm2->forward(y), m[3], m[4]));
+  Tensor y = x + m[2].unsqueeze(1) * attn->forward(norm1->forward_modulated(x, m[0], m[1]));
+  return y + m[5].unsqueeze(1) * mlp->forward(norm2->forward_modulated(y, m[3], m[4]));
 }
 
 DiTFinalLayer::DiTFinalLayer(int64_t hidden, int64_t patch, int64_t out_channels, Generator& gen)
@@ -182,7 +175,7 @@ DiTFinalLayer::DiTFinalLayer(int64_t hidden, int64_t patch, int64_t out_channels
 
 Tensor DiTFinalLayer::forward(const Tensor& x, const Tensor& c) {
   std::vector<Tensor> m = chunk(adaLN_modulation->forward(c), 2, 1);  // shift, scale
-  return linear->forward(modulate(norm_final->forward(x), m[0], m[1]));
+  return linear->forward(norm_final->forward_modulated(x, m[0], m[1]));
 }
 
 // ---- DiT ----

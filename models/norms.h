@@ -12,6 +12,9 @@ class LayerNorm : public UnaryModule {
   std::string describe() const override;
   // x [..., dim] -> same shape
   Tensor forward(const Tensor& x) override;
+  // adaLN modulation in the same pass: forward(x) * (1 + scale) + shift, with shift and scale
+  // [N, dim] per sample against x [N, ..., dim].
+  Tensor forward_modulated(const Tensor& x, const Tensor& shift, const Tensor& scale);
   int64_t dim() const { return dim_; }
   Tensor weight, bias;  // undefined without affine
 

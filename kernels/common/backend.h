@@ -116,6 +116,22 @@ struct Backend {
   void (*group_norm_backward)(int device, DType t, const void* dy, const void* x, const double* mean,
                               const double* rstd, const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c,
                               int64_t s, int64_t groups);
+  // Optional (nullptr sends the engine to the row normalisation and affine ops): LayerNorm of
+  // contiguous rows x [rows, n], y = (x - mean) * rstd * w + b, where w and b (may be null) are
+  // [rows / group, n]: one affine row per `group` consecutive rows. Writes each row's mean and
+  // rstd ([rows], f64 whatever t is). f32 and f64.
+  void (*layer_norm)(int device, DType t, const void* x, const void* w, const void* b, void* y, double* mean,
+                     double* rstd, int64_t rows, int64_t n, int64_t group, double eps);
+  // Its gradients from dy (like x): dx, and dw, db [rows / group, n] summed over each group's
+  // rows; any of the three may be null (not needed). Sums run in a fixed order, whatever the
+  // thread count.
+  void (*layer_norm_backward)(int device, DType t, const void* dy, const void* x, const double* mean,
+                              const double* rstd, const void* w, void* dx, void* dw, void* db, int64_t rows, int64_t n,
+                              int64_t group);
+  // Its tangent ty (like x) from tx (like x) and tw, tb (like w); any of the three may be null.
+  void (*layer_norm_jvp)(int device, DType t, const void* tx, const void* tw, const void* tb, const void* x,
+                         const double* mean, const double* rstd, const void* w, void* ty, int64_t rows, int64_t n,
+                         int64_t group);
   // contiguous n elements of element i = philox::sample(...) (or start + step * i for Arange)
   void (*random)(int device, philox::Dist dist, DType t, void* out, int64_t n, uint64_t seed, uint64_t offset, double a,
                  double b);

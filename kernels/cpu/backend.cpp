@@ -85,6 +85,7 @@ Backend make() {
   register_conv(b);
   register_conv_direct(b);
   register_group_norm(b);
+  register_layer_norm(b);
   register_random(b);
   register_optim(b);
   return b;

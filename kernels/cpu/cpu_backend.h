@@ -11,6 +11,7 @@ void register_indexing(Backend& b);
 void register_conv(Backend& b);
 void register_conv_direct(Backend& b);
 void register_group_norm(Backend& b);
+void register_layer_norm(Backend& b);
 void register_random(Backend& b);
 void register_optim(Backend& b);
 }  // namespace dualflow::cpu

@@ -144,6 +144,14 @@ std::vector<OpCase> all_op_cases() {
   c.push_back(
       {"layer_norm_bias_only", {{Shape{3, 6}}, {Shape{6}}}, [](V x) { return layer_norm(x[0], 6, Tensor(), x[1]); }});
   c.push_back({"layer_norm_plain", {{Shape{2, 3, 5}}}, [](V x) { return layer_norm(x[0], 5); }});
+  // Per-sample affine rows (a DiT's adaLN modulation), a shared weight with per-sample bias, and
+  // an affine with no per-group form.
+  c.push_back({"layer_norm_per_sample", {{Shape{2, 3, 5}}, {Shape{2, 1, 5}}, {Shape{2, 1, 5}}},
+               [](V x) { return layer_norm(x[0], 5, x[1], x[2]); }});
+  c.push_back({"layer_norm_mixed_affine", {{Shape{2, 3, 5}}, {Shape{5}}, {Shape{2, 1, 5}}},
+               [](V x) { return layer_norm(x[0], 5, x[1], x[2]); }});
+  c.push_back({"layer_norm_token_affine", {{Shape{2, 3, 4}}, {Shape{3, 4}}},
+               [](V x) { return layer_norm(x[0], 4, x[1]); }});
   c.push_back({"rms_norm", {{Shape{3, 6}}, {Shape{6}}}, [](V x) { return rms_norm(x[0], 6, x[1]); }});
 
   // shape
