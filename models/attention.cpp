@@ -21,9 +21,16 @@ Tensor MultiheadSelfAttention::forward(const Tensor& x) {
   DF_CHECK(x.shape()[2] == dim_, "{}: input last dim expected {}, got {} (input shape {})", describe(), dim_,
            x.shape()[2], x.shape().str());
   const int64_t n = x.shape()[0], l = x.shape()[1], head_dim = dim_ / heads_;
-  // [N, L, 3 * D] -> [3, N, heads, L, head_dim]
-  Tensor qkv_heads = qkv->forward(x).reshape(Shape{n, l, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
-  Tensor out = scaled_dot_product_attention(qkv_heads.select(0, 0), qkv_heads.select(0, 1), qkv_heads.select(0, 2));
+  // q, k and v each from its rows of the qkv weight, [N, L, D] viewed as [N, heads, L, head_dim]
+  // (matmul reads the view in place). Slicing the [3 D, D] weight rather than the [N, L, 3 D]
+  // output keeps the backward's zero-fill-and-copy of each slice on the weight's size.
+  auto heads_of = [&](int64_t part) {
+    const Tensor bias = qkv->bias.defined() ? qkv->bias.narrow(0, part * dim_, dim_) : Tensor();
+    return linear(x, qkv->weight.narrow(0, part * dim_, dim_), bias)
+        .reshape(Shape{n, l, heads_, head_dim})
+        .permute({0, 2, 1, 3});
+  };
+  Tensor out = scaled_dot_product_attention(heads_of(0), heads_of(1), heads_of(2));
   // [N, heads, L, head_dim] -> [N, L, D]
   return proj->forward(out.transpose(1, 2).reshape(Shape{n, l, dim_}));
 }

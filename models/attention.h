@@ -1,5 +1,6 @@
-// Multi-head self-attention over token sequences [N, L, D]: a fused qkv Linear, heads split,
-// softmax(q k^T / sqrt(D/heads)) v per head, an output Linear "proj" (names as in DiT/timm).
+// Multi-head self-attention over token sequences [N, L, D]: one qkv Linear (its weight read in
+// three row blocks), heads split, softmax(q k^T / sqrt(D/heads)) v per head, an output Linear
+// "proj" (names as in DiT/timm).
 #pragma once
 #include "models/linear.h"
 

@@ -104,31 +104,52 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
     gemm_batched(a2.unsqueeze(0), bd.unsqueeze(0), out.reshape(Shape{1, nb * m, n}));
     return out;
   }
-  auto to3 = [&](const Tensor& t, int64_t rows, int64_t cols) {
+  auto expanded = [&](const Tensor& t, int64_t rows, int64_t cols) {
     Shape full = batch;
     full.push_back(rows);
     full.push_back(cols);
-    Tensor e = t.expand(full);
-    // When the batch dims collapse into one stride (all broadcast, stride 0; or nested like a
-    // contiguous batch, which a transposed view of a contiguous batch also is) the operand is
-    // a [nb, rows, cols] view, and gemm_batched reads a transposed matrix with a transpose
-    // flag. Only other layouts are copied: a conv's weight gradient multiplies by the
-    // transposed window matrix, and copying that cost more than its GEMM.
-    const int nbatch = int(batch.size());
-    int64_t batch_stride = 0, expected = -1;
-    bool collapses = true;
-    for (int i = nbatch - 1; i >= 0 && collapses; --i) {
-      if (batch[i] == 1) continue;
-      if (expected < 0) batch_stride = e.strides()[i];
-      else collapses = e.strides()[i] == expected;
-      expected = e.strides()[i] * batch[i];
-    }
-    if (collapses)
-      return make_view(e, Shape{nb, rows, cols}, Dims{batch_stride, e.strides()[nbatch], e.strides()[nbatch + 1]},
-                       e.offset());
-    return e.contiguous().reshape(Shape{nb, rows, cols});
+    return t.expand(full);
   };
-  gemm_batched(to3(ad, m, k), to3(bd, k, n), out.reshape(Shape{nb, m, n}));
+  const Tensor ea = expanded(ad, m, k), eb = expanded(bd, k, n);
+  // The batch dims from `first` on collapse into one stride when they are all broadcast
+  // (stride 0) or nested like a contiguous batch, which a transposed view of a contiguous
+  // batch also is; gemm_batched then reads the operand in place as [batch, rows, cols], a
+  // transposed matrix with a transpose flag. The longest such tail shared by both operands is
+  // one gemm_batched; the dims before it are looped over, so views such as attention's heads
+  // ([N, heads] with strides L * D and head_dim) are read in place rather than copied.
+  const int nbatch = int(batch.size());
+  auto collapses_from = [&](const Tensor& e, int first, int64_t* stride) {
+    int64_t expected = -1;
+    *stride = 0;
+    for (int i = nbatch - 1; i >= first; --i) {
+      if (batch[size_t(i)] == 1) continue;
+      if (expected < 0) *stride = e.strides()[size_t(i)];
+      else if (e.strides()[size_t(i)] != expected) return false;
+      expected = e.strides()[size_t(i)] * batch[size_t(i)];
+    }
+    return true;
+  };
+  int first = 0;
+  int64_t stride_a = 0, stride_b = 0;
+  while (!(collapses_from(ea, first, &stride_a) && collapses_from(eb, first, &stride_b))) ++first;
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < nbatch; ++i) (i < first ? outer : inner) *= batch[size_t(i)];
+  const Tensor out3 = out.reshape(Shape{outer, inner, m, n});
+  for (int64_t o = 0; o < outer; ++o) {
+    // The offset of outer batch entry o in each operand, from its batch index.
+    int64_t offset_a = ea.offset(), offset_b = eb.offset(), rest = o;
+    for (int i = first - 1; i >= 0; --i) {
+      const int64_t idx = rest % batch[size_t(i)];
+      rest /= batch[size_t(i)];
+      offset_a += idx * ea.strides()[size_t(i)];
+      offset_b += idx * eb.strides()[size_t(i)];
+    }
+    gemm_batched(make_view(ea, Shape{inner, m, k},
+                           Dims{stride_a, ea.strides()[size_t(nbatch)], ea.strides()[size_t(nbatch + 1)]}, offset_a),
+                 make_view(eb, Shape{inner, k, n},
+                           Dims{stride_b, eb.strides()[size_t(nbatch)], eb.strides()[size_t(nbatch + 1)]}, offset_b),
+                 out3.select(0, o));
+  }
   return out;
 }
 

@@ -113,3 +113,44 @@ TEST_CASE("gemm_runner repeats the recorded GEMM exactly", "[gemm]") {
 }
 
 }  // namespace dualflow::testing
+
+namespace dualflow::testing {
+
+TEST_CASE("matmul reads batch dims that do not collapse into one stride in place, looping over the outer ones",
+          "[gemm]") {
+  // Attention's heads: [N, L, heads, hd] viewed as [N, heads, L, hd] has batch strides L * D and
+  // hd, which no single batch stride describes. The product loops over N, each a batch of heads.
+  Generator gen(5);
+  const int64_t n = 3, l = 5, heads = 2, hd = 4;
+  Tensor q = randn({n, l, heads, hd}, gen, TensorOptions(DType::f64)).permute({0, 2, 1, 3});
+  Tensor k = randn({n, l, heads, hd}, gen, TensorOptions(DType::f64)).permute({0, 2, 3, 1});
+  // A three-level batch whose inner two dims collapse but whose outer one does not.
+  Tensor a3 = randn({4, 3, 2, 5, 6}, gen, TensorOptions(DType::f64)).permute({2, 0, 1, 3, 4});
+  Tensor b3 = randn({2, 4, 3, 6, 2}, gen, TensorOptions(DType::f64));
+  Tensor scores;
+  {
+    GemmRecorder r;
+    scores = matmul(q, k);
+    const std::map<GemmShape, int64_t> counts = r.counts();
+    REQUIRE(counts.size() == 1);
+    CHECK(counts.begin()->first.batch == heads);
+    CHECK(counts.begin()->second == n);
+  }
+  CHECK(max_abs_diff(scores, matmul(q.contiguous(), k.contiguous())) < 1e-14);
+  {
+    GemmRecorder r3;
+    CHECK(max_abs_diff(matmul(a3, b3), matmul(a3.contiguous(), b3)) < 1e-14);
+    const std::map<GemmShape, int64_t> c3 = r3.counts();
+    REQUIRE(c3.size() == 2);  // the view: 2 outer entries of 4 x 3; the copy: one batch of 24
+    CHECK(c3.begin()->first.batch * c3.begin()->second + c3.rbegin()->first.batch * c3.rbegin()->second == 48);
+  }
+  // Against the definition, entry by entry.
+  const Tensor qc = q.contiguous(), kc = k.contiguous();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t h = 0; h < heads; ++h) {
+      Tensor want = matmul(qc.select(0, i).select(0, h), kc.select(0, i).select(0, h));
+      CHECK(max_abs_diff(scores.select(0, i).select(0, h), want) < 1e-14);
+    }
+}
+
+}  // namespace dualflow::testing
