@@ -44,6 +44,9 @@ Tensor reciprocal(const Tensor& x);
 Tensor square(const Tensor& x);
 Tensor clamp(const Tensor& x, double lo, double hi);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// x + a * b in one pass (broadcasting all three), as torch.addcmul: a gated residual
+// x + gate * y, and the tangent rules' sums of products.
+Tensor addcmul(const Tensor& x, const Tensor& a, const Tensor& b);
 // g * f'(x) for the unary op `op` in one fused pass (the VJP of every unary op).
 Tensor unary_backward(UnaryOp op, const Tensor& g, const Tensor& x, double a = 0, double b = 0);
 

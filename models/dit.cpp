@@ -160,8 +160,9 @@ DiTBlock::DiTBlock(int64_t hidden, int64_t heads, int64_t mlp_hidden, Generator&
 Tensor DiTBlock::forward(const Tensor& x, const Tensor& c) {
   std::vector<Tensor> m = chunk(adaLN_modulation->forward(c), 6, 1);
   // m = shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp
-  Tensor y = x + m[2].unsqueeze(1) * attn->forward(norm1->forward_modulated(x, m[0], m[1]));
-  return y + m[5].unsqueeze(1) * mlp->forward(norm2->forward_modulated(y, m[3], m[4]));
+  // Gated residuals, x + gate * branch, each in one pass.
+  Tensor y = addcmul(x, m[2].unsqueeze(1), attn->forward(norm1->forward_modulated(x, m[0], m[1])));
+  return addcmul(y, m[5].unsqueeze(1), mlp->forward(norm2->forward_modulated(y, m[3], m[4])));
 }
 
 DiTFinalLayer::DiTFinalLayer(int64_t hidden, int64_t patch, int64_t out_channels, Generator& gen)

@@ -314,6 +314,44 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
       TangentBatch::Broadcast);
 }
 
+Tensor addcmul(const Tensor& x, const Tensor& a, const Tensor& b) {
+  const char* name = "addcmul";
+  check_defined(name, x);
+  check_defined(name, a, "first factor");
+  check_defined(name, b, "second factor");
+  check_same_device(name, x, a);
+  check_same_device(name, x, b);
+  check_same_dtype(name, x, a);
+  check_same_dtype(name, x, b);
+  check_floating(name, x);
+  const Shape s = broadcast_shapes(name, broadcast_shapes(name, x.shape(), a.shape()), b.shape());
+  Tensor out;
+  if (be(x).addcmul) {
+    out = Tensor::empty(s, x.options());
+    if (out.numel() > 0) {
+      ElemLayout l = make_layout(name, out, {&x, &a, &b});
+      be(x).addcmul(dev_index(x), x.dtype(), x.raw_data(), a.raw_data(), b.raw_data(), out.raw_data(), l);
+    }
+  } else {
+    NoGradGuard ng;
+    out = add(x.detach(), mul(a.detach(), b.detach())).expand(s).contiguous();
+  }
+  return record(
+      name, {&x, &a, &b}, out,
+      [a, b, sx = x.shape()](const Tensor& g, NeedsGrad n) -> Grads {
+        return {n[0] ? sum_to(g, sx) : Tensor(), n[1] ? sum_to(g * b, a.shape()) : Tensor(),
+                n[2] ? sum_to(g * a, b.shape()) : Tensor()};
+      },
+      [a, b](const Tangents& t, const Tensor& o) {
+        // t_x + t_a * b + a * t_b, each product added in the same pass as the sum.
+        Tensor r = t[0];
+        if (t[1].defined()) r = r.defined() ? addcmul(r, t[1], b) : t[1] * b;
+        if (t[2].defined()) r = r.defined() ? addcmul(r, a, t[2]) : a * t[2];
+        return fit(r, o.shape());
+      },
+      TangentBatch::Broadcast);
+}
+
 Tensor add_opt(const Tensor& a, const Tensor& b) {
   if (!a.defined()) return b;
   if (!b.defined()) return a;

@@ -71,6 +71,8 @@ struct Backend {
   // comparisons write bool; arithmetic writes dtype t
   void (*binary)(int device, BinaryOp op, DType t, const void* x, const void* y, void* out, const ElemLayout& l);
   void (*where)(int device, DType t, const void* cond, const void* x, const void* y, void* out, const ElemLayout& l);
+  // Optional (nullptr: the engine composes x + a * b): out = x + a * b, operands 1.. = x, a, b.
+  void (*addcmul)(int device, DType t, const void* x, const void* a, const void* b, void* out, const ElemLayout& l);
   // contiguous [outer, r, inner] -> [outer, inner]; ArgMax/ArgMin write i64
   void (*reduce)(int device, ReduceOp op, DType t, const void* in, void* out, int64_t outer, int64_t r, int64_t inner);
   // contiguous rows of `cols`; LogSumExp writes one value per row

@@ -133,6 +133,13 @@ std::vector<OpCase> all_op_cases() {
   c.push_back({"linear_no_bias", {{Shape{3, 4}}, {Shape{5, 4}}}, [](V x) { return linear(x[0], x[1], Tensor()); }});
   c.push_back({"matmul_mat_vec", {{Shape{3, 4}}, {Shape{4}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"dot", {{Shape{6}}, {Shape{6}}}, [](V x) { return matmul(x[0], x[1]); }});
+  c.push_back({"addcmul", {{Shape{2, 3, 4}}, {Shape{2, 3, 4}}, {Shape{2, 3, 4}}},
+               [](V x) { return addcmul(x[0], x[1], x[2]); }});
+  // A gated residual: the gate per sample and channel, broadcast over the tokens.
+  c.push_back({"addcmul_gate", {{Shape{2, 3, 4}}, {Shape{2, 1, 4}}, {Shape{2, 3, 4}}},
+               [](V x) { return addcmul(x[0], x[1], x[2]); }});
+  c.push_back({"addcmul_broadcast_all", {{Shape{4}}, {Shape{3, 1}}, {Shape{2, 1, 4}}},
+               [](V x) { return addcmul(x[0], x[1], x[2]); }});
 
   // rows
   c.push_back({"softmax", {{Shape{3, 5}}}, [](V x) { return softmax(x[0], -1); }});

@@ -238,3 +238,23 @@ TEST_CASE("zero-size tensors are contiguous whatever their strides", "[tensor]")
   REQUIRE(zeros({0, 4}).t().is_contiguous());
   REQUIRE(zeros({3, 0, 2}).contiguous().numel() == 0);
 }
+
+TEST_CASE("addcmul computes x + a * b with broadcasting, in every floating dtype", "[tensor]") {
+  using namespace dualflow;
+  using namespace dualflow::testing;
+  Tensor x = uniform_f64({2, 3, 4}, -2, 2, 41), gate = uniform_f64({2, 1, 4}, -1, 1, 42),
+         y = uniform_f64({2, 3, 4}, -3, 3, 43);
+  for (DType t : {DType::f64, DType::f32, DType::bf16, DType::f16}) {
+    INFO(dtype_name(t));
+    Tensor got = addcmul(x.to(t), gate.to(t), y.to(t)).to(DType::f64);
+    Tensor want = (x.to(t).to(DType::f64) + gate.to(t).to(DType::f64) * y.to(t).to(DType::f64));
+    const double tol = t == DType::f64 ? 1e-15 : (t == DType::f32 ? 1e-6 : 2e-2);
+    REQUIRE(got.shape() == Shape({2, 3, 4}));
+    REQUIRE(max_abs_diff(got, want) < tol);
+    // A strided operand takes the general loop.
+    Tensor strided = addcmul(x.to(t).transpose(0, 2), gate.to(t).transpose(0, 2), y.to(t).transpose(0, 2));
+    REQUIRE(max_abs_diff(strided.to(DType::f64), want.transpose(0, 2)) < tol);
+  }
+  REQUIRE_THROWS_WITH(addcmul(x, gate, zeros({5})), Catch::Contains("addcmul"));
+  REQUIRE_THROWS_WITH(addcmul(x, gate.to(DType::f32), y), Catch::Contains("addcmul"));
+}

@@ -70,6 +70,54 @@ std::string human(int64_t n) {
   return std::to_string(n);
 }
 
+// The DiT block's fused passes against the ops they replace, at DiT-S/4's activation size (64
+// images x 49 tokens x 384), alternated so both see the same machine state: the gated residual
+// x + gate * y (addcmul) and the adaLN-modulated LayerNorm, forward and all gradients.
+void run_dit_fusions(Report& rep, const BenchOptions& o, const Device& dev, Generator& gen) {
+  const int64_t n = o.quick ? 8 : 64, l = 49, d = 384;
+  const TensorOptions f32(DType::f32, dev);
+  const std::string shape = fmt::format("{}x{}x{}", n, l, d);
+  const double bytes = double(n * l * d) * 4;
+  auto alternate = [&](const std::function<void()>& fused, const std::function<void()>& composed) {
+    std::vector<double> fs, cs;
+    for (int round = 0; round < 3; ++round) {
+      fs.push_back(median_ms(fused, dev, 9));
+      cs.push_back(median_ms(composed, dev, 9));
+    }
+    std::sort(fs.begin(), fs.end());
+    std::sort(cs.begin(), cs.end());
+    return std::pair{fs[1], cs[1]};
+  };
+  Tensor x = randn(Shape{n, l, d}, gen, f32).set_requires_grad(), y = randn(Shape{n, l, d}, gen, f32);
+  Tensor shift = randn(Shape{n, d}, gen, f32).set_requires_grad(), scale = randn(Shape{n, d}, gen, f32);
+  scale = (scale * 0.1).set_requires_grad();
+  Tensor dy = randn(Shape{n, l, d}, gen, f32);
+  Tensor gate = shift.detach().unsqueeze(1);
+  {
+    NoGradGuard ng;
+    auto [fused, composed] = alternate([&] { addcmul(x, gate, y); }, [&] { add(x, mul(gate, y)); });
+    rep.add(Row{"addcmul (gated residual)", "f32", shape, fused, 0, 3 * bytes / fused / 1e6,
+                fmt::format("x + gate * y {:.3f} ms; composed/fused = {:.2f}", composed, composed / fused)});
+  }
+  {
+    GradModeGuard on(true);  // the rules run untaped, as in a training step's backward
+    auto modulated = [&] { return layer_norm(x, d, scale.unsqueeze(1) + 1.0, shift.unsqueeze(1), 1e-6); };
+    auto composed_form = [&] {
+      return layer_norm(x, d, Tensor(), Tensor(), 1e-6) * (scale.unsqueeze(1) + 1.0) + shift.unsqueeze(1);
+    };
+    auto [fused, composed] = alternate(
+        [&] {
+          grad({modulated()}, {x, shift, scale}, {dy});
+        },
+        [&] {
+          grad({composed_form()}, {x, shift, scale}, {dy});
+        });
+    rep.add(Row{"layer_norm modulated +grads", "f32", shape, fused, 0, 0,
+                fmt::format("norm, then * (1 + scale) + shift {:.3f} ms; composed/fused = {:.2f}", composed,
+                            composed / fused)});
+  }
+}
+
 void run_kernels(const BenchOptions& o) {
   Device dev = Device::parse(o.device);
   check_device(dev);  // clear error when the device is missing
@@ -200,6 +248,8 @@ void run_kernels(const BenchOptions& o) {
     ms = median_ms([&] { layer_norm(x, cols, w, bias); }, dev, 15, rows <= 256 ? 20 : 1);
     rep.add(Row{"layer_norm", "f32", shape, ms, 0, 2 * bytes / ms / 1e6, ""});
   }
+
+  run_dit_fusions(rep, o, dev, gen);
 
   // ---- the U-Net's layers: 3x3 convolutions (forward; forward + input, weight and bias
   // gradients) and GroupNorm, batch 64 ----
