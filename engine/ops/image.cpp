@@ -149,7 +149,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
   Tensor out = conv_forward(x.detach(), weight.detach(), bias.defined() ? bias.detach() : Tensor(), spec, g);
   return record(
       name, {&x, &weight, &bias}, out,
-      [x, weight, spec, g](const Tensor& gout, NeedsGrad need) -> Grads {
+      [x, weight, spec, g](const Tensor& gout_in, NeedsGrad need) -> Grads {
+        // A strided output gradient (a slice of a concatenation's gradient) is copied once
+        // here rather than by each of the input, weight and bias gradients below.
+        const Tensor gout = gout_in.contiguous();
         const int64_t n = x.shape()[0], o = weight.shape()[0], l = g.out_h * g.out_w;
         const int64_t k = weight.shape()[1] * g.kh * g.kw;
         Tensor go = gout.reshape({n, spec.groups, o / spec.groups, l});

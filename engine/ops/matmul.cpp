@@ -251,7 +251,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   return record(
       name, {&x, &weight, &bias}, out,
-      [x, weight, bias, rows, in_f, out_f](const Tensor& g, NeedsGrad n) -> Grads {
+      [x, weight, bias, rows, in_f, out_f](const Tensor& g_in, NeedsGrad n) -> Grads {
+        // A strided incoming gradient (one that arrives through a permuted view) is copied
+        // once here rather than by each of the three products and the sum below.
+        const Tensor g = g_in.contiguous();
         Grads r(3);
         if (n[0]) r[0] = matmul(g, weight);
         if (n[1]) r[1] = matmul(g.reshape(Shape{rows, out_f}).t(), x.reshape(Shape{rows, in_f}));
