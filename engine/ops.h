@@ -120,6 +120,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 // weight/bias [C] or undefined.
 Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
                   double eps = 1e-5);
+// silu(group_norm(...)) as one op: the U-Net block's norm and activation in one pass each way
+// on backends with the fused kernels.
+Tensor group_norm_silu(const Tensor& x, int64_t groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                       double eps = 1e-5);
 enum class UpsampleMode { Nearest, Bilinear };
 // [N, C, H, W] -> [N, C, H*scale, W*scale]; bilinear uses half-pixel centres (align_corners=False).
 Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode = UpsampleMode::Nearest);

@@ -18,12 +18,21 @@ std::string GroupNorm::describe() const {
                      weight.defined() ? "" : ", affine=false");
 }
 
-Tensor GroupNorm::forward(const Tensor& x) {
+void GroupNorm::check_input(const Tensor& x) const {
   DF_CHECK(x.defined() && x.dim() >= 2, "{}: expected an input [N, {}, ...], got {}", describe(), channels_,
            x.defined() ? x.shape().str() : "undefined");
   DF_CHECK(x.shape()[1] == channels_, "{}: input channels expected {}, got {} (input shape {})", describe(), channels_,
            x.shape()[1], x.shape().str());
+}
+
+Tensor GroupNorm::forward(const Tensor& x) {
+  check_input(x);
   return group_norm(x, groups_, weight, bias, eps_);
+}
+
+Tensor GroupNorm::forward_silu(const Tensor& x) {
+  check_input(x);
+  return group_norm_silu(x, groups_, weight, bias, eps_);
 }
 
 }  // namespace dualflow

@@ -10,11 +10,14 @@ class GroupNorm : public UnaryModule {
   GroupNorm(int64_t groups, int64_t channels, double eps = 1e-5, bool affine = true);
   std::string describe() const override;
   Tensor forward(const Tensor& x) override;
+  // silu(forward(x)) as one op (one pass each way on the CPU).
+  Tensor forward_silu(const Tensor& x);
   int64_t groups() const { return groups_; }
   int64_t channels() const { return channels_; }
   Tensor weight, bias;  // undefined without affine
 
  private:
+  void check_input(const Tensor& x) const;
   int64_t groups_, channels_;
   double eps_;
 };

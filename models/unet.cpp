@@ -32,10 +32,10 @@ std::string ResBlock::describe() const { return fmt::format("ResBlock(in={}, out
 Tensor ResBlock::forward(const Tensor& x, const Tensor& emb) {
   DF_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_, "{}: input expected [N, {}, H, W], got {}", describe(),
            in_, x.defined() ? x.shape().str() : "undefined");
-  Tensor h = conv1->forward(silu(norm1->forward(x)));
+  Tensor h = conv1->forward(norm1->forward_silu(x));
   Tensor e = emb_proj->forward(silu(emb));  // [N, out]
   h = h + e.reshape({e.shape()[0], out_, 1, 1});
-  h = conv2->forward(dropout->forward(silu(norm2->forward(h))));
+  h = conv2->forward(dropout->forward(norm2->forward_silu(h)));
   return (skip ? skip->forward(x) : x) + h;
 }
 
@@ -226,7 +226,7 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Te
     const bool level_ends = i + 1 == up_stages->size() || up_stage_level_[i + 1] != up_stage_level_[i];
     if (level_ends && up_stage_level_[i] > 0) hcur = (*upsamples)[upsample_index++]->forward(hcur);
   }
-  return output_conv->forward(silu(output_norm->forward(hcur)));
+  return output_conv->forward(output_norm->forward_silu(hcur));
 }
 
 }  // namespace dualflow

@@ -203,7 +203,7 @@ namespace {
 // GroupNorm's rules in engine ops, on x viewed as [n * groups, per_group]: with
 // xhat = (x - mean) * rstd, d xhat = rstd * (dx - mean(dx) - xhat * mean(dx * xhat)).
 struct GroupNormRule {
-  Tensor x, weight;
+  Tensor x, weight, bias;
   int64_t groups;
   double eps;
   Shape affine_shape;  // [1, c, 1, ...]: broadcasts a per-channel vector against x
@@ -220,6 +220,13 @@ struct GroupNormRule {
     return (rstd * (dg - mean(dg, {-1}, true) - xhat_g * mean(dg * xhat_g, {-1}, true))).reshape(x.shape());
   }
   Tensor per_channel_sum(const Tensor& t) const { return sum_to(t, affine_shape).reshape({x.shape()[1]}); }
+  // The normalised and affine output in engine ops (SiLU's argument in group_norm_silu).
+  Tensor output() const {
+    Tensor y = xhat_rstd().first.reshape(x.shape());
+    if (weight.defined()) y = y * weight.reshape(affine_shape);
+    if (bias.defined()) y = y + bias.reshape(affine_shape);
+    return y;
+  }
 
   Grads vjp(const Tensor& g, NeedsGrad need) const {
     auto [xhat_g, rstd] = xhat_rstd();
@@ -244,8 +251,11 @@ struct GroupNormRule {
 
 }  // namespace
 
-Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
-  const char* name = "group_norm";
+namespace {
+
+// GroupNorm, followed by SiLU when `silu` (one pass each way on backends with the fused kernels).
+Tensor group_norm_maybe_silu(const char* name, const Tensor& x, int64_t groups, const Tensor& weight,
+                             const Tensor& bias, double eps, bool silu) {
   check_defined(name, x);
   check_floating(name, x);
   DF_CHECK(x.dim() >= 2, "{}: input must be [N, C, ...], got shape {}", name, x.shape().str());
@@ -269,7 +279,7 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
     Tensor y = layer_norm(x.reshape({n * groups, per_group}), per_group, Tensor(), Tensor(), eps).reshape(x.shape());
     if (weight.defined()) y = y * weight.reshape(affine_shape);
     if (bias.defined()) y = y + bias.reshape(affine_shape);
-    return y;
+    return silu ? dualflow::silu(y) : y;
   }
   const int64_t spatial = n * c != 0 ? x.numel() / (n * c) : 0;
   Tensor xc = x.contiguous().detach();
@@ -281,12 +291,12 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
   if (x.numel())
     b.group_norm(dev_index(x), x.dtype(), xc.raw_data(), wc.defined() ? wc.raw_data() : nullptr,
                  bc.defined() ? bc.raw_data() : nullptr, out.raw_data(), static_cast<double*>(group_mean.raw_data()),
-                 static_cast<double*>(group_rstd.raw_data()), n, c, spatial, groups, eps);
-  const GroupNormRule rule{x, weight, groups, eps, affine_shape};
+                 static_cast<double*>(group_rstd.raw_data()), n, c, spatial, groups, eps, silu);
+  const GroupNormRule rule{x, weight, bias, groups, eps, affine_shape};
   return record(
       name, {&x, &weight, &bias}, out,
-      [rule, xc, wc, group_mean, group_rstd, spatial](const Tensor& g, NeedsGrad need) -> Grads {
-        if (!rule_is_plain()) return rule.vjp(g, need);
+      [rule, xc, wc, bc, group_mean, group_rstd, spatial, silu](const Tensor& g, NeedsGrad need) -> Grads {
+        if (!rule_is_plain()) return rule.vjp(silu ? unary_backward(UnaryOp::Silu, g, rule.output()) : g, need);
         // The fused backward kernel, from the saved statistics.
         const Tensor& x = rule.x;
         const int64_t n = x.shape()[0], c = x.shape()[1];
@@ -299,15 +309,30 @@ Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const T
           be(x).group_norm_backward(
               dev_index(x), x.dtype(), gc.raw_data(), xc.raw_data(), static_cast<const double*>(group_mean.raw_data()),
               static_cast<const double*>(group_rstd.raw_data()), wc.defined() ? wc.raw_data() : nullptr,
-              need[0] ? r[0].raw_data() : nullptr, need[1] ? r[1].raw_data() : nullptr,
-              need[2] ? r[2].raw_data() : nullptr, n, c, spatial, rule.groups);
+              bc.defined() ? bc.raw_data() : nullptr, need[0] ? r[0].raw_data() : nullptr,
+              need[1] ? r[1].raw_data() : nullptr, need[2] ? r[2].raw_data() : nullptr, n, c, spatial, rule.groups,
+              silu);
         else
           for (size_t i = 1; i < 3; ++i)
             if (need[i]) fill_(r[i], 0.0);
         return r;
       },
-      [rule](const Tangents& t, const Tensor&) { return rule.jvp(t); });
+      [rule, silu](const Tangents& t, const Tensor&) {
+        Tensor th = rule.jvp(t);
+        return silu && th.defined() ? unary_backward(UnaryOp::Silu, th, rule.output()) : th;
+      });
 }
+
+}  // namespace
+
+Tensor group_norm(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
+  return group_norm_maybe_silu("group_norm", x, groups, weight, bias, eps, false);
+}
+
+Tensor group_norm_silu(const Tensor& x, int64_t groups, const Tensor& weight, const Tensor& bias, double eps) {
+  return group_norm_maybe_silu("group_norm_silu", x, groups, weight, bias, eps, true);
+}
+
 
 namespace {
 // Rows of the [out, in] matrix that resamples a length-`in` axis by `scale` with linear

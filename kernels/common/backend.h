@@ -111,13 +111,15 @@ struct Backend {
   // Optional (nullptr sends the engine to layer_norm and affine ops): GroupNorm of contiguous
   // x [n, c, s] in `groups` groups of c / groups channels, y = (x - mean) * rstd * w[c] + b[c]
   // (w, b may be null), writing each group's mean and rstd ([n * groups], f64 whatever t is).
+  // silu: y = silu(that), the activation that follows it in a U-Net's blocks, in the same pass.
   void (*group_norm)(int device, DType t, const void* x, const void* w, const void* b, void* y, double* mean,
-                     double* rstd, int64_t n, int64_t c, int64_t s, int64_t groups, double eps);
+                     double* rstd, int64_t n, int64_t c, int64_t s, int64_t groups, double eps, bool silu);
   // Its gradients from dy (contiguous like x): dx, and dw, db summed over n and s; any of the
-  // three may be null (not needed). Sums run in a fixed order, whatever the thread count.
+  // three may be null (not needed). Sums run in a fixed order, whatever the thread count. With
+  // silu, dy is first multiplied by silu' of the pre-activation, recomputed from x, w and b.
   void (*group_norm_backward)(int device, DType t, const void* dy, const void* x, const double* mean,
-                              const double* rstd, const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c,
-                              int64_t s, int64_t groups);
+                              const double* rstd, const void* w, const void* b, void* dx, void* dw, void* db,
+                              int64_t n, int64_t c, int64_t s, int64_t groups, bool silu);
   // Optional (nullptr sends the engine to the row normalisation and affine ops): LayerNorm of
   // contiguous rows x [rows, n], y = (x - mean) * rstd * w + b, where w and b (may be null) are
   // [rows / group, n]: one affine row per `group` consecutive rows. Writes each row's mean and

@@ -1,12 +1,15 @@
 // CPU GroupNorm, forward and backward, fused: one pass for a group's statistics, one for the
 // output; the backward pass sums each channel's dy and dy * x once and forms dx in a second
 // pass, where the same rule in engine ops (layer_norm over groups, then the affine ops)
-// reads and writes the activation about fifteen times. f32 sums in f32 vector lanes, like the
-// row normalisation; f64 in f64. The engine keeps the rule in engine ops for nesting and JVPs.
+// reads and writes the activation about fifteen times. The SiLU that follows GroupNorm in a
+// U-Net block can run in the same passes (forward: on the output; backward: dy times silu' of
+// the recomputed pre-activation). f32 sums in f32 vector lanes, like the row normalisation; f64
+// in f64. The engine keeps the rules in engine ops for nesting and JVPs.
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/common/scalar_ops.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 
@@ -15,7 +18,7 @@ namespace {
 
 template <class T>
 void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out, double* rstd_out, int64_t n,
-                      int64_t c, int64_t s, int64_t groups, double eps) {
+                      int64_t c, int64_t s, int64_t groups, double eps, bool silu) {
   const int64_t cg = c / groups, len = cg * s;
   parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t ng = begin; ng < end; ++ng) {
@@ -38,8 +41,13 @@ void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out
         const T shift = (b ? b[first_channel + k] : T(0)) - mean * scale;
         const T* xc = xg + k * s;
         T* yc = yg + k * s;
+        if (silu) {
 #pragma omp simd
-        for (int64_t i = 0; i < s; ++i) yc[i] = xc[i] * scale + shift;
+          for (int64_t i = 0; i < s; ++i) yc[i] = scalar::unary<T>(UnaryOp::Silu, xc[i] * scale + shift, T(0), T(0));
+        } else {
+#pragma omp simd
+          for (int64_t i = 0; i < s; ++i) yc[i] = xc[i] * scale + shift;
+        }
       }
     }
   });
@@ -49,20 +57,40 @@ void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out
 //   dx = rstd * (dh - mean(dh) - xhat * mean(dh * xhat))   (means over the group)
 //   dw[c] = sum dy * xhat,  db[c] = sum dy                 (over n and s)
 // Per (image, channel): sum dy and sum dy * x give both sums over the group in one pass.
+// With silu, dy here is the incoming gradient times silu'(h), h = x * rstd * w + (b - mean *
+// rstd * w) as in the forward pass, written once per group into a buffer that stays in cache.
 template <class T>
-void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, const double* rstd_in, const T* w, T* dx,
-                               T* dw, T* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
+void group_norm_backward_typed(const T* dy_in, const T* x, const double* mean_in, const double* rstd_in, const T* w,
+                               const T* b, T* dx, T* dw, T* db, int64_t n, int64_t c, int64_t s, int64_t groups,
+                               bool silu) {
   const int64_t cg = c / groups, len = cg * s;
   // Per (image, channel) sums of dy * xhat and of dy, summed over the images afterwards in
   // image order (the same result for any thread count).
   std::vector<T> dy_xhat(size_t(n * c)), dy_sum(size_t(n * c));
   parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
+    std::vector<T> through_silu(silu ? size_t(len) : 0);
     for (int64_t ng = begin; ng < end; ++ng) {
       const int64_t first = ng * cg;  // index of this group's first channel among the n * c
       const T mean = T(mean_in[ng]), rstd = T(rstd_in[ng]);
+      const T* dy = dy_in;
+      int64_t dy_first = first;  // where this group's dy starts in `dy`, in channels
+      if (silu) {
+        for (int64_t k = 0; k < cg; ++k) {
+          const T scale = rstd * (w ? w[(first + k) % c] : T(1));
+          const T shift = (b ? b[(first + k) % c] : T(0)) - mean * scale;
+          const T* dyc = dy_in + (first + k) * s;
+          const T* xc = x + (first + k) * s;
+          T* out = through_silu.data() + k * s;
+#pragma omp simd
+          for (int64_t i = 0; i < s; ++i)
+            out[i] = dyc[i] * scalar::unary_derivative<T>(UnaryOp::Silu, xc[i] * scale + shift, T(0), T(0));
+        }
+        dy = through_silu.data();
+        dy_first = 0;
+      }
       T dh_sum = 0, dh_xhat_sum = 0;
       for (int64_t k = 0; k < cg; ++k) {
-        const T* dyc = dy + (first + k) * s;
+        const T* dyc = dy + (dy_first + k) * s;
         const T* xc = x + (first + k) * s;
         T sum_dy = 0, sum_dy_x = 0;
 #pragma omp simd reduction(+ : sum_dy, sum_dy_x)
@@ -85,7 +113,7 @@ void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, c
         const T a = rstd * wk;
         const T b1 = -rstd * rstd * mean_dh_xhat;
         const T b0 = -rstd * mean_dh - b1 * mean;
-        const T* dyc = dy + (first + k) * s;
+        const T* dyc = dy + (dy_first + k) * s;
         const T* xc = x + (first + k) * s;
         T* dxc = dx + (first + k) * s;
 #pragma omp simd
@@ -104,26 +132,28 @@ void group_norm_backward_typed(const T* dy, const T* x, const double* mean_in, c
   }
 }
 
+template <class F>
+void for_float_types(DType t, F&& f) {
+  if (t == DType::f32) f(float{});
+  if (t == DType::f64) f(double{});
+}
+
 void group_norm(int, DType t, const void* x, const void* w, const void* b, void* y, double* mean, double* rstd,
-                int64_t n, int64_t c, int64_t s, int64_t groups, double eps) {
-  if (t == DType::f32)
-    return group_norm_typed(static_cast<const float*>(x), static_cast<const float*>(w), static_cast<const float*>(b),
-                            static_cast<float*>(y), mean, rstd, n, c, s, groups, eps);
-  if (t == DType::f64)
-    return group_norm_typed(static_cast<const double*>(x), static_cast<const double*>(w), static_cast<const double*>(b),
-                            static_cast<double*>(y), mean, rstd, n, c, s, groups, eps);
+                int64_t n, int64_t c, int64_t s, int64_t groups, double eps, bool silu) {
+  for_float_types(t, [&]<class T>(T) {
+    group_norm_typed(static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y),
+                     mean, rstd, n, c, s, groups, eps, silu);
+  });
 }
 
 void group_norm_backward(int, DType t, const void* dy, const void* x, const double* mean, const double* rstd,
-                         const void* w, void* dx, void* dw, void* db, int64_t n, int64_t c, int64_t s, int64_t groups) {
-  if (t == DType::f32)
-    return group_norm_backward_typed(static_cast<const float*>(dy), static_cast<const float*>(x), mean, rstd,
-                                     static_cast<const float*>(w), static_cast<float*>(dx), static_cast<float*>(dw),
-                                     static_cast<float*>(db), n, c, s, groups);
-  if (t == DType::f64)
-    return group_norm_backward_typed(static_cast<const double*>(dy), static_cast<const double*>(x), mean, rstd,
-                                     static_cast<const double*>(w), static_cast<double*>(dx), static_cast<double*>(dw),
-                                     static_cast<double*>(db), n, c, s, groups);
+                         const void* w, const void* b, void* dx, void* dw, void* db, int64_t n, int64_t c, int64_t s,
+                         int64_t groups, bool silu) {
+  for_float_types(t, [&]<class T>(T) {
+    group_norm_backward_typed(static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd, static_cast<const T*>(w),
+                              static_cast<const T*>(b), static_cast<T*>(dx), static_cast<T*>(dw), static_cast<T*>(db),
+                              n, c, s, groups, silu);
+  });
 }
 
 }  // namespace

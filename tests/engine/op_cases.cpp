@@ -218,6 +218,10 @@ std::vector<OpCase> all_op_cases() {
                  return group_norm(x[0], 2, x[1], x[2]);
                }});
   c.push_back({"group_norm_plain", {{Shape{2, 6, 5}}}, [](V x) { return group_norm(x[0], 3); }});
+  c.push_back({"group_norm_silu", {{Shape{2, 4, 3, 2}}, {Shape{4}}, {Shape{4}}}, [](V x) {
+                 return group_norm_silu(x[0], 2, x[1], x[2]);
+               }});
+  c.push_back({"group_norm_silu_plain", {{Shape{2, 6, 5}}}, [](V x) { return group_norm_silu(x[0], 3); }});
   c.push_back({"upsample_nearest", {{Shape{1, 2, 3, 2}}}, [](V x) { return upsample2d(x[0], 2); }});
   c.push_back(
       {"upsample_bilinear", {{Shape{1, 2, 3, 2}}}, [](V x) { return upsample2d(x[0], 2, UpsampleMode::Bilinear); }});

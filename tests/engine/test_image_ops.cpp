@@ -194,6 +194,32 @@ TEST_CASE("group_norm's fused backward kernel equals its rule in engine ops", "[
   }
 }
 
+TEST_CASE("group_norm_silu equals silu(group_norm), and its fused kernels equal its rules in engine ops", "[image]") {
+  for (DType t : {DType::f64, DType::f32}) {
+    INFO(std::string(dtype_name(t)));
+    for (auto [shape, groups] : {std::pair<Shape, int64_t>{{4, 32, 7, 7}, 8}, {{3, 6, 5}, 3}, {{2, 4, 1, 1}, 4}}) {
+      const int64_t c = shape[1];
+      Tensor x = uniform_f64(shape, -2, 3, 21).to(t).set_requires_grad();
+      Tensor w = uniform_f64({c}, 0.5, 2, 22).to(t).set_requires_grad();
+      Tensor b = uniform_f64({c}, -1, 1, 23).to(t).set_requires_grad();
+      Tensor dy = uniform_f64(shape, -1, 1, 24).to(t);
+      const double tol = t == DType::f64 ? 1e-12 : 2e-5;
+      require_close(group_norm_silu(x, groups, w, b).detach().to(DType::f64),
+                    silu(group_norm(x, groups, w, b)).detach().to(DType::f64), tol, tol, "forward");
+      std::vector<Tensor> fused = grad({group_norm_silu(x, groups, w, b)}, {x, w, b}, {dy});
+      std::vector<Tensor> composed = grad({group_norm_silu(x, groups, w, b)}, {x, w, b}, {dy}, false, true);
+      std::vector<Tensor> separate = grad({silu(group_norm(x, groups, w, b))}, {x, w, b}, {dy});
+      for (size_t i = 0; i < 3; ++i) {
+        require_close(fused[i].detach().to(DType::f64), composed[i].detach().to(DType::f64), tol, tol, "gradient");
+        require_close(fused[i].detach().to(DType::f64), separate[i].detach().to(DType::f64), tol, tol, "separate");
+      }
+      Tensor x_only = grad({group_norm_silu(x, groups)}, {x}, {dy})[0];
+      Tensor x_only_separate = grad({silu(group_norm(x, groups))}, {x}, {dy})[0];
+      require_close(x_only.detach().to(DType::f64), x_only_separate.detach().to(DType::f64), tol, tol, "input only");
+    }
+  }
+}
+
 TEST_CASE("conv2d's weight gradient from the backend equals the batch's window matrix times the output gradient",
           "[image]") {
   // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image); with

@@ -295,6 +295,19 @@ void run_kernels(const BenchOptions& o) {
       ms = median_ms([&] { grad({group_norm(x, 8, w, b)}, {x, w, b}, {dy}); }, dev, 15);
     }
     rep.add(Row{"group_norm (8) +grads", "f32", shape, ms, 0, 5 * bytes / ms / 1e6, "forward, then dx, dw, db"});
+    {
+      // The U-Net block's norm and activation as one op, against the two ops, alternated.
+      GradModeGuard on(true);
+      std::vector<double> fs, cs;
+      for (int round = 0; round < 3; ++round) {
+        fs.push_back(median_ms([&] { grad({group_norm_silu(x, 8, w, b)}, {x, w, b}, {dy}); }, dev, 9));
+        cs.push_back(median_ms([&] { grad({silu(group_norm(x, 8, w, b))}, {x, w, b}, {dy}); }, dev, 9));
+      }
+      std::sort(fs.begin(), fs.end());
+      std::sort(cs.begin(), cs.end());
+      rep.add(Row{"group_norm_silu (8) +grads", "f32", shape, fs[1], 0, 5 * bytes / fs[1] / 1e6,
+                  fmt::format("silu(group_norm) {:.3f} ms; composed/fused = {:.2f}", cs[1], cs[1] / fs[1])});
+    }
   }
 
   // ---- dispatch cost of a tiny op ----
