@@ -11,6 +11,7 @@
 
 #include "kernels/common/scalar_ops.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/norm_stats.h"
 #include "kernels/cpu/parallel.h"
 
 namespace dualflow::cpu {
@@ -25,14 +26,7 @@ void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out
       const int64_t first_channel = (ng % groups) * cg;
       const T* xg = x + ng * len;
       T* yg = y + ng * len;
-      T mean = 0, var = 0;
-#pragma omp simd reduction(+ : mean)
-      for (int64_t i = 0; i < len; ++i) mean += xg[i];
-      mean /= T(len);
-#pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < len; ++i) var += (xg[i] - mean) * (xg[i] - mean);
-      var /= T(len);
-      const T rstd = T(1) / std::sqrt(var + T(eps));
+      const auto [mean, rstd] = mean_rstd(xg, len, eps);
       mean_out[ng] = double(mean);
       rstd_out[ng] = double(rstd);
       for (int64_t k = 0; k < cg; ++k) {
@@ -68,7 +62,9 @@ void group_norm_backward_typed(const T* dy_in, const T* x, const double* mean_in
   // image order (the same result for any thread count).
   std::vector<T> dy_xhat(size_t(n * c)), dy_sum(size_t(n * c));
   parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
-    std::vector<T> through_silu(silu ? size_t(len) : 0);
+    // 64-byte aligned, so that vectorised sums over it split the same way wherever it lies.
+    std::vector<T> through_silu_storage(silu ? size_t(len) + 64 / sizeof(T) : 0);
+    T* const through_silu = silu ? aligned64(through_silu_storage.data()) : nullptr;
     for (int64_t ng = begin; ng < end; ++ng) {
       const int64_t first = ng * cg;  // index of this group's first channel among the n * c
       const T mean = T(mean_in[ng]), rstd = T(rstd_in[ng]);
@@ -80,12 +76,12 @@ void group_norm_backward_typed(const T* dy_in, const T* x, const double* mean_in
           const T shift = (b ? b[(first + k) % c] : T(0)) - mean * scale;
           const T* dyc = dy_in + (first + k) * s;
           const T* xc = x + (first + k) * s;
-          T* out = through_silu.data() + k * s;
+          T* out = through_silu + k * s;
 #pragma omp simd
           for (int64_t i = 0; i < s; ++i)
             out[i] = dyc[i] * scalar::unary_derivative<T>(UnaryOp::Silu, xc[i] * scale + shift, T(0), T(0));
         }
-        dy = through_silu.data();
+        dy = through_silu;
         dy_first = 0;
       }
       T dh_sum = 0, dh_xhat_sum = 0;
@@ -130,12 +126,6 @@ void group_norm_backward_typed(const T* dy_in, const T* x, const double* mean_in
     if (dw) dw[ch] = sw;
     if (db) db[ch] = sb;
   }
-}
-
-template <class F>
-void for_float_types(DType t, F&& f) {
-  if (t == DType::f32) f(float{});
-  if (t == DType::f64) f(double{});
 }
 
 void group_norm(int, DType t, const void* x, const void* w, const void* b, void* y, double* mean, double* rstd,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/norm_stats.h"
 #include "kernels/cpu/parallel.h"
 
 namespace dualflow::cpu {
@@ -26,15 +27,7 @@ void layer_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out
       const T* wr = w ? w + (r / group) * n : nullptr;
       const T* br = b ? b + (r / group) * n : nullptr;
       T* yr = y + r * n;
-      // Two passes (mean, then centred squares), as the row normalisation does.
-      T mean = 0, var = 0;
-#pragma omp simd reduction(+ : mean)
-      for (int64_t i = 0; i < n; ++i) mean += xr[i];
-      mean /= T(n);
-#pragma omp simd reduction(+ : var)
-      for (int64_t i = 0; i < n; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-      var /= T(n);
-      const T rstd = T(1) / std::sqrt(var + T(eps));
+      const auto [mean, rstd] = mean_rstd(xr, n, eps);
       mean_out[r] = double(mean);
       rstd_out[r] = double(rstd);
       // The row normalisation's expressions, so that both give the same bits.
@@ -69,7 +62,6 @@ void layer_norm_backward_typed(const T* dy, const T* x, const double* mean_in, c
   const int64_t blocks = groups * blocks_per_group;
   std::vector<T> part_w(dw ? size_t(blocks * n) : 0), part_b(db ? size_t(blocks * n) : 0);
   parallel_for(blocks, std::max<int64_t>(1, row_grain(n) / kBlock), [&](int64_t begin, int64_t end) {
-    std::vector<T> dh(static_cast<size_t>(n));
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t g = blk / blocks_per_group, first = g * group + (blk % blocks_per_group) * kBlock;
       const int64_t last = std::min(first + kBlock, (g + 1) * group);
@@ -91,19 +83,23 @@ void layer_norm_backward_typed(const T* dy, const T* x, const double* mean_in, c
           for (int64_t i = 0; i < n; ++i) pb[i] += dyr[i];
         }
         if (!dx) continue;
+        // dh = dy * w is formed twice rather than stored: a reduction loop that also stores
+        // into a scratch buffer may be peeled to that buffer's alignment, and then its sums
+        // would depend on where the buffer happened to be allocated.
         T sum_dh = 0, sum_dh_xhat = 0;
 #pragma omp simd reduction(+ : sum_dh, sum_dh_xhat)
         for (int64_t i = 0; i < n; ++i) {
           const T h = wg ? dyr[i] * wg[i] : dyr[i];
-          dh[size_t(i)] = h;
           sum_dh += h;
           sum_dh_xhat += h * ((xr[i] - mean) * rstd);
         }
         const T mean_dh = sum_dh / T(n), mean_dh_xhat = sum_dh_xhat / T(n);
         T* dxr = dx + r * n;
 #pragma omp simd
-        for (int64_t i = 0; i < n; ++i)
-          dxr[i] = rstd * (dh[size_t(i)] - mean_dh - (xr[i] - mean) * rstd * mean_dh_xhat);
+        for (int64_t i = 0; i < n; ++i) {
+          const T h = wg ? dyr[i] * wg[i] : dyr[i];
+          dxr[i] = rstd * (h - mean_dh - (xr[i] - mean) * rstd * mean_dh_xhat);
+        }
       }
     }
   });
@@ -163,12 +159,6 @@ void layer_norm_jvp_typed(const T* tx, const T* tw, const T* tb, const T* x, con
       }
     }
   });
-}
-
-template <class F>
-void for_float_types(DType t, F&& f) {
-  if (t == DType::f32) f(float{});
-  if (t == DType::f64) f(double{});
 }
 
 void layer_norm(int, DType t, const void* x, const void* w, const void* b, void* y, double* mean, double* rstd,

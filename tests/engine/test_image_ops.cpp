@@ -218,6 +218,17 @@ TEST_CASE("group_norm_silu equals silu(group_norm), and its fused kernels equal 
       require_close(x_only.detach().to(DType::f64), x_only_separate.detach().to(DType::f64), tol, tol, "input only");
     }
   }
+  // The same bits at any thread count.
+  Tensor x = uniform_f64({8, 32, 14, 14}, -2, 3, 25).to(DType::f32).set_requires_grad();
+  Tensor w = uniform_f64({32}, 0.5, 2, 26).to(DType::f32).set_requires_grad();
+  Tensor b = uniform_f64({32}, -1, 1, 27).to(DType::f32).set_requires_grad();
+  Tensor dy = uniform_f64({8, 32, 14, 14}, -1, 1, 28).to(DType::f32);
+  require_same_bits_at_any_thread_count([&] {
+    Tensor y = group_norm_silu(x, 8, w, b);
+    std::vector<Tensor> g = grad({y}, {x, w, b}, {dy});
+    g.push_back(y.detach());
+    return g;
+  });
 }
 
 TEST_CASE("conv2d's weight gradient from the backend equals the batch's window matrix times the output gradient",

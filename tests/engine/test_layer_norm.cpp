@@ -4,7 +4,6 @@
 // thread count.
 #include <catch2/catch.hpp>
 
-#include "engine/threads.h"
 #include "tests/engine/test_util.h"
 
 using namespace dualflow;
@@ -99,22 +98,17 @@ TEST_CASE("layer_norm's fused backward and tangent kernels equal its rules in en
 }
 
 TEST_CASE("layer_norm's fused kernels give the same bits at any thread count", "[layer_norm]") {
-  const int threads = cpu_threads();
   // Enough rows per group that the backward's sums split into several blocks and threads.
   Tensor x = uniform_f64({6, 300, 24}, -2, 3, 31).to(DType::f32).set_requires_grad();
   Tensor w = uniform_f64({6, 1, 24}, 0.5, 2, 32).to(DType::f32).set_requires_grad();
   Tensor shared_b = uniform_f64({24}, -1, 1, 33).to(DType::f32).set_requires_grad();
   Tensor dy = uniform_f64({6, 300, 24}, -1, 1, 34).to(DType::f32);
-  auto run = [&](int n) {
-    set_cpu_threads(n);
+  require_same_bits_at_any_thread_count([&] {
     Tensor y = layer_norm(x, 24, w, shared_b);
     std::vector<Tensor> g = grad({y}, {x, w, shared_b}, {dy});
     g.push_back(y.detach());
     return g;
-  };
-  std::vector<Tensor> one = run(1), four = run(4);
-  set_cpu_threads(threads);
-  for (size_t i = 0; i < one.size(); ++i) REQUIRE(max_abs_diff(one[i], four[i]) == 0.0);
+  });
 }
 
 TEST_CASE("layer_norm refuses an affine that does not broadcast to the input", "[layer_norm]") {

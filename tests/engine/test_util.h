@@ -3,9 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "engine/dualflow.h"
+#include "engine/threads.h"
 
 namespace dualflow::testing {
 
@@ -41,5 +43,20 @@ inline void require_close(const Tensor& a, const Tensor& b, double rtol, double 
 }
 
 inline double dot(const Tensor& a, const Tensor& b) { return sum(a * b).item(); }
+
+// `run` (an op's output and gradients) gives the same bits on 1 and on 4 CPU threads.
+inline void require_same_bits_at_any_thread_count(const std::function<std::vector<Tensor>()>& run) {
+  const int threads = cpu_threads();
+  set_cpu_threads(1);
+  const std::vector<Tensor> one = run();
+  set_cpu_threads(4);
+  const std::vector<Tensor> four = run();
+  set_cpu_threads(threads);
+  REQUIRE(one.size() == four.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    INFO("result " << i);
+    CHECK(max_abs_diff(one[i], four[i]) == 0.0);
+  }
+}
 
 }  // namespace dualflow::testing
