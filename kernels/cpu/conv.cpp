@@ -63,26 +63,33 @@ void im2col(int, DType t, const void* xv, void* colsv, const ConvGeometry& g) {
 }
 
 // dw [o, c*kh*kw] = sum over images i of gout[i] [o, L] x cols(x[i]) [c*kh*kw, L]^T. Each
-// thread owns a range of input channels: it writes the window rows of those channels for one
+// task owns a block of input channels: it writes the window rows of those channels for one
 // image at a time into a buffer that stays in cache (the whole batch's column matrix is nine
 // times the activation) and multiplies them into its own columns of dw, image after image.
+// The blocks are a fixed size, not a share per thread: OpenBLAS's rounding depends on a GEMM's
+// shape (its edge kernels), so this way dw has the same bits at any thread count.
 template <class T>
 void weight_grad_typed(const T* x, const T* gout, T* dw, const ConvGeometry& g, int64_t o) {
   const int64_t L = g.out_h * g.out_w, plane = g.h * g.w, kk = g.kh * g.kw, ck = g.c * kk;
-  parallel_for(g.c, std::max<int64_t>(1, g.c / std::max(1, num_threads())), [&](int64_t c0, int64_t c1) {
-    std::vector<T> cols(size_t((c1 - c0) * kk * L));
-    for (int64_t i = 0; i < g.n; ++i) {
-      for (int64_t ci = c0; ci < c1; ++ci)
-        im2col_plane(x + (i * g.c + ci) * plane, cols.data() + (ci - c0) * kk * L, g);
-      const T* go = gout + i * o * L;
-      T* out = dw + c0 * kk;
-      const int m = int(o), n = int((c1 - c0) * kk), k = int(L);
-      if constexpr (std::is_same_v<T, float>)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, go, k, cols.data(), k, i ? 1.0f : 0.0f, out,
-                    int(ck));
-      else
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, go, k, cols.data(), k, i ? 1.0 : 0.0, out,
-                    int(ck));
+  constexpr int64_t channels_per_task = 16;
+  const int64_t tasks = (g.c + channels_per_task - 1) / channels_per_task;
+  parallel_for(tasks, 1, [&](int64_t first, int64_t last) {
+    std::vector<T> cols(size_t(std::min(g.c, channels_per_task) * kk * L));
+    for (int64_t task = first; task < last; ++task) {
+      const int64_t c0 = task * channels_per_task, c1 = std::min(g.c, c0 + channels_per_task);
+      for (int64_t i = 0; i < g.n; ++i) {
+        for (int64_t ci = c0; ci < c1; ++ci)
+          im2col_plane(x + (i * g.c + ci) * plane, cols.data() + (ci - c0) * kk * L, g);
+        const T* go = gout + i * o * L;
+        T* out = dw + c0 * kk;
+        const int m = int(o), n = int((c1 - c0) * kk), k = int(L);
+        if constexpr (std::is_same_v<T, float>)
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, go, k, cols.data(), k, i ? 1.0f : 0.0f,
+                      out, int(ck));
+        else
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0, go, k, cols.data(), k, i ? 1.0 : 0.0, out,
+                      int(ck));
+      }
     }
   });
 }

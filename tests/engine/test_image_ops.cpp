@@ -242,7 +242,11 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
   const std::vector<Case> cases = {{{3, 5, 9, 8}, {4, 5, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{2, 3, 9, 11}, {6, 3, 3, 2}, {2, 3}, {0, 1}, {1, 1}},
                                    {{2, 2, 10, 9}, {3, 2, 3, 3}, {1, 2}, {2, 2}, {2, 2}},
-                                   {{4, 7, 6, 6}, {5, 7, 1, 1}, {1, 1}, {0, 0}, {1, 1}}};
+                                   {{4, 7, 6, 6}, {5, 7, 1, 1}, {1, 1}, {0, 0}, {1, 1}},
+                                   {{3, 9, 7, 13}, {7, 9, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{2, 4, 5, 30}, {3, 4, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{1, 1, 1, 1}, {1, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{5, 6, 14, 14}, {8, 6, 3, 3}, {1, 1}, {1, 1}, {1, 1}}};
   for (DType t : {DType::f64, DType::f32})
     for (size_t i = 0; i < cases.size(); ++i) {
       INFO("case " << i << " " << std::string(dtype_name(t)));
@@ -256,6 +260,11 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
       const double tol = t == DType::f64 ? 1e-12 : 1e-5;
       require_close(backend.detach().to(DType::f64), engine.detach().to(DType::f64), tol, tol, "weight gradient");
     }
+  // The same bits at any thread count.
+  Tensor x = uniform_f64({6, 10, 14, 14}, -1, 1, 70).to(DType::f32);
+  Tensor w = uniform_f64({11, 10, 3, 3}, -1, 1, 71).to(DType::f32).set_requires_grad();
+  Tensor dy = uniform_f64({6, 11, 14, 14}, -1, 1, 72).to(DType::f32);
+  require_same_bits_at_any_thread_count([&] { return grad({conv2d(x, w, Tensor(), {1, 1}, {1, 1})}, {w}, {dy}); });
 }
 
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
