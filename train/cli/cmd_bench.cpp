@@ -278,6 +278,17 @@ void run_kernels(const BenchOptions& o) {
         ms = median_ms([&] { grad({conv2d(x, w, b, {1, 1}, {1, 1})}, {x, w, b}, {dy}); }, dev, 9);
       }
       rep.add(Row{"conv2d 3x3 +grads", "f32", shape, ms, 3 * flop / ms / 1e6, 0, "forward, then dx, dw, db"});
+      {
+        // The weight gradient alone: the same forward and backward with only w asking for
+        // its gradient, less the forward.
+        GradModeGuard on(true);
+        Tensor xc = x.detach();
+        const double with_dw = median_ms([&] { grad({conv2d(xc, w, Tensor(), {1, 1}, {1, 1})}, {w}, {dy}); }, dev, 9);
+        GradModeGuard off(false);
+        const double forward = median_ms([&] { conv2d(xc, w, Tensor(), {1, 1}, {1, 1}); }, dev, 9);
+        ms = std::max(with_dw - forward, 1e-6);
+      }
+      rep.add(Row{"conv2d 3x3 dw", "f32", shape, ms, flop / ms / 1e6, 0, "weight gradient alone"});
     }
     Tensor x = randn(Shape{n, 32, 28, 28}, gen, f32).set_requires_grad();
     Tensor w = randn(Shape{32}, gen, f32).set_requires_grad(), b = randn(Shape{32}, gen, f32).set_requires_grad();
