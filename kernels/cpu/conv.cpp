@@ -1,5 +1,6 @@
 // CPU im2col / col2im: the data movement that turns a 2-D convolution into one GEMM per image,
-// and the weight gradient that interleaves the two per image.
+// and the weight gradient that interleaves the two per image (for the geometries that
+// conv_direct.cpp does not take itself).
 // col2im is written as a gather (each image element sums the column entries that read it), so
 // it needs no atomics and is deterministic.
 #include <cblas.h>
@@ -97,6 +98,7 @@ void weight_grad_typed(const T* x, const T* gout, T* dw, const ConvGeometry& g, 
 void conv2d_weight_grad(int, DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
                         int64_t out_channels) {
   if (g.n == 0) return;
+  if (conv2d_direct_weight_grad(t, x, gout, dw, g, out_channels)) return;
   if (t == DType::f32)
     return weight_grad_typed(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw), g,
                              out_channels);

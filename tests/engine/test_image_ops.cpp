@@ -233,8 +233,11 @@ TEST_CASE("group_norm_silu equals silu(group_norm), and its fused kernels equal 
 
 TEST_CASE("conv2d's weight gradient from the backend equals the batch's window matrix times the output gradient",
           "[image]") {
-  // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image); with
-  // create_graph the engine multiplies the whole batch's window matrix in engine ops.
+  // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image, or, for
+  // f32 3x3 stride-1 padding-1 windows with AVX-512, runs its direct kernel: output channels
+  // around its 16- and 32-lane tiles, input channels split across threads); with create_graph
+  // the engine multiplies the whole batch's window matrix in engine ops. The two f32 results
+  // round differently (sums of up to 1,000 products), hence the f32 tolerance.
   struct Case {
     Shape x, w;
     Pair s, p, d;
@@ -246,7 +249,9 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
                                    {{3, 9, 7, 13}, {7, 9, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{2, 4, 5, 30}, {3, 4, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{1, 1, 1, 1}, {1, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
-                                   {{5, 6, 14, 14}, {8, 6, 3, 3}, {1, 1}, {1, 1}, {1, 1}}};
+                                   {{5, 6, 14, 14}, {8, 6, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{2, 3, 6, 5}, {33, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{2, 2, 4, 4}, {48, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1}}};
   for (DType t : {DType::f64, DType::f32})
     for (size_t i = 0; i < cases.size(); ++i) {
       INFO("case " << i << " " << std::string(dtype_name(t)));
@@ -257,7 +262,7 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
       Tensor dy = uniform_f64(y.shape(), -1, 1, 60 + i).to(t);
       Tensor backend = grad({conv2d(x, w, Tensor(), k.s, k.p, k.d, 1)}, {w}, {dy})[0];
       Tensor engine = grad({y}, {w}, {dy}, false, true)[0];
-      const double tol = t == DType::f64 ? 1e-12 : 1e-5;
+      const double tol = t == DType::f64 ? 1e-12 : 1e-4;
       require_close(backend.detach().to(DType::f64), engine.detach().to(DType::f64), tol, tol, "weight gradient");
     }
   // The same bits at any thread count.
