@@ -72,7 +72,7 @@ TEST_CASE("conv2d's direct 3x3 f32 path equals the window sum, with its gradient
   // one (the CPU with AVX2), and so does the input gradient (the same convolution of the output
   // gradient with flipped, transposed weights). Widths around the kernel's 8-, 16- and 32-column
   // tiles, odd heights (its 2-row tiles), narrow images (its flat tiles across rows), and
-  // channel counts around its 6- and 12-channel blocks; f64 runs the im2col path.
+  // channel counts around its 6-, 11- and 12-channel blocks; f64 runs the im2col path.
   struct Case {
     Shape x;
     int64_t o;
@@ -82,7 +82,7 @@ TEST_CASE("conv2d's direct 3x3 f32 path equals the window sum, with its gradient
                                    {{3, 2, 9, 9}, 6, true},    {{1, 4, 6, 16}, 7, true},  {{2, 3, 3, 17}, 12, false},
                                    {{1, 2, 28, 28}, 8, true},  {{1, 1, 2, 33}, 1, true},  {{1, 3, 7, 15}, 25, true},
                                    {{2, 2, 5, 32}, 24, false}, {{1, 2, 3, 31}, 11, true}, {{1, 3, 7, 7}, 25, true},
-                                   {{2, 2, 9, 3}, 12, false}};
+                                   {{2, 2, 9, 3}, 12, false}, {{1, 3, 10, 20}, 22, true}, {{1, 2, 14, 14}, 23, true}};
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& k = cases[i];
     INFO("case " << i << ": x " << k.x.str() << ", " << k.o << " output channels");
