@@ -177,16 +177,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair st
         const Backend& be_x = be(x);
         if (need[1] && spec.groups == 1 && be_x.conv2d_weight_grad && rule_is_plain() &&
             (x.dtype() == DType::f32 || x.dtype() == DType::f64)) {
-          // The backend interleaves the window matrix and the GEMM image by image.
+          // The backend interleaves the window matrix and the GEMM image by image (or convolves
+          // directly), and sums the bias gradient in the same pass over gout.
           Tensor xc = x.detach().contiguous(), gc = gout.detach().contiguous();
           r[1] = Tensor::empty(weight.shape(), weight.options());
-          if (n == 0) fill_(r[1], 0.0);
-          else be_x.conv2d_weight_grad(dev_index(x), x.dtype(), xc.raw_data(), gc.raw_data(), r[1].raw_data(), g, o);
+          if (need[2]) r[2] = Tensor::empty({o}, weight.options());
+          if (n == 0) {
+            fill_(r[1], 0.0);
+            if (need[2]) fill_(r[2], 0.0);
+          } else {
+            be_x.conv2d_weight_grad(dev_index(x), x.dtype(), xc.raw_data(), gc.raw_data(), r[1].raw_data(),
+                                    need[2] ? r[2].raw_data() : nullptr, g, o);
+          }
         } else if (need[1]) {
           Tensor cols = conv_columns(x, {g.kh, g.kw}, spec, l);  // [N, groups, K, L]
           r[1] = sum(matmul(go, cols.transpose(-2, -1)), {0}).reshape(weight.shape());
         }
-        if (need[2]) r[2] = sum(gout, {0, 2, 3});
+        if (need[2] && !r[2].defined()) r[2] = sum(gout, {0, 2, 3});
         return r;
       },
       [x, weight, stride, padding, dilation, groups](const Tangents& t, const Tensor& out) {

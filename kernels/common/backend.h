@@ -99,9 +99,10 @@ struct Backend {
   void (*col2im)(int device, DType t, const void* cols, void* x, const ConvGeometry& g);
   // Optional (nullptr: the engine multiplies the batch's window matrix itself): the weight
   // gradient of a one-group convolution, dw [o, c*kh*kw] = sum over images of gout[i] [o, L]
-  // times im2col(x[i])^T, f32 and f64, all contiguous.
-  void (*conv2d_weight_grad)(int device, DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
-                             int64_t out_channels);
+  // times im2col(x[i])^T, f32 and f64, all contiguous; and, where db is not null, the bias
+  // gradient db [o] = gout summed over images and positions, from the same pass over gout.
+  void (*conv2d_weight_grad)(int device, DType t, const void* x, const void* gout, void* dw, void* db,
+                             const ConvGeometry& g, int64_t out_channels);
   // Optional (nullptr, or false from _supports, sends the engine to im2col + GEMM): a direct
   // convolution out [n, o, out_h, out_w] = w [o, c, kh, kw] (*) x [n, c, h, w] + bias [o]
   // (bias may be null), all contiguous, one group.

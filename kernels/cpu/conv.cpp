@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/sum_f64.h"
 
 namespace dualflow::cpu {
 namespace {
@@ -95,16 +96,33 @@ void weight_grad_typed(const T* x, const T* gout, T* dw, const ConvGeometry& g, 
   });
 }
 
-void conv2d_weight_grad(int, DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
+// db [o] = gout summed over images and positions, in f64 and in that order.
+template <class T>
+void bias_grad_typed(const T* gout, T* db, int64_t n, int64_t o, int64_t positions) {
+  parallel_for(o, 1, [&](int64_t o0, int64_t o1) {
+    for (int64_t oc = o0; oc < o1; ++oc) {
+      double total = 0.0;
+      for (int64_t i = 0; i < n; ++i) total += sum_f64(gout + (i * o + oc) * positions, positions);
+      db[oc] = T(total);
+    }
+  });
+}
+
+void conv2d_weight_grad(int, DType t, const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g,
                         int64_t out_channels) {
   if (g.n == 0) return;
-  if (conv2d_direct_weight_grad(t, x, gout, dw, g, out_channels)) return;
-  if (t == DType::f32)
-    return weight_grad_typed(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw), g,
-                             out_channels);
-  if (t == DType::f64)
-    return weight_grad_typed(static_cast<const double*>(x), static_cast<const double*>(gout), static_cast<double*>(dw),
-                             g, out_channels);
+  if (conv2d_direct_weight_grad(t, x, gout, dw, db, g, out_channels)) return;
+  const int64_t positions = g.out_h * g.out_w;
+  if (t == DType::f32) {
+    weight_grad_typed(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw), g,
+                      out_channels);
+    if (db) bias_grad_typed(static_cast<const float*>(gout), static_cast<float*>(db), g.n, out_channels, positions);
+  }
+  if (t == DType::f64) {
+    weight_grad_typed(static_cast<const double*>(x), static_cast<const double*>(gout), static_cast<double*>(dw), g,
+                      out_channels);
+    if (db) bias_grad_typed(static_cast<const double*>(gout), static_cast<double*>(db), g.n, out_channels, positions);
+  }
 }
 
 void col2im(int, DType t, const void* colsv, void* xv, const ConvGeometry& g) {

@@ -18,6 +18,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/sum_f64.h"
 
 namespace dualflow::cpu {
 namespace {
@@ -302,7 +303,7 @@ void weight_grad_tile(const float* xp, int64_t row, const float* gt, int64_t o_p
     }
 }
 
-void weight_grad_direct(const float* x, const float* gout, float* dw, const ConvGeometry& g, int64_t o) {
+void weight_grad_direct(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g, int64_t o) {
   const int64_t h = g.h, w = g.w, hw = h * w, row = w + 2, plane = (h + 2) * row;
   const int64_t vectors = (o + 15) / 16, o_pad = vectors * 16;
   parallel_for(g.c, 1, [&](int64_t c0, int64_t c1) {
@@ -310,6 +311,10 @@ void weight_grad_direct(const float* x, const float* gout, float* dw, const Conv
     std::vector<float> xb(size_t(cn * plane), 0.0f);  // the zero border is written once
     std::vector<float> gt(size_t(hw * o_pad), 0.0f);  // lanes past o stay zero
     std::vector<float> sums(size_t(cn * 9 * o_pad), 0.0f);
+    // The bias gradient, summed (in f64) by the thread of the first input channels while it
+    // lays out the output gradient anyway.
+    const bool bias_here = db != nullptr && c0 == 0;
+    std::vector<double> bias_sums(bias_here ? size_t(o) : 0, 0.0);
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t ci = 0; ci < cn; ++ci)
         for (int64_t y = 0; y < h; ++y)
@@ -319,6 +324,7 @@ void weight_grad_direct(const float* x, const float* gout, float* dw, const Conv
         const float* src = gout + (n * o + oc) * hw;
         float* dst = gt.data() + oc;
         for (int64_t p = 0; p < hw; ++p) dst[p * o_pad] = src[p];
+        if (bias_here) bias_sums[size_t(oc)] += sum_f64(src, hw);
       }
       for (int64_t ci = 0; ci < cn; ++ci) {
         const float* xp = xb.data() + ci * plane;
@@ -331,6 +337,7 @@ void weight_grad_direct(const float* x, const float* gout, float* dw, const Conv
     for (int64_t oc = 0; oc < o; ++oc)
       for (int64_t ci = 0; ci < cn; ++ci)
         for (int64_t t = 0; t < 9; ++t) dw[(oc * g.c + c0 + ci) * 9 + t] = sums[size_t((ci * 9 + t) * o_pad + oc)];
+    for (int64_t oc = 0; bias_here && oc < o; ++oc) db[oc] = float(bias_sums[size_t(oc)]);
   });
 }
 #endif  // __AVX512F__
@@ -366,15 +373,15 @@ void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias,
 
 }  // namespace
 
-bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
+bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g,
                                int64_t out_channels) {
 #if defined(DUALFLOW_CONV_DIRECT) && defined(__AVX512F__)
   if (!conv2d_direct_supports(t, g, out_channels) || g.n == 0) return false;
-  weight_grad_direct(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw), g,
-                     out_channels);
+  weight_grad_direct(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw),
+                     static_cast<float*>(db), g, out_channels);
   return true;
 #else
-  (void)t, (void)x, (void)gout, (void)dw, (void)g, (void)out_channels;
+  (void)t, (void)x, (void)gout, (void)dw, (void)db, (void)g, (void)out_channels;
   return false;
 #endif
 }

@@ -12,7 +12,7 @@ void register_conv(Backend& b);
 void register_conv_direct(Backend& b);
 // The 3x3 weight gradient of conv_direct.cpp's geometries without a window matrix (AVX-512
 // builds); false, writing nothing, for anything else, which conv.cpp then computes itself.
-bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* dw, const ConvGeometry& g,
+bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g,
                                int64_t out_channels);
 void register_group_norm(Backend& b);
 void register_layer_norm(Backend& b);

@@ -231,7 +231,7 @@ TEST_CASE("group_norm_silu equals silu(group_norm), and its fused kernels equal 
   });
 }
 
-TEST_CASE("conv2d's weight gradient from the backend equals the batch's window matrix times the output gradient",
+TEST_CASE("conv2d's weight and bias gradients from the backend equal the engine's (window matrix times the output gradient)",
           "[image]") {
   // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image, or, for
   // f32 3x3 stride-1 padding-1 windows with AVX-512, runs its direct kernel: output channels
@@ -258,18 +258,21 @@ TEST_CASE("conv2d's weight gradient from the backend equals the batch's window m
       const Case& k = cases[i];
       Tensor x = uniform_f64(k.x, -1, 1, 40 + i).to(t).set_requires_grad();
       Tensor w = uniform_f64(k.w, -1, 1, 50 + i).to(t).set_requires_grad();
-      Tensor y = conv2d(x, w, Tensor(), k.s, k.p, k.d, 1);
+      Tensor b = uniform_f64({k.w[0]}, -1, 1, 65 + i).to(t).set_requires_grad();
+      Tensor y = conv2d(x, w, b, k.s, k.p, k.d, 1);
       Tensor dy = uniform_f64(y.shape(), -1, 1, 60 + i).to(t);
-      Tensor backend = grad({conv2d(x, w, Tensor(), k.s, k.p, k.d, 1)}, {w}, {dy})[0];
-      Tensor engine = grad({y}, {w}, {dy}, false, true)[0];
+      std::vector<Tensor> backend = grad({conv2d(x, w, b, k.s, k.p, k.d, 1)}, {w, b}, {dy});
+      std::vector<Tensor> engine = grad({y}, {w, b}, {dy}, false, true);
       const double tol = t == DType::f64 ? 1e-12 : 1e-4;
-      require_close(backend.detach().to(DType::f64), engine.detach().to(DType::f64), tol, tol, "weight gradient");
+      require_close(backend[0].detach().to(DType::f64), engine[0].detach().to(DType::f64), tol, tol, "weight gradient");
+      require_close(backend[1].detach().to(DType::f64), engine[1].detach().to(DType::f64), tol, tol, "bias gradient");
     }
   // The same bits at any thread count.
   Tensor x = uniform_f64({6, 10, 14, 14}, -1, 1, 70).to(DType::f32);
   Tensor w = uniform_f64({11, 10, 3, 3}, -1, 1, 71).to(DType::f32).set_requires_grad();
   Tensor dy = uniform_f64({6, 11, 14, 14}, -1, 1, 72).to(DType::f32);
-  require_same_bits_at_any_thread_count([&] { return grad({conv2d(x, w, Tensor(), {1, 1}, {1, 1})}, {w}, {dy}); });
+  Tensor b = uniform_f64({11}, -1, 1, 73).to(DType::f32).set_requires_grad();
+  require_same_bits_at_any_thread_count([&] { return grad({conv2d(x, w, b, {1, 1}, {1, 1})}, {w, b}, {dy}); });
 }
 
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
