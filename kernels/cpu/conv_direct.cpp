@@ -320,12 +320,19 @@ void weight_grad_direct(const float* x, const float* gout, float* dw, float* db,
         for (int64_t y = 0; y < h; ++y)
           std::memcpy(&xb[size_t(ci * plane + (y + 1) * row + 1)], x + ((n * g.c + c0 + ci) * h + y) * w,
                       size_t(w) * sizeof(float));
-      for (int64_t oc = 0; oc < o; ++oc) {
-        const float* src = gout + (n * o + oc) * hw;
-        float* dst = gt.data() + oc;
-        for (int64_t p = 0; p < hw; ++p) dst[p * o_pad] = src[p];
-        if (bias_here) bias_sums[size_t(oc)] += sum_f64(src, hw);
+      // Channels last, 16 positions of 16 channels at a time: a block read row by row (16
+      // contiguous floats per channel) and written column by column (16 contiguous channels
+      // per position), so both sides touch whole cache lines.
+      const float* image_grad = gout + n * o * hw;
+      for (int64_t p0 = 0; p0 < hw; p0 += 16) {
+        const int64_t pn = std::min<int64_t>(16, hw - p0);
+        for (int64_t o0 = 0; o0 < o; o0 += 16) {
+          const int64_t on = std::min<int64_t>(16, o - o0);
+          for (int64_t p = 0; p < pn; ++p)
+            for (int64_t j = 0; j < on; ++j) gt[size_t((p0 + p) * o_pad + o0 + j)] = image_grad[(o0 + j) * hw + p0 + p];
+        }
       }
+      for (int64_t oc = 0; bias_here && oc < o; ++oc) bias_sums[size_t(oc)] += sum_f64(image_grad + oc * hw, hw);
       for (int64_t ci = 0; ci < cn; ++ci) {
         const float* xp = xb.data() + ci * plane;
         float* s = sums.data() + ci * 9 * o_pad;
