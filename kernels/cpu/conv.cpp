@@ -108,21 +108,18 @@ void bias_grad_typed(const T* gout, T* db, int64_t n, int64_t o, int64_t positio
   });
 }
 
+template <class T>
+void weight_and_bias_grad(const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g, int64_t o) {
+  weight_grad_typed(static_cast<const T*>(x), static_cast<const T*>(gout), static_cast<T*>(dw), g, o);
+  if (db) bias_grad_typed(static_cast<const T*>(gout), static_cast<T*>(db), g.n, o, g.out_h * g.out_w);
+}
+
 void conv2d_weight_grad(int, DType t, const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g,
                         int64_t out_channels) {
   if (g.n == 0) return;
   if (conv2d_direct_weight_grad(t, x, gout, dw, db, g, out_channels)) return;
-  const int64_t positions = g.out_h * g.out_w;
-  if (t == DType::f32) {
-    weight_grad_typed(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw), g,
-                      out_channels);
-    if (db) bias_grad_typed(static_cast<const float*>(gout), static_cast<float*>(db), g.n, out_channels, positions);
-  }
-  if (t == DType::f64) {
-    weight_grad_typed(static_cast<const double*>(x), static_cast<const double*>(gout), static_cast<double*>(dw), g,
-                      out_channels);
-    if (db) bias_grad_typed(static_cast<const double*>(gout), static_cast<double*>(db), g.n, out_channels, positions);
-  }
+  if (t == DType::f32) weight_and_bias_grad<float>(x, gout, dw, db, g, out_channels);
+  if (t == DType::f64) weight_and_bias_grad<double>(x, gout, dw, db, g, out_channels);
 }
 
 void col2im(int, DType t, const void* colsv, void* xv, const ConvGeometry& g) {

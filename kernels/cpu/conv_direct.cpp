@@ -249,10 +249,7 @@ void conv_flat_all(const float* x, const float* w, const float* bias, float* out
                                o, xp);
   });
 }
-#endif  // __AVX512F__
 
-
-#ifdef __AVX512F__
 // The weight gradient dw[o, c, ky, kx] = sum over images n and positions (y, x) of
 // gout[n, o, y, x] * x[n, c, y + ky - 1, x + kx - 1], with output channels along the vector
 // lanes (im2col + GEMM writes nine copies of the input and, with OpenBLAS's AVX2 kernels on
@@ -383,7 +380,7 @@ void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias,
 bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* dw, void* db, const ConvGeometry& g,
                                int64_t out_channels) {
 #if defined(DUALFLOW_CONV_DIRECT) && defined(__AVX512F__)
-  if (!conv2d_direct_supports(t, g, out_channels) || g.n == 0) return false;
+  if (!conv2d_direct_supports(t, g, out_channels)) return false;
   weight_grad_direct(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw),
                      static_cast<float*>(db), g, out_channels);
   return true;
