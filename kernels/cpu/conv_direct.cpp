@@ -363,6 +363,7 @@ void conv2d_direct(int, DType t, const void* x, const void* w, const void* bias,
   // U-Net's 32, 64, 96 and 128 channels fill 97-99% of them (12 left 11% of the FMAs on zero
   // weights at 32 and 64), and the 28x28x32 and 14x14x64 convolutions ran 10-12% faster.
 #ifdef __AVX512F__
+  if (conv2d_winograd_supports(t, g, out_channels)) return conv2d_winograd(xf, wf, bf, of, g, out_channels);
   if (g.w <= 8) return conv_flat_all<2, 11>(xf, wf, bf, of, g, out_channels);
   if (g.w <= 16) return conv_all<Avx512, 2, 1, 11>(xf, wf, bf, of, g, out_channels);
   return conv_all<Avx512, 1, 2, 11>(xf, wf, bf, of, g, out_channels);

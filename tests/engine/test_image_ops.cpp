@@ -122,6 +122,66 @@ TEST_CASE("conv2d's direct 3x3 f32 path equals the window sum, with its gradient
   }
 }
 
+TEST_CASE("conv2d's Winograd path equals the window sum within f32 rounding, with its gradients and JVP", "[image]") {
+  // With AVX-512, f32 3x3 stride-1 padding-1 convolutions with at least 16 input and 16 output
+  // channels (and images at least 4x4) run F(4x4, 3x3) Winograd, and so does their input
+  // gradient (the same geometry with the channel counts swapped). Sizes around its 4x4 tiles
+  // (partial tiles at the right and bottom), its 16-channel vectors and 32-channel register
+  // tiles, and batches that split its blocks of images. Its error is measured against the f64
+  // window sum relative to the sum of |products| at each output (what any f32 summation order
+  // is bounded by): the transforms' constants cost about a decimal digit over the window sum.
+  struct Case {
+    Shape x;
+    int64_t o;
+  };
+  const std::vector<Case> cases = {{{1, 16, 4, 4}, 16},   {{2, 16, 7, 7}, 17},  {{1, 17, 5, 9}, 33},
+                                   {{3, 32, 14, 14}, 40}, {{1, 48, 6, 13}, 16}, {{1, 16, 28, 28}, 32},
+                                   {{9, 20, 9, 4}, 64},   {{1, 130, 8, 8}, 20}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& k = cases[i];
+    INFO("case " << i << ": x " << k.x.str() << ", " << k.o << " output channels");
+    const Shape ws{k.o, k.x[1], 3, 3};
+    Tensor x = uniform_f64(k.x, -1, 1, 140 + i), w = uniform_f64(ws, -1, 1, 150 + i), b = uniform_f64({k.o}, -1, 1, 160 + i);
+    Tensor want = direct_conv(x, w, b, {1, 1}, {1, 1}, {1, 1}, 1);
+    Tensor scale = direct_conv(abs(x), abs(w), abs(b), {1, 1}, {1, 1}, {1, 1}, 1);
+    auto f32 = [](const Tensor& t) { return t.to(DType::f32); };
+    Tensor got = conv2d(f32(x), f32(w), f32(b), {1, 1}, {1, 1}).to(DType::f64);
+    // Measured up to 2.3e-6 here.
+    REQUIRE(max_abs((got - want) / scale) < 1e-5);
+
+    // The input gradient (Winograd with the channel counts swapped), the weight gradient and
+    // the JVP, f32 against f64, with an absolute bound that grows with the products per sum
+    // (9 * channels of values up to 1: the JVP's two convolutions can cancel to near zero).
+    const double atol = 2e-6 * 9 * double(std::max(k.x[1], k.o));
+    Tensor seed = uniform_f64(want.shape(), -1, 1, 170 + i), dx = uniform_f64(k.x, -1, 1, 180 + i),
+           dw = uniform_f64(ws, -1, 1, 190 + i);
+    auto grads = [&](DType t) {
+      return grad([&](const std::vector<Tensor>& v) { return sum(conv2d(v[0], v[1], Tensor(), {1, 1}, {1, 1}) * seed.to(t)); },
+                  {x.to(t), w.to(t)});
+    };
+    std::vector<Tensor> g64 = grads(DType::f64), g32 = grads(DType::f32);
+    for (size_t j = 0; j < g64.size(); ++j)
+      require_close(g32[j].to(DType::f64), g64[j], 1e-4, atol, "gradient of input " + std::to_string(j));
+    auto tangent = [&](DType t) {
+      return jvp([&](const std::vector<Tensor>& v) { return std::vector<Tensor>{conv2d(v[0], v[1], Tensor(), {1, 1}, {1, 1})}; },
+                 {x.to(t), w.to(t)}, {dx.to(t), dw.to(t)})
+          .tangents[0];
+    };
+    require_close(tangent(DType::f32).to(DType::f64), tangent(DType::f64), 1e-4, atol, "JVP");
+  }
+  // Each output tile is one thread's, summed in a fixed order: the same bits at any thread count.
+  Tensor x = uniform_f64({7, 24, 14, 14}, -1, 1, 200).to(DType::f32).set_requires_grad();
+  Tensor w = uniform_f64({40, 24, 3, 3}, -1, 1, 201).to(DType::f32).set_requires_grad();
+  Tensor b = uniform_f64({40}, -1, 1, 202).to(DType::f32);
+  Tensor dy = uniform_f64({7, 40, 14, 14}, -1, 1, 203).to(DType::f32);
+  require_same_bits_at_any_thread_count([&] {
+    Tensor y = conv2d(x, w, b, {1, 1}, {1, 1});
+    std::vector<Tensor> g = grad({y}, {x}, {dy});
+    g.push_back(y.detach());
+    return g;
+  });
+}
+
 TEST_CASE("col2im is the adjoint of im2col", "[image]") {
   Tensor x = uniform_f64({2, 3, 6, 5}, -1, 1, 1);
   Tensor cols = im2col(x, {3, 2}, {2, 1}, {1, 1}, {1, 2});

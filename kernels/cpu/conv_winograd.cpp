@@ -1,0 +1,322 @@
+// CPU Winograd convolution F(4x4, 3x3) for the U-Net's 3x3, stride-1, padding-1 f32
+// convolutions with at least 16 input and 16 output channels (AVX-512 builds). Each 6x6 input
+// tile d and 3x3 filter g give a 4x4 output tile Y = A^T [(G g G^T) . (B^T d B)] A (Lavin and
+// Gray, 2015): 36 products per input and output channel pair where the window sum takes 144,
+// so 36 independent GEMMs [tiles x C] x [C x K] replace the direct kernel's 9-tap sums.
+//
+// Layout, per block of whole images (enough of them for about 32 tiles):
+//   1. the images channels last with a zero border, P[image][row][column][C'] (C' = C rounded
+//      up to 16, the extra channels zero), so each transform runs along 16 channels at once;
+//   2. per chunk of tiles sized to stay in L2: the input transform V[36][tile][C'] (B^T d B),
+//      the GEMMs M[36][tile][K'] = V[36] x U[36] with output channels along the lanes and a
+//      register tile of 8 tiles by 32 channels, and the output transform (A^T m A) into the
+//      output channels last, Q[image][row][column][K'];
+//   3. Q written out as NCHW with the bias added.
+// The filters' transform U[36][C'][K'] = G g G^T runs once per call, along 16 output channels.
+//
+// Rounding: the transforms' constants (up to 8 in A, 5 in B, 1/24 in G) enlarge the f32
+// rounding against the window sum by roughly one decimal digit; tests bound it. Every output
+// tile is computed by one thread in a fixed order, so the result has the same bits at any
+// thread count.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define DUALFLOW_CONV_WINOGRAD 1
+#endif
+
+namespace dualflow::cpu {
+
+bool conv2d_winograd_supports(DType t, const ConvGeometry& g, int64_t out_channels) {
+#ifdef DUALFLOW_CONV_WINOGRAD
+  // Below 16 channels on either side the transforms cost more than the products they save;
+  // below 4x4 pixels a tile is mostly padding.
+  return t == DType::f32 && g.kh == 3 && g.kw == 3 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 1 &&
+         g.pad_w == 1 && g.dil_h == 1 && g.dil_w == 1 && g.out_h == g.h && g.out_w == g.w && g.c >= 16 &&
+         out_channels >= 16 && g.h >= 4 && g.w >= 4;
+#else
+  (void)t, (void)g, (void)out_channels;
+  return false;
+#endif
+}
+
+#ifdef DUALFLOW_CONV_WINOGRAD
+namespace {
+
+using V = __m512;
+constexpr int64_t kLanes = 16, kPoints = 36;
+
+V add(V a, V b) { return _mm512_add_ps(a, b); }
+V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+V fma(float s, V a, V b) { return _mm512_fmadd_ps(_mm512_set1_ps(s), a, b); }  // s * a + b
+
+int64_t round16(int64_t v) { return (v + kLanes - 1) / kLanes * kLanes; }
+
+// B^T d for 6 inputs (a column or a row of a tile).
+void input_1d(const V d[6], V r[6]) {
+  const V d4_d2 = sub(d[4], d[2]);
+  r[0] = fma(4.0f, d[0], fma(-5.0f, d[2], d[4]));
+  r[1] = fma(-4.0f, add(d[1], d[2]), add(d[3], d[4]));
+  r[2] = fma(4.0f, sub(d[1], d[2]), sub(d[4], d[3]));
+  r[3] = fma(2.0f, sub(d[3], d[1]), d4_d2);
+  r[4] = fma(-2.0f, sub(d[3], d[1]), d4_d2);
+  r[5] = fma(4.0f, d[1], fma(-5.0f, d[3], d[5]));
+}
+
+// A^T m for 6 inputs: 4 outputs.
+void output_1d(const V m[6], V o[4]) {
+  const V a = add(m[1], m[2]), b = sub(m[1], m[2]), c = add(m[3], m[4]), d = sub(m[3], m[4]);
+  o[0] = add(add(m[0], a), c);
+  o[1] = fma(2.0f, d, b);
+  o[2] = fma(4.0f, c, a);
+  o[3] = add(fma(8.0f, d, b), m[5]);
+}
+
+// G g for 3 inputs: 6 outputs.
+void filter_1d(const V g[3], V s[6]) {
+  const V even = add(g[0], g[2]);
+  s[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), g[0]);
+  s[1] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6.0f), add(even, g[1]));
+  s[2] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6.0f), sub(even, g[1]));
+  const V outer = fma(1.0f / 24.0f, g[0], _mm512_mul_ps(_mm512_set1_ps(1.0f / 6.0f), g[2]));
+  s[3] = fma(1.0f / 12.0f, g[1], outer);
+  s[4] = fma(-1.0f / 12.0f, g[1], outer);
+  s[5] = g[2];
+}
+
+// U[36][C'][K'] from w[K][C][3][3], 16 output channels at a time.
+std::vector<float> transform_filters(const float* w, int64_t c, int64_t k, int64_t cp, int64_t kp) {
+  std::vector<float> u(size_t(kPoints * cp * kp), 0.0f);
+  parallel_for(c, 1, [&](int64_t c0, int64_t c1) {
+    alignas(64) float taps[9][kLanes];
+    for (int64_t ci = c0; ci < c1; ++ci)
+      for (int64_t k0 = 0; k0 < k; k0 += kLanes) {
+        const int64_t kn = std::min(kLanes, k - k0);
+        for (int t = 0; t < 9; ++t)
+          for (int64_t j = 0; j < kLanes; ++j) taps[t][j] = j < kn ? w[((k0 + j) * c + ci) * 9 + t] : 0.0f;
+        V cols[3][6];  // G applied down each column of g
+        for (int x = 0; x < 3; ++x) {
+          const V col[3] = {_mm512_load_ps(taps[x]), _mm512_load_ps(taps[3 + x]), _mm512_load_ps(taps[6 + x])};
+          filter_1d(col, cols[x]);
+        }
+        for (int a = 0; a < 6; ++a) {  // then along each row
+          const V row[3] = {cols[0][a], cols[1][a], cols[2][a]};
+          V s[6];
+          filter_1d(row, s);
+          for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&u[size_t(((a * 6 + b) * cp + ci) * kp + k0)], s[b]);
+        }
+      }
+  });
+  return u;
+}
+
+// m[r][k0 .. k0 + 16 * NV) = sum over c of v[r][c] * u[c][k0 ..) for R tiles: R * NV sums in
+// registers, one broadcast of v against NV vectors of u per tile and channel.
+template <int R, int NV>
+void gemm_tile(const float* v, int64_t cp, const float* u, int64_t kp, float* m) {
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t ci = 0; ci < cp; ++ci) {
+    V b[NV];
+    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(u + ci * kp + kLanes * j);
+    for (int r = 0; r < R; ++r) {
+      const V a = _mm512_set1_ps(v[r * cp + ci]);
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(m + r * kp + kLanes * j, acc[r][j]);
+}
+
+template <int NV>
+void gemm_rows(const float* v, int64_t rows, int64_t cp, const float* u, int64_t kp, float* m) {
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) gemm_tile<8, NV>(v + r * cp, cp, u, kp, m + r * kp);
+  switch (rows - r) {
+    case 7: return gemm_tile<7, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 6: return gemm_tile<6, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 5: return gemm_tile<5, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 4: return gemm_tile<4, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 3: return gemm_tile<3, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 2: return gemm_tile<2, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 1: return gemm_tile<1, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    default: return;
+  }
+}
+
+// r[i] = row i of a 16x16 block becomes column i.
+void transpose16(V r[16]) {
+  V t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+// Rows [0, rows) of 16 floats (the first `width` of each, the rest and the other rows zero),
+// `stride` apart.
+void load_block(const float* src, int64_t stride, int64_t rows, int64_t width, V r[16]) {
+  const __mmask16 valid = __mmask16((1u << width) - 1);
+  for (int64_t j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_maskz_loadu_ps(valid, src + j * stride) : _mm512_setzero_ps();
+}
+
+struct Tiling {
+  int64_t tiles_h, tiles_w, rows, cols;  // tiles per image; padded image rows and columns
+  int64_t images_per_block, chunk;       // images laid out at once; tiles per transform chunk
+};
+
+void convolve_block(const float* x, const float* bias, float* out, const std::vector<float>& u, const ConvGeometry& g,
+                    int64_t k, int64_t cp, int64_t kp, const Tiling& t, int64_t n0, int64_t n1, std::vector<float>& p,
+                    std::vector<float>& q, std::vector<float>& vbuf, std::vector<float>& mbuf) {
+  const int64_t h = g.h, w = g.w, c = g.c, hw = h * w, images = n1 - n0;
+  const int64_t image_p = t.rows * t.cols * cp, q_rows = 4 * t.tiles_h, q_cols = 4 * t.tiles_w;
+  const int64_t image_q = q_rows * q_cols * kp, image_tiles = t.tiles_h * t.tiles_w;
+  // 1. Channels last inside the zero border, 16 channels by 16 positions at a time (positions
+  //    counted along the image's rows as one flat run, so narrow images fill whole blocks too).
+  //    Rows and columns past the image are never written: zero.
+  for (int64_t i = 0; i < images; ++i)
+    for (int64_t c0 = 0; c0 < c; c0 += kLanes) {
+      const int64_t cn = std::min(kLanes, c - c0);
+      const float* src = x + ((n0 + i) * c + c0) * hw;
+      float* image = p.data() + i * image_p + c0;
+      for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
+        const int64_t pn = std::min(kLanes, hw - p0);
+        V r[16];
+        load_block(src + p0, hw, cn, pn, r);
+        transpose16(r);
+        for (int64_t j = 0; j < pn; ++j) {
+          const int64_t y = (p0 + j) / w, xx = (p0 + j) % w;
+          _mm512_storeu_ps(image + ((y + 1) * t.cols + xx + 1) * cp, r[j]);
+        }
+      }
+    }
+  // 2. Transform, multiply and transform back, a chunk of tiles at a time.
+  const int64_t tiles = images * image_tiles;
+  for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
+    const int64_t tn = std::min(t.chunk, tiles - t0);
+    for (int64_t tl = 0; tl < tn; ++tl) {
+      const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
+                    tx = (t0 + tl) % t.tiles_w;
+      const float* tile = p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp;
+      for (int64_t c0 = 0; c0 < cp; c0 += kLanes) {
+        V cols[6][6];
+        for (int b = 0; b < 6; ++b) {
+          V d[6];
+          for (int a = 0; a < 6; ++a) d[a] = _mm512_loadu_ps(tile + (a * t.cols + b) * cp + c0);
+          input_1d(d, cols[b]);
+        }
+        for (int a = 0; a < 6; ++a) {
+          const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
+          V r[6];
+          input_1d(row, r);
+          for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&vbuf[size_t(((a * 6 + b) * t.chunk + tl) * cp + c0)], r[b]);
+        }
+      }
+    }
+    for (int64_t pt = 0; pt < kPoints; ++pt) {
+      const float* v = vbuf.data() + pt * t.chunk * cp;
+      const float* up = u.data() + pt * cp * kp;
+      float* m = mbuf.data() + pt * t.chunk * kp;
+      int64_t k0 = 0;
+      for (; k0 + 2 * kLanes <= kp; k0 += 2 * kLanes) gemm_rows<2>(v, tn, cp, up + k0, kp, m + k0);
+      if (k0 < kp) gemm_rows<1>(v, tn, cp, up + k0, kp, m + k0);
+    }
+    for (int64_t tl = 0; tl < tn; ++tl) {
+      const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
+                    tx = (t0 + tl) % t.tiles_w;
+      float* dst = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
+      for (int64_t k0 = 0; k0 < kp; k0 += kLanes) {
+        V cols[6][4];
+        for (int b = 0; b < 6; ++b) {
+          V m[6];
+          for (int a = 0; a < 6; ++a) m[a] = _mm512_loadu_ps(&mbuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)]);
+          output_1d(m, cols[b]);
+        }
+        for (int a = 0; a < 4; ++a) {
+          const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
+          V o[4];
+          output_1d(row, o);
+          for (int b = 0; b < 4; ++b) _mm512_storeu_ps(dst + (a * q_cols + b) * kp + k0, o[b]);
+        }
+      }
+    }
+  }
+  // 3. Back to NCHW with the bias, 16 channels by 16 flat positions at a time.
+  for (int64_t i = 0; i < images; ++i)
+    for (int64_t k0 = 0; k0 < k; k0 += kLanes) {
+      const int64_t kn = std::min(kLanes, k - k0);
+      const float* image = q.data() + i * image_q + k0;
+      float* dst = out + ((n0 + i) * k + k0) * hw;
+      for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
+        const int64_t pn = std::min(kLanes, hw - p0);
+        V r[16];
+        for (int64_t j = 0; j < kLanes; ++j) {
+          const int64_t pos = p0 + std::min(j, pn - 1), y = pos / w, xx = pos % w;
+          r[j] = _mm512_loadu_ps(image + (y * q_cols + xx) * kp);
+        }
+        transpose16(r);
+        const __mmask16 valid = __mmask16((1u << pn) - 1);
+        for (int64_t j = 0; j < kn; ++j) {
+          const V b = _mm512_set1_ps(bias ? bias[k0 + j] : 0.0f);
+          _mm512_mask_storeu_ps(dst + j * hw + p0, valid, _mm512_add_ps(r[j], b));
+        }
+      }
+    }
+}
+
+}  // namespace
+#endif  // DUALFLOW_CONV_WINOGRAD
+
+void conv2d_winograd(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g,
+                     int64_t out_channels) {
+#ifdef DUALFLOW_CONV_WINOGRAD
+  const int64_t k = out_channels, cp = round16(g.c), kp = round16(k);
+  const std::vector<float> u = transform_filters(w, g.c, k, cp, kp);
+  Tiling t;
+  t.tiles_h = (g.h + 3) / 4;
+  t.tiles_w = (g.w + 3) / 4;
+  t.rows = 4 * t.tiles_h + 2;
+  t.cols = 4 * t.tiles_w + 2;
+  const int64_t image_tiles = t.tiles_h * t.tiles_w;
+  t.images_per_block = std::clamp<int64_t>((32 + image_tiles - 1) / image_tiles, 1, g.n);
+  // V and M of one chunk within about 512 KiB (L2), in whole 8-tile register blocks.
+  t.chunk = std::clamp<int64_t>(512 * 1024 / (kPoints * 4 * (cp + kp)) / 8 * 8, 8, 64);
+  t.chunk = std::min(t.chunk, t.images_per_block * image_tiles);
+  const int64_t blocks = (g.n + t.images_per_block - 1) / t.images_per_block;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> p(size_t(t.images_per_block * t.rows * t.cols * cp), 0.0f);
+    std::vector<float> q(size_t(t.images_per_block * 16 * image_tiles * kp));
+    std::vector<float> vbuf(size_t(kPoints * t.chunk * cp)), mbuf(size_t(kPoints * t.chunk * kp));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n0 = blk * t.images_per_block, n1 = std::min(g.n, n0 + t.images_per_block);
+      convolve_block(x, bias, out, u, g, k, cp, kp, t, n0, n1, p, q, vbuf, mbuf);
+    }
+  });
+#else
+  (void)x, (void)w, (void)bias, (void)out, (void)g, (void)out_channels;
+#endif
+}
+
+}  // namespace dualflow::cpu
