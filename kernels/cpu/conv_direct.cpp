@@ -382,6 +382,11 @@ bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* d
                                int64_t out_channels) {
 #if defined(DUALFLOW_CONV_DIRECT) && defined(__AVX512F__)
   if (!conv2d_direct_supports(t, g, out_channels)) return false;
+  if (conv2d_winograd_supports(t, g, out_channels)) {
+    conv2d_winograd_weight_grad(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw),
+                                static_cast<float*>(db), g, out_channels);
+    return true;
+  }
   weight_grad_direct(static_cast<const float*>(x), static_cast<const float*>(gout), static_cast<float*>(dw),
                      static_cast<float*>(db), g, out_channels);
   return true;

@@ -24,6 +24,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/sum_f64.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -150,7 +151,11 @@ void gemm_rows(const float* v, int64_t rows, int64_t cp, const float* u, int64_t
   }
 }
 
-// r[i] = row i of a 16x16 block becomes column i.
+// r[i] = row i of a 16x16 block becomes column i. (GCC 12 reports the unpack and shuffle
+// intrinsics' internal pass-through operand as uninitialised: a false positive, silenced here.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 void transpose16(V r[16]) {
   V t[16];
   for (int i = 0; i < 16; i += 2) {
@@ -174,6 +179,7 @@ void transpose16(V r[16]) {
     r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
   }
 }
+#pragma GCC diagnostic pop
 
 // Rows [0, rows) of 16 floats (the first `width` of each, the rest and the other rows zero),
 // `stride` apart.
@@ -182,10 +188,124 @@ void load_block(const float* src, int64_t stride, int64_t rows, int64_t width, V
   for (int64_t j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_maskz_loadu_ps(valid, src + j * stride) : _mm512_setzero_ps();
 }
 
+// dst[((y + border) * dst_cols + x + border) * stride + ch] = src[(ch * h + y) * w + x] for an
+// image of c channels: 16 channels by 16 positions at a time (positions counted along the
+// rows as one flat run, so narrow images fill whole blocks too), so both sides touch whole
+// cache lines. Lanes from c up to the next multiple of 16 are written as zeros.
+void channels_last(const float* src, int64_t c, int64_t h, int64_t w, float* dst, int64_t dst_cols, int64_t border,
+                   int64_t stride) {
+  const int64_t hw = h * w;
+  for (int64_t c0 = 0; c0 < c; c0 += kLanes) {
+    const int64_t cn = std::min(kLanes, c - c0);
+    for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
+      const int64_t pn = std::min(kLanes, hw - p0);
+      V r[16];
+      load_block(src + c0 * hw + p0, hw, cn, pn, r);
+      transpose16(r);
+      for (int64_t j = 0; j < pn; ++j) {
+        const int64_t y = (p0 + j) / w, x = (p0 + j) % w;
+        _mm512_storeu_ps(dst + ((y + border) * dst_cols + x + border) * stride + c0, r[j]);
+      }
+    }
+  }
+}
+
+// A e for a 4-long column or row e of an output-gradient tile: 6 outputs (the adjoint of
+// output_1d).
+void grad_1d(const V e[4], V s[6]) {
+  const V a = add(e[0], e[2]), b = add(e[1], e[3]), c = fma(4.0f, e[2], e[0]), d = fma(8.0f, e[3], add(e[1], e[1]));
+  s[0] = e[0];
+  s[1] = add(a, b);
+  s[2] = sub(a, b);
+  s[3] = add(c, d);
+  s[4] = sub(c, d);
+  s[5] = e[3];
+}
+
+// G^T s for 6 transformed weights: the 3 taps (the adjoint of filter_1d).
+void filter_adjoint_1d(const V s[6], V z[3]) {
+  const V sum12 = add(s[1], s[2]), sum34 = add(s[3], s[4]);
+  z[0] = fma(0.25f, s[0], fma(-1.0f / 6.0f, sum12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 24.0f), sum34)));
+  z[1] = fma(-1.0f / 6.0f, sub(s[1], s[2]), _mm512_mul_ps(_mm512_set1_ps(1.0f / 12.0f), sub(s[3], s[4])));
+  z[2] = add(fma(-1.0f / 6.0f, sum12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 6.0f), sum34)), s[5]);
+}
+
+// s[r][c0 ..) += sum over tiles t of e[t][r] * v[t][c0 ..) for R output channels r by NV
+// vectors of input channels: the sums start at zero for each chunk of tiles and are then added
+// to s, so rounding grows with a chunk's tiles rather than the batch's.
+template <int R, int NV>
+void grad_gemm_tile(const float* e, int64_t kp, const float* v, int64_t cp, int64_t tiles, float* s) {
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < tiles; ++t) {
+    V b[NV];
+    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(v + t * cp + kLanes * j);
+    for (int r = 0; r < R; ++r) {
+      const V a = _mm512_set1_ps(e[t * kp + r]);
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < NV; ++j) {
+      float* at = s + r * cp + kLanes * j;
+      _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), acc[r][j]));
+    }
+}
+
+template <int NV>
+void grad_gemm_rows(const float* e, int64_t rows, int64_t kp, const float* v, int64_t cp, int64_t tiles, float* s) {
+  int64_t r = 0;
+  for (; r + 8 <= rows; r += 8) grad_gemm_tile<8, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+  switch (rows - r) {
+    case 7: return grad_gemm_tile<7, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 6: return grad_gemm_tile<6, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 5: return grad_gemm_tile<5, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 4: return grad_gemm_tile<4, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 3: return grad_gemm_tile<3, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 2: return grad_gemm_tile<2, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    case 1: return grad_gemm_tile<1, NV>(e + r, kp, v, cp, tiles, s + r * cp);
+    default: return;
+  }
+}
+
+// B^T d B of every 16 channels of one tile of a channels-last image, into v[36][chunk][cp].
+void transform_input_tile(const float* tile, int64_t cols, int64_t cp, float* v, int64_t chunk) {
+  for (int64_t c0 = 0; c0 < cp; c0 += kLanes) {
+    V cs[6][6];
+    for (int b = 0; b < 6; ++b) {
+      V d[6];
+      for (int a = 0; a < 6; ++a) d[a] = _mm512_loadu_ps(tile + (a * cols + b) * cp + c0);
+      input_1d(d, cs[b]);
+    }
+    for (int a = 0; a < 6; ++a) {
+      const V row[6] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a], cs[4][a], cs[5][a]};
+      V r[6];
+      input_1d(row, r);
+      for (int b = 0; b < 6; ++b) _mm512_storeu_ps(v + (a * 6 + b) * chunk * cp + c0, r[b]);
+    }
+  }
+}
+
 struct Tiling {
   int64_t tiles_h, tiles_w, rows, cols;  // tiles per image; padded image rows and columns
   int64_t images_per_block, chunk;       // images laid out at once; tiles per transform chunk
 };
+
+// Blocks of whole images with about 32 tiles; V and M (or V and the transformed output
+// gradient) of one chunk of tiles within about 512 KiB (L2), in whole 8-tile register blocks.
+Tiling tiling(const ConvGeometry& g, int64_t cp, int64_t kp) {
+  Tiling t;
+  t.tiles_h = (g.h + 3) / 4;
+  t.tiles_w = (g.w + 3) / 4;
+  t.rows = 4 * t.tiles_h + 2;
+  t.cols = 4 * t.tiles_w + 2;
+  const int64_t image_tiles = t.tiles_h * t.tiles_w;
+  t.images_per_block = std::clamp<int64_t>((32 + image_tiles - 1) / image_tiles, 1, g.n);
+  t.chunk = std::clamp<int64_t>(512 * 1024 / (kPoints * 4 * (cp + kp)) / 8 * 8, 8, 64);
+  t.chunk = std::min(t.chunk, t.images_per_block * image_tiles);
+  return t;
+}
 
 void convolve_block(const float* x, const float* bias, float* out, const std::vector<float>& u, const ConvGeometry& g,
                     int64_t k, int64_t cp, int64_t kp, const Tiling& t, int64_t n0, int64_t n1, std::vector<float>& p,
@@ -193,25 +313,10 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
   const int64_t h = g.h, w = g.w, c = g.c, hw = h * w, images = n1 - n0;
   const int64_t image_p = t.rows * t.cols * cp, q_rows = 4 * t.tiles_h, q_cols = 4 * t.tiles_w;
   const int64_t image_q = q_rows * q_cols * kp, image_tiles = t.tiles_h * t.tiles_w;
-  // 1. Channels last inside the zero border, 16 channels by 16 positions at a time (positions
-  //    counted along the image's rows as one flat run, so narrow images fill whole blocks too).
-  //    Rows and columns past the image are never written: zero.
+  // 1. Channels last inside the zero border; rows and columns past the image are never
+  //    written: zero.
   for (int64_t i = 0; i < images; ++i)
-    for (int64_t c0 = 0; c0 < c; c0 += kLanes) {
-      const int64_t cn = std::min(kLanes, c - c0);
-      const float* src = x + ((n0 + i) * c + c0) * hw;
-      float* image = p.data() + i * image_p + c0;
-      for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
-        const int64_t pn = std::min(kLanes, hw - p0);
-        V r[16];
-        load_block(src + p0, hw, cn, pn, r);
-        transpose16(r);
-        for (int64_t j = 0; j < pn; ++j) {
-          const int64_t y = (p0 + j) / w, xx = (p0 + j) % w;
-          _mm512_storeu_ps(image + ((y + 1) * t.cols + xx + 1) * cp, r[j]);
-        }
-      }
-    }
+    channels_last(x + (n0 + i) * c * hw, c, h, w, p.data() + i * image_p, t.cols, 1, cp);
   // 2. Transform, multiply and transform back, a chunk of tiles at a time.
   const int64_t tiles = images * image_tiles;
   for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
@@ -219,21 +324,8 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
     for (int64_t tl = 0; tl < tn; ++tl) {
       const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
                     tx = (t0 + tl) % t.tiles_w;
-      const float* tile = p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp;
-      for (int64_t c0 = 0; c0 < cp; c0 += kLanes) {
-        V cols[6][6];
-        for (int b = 0; b < 6; ++b) {
-          V d[6];
-          for (int a = 0; a < 6; ++a) d[a] = _mm512_loadu_ps(tile + (a * t.cols + b) * cp + c0);
-          input_1d(d, cols[b]);
-        }
-        for (int a = 0; a < 6; ++a) {
-          const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
-          V r[6];
-          input_1d(row, r);
-          for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&vbuf[size_t(((a * 6 + b) * t.chunk + tl) * cp + c0)], r[b]);
-        }
-      }
+      transform_input_tile(p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp,
+                           vbuf.data() + tl * cp, t.chunk);
     }
     for (int64_t pt = 0; pt < kPoints; ++pt) {
       const float* v = vbuf.data() + pt * t.chunk * cp;
@@ -286,6 +378,89 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
     }
 }
 
+// dw[k][c] = G^T [sum over tiles of (A E A^T) . (B^T D B)] G, E the 4x4 output-gradient tile of
+// channel k and D the 6x6 input tile of channel c: the forward's tiles, transformed by the
+// adjoints of its output and filter transforms. Per point, the sum over tiles is a GEMM
+// [K x tiles] x [tiles x C] (input channels along the lanes, 8 output channels by 32 input
+// channels in registers). Threads split the input channels in blocks of 16 and each lays out
+// and transforms the whole output gradient; every sum runs over tiles in the same order at any
+// thread count.
+void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g, int64_t k,
+                        int64_t c0, int64_t c1) {
+  const int64_t c = c1 - c0, cp = round16(c), kp = round16(k), h = g.h, w = g.w, hw = h * w;
+  // Chunks sized for all the input channels, not this thread's: the grouping of every sum is
+  // then the same at any thread count.
+  const Tiling t = tiling(g, round16(g.c), kp);
+  const int64_t image_tiles = t.tiles_h * t.tiles_w, image_p = t.rows * t.cols * cp;
+  const int64_t q_cols = 4 * t.tiles_w, image_q = 16 * image_tiles * kp;
+  std::vector<float> p(size_t(t.images_per_block * image_p), 0.0f), q(size_t(t.images_per_block * image_q), 0.0f);
+  std::vector<float> vbuf(size_t(kPoints * t.chunk * cp)), ebuf(size_t(kPoints * t.chunk * kp));
+  std::vector<float> sums(size_t(kPoints * kp * cp), 0.0f);
+  const bool bias_here = db != nullptr && c0 == 0;
+  std::vector<double> bias_sums(bias_here ? size_t(k) : 0, 0.0);
+  for (int64_t n0 = 0; n0 < g.n; n0 += t.images_per_block) {
+    const int64_t images = std::min(t.images_per_block, g.n - n0), tiles = images * image_tiles;
+    for (int64_t i = 0; i < images; ++i) {
+      channels_last(x + ((n0 + i) * g.c + c0) * hw, c, h, w, p.data() + i * image_p, t.cols, 1, cp);
+      channels_last(gout + (n0 + i) * k * hw, k, h, w, q.data() + i * image_q, q_cols, 0, kp);
+      for (int64_t oc = 0; bias_here && oc < k; ++oc)
+        bias_sums[size_t(oc)] += sum_f64(gout + ((n0 + i) * k + oc) * hw, hw);
+    }
+    for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
+      const int64_t tn = std::min(t.chunk, tiles - t0);
+      for (int64_t tl = 0; tl < tn; ++tl) {
+        const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
+                      tx = (t0 + tl) % t.tiles_w;
+        transform_input_tile(p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp,
+                             vbuf.data() + tl * cp, t.chunk);
+        const float* tile = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
+        for (int64_t k0 = 0; k0 < kp; k0 += kLanes) {
+          V cs[4][6];
+          for (int b = 0; b < 4; ++b) {
+            V e[4];
+            for (int a = 0; a < 4; ++a) e[a] = _mm512_loadu_ps(tile + (a * q_cols + b) * kp + k0);
+            grad_1d(e, cs[b]);
+          }
+          for (int a = 0; a < 6; ++a) {
+            const V row[4] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a]};
+            V r[6];
+            grad_1d(row, r);
+            for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&ebuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)], r[b]);
+          }
+        }
+      }
+      for (int64_t pt = 0; pt < kPoints; ++pt) {
+        const float* e = ebuf.data() + pt * t.chunk * kp;
+        const float* v = vbuf.data() + pt * t.chunk * cp;
+        float* s = sums.data() + pt * kp * cp;
+        int64_t v0 = 0;
+        for (; v0 + 2 * kLanes <= cp; v0 += 2 * kLanes) grad_gemm_rows<2>(e, k, kp, v + v0, cp, tn, s + v0);
+        if (v0 < cp) grad_gemm_rows<1>(e, k, kp, v + v0, cp, tn, s + v0);
+      }
+    }
+  }
+  // Back to the 3x3 taps, 16 input channels at a time.
+  alignas(64) float taps[9][kLanes];
+  for (int64_t oc = 0; oc < k; ++oc)
+    for (int64_t v0 = 0; v0 < c; v0 += kLanes) {
+      V cs[6][3];
+      for (int b = 0; b < 6; ++b) {
+        V col[6];
+        for (int a = 0; a < 6; ++a) col[a] = _mm512_loadu_ps(&sums[size_t(((a * 6 + b) * kp + oc) * cp + v0)]);
+        filter_adjoint_1d(col, cs[b]);
+      }
+      for (int a = 0; a < 3; ++a) {
+        const V row[6] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a], cs[4][a], cs[5][a]};
+        V z[3];
+        filter_adjoint_1d(row, z);
+        for (int b = 0; b < 3; ++b) _mm512_store_ps(taps[a * 3 + b], z[b]);
+      }
+      for (int64_t j = 0; j < std::min(kLanes, c - v0); ++j)
+        for (int tap = 0; tap < 9; ++tap) dw[(oc * g.c + c0 + v0 + j) * 9 + tap] = taps[tap][j];
+    }
+  for (int64_t oc = 0; bias_here && oc < k; ++oc) db[oc] = float(bias_sums[size_t(oc)]);
+}
+
 }  // namespace
 #endif  // DUALFLOW_CONV_WINOGRAD
 
@@ -294,16 +469,8 @@ void conv2d_winograd(const float* x, const float* w, const float* bias, float* o
 #ifdef DUALFLOW_CONV_WINOGRAD
   const int64_t k = out_channels, cp = round16(g.c), kp = round16(k);
   const std::vector<float> u = transform_filters(w, g.c, k, cp, kp);
-  Tiling t;
-  t.tiles_h = (g.h + 3) / 4;
-  t.tiles_w = (g.w + 3) / 4;
-  t.rows = 4 * t.tiles_h + 2;
-  t.cols = 4 * t.tiles_w + 2;
+  const Tiling t = tiling(g, cp, kp);
   const int64_t image_tiles = t.tiles_h * t.tiles_w;
-  t.images_per_block = std::clamp<int64_t>((32 + image_tiles - 1) / image_tiles, 1, g.n);
-  // V and M of one chunk within about 512 KiB (L2), in whole 8-tile register blocks.
-  t.chunk = std::clamp<int64_t>(512 * 1024 / (kPoints * 4 * (cp + kp)) / 8 * 8, 8, 64);
-  t.chunk = std::min(t.chunk, t.images_per_block * image_tiles);
   const int64_t blocks = (g.n + t.images_per_block - 1) / t.images_per_block;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> p(size_t(t.images_per_block * t.rows * t.cols * cp), 0.0f);
@@ -316,6 +483,18 @@ void conv2d_winograd(const float* x, const float* w, const float* bias, float* o
   });
 #else
   (void)x, (void)w, (void)bias, (void)out, (void)g, (void)out_channels;
+#endif
+}
+
+void conv2d_winograd_weight_grad(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g,
+                                 int64_t out_channels) {
+#ifdef DUALFLOW_CONV_WINOGRAD
+  const int64_t blocks = (g.c + kLanes - 1) / kLanes;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    weight_grad_blocks(x, gout, dw, db, g, out_channels, b0 * kLanes, std::min(g.c, b1 * kLanes));
+  });
+#else
+  (void)x, (void)gout, (void)dw, (void)db, (void)g, (void)out_channels;
 #endif
 }
 

@@ -19,6 +19,9 @@ bool conv2d_direct_weight_grad(DType t, const void* x, const void* gout, void* d
 bool conv2d_winograd_supports(DType t, const ConvGeometry& g, int64_t out_channels);
 void conv2d_winograd(const float* x, const float* w, const float* bias, float* out, const ConvGeometry& g,
                      int64_t out_channels);
+// Its weight gradient, and the bias gradient (summed in f64, as conv.cpp does) where db is set.
+void conv2d_winograd_weight_grad(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g,
+                                 int64_t out_channels);
 void register_group_norm(Backend& b);
 void register_layer_norm(Backend& b);
 void register_random(Backend& b);

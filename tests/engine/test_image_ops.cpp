@@ -295,7 +295,8 @@ TEST_CASE("conv2d's weight and bias gradients from the backend equal the engine'
           "[image]") {
   // A plain backward asks the backend (the CPU interleaves im2col and GEMM per image, or, for
   // f32 3x3 stride-1 padding-1 windows with AVX-512, runs its direct kernel: output channels
-  // around its 16- and 32-lane tiles, input channels split across threads); with create_graph
+  // around its 16- and 32-lane tiles, input channels split across threads; or, with 16+
+  // channels on each side, its Winograd kernel); with create_graph
   // the engine multiplies the whole batch's window matrix in engine ops. The two f32 results
   // round differently (sums of up to 1,000 products), hence the f32 tolerance.
   struct Case {
@@ -311,7 +312,9 @@ TEST_CASE("conv2d's weight and bias gradients from the backend equal the engine'
                                    {{1, 1, 1, 1}, {1, 1, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{5, 6, 14, 14}, {8, 6, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
                                    {{2, 3, 6, 5}, {33, 3, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
-                                   {{2, 2, 4, 4}, {48, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1}}};
+                                   {{2, 2, 4, 4}, {48, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{3, 16, 9, 8}, {17, 16, 3, 3}, {1, 1}, {1, 1}, {1, 1}},
+                                   {{9, 40, 5, 13}, {33, 40, 3, 3}, {1, 1}, {1, 1}, {1, 1}}};
   for (DType t : {DType::f64, DType::f32})
     for (size_t i = 0; i < cases.size(); ++i) {
       INFO("case " << i << " " << std::string(dtype_name(t)));
@@ -333,6 +336,13 @@ TEST_CASE("conv2d's weight and bias gradients from the backend equal the engine'
   Tensor dy = uniform_f64({6, 11, 14, 14}, -1, 1, 72).to(DType::f32);
   Tensor b = uniform_f64({11}, -1, 1, 73).to(DType::f32).set_requires_grad();
   require_same_bits_at_any_thread_count([&] { return grad({conv2d(x, w, b, {1, 1}, {1, 1})}, {w, b}, {dy}); });
+  // And through the Winograd weight gradient (16+ channels each side), whose threads split
+  // 40 input channels into blocks of 16.
+  Tensor x2 = uniform_f64({5, 40, 9, 14}, -1, 1, 74).to(DType::f32);
+  Tensor w2 = uniform_f64({24, 40, 3, 3}, -1, 1, 75).to(DType::f32).set_requires_grad();
+  Tensor dy2 = uniform_f64({5, 24, 9, 14}, -1, 1, 76).to(DType::f32);
+  Tensor b2 = uniform_f64({24}, -1, 1, 77).to(DType::f32).set_requires_grad();
+  require_same_bits_at_any_thread_count([&] { return grad({conv2d(x2, w2, b2, {1, 1}, {1, 1})}, {w2, b2}, {dy2}); });
 }
 
 TEST_CASE("attention equals softmax(q k^T / sqrt(d)) v", "[image]") {
