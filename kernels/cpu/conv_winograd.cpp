@@ -200,11 +200,15 @@ void channels_last(const float* src, int64_t c, int64_t h, int64_t w, float* dst
     for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
       const int64_t pn = std::min(kLanes, hw - p0);
       V r[16];
+      // 16 planes read side by side outrun the hardware prefetcher: ask for the lines 4 blocks on.
+      for (int64_t j = 0; j < cn && p0 + 4 * kLanes < hw; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(src + (c0 + j) * hw + p0 + 4 * kLanes), _MM_HINT_T0);
       load_block(src + c0 * hw + p0, hw, cn, pn, r);
       transpose16(r);
+      int64_t y = p0 / w, x = p0 % w;  // stepped along, not divided per position
       for (int64_t j = 0; j < pn; ++j) {
-        const int64_t y = (p0 + j) / w, x = (p0 + j) % w;
         _mm512_storeu_ps(dst + ((y + border) * dst_cols + x + border) * stride + c0, r[j]);
+        if (++x == w) x = 0, ++y;
       }
     }
   }
@@ -364,9 +368,10 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
       for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
         const int64_t pn = std::min(kLanes, hw - p0);
         V r[16];
+        int64_t y = p0 / w, xx = p0 % w;  // stepped along; lanes past the image repeat the last
         for (int64_t j = 0; j < kLanes; ++j) {
-          const int64_t pos = p0 + std::min(j, pn - 1), y = pos / w, xx = pos % w;
           r[j] = _mm512_loadu_ps(image + (y * q_cols + xx) * kp);
+          if (j + 1 < pn && ++xx == w) xx = 0, ++y;
         }
         transpose16(r);
         const __mmask16 valid = __mmask16((1u << pn) - 1);
