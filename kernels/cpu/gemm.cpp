@@ -1,4 +1,5 @@
-// CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool); 16-bit floats are
+// CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool; f32 through the
+// engine's own AVX-512 kernel where OpenBLAS would run narrower ones, sgemm_avx512.h); 16-bit floats are
 // widened to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
 #include <cblas.h>
 
@@ -9,6 +10,7 @@
 #include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/sgemm_avx512.h"
 
 namespace dualflow::cpu {
 namespace {
@@ -44,12 +46,17 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_avx512_active() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
+        g.k >= sgemm_avx512_min_k)
+      return sgemm_avx512(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, float(g.alpha), A, g.lda, B, g.ldb,
+                          float(g.beta), C, g.ldc);
     cblas_sgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), float(g.alpha), A, int(g.lda), B,
                 int(g.ldb), float(g.beta), C, int(g.ldc));
-  else
+  } else {
     cblas_dgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), g.alpha, A, int(g.lda), B, int(g.ldb),
                 g.beta, C, int(g.ldc));
+  }
 }
 
 // The engine's pool splits the work (batch entries, then row or column blocks of C) and every

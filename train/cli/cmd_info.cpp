@@ -5,6 +5,7 @@
 #include "engine/dualflow.h"
 #include "engine/threads.h"
 #include "kernels/cpu/blas_kernels.h"
+#include "kernels/cpu/sgemm_avx512.h"
 #include "train/cli/commands.h"
 
 namespace dualflow::cli {
@@ -21,6 +22,7 @@ void add_info(CLI::App& app) {
     fmt::print("blas:        {}\n", openblas_get_config());
     const cpu::BlasKernelChoice& kernels = cpu::choose_blas_kernels();
     fmt::print("blas kernels: {} ({})\n", kernels.used, kernels.reason);
+    fmt::print("f32 gemm:     {}\n", cpu::sgemm_avx512_reason());
     fmt::print("cpu threads: {}\n", cpu_threads());
     fmt::print("cuda:        {}\n", cuda_build_info());
     int n = cuda_device_count();

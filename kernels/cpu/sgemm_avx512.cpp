@@ -1,0 +1,191 @@
+// Single-threaded f32 GEMM on AVX-512 (see sgemm_avx512.h for when the engine takes it).
+// The classic blocking: for each block of NC columns and KC steps of k, op(B) is packed into
+// panels of 32 columns ([k][32], zero-padded); for each block of MC rows, op(A) into panels of
+// 12 rows ([k][12]); a 12x32 register tile (24 vector sums) then runs along k, loading two
+// vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats,
+// 32 KiB) stays in L1 while the tile walks down the A block (MC x KC, 144 KiB, in L2).
+// Partial tiles at the right and bottom edges store through lane masks.
+#include "kernels/cpu/sgemm_avx512.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/blas_kernels.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define DUALFLOW_SGEMM_AVX512 1
+#endif
+
+namespace dualflow::cpu {
+
+namespace {
+
+bool openblas_has_avx512_kernels(const std::string& core) {
+  for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"})
+    if (core == name) return true;
+  return false;
+}
+
+struct Activation {
+  bool active = false;
+  std::string reason;
+};
+
+Activation decide() {
+  Activation a;
+#ifdef DUALFLOW_SGEMM_AVX512
+  const std::string core = choose_blas_kernels().used;
+  if (!__builtin_cpu_supports("avx512f")) {
+    a.reason = "the CPU has no AVX-512; OpenBLAS's " + core + " kernels";
+  } else if (openblas_has_avx512_kernels(core)) {
+    a.reason = "OpenBLAS's own AVX-512 kernels (" + core + ")";
+  } else {
+    a.active = true;
+    a.reason = "the engine's AVX-512 kernel (OpenBLAS would run its " + core + " kernels)";
+  }
+#else
+  a.reason = "OpenBLAS (this build has no AVX-512 code)";
+#endif
+  return a;
+}
+
+const Activation& activation() {
+  static const Activation a = decide();
+  return a;
+}
+
+}  // namespace
+
+bool sgemm_avx512_supported() {
+#ifdef DUALFLOW_SGEMM_AVX512
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+bool sgemm_avx512_active() { return activation().active; }
+std::string sgemm_avx512_reason() { return activation().reason; }
+
+#ifdef DUALFLOW_SGEMM_AVX512
+namespace {
+
+constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 144, NC = 2048;
+
+// op(A)[r][p] for rows [r0, r0 + rows) and steps [p0, p0 + kc) into panels of MR rows:
+// panel q holds [p][MR] for rows q*MR ..; rows past `rows` are zero.
+void pack_a(bool trans, const float* a, int64_t lda, int64_t r0, int64_t rows, int64_t p0, int64_t kc, float* out) {
+  for (int64_t q = 0; q < rows; q += MR) {
+    const int64_t mr = std::min(MR, rows - q);
+    float* panel = out + q * kc;
+    if (trans) {  // op(A)[r][p] = a[p * lda + r]: MR contiguous values per step
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = a + (p0 + p) * lda + r0 + q;
+        float* dst = panel + p * MR;
+        for (int64_t i = 0; i < mr; ++i) dst[i] = src[i];
+        for (int64_t i = mr; i < MR; ++i) dst[i] = 0.0f;
+      }
+    } else {  // op(A)[r][p] = a[r * lda + p]: read along each row
+      if (mr < MR) std::memset(panel, 0, size_t(kc * MR) * sizeof(float));
+      for (int64_t i = 0; i < mr; ++i) {
+        const float* src = a + (r0 + q + i) * lda + p0;
+        for (int64_t p = 0; p < kc; ++p) panel[p * MR + i] = src[p];
+      }
+    }
+  }
+}
+
+// op(B)[p][col] for steps [p0, p0 + kc) and columns [c0, c0 + cols) into panels of NR columns:
+// panel q holds [p][NR] for columns q*NR ..; columns past `cols` are zero.
+void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t c0, int64_t cols, float* out) {
+  for (int64_t q = 0; q < cols; q += NR) {
+    const int64_t nr = std::min(NR, cols - q);
+    float* panel = out + q * kc;
+    if (!trans) {  // op(B)[p][col] = b[p * ldb + col]: NR contiguous values per step
+      const __mmask16 m0 = __mmask16(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+      const __mmask16 m1 = __mmask16(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = b + (p0 + p) * ldb + c0 + q;
+        _mm512_storeu_ps(panel + p * NR, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_storeu_ps(panel + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+    } else {  // op(B)[p][col] = b[col * ldb + p]: read along each row of b
+      if (nr < NR) std::memset(panel, 0, size_t(kc * NR) * sizeof(float));
+      for (int64_t j = 0; j < nr; ++j) {
+        const float* src = b + (c0 + q + j) * ldb + p0;
+        for (int64_t p = 0; p < kc; ++p) panel[p * NR + j] = src[p];
+      }
+    }
+  }
+}
+
+// C[0..mr) x [0..nr) = alpha * (A panel x B panel) + beta * C (C unread where beta == 0).
+void micro_tile(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                float alpha, float beta) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[p * MR + i]);
+      acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+    }
+  }
+  const __mmask16 m0 = __mmask16(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+  const __mmask16 m1 = __mmask16(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  for (int64_t i = 0; i < mr; ++i) {
+    float* row = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+    if (beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
+    }
+    _mm512_mask_storeu_ps(row, m0, r0);
+    _mm512_mask_storeu_ps(row + 16, m1, r1);
+  }
+}
+
+}  // namespace
+
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.0f) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  thread_local std::vector<float> a_packed, b_packed;
+  a_packed.resize(size_t(MC * KC));
+  b_packed.resize(size_t(std::min(NC, (n + NR - 1) / NR * NR) * KC));
+  for (int64_t jc = 0; jc < n; jc += NC) {
+    const int64_t nc = std::min(NC, n - jc);
+    for (int64_t pc = 0; pc < k; pc += KC) {
+      const int64_t kc = std::min(KC, k - pc);
+      // The first k block applies beta; later ones add onto what the earlier ones stored.
+      const float beta_here = pc == 0 ? beta : 1.0f;
+      pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data());
+      for (int64_t ic = 0; ic < m; ic += MC) {
+        const int64_t mc = std::min(MC, m - ic);
+        pack_a(trans_a, a, lda, ic, mc, pc, kc, a_packed.data());
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            micro_tile(kc, a_packed.data() + ir * kc, b_packed.data() + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                       std::min(MR, mc - ir), std::min(NR, nc - jr), alpha, beta_here);
+      }
+    }
+  }
+}
+#else
+// Never called: sgemm_avx512_active() is false in builds without AVX-512.
+void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+                  float*, int64_t) {}
+#endif
+
+}  // namespace dualflow::cpu

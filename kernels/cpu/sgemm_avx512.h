@@ -1,0 +1,28 @@
+// The engine's own single-threaded f32 GEMM for AVX-512 CPUs whose OpenBLAS multiplies with
+// narrower kernels: an OPENBLAS_CORETYPE of Haswell set in the environment, or a release that
+// files a newer CPU (AMD's Zen 4 and 5 among them) under its AVX2 kernels. There OpenBLAS
+// reaches about half of the core's FMA peak; where OpenBLAS runs its own AVX-512 kernels
+// (SkylakeX, Cooperlake, SapphireRapids) it keeps the GEMMs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dualflow::cpu {
+
+// Whether this build has the kernel and this CPU can run it.
+bool sgemm_avx512_supported();
+// Whether f32 GEMMs of at least sgemm_avx512_min_* run sgemm_avx512, and why (for `dualflow info`).
+bool sgemm_avx512_active();
+std::string sgemm_avx512_reason();
+
+// Shapes below these keep OpenBLAS: a 12x32 register tile would mostly hold padding.
+constexpr int64_t sgemm_avx512_min_m = 12, sgemm_avx512_min_n = 32, sgemm_avx512_min_k = 8;
+
+// Row-major C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n (BLAS semantics:
+// C is not read where beta == 0). Each element of C sums its k products in the same order
+// whatever the blocks of rows and columns a caller splits the product into.
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+}  // namespace dualflow::cpu

@@ -1,0 +1,95 @@
+// The engine's AVX-512 f32 GEMM (kernels/cpu/sgemm_avx512.h) against an f64 triple loop: every
+// transpose pair, sizes off its 12x32 tiles and 144/256/2048 blocks, leading dimensions wider
+// than the rows, alpha and beta (C unread where beta == 0), and the same bits for any split of
+// C into blocks of rows and columns (how the engine's threads divide a product).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/sgemm_avx512.h"
+
+using namespace dualflow;
+
+namespace {
+
+struct Problem {
+  bool ta, tb;
+  int64_t m, n, k;
+  float alpha, beta;
+};
+
+std::vector<float> random_vector(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("sgemm_avx512 equals the f64 product for every transpose, edge and block size", "[kernels][gemm]") {
+  if (!cpu::sgemm_avx512_supported()) {
+    SUCCEED("no AVX-512 here: OpenBLAS runs every GEMM");
+    return;
+  }
+  std::vector<Problem> problems;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      problems.push_back({ta, tb, 1, 1, 1, 1.0f, 0.0f});
+      problems.push_back({ta, tb, 13, 33, 9, 1.0f, 0.0f});
+      problems.push_back({ta, tb, 12, 32, 256, 0.5f, 1.0f});
+      problems.push_back({ta, tb, 145, 65, 257, -1.5f, 0.25f});
+      problems.push_back({ta, tb, 30, 17, 600, 1.0f, 1.0f});
+    }
+  problems.push_back({false, false, 3, 2050, 5, 1.0f, 0.0f});  // past one 2048-column block
+  problems.push_back({false, false, 300, 40, 20, 2.0f, -1.0f});
+  for (size_t t = 0; t < problems.size(); ++t) {
+    const Problem& p = problems[t];
+    INFO("problem " << t << ": trans " << p.ta << p.tb << ", m " << p.m << ", n " << p.n << ", k " << p.k);
+    // Leading dimensions 3 wider than the stored rows.
+    const int64_t lda = (p.ta ? p.m : p.k) + 3, ldb = (p.tb ? p.k : p.n) + 3, ldc = p.n + 3;
+    const std::vector<float> a = random_vector(size_t((p.ta ? p.k : p.m) * lda), 1 + unsigned(t));
+    const std::vector<float> b = random_vector(size_t((p.tb ? p.n : p.k) * ldb), 100 + unsigned(t));
+    std::vector<float> c = random_vector(size_t(p.m * ldc), 200 + unsigned(t));
+    if (p.beta == 0.0f)
+      for (float& x : c) x = std::numeric_limits<float>::quiet_NaN();  // never read
+    const std::vector<float> c0 = c;
+    cpu::sgemm_avx512(p.ta, p.tb, p.m, p.n, p.k, p.alpha, a.data(), lda, b.data(), ldb, p.beta, c.data(), ldc);
+    double worst = 0;
+    for (int64_t i = 0; i < p.m; ++i) {
+      for (int64_t j = 0; j < p.n; ++j) {
+        double want = 0;
+        for (int64_t q = 0; q < p.k; ++q)
+          want += double(p.ta ? a[size_t(q * lda + i)] : a[size_t(i * lda + q)]) *
+                  double(p.tb ? b[size_t(j * ldb + q)] : b[size_t(q * ldb + j)]);
+        want = p.alpha * want + (p.beta == 0.0f ? 0.0 : p.beta * double(c0[size_t(i * ldc + j)]));
+        worst = std::max(worst, std::abs(want - double(c[size_t(i * ldc + j)])) / std::sqrt(double(p.k)));
+      }
+      for (int64_t j = p.n; j < ldc; ++j) {  // the padding between rows is left alone
+        INFO("row " << i << ", padding column " << j);
+        REQUIRE(std::isnan(c[size_t(i * ldc + j)]) == std::isnan(c0[size_t(i * ldc + j)]));
+        if (!std::isnan(c0[size_t(i * ldc + j)])) REQUIRE(c[size_t(i * ldc + j)] == c0[size_t(i * ldc + j)]);
+      }
+    }
+    REQUIRE(worst < 2e-6);  // f32 rounding of sums of k products of values up to 1
+  }
+}
+
+TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and column blocks", "[kernels][gemm]") {
+  if (!cpu::sgemm_avx512_supported()) return;
+  const int64_t m = 100, n = 90, k = 300;
+  const std::vector<float> a = random_vector(size_t(m * k), 7), b = random_vector(size_t(k * n), 8);
+  std::vector<float> whole(size_t(m * n)), parts(size_t(m * n));
+  cpu::sgemm_avx512(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, whole.data(), n);
+  for (int64_t r0 : {int64_t(0), int64_t(37)})
+    for (int64_t c0 : {int64_t(0), int64_t(45)}) {
+      const int64_t r1 = r0 == 0 ? 37 : m, c1 = c0 == 0 ? 45 : n;
+      cpu::sgemm_avx512(false, false, r1 - r0, c1 - c0, k, 1.0f, a.data() + r0 * k, k, b.data() + c0, n, 0.0f,
+                        parts.data() + r0 * n + c0, n);
+    }
+  REQUIRE(parts == whole);
+}
