@@ -1,7 +1,7 @@
 // Single-threaded f32 GEMM on AVX-512 (see sgemm_avx512.h for when the engine takes it).
 // The classic blocking: for each block of NC columns and KC steps of k, op(B) is packed into
-// panels of 32 columns ([k][32], zero-padded); for each block of MC rows, op(A) into panels of
-// 12 rows ([k][12]); a 12x32 register tile (24 vector sums) then runs along k, loading two
+// panels of 32 columns ([k][32], zero-padded); for each block of MC rows, a transposed A into
+// panels of 12 rows ([k][12]; an untransposed one is read in place); a 12x32 register tile (24 vector sums) then runs along k, loading two
 // vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats,
 // 32 KiB) stays in L1 while the tile walks down the A block (MC x KC, 144 KiB, in L2).
 // Partial tiles at the right and bottom edges store through lane masks.
@@ -120,9 +120,13 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
-// C[0..mr) x [0..nr) = alpha * (A panel x B panel) + beta * C (C unread where beta == 0).
-void micro_tile(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, int64_t mr, int64_t nr,
-                float alpha, float beta) {
+// C[0..mr) x [0..nr) = alpha * (A x B panel) + beta * C (C unread where beta == 0). A is a
+// packed panel ([p][MR]) or, for untransposed A with all MR rows present, A itself: its rows
+// are read along k directly (MR sequential streams), which saves packing a matrix whose rows
+// are already contiguous in k.
+template <bool PackedA>
+void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float* c, int64_t ldc, int64_t mr,
+                int64_t nr, float alpha, float beta) {
   __m512 acc[MR][2];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -131,7 +135,7 @@ void micro_tile(int64_t kc, const float* ap, const float* bp, float* c, int64_t 
     const __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(ap[p * MR + i]);
+      const __m512 a = _mm512_set1_ps(PackedA ? ap[p * MR + i] : ap[i * lda + p]);
       acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
     }
@@ -173,11 +177,21 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
       pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data());
       for (int64_t ic = 0; ic < m; ic += MC) {
         const int64_t mc = std::min(MC, m - ic);
-        pack_a(trans_a, a, lda, ic, mc, pc, kc, a_packed.data());
+        // Untransposed A is read in place, but for a last panel of fewer than MR rows.
+        const int64_t direct_rows = trans_a ? 0 : mc / MR * MR;
+        if (direct_rows < mc)
+          pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed.data() + direct_rows * kc);
         for (int64_t jr = 0; jr < nc; jr += NR)
-          for (int64_t ir = 0; ir < mc; ir += MR)
-            micro_tile(kc, a_packed.data() + ir * kc, b_packed.data() + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                       std::min(MR, mc - ir), std::min(NR, nc - jr), alpha, beta_here);
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            float* tile = c + (ic + ir) * ldc + jc + jr;
+            const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
+            if (ir < direct_rows)
+              micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
+                                beta_here);
+            else
+              micro_tile<true>(kc, a_packed.data() + ir * kc, MR, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
+                               beta_here);
+          }
       }
     }
   }
