@@ -3,7 +3,7 @@
 // panels of 32 columns ([k][32], zero-padded); for each block of MC rows, a transposed A into
 // panels of 12 rows ([k][12]; an untransposed one is read in place); a 12x32 register tile (24 vector sums) then runs along k, loading two
 // vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats,
-// 32 KiB) stays in L1 while the tile walks down the A block (MC x KC, 144 KiB, in L2).
+// 32 KiB) stays in L1 while the tile walks down the A block (MC x KC, 96 KiB, in L2).
 // Partial tiles at the right and bottom edges store through lane masks.
 #include "kernels/cpu/sgemm_avx512.h"
 
@@ -71,7 +71,7 @@ std::string sgemm_avx512_reason() { return activation().reason; }
 #ifdef DUALFLOW_SGEMM_AVX512
 namespace {
 
-constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 144, NC = 2048;
+constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 96, NC = 1024;
 
 // op(A)[r][p] for rows [r0, r0 + rows) and steps [p0, p0 + kc) into panels of MR rows:
 // panel q holds [p][MR] for rows q*MR ..; rows past `rows` are zero.
