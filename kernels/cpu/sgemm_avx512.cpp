@@ -15,6 +15,8 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+
+#include "kernels/cpu/avx512_transpose.h"
 #define DUALFLOW_SGEMM_AVX512 1
 #endif
 
@@ -80,12 +82,9 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t r0, int64_t rows, i
     const int64_t mr = std::min(MR, rows - q);
     float* panel = out + q * kc;
     if (trans) {  // op(A)[r][p] = a[p * lda + r]: MR contiguous values per step
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = a + (p0 + p) * lda + r0 + q;
-        float* dst = panel + p * MR;
-        for (int64_t i = 0; i < mr; ++i) dst[i] = src[i];
-        for (int64_t i = mr; i < MR; ++i) dst[i] = 0.0f;
-      }
+      const __mmask16 valid = __mmask16((1u << mr) - 1), panel_row = __mmask16((1u << MR) - 1);
+      for (int64_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(panel + p * MR, panel_row, _mm512_maskz_loadu_ps(valid, a + (p0 + p) * lda + r0 + q));
     } else {  // op(A)[r][p] = a[r * lda + p]: read along each row
       if (mr < MR) std::memset(panel, 0, size_t(kc * MR) * sizeof(float));
       for (int64_t i = 0; i < mr; ++i) {
@@ -110,11 +109,18 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int
         _mm512_storeu_ps(panel + p * NR, _mm512_maskz_loadu_ps(m0, src));
         _mm512_storeu_ps(panel + p * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
       }
-    } else {  // op(B)[p][col] = b[col * ldb + p]: read along each row of b
-      if (nr < NR) std::memset(panel, 0, size_t(kc * NR) * sizeof(float));
-      for (int64_t j = 0; j < nr; ++j) {
-        const float* src = b + (c0 + q + j) * ldb + p0;
-        for (int64_t p = 0; p < kc; ++p) panel[p * NR + j] = src[p];
+    } else {  // op(B)[p][col] = b[col * ldb + p]: 16 columns by 16 steps transposed at a time
+      for (int64_t j0 = 0; j0 < NR; j0 += 16) {
+        const int64_t jn = std::clamp<int64_t>(nr - j0, 0, 16);
+        for (int64_t p = 0; p < kc; p += 16) {
+          const int64_t pn = std::min<int64_t>(16, kc - p);
+          const __mmask16 steps = __mmask16((1u << pn) - 1);
+          __m512 r[16];
+          for (int64_t j = 0; j < 16; ++j)
+            r[j] = j < jn ? _mm512_maskz_loadu_ps(steps, b + (c0 + q + j0 + j) * ldb + p0 + p) : _mm512_setzero_ps();
+          transpose16(r);
+          for (int64_t i = 0; i < pn; ++i) _mm512_storeu_ps(panel + (p + i) * NR + j0, r[i]);
+        }
       }
     }
   }
