@@ -1,8 +1,8 @@
 // The engine's own single-threaded f32 GEMM for AVX-512 CPUs whose OpenBLAS multiplies with
 // narrower kernels: an OPENBLAS_CORETYPE of Haswell set in the environment, or a release that
-// files a newer CPU (AMD's Zen 4 and 5 among them) under its AVX2 kernels. There OpenBLAS
-// reaches about half of the core's FMA peak; where OpenBLAS runs its own AVX-512 kernels
-// (SkylakeX, Cooperlake, SapphireRapids) it keeps the GEMMs.
+// runs its AVX2 (Haswell, Zen) kernels on a CPU it does not know to have AVX-512. There
+// OpenBLAS reaches about half of the core's FMA peak; where OpenBLAS runs its own AVX-512
+// kernels (SkylakeX, Cooperlake, SapphireRapids) it keeps the GEMMs.
 #pragma once
 
 #include <cstdint>
