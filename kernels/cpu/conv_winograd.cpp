@@ -117,41 +117,60 @@ std::vector<float> transform_filters(const float* w, int64_t c, int64_t k, int64
   return u;
 }
 
-// m[r][k0 .. k0 + 16 * NV) = sum over c of v[r][c] * u[c][k0 ..) for R tiles: R * NV sums in
-// registers, one broadcast of v against NV vectors of u per tile and channel.
-template <int R, int NV>
-void gemm_tile(const float* v, int64_t cp, const float* u, int64_t kp, float* m) {
+// The per-point GEMMs of the forward pass and of the weight gradient, on operands the
+// transforms already laid out for them (no packing): out[r][col] = (or +=) the sum over steps
+// s of a[r * a_row + s * a_step] * b[s * b_step + col], for `rows` rows and `cols` columns (a
+// multiple of 16). A register tile of R rows by NV vectors of columns keeps R * NV sums,
+// broadcasting one value of a against NV vectors of b per row and step.
+template <int R, int NV, bool Accumulate>
+void tile_gemm(const float* a, int64_t a_row, int64_t a_step, const float* b, int64_t b_step, int64_t steps, float* out,
+               int64_t out_row) {
   V acc[R][NV];
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int64_t ci = 0; ci < cp; ++ci) {
-    V b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(u + ci * kp + kLanes * j);
+  for (int64_t s = 0; s < steps; ++s) {
+    V bv[NV];
+    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b + s * b_step + kLanes * j);
     for (int r = 0; r < R; ++r) {
-      const V a = _mm512_set1_ps(v[r * cp + ci]);
-      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+      const V av = _mm512_set1_ps(a[r * a_row + s * a_step]);
+      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) _mm512_storeu_ps(m + r * kp + kLanes * j, acc[r][j]);
+    for (int j = 0; j < NV; ++j) {
+      float* at = out + r * out_row + kLanes * j;
+      _mm512_storeu_ps(at, Accumulate ? _mm512_add_ps(_mm512_loadu_ps(at), acc[r][j]) : acc[r][j]);
+    }
 }
 
-template <int NV>
-void gemm_rows(const float* v, int64_t rows, int64_t cp, const float* u, int64_t kp, float* m) {
+template <int NV, bool Accumulate>
+void tile_gemm_rows(const float* a, int64_t rows, int64_t a_row, int64_t a_step, const float* b, int64_t b_step,
+                    int64_t steps, float* out, int64_t out_row) {
   int64_t r = 0;
-  for (; r + 8 <= rows; r += 8) gemm_tile<8, NV>(v + r * cp, cp, u, kp, m + r * kp);
+  for (; r + 8 <= rows; r += 8)
+    tile_gemm<8, NV, Accumulate>(a + r * a_row, a_row, a_step, b, b_step, steps, out + r * out_row, out_row);
+  const float* ar = a + r * a_row;
+  float* o = out + r * out_row;
   switch (rows - r) {
-    case 7: return gemm_tile<7, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 6: return gemm_tile<6, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 5: return gemm_tile<5, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 4: return gemm_tile<4, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 3: return gemm_tile<3, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 2: return gemm_tile<2, NV>(v + r * cp, cp, u, kp, m + r * kp);
-    case 1: return gemm_tile<1, NV>(v + r * cp, cp, u, kp, m + r * kp);
+    case 7: return tile_gemm<7, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 6: return tile_gemm<6, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 5: return tile_gemm<5, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 4: return tile_gemm<4, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 3: return tile_gemm<3, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 2: return tile_gemm<2, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
+    case 1: return tile_gemm<1, NV, Accumulate>(ar, a_row, a_step, b, b_step, steps, o, out_row);
     default: return;
   }
 }
 
+template <bool Accumulate>
+void tile_gemm_all(const float* a, int64_t rows, int64_t a_row, int64_t a_step, const float* b, int64_t b_step,
+                   int64_t cols, int64_t steps, float* out, int64_t out_row) {
+  int64_t c0 = 0;
+  for (; c0 + 2 * kLanes <= cols; c0 += 2 * kLanes)
+    tile_gemm_rows<2, Accumulate>(a, rows, a_row, a_step, b + c0, b_step, steps, out + c0, out_row);
+  if (c0 < cols) tile_gemm_rows<1, Accumulate>(a, rows, a_row, a_step, b + c0, b_step, steps, out + c0, out_row);
+}
 
 // Rows [0, rows) of 16 floats (the first `width` of each, the rest and the other rows zero),
 // `stride` apart.
@@ -204,45 +223,6 @@ void filter_adjoint_1d(const V s[6], V z[3]) {
   z[0] = fma(0.25f, s[0], fma(-1.0f / 6.0f, sum12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 24.0f), sum34)));
   z[1] = fma(-1.0f / 6.0f, sub(s[1], s[2]), _mm512_mul_ps(_mm512_set1_ps(1.0f / 12.0f), sub(s[3], s[4])));
   z[2] = add(fma(-1.0f / 6.0f, sum12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 6.0f), sum34)), s[5]);
-}
-
-// s[r][c0 ..) += sum over tiles t of e[t][r] * v[t][c0 ..) for R output channels r by NV
-// vectors of input channels: the sums start at zero for each chunk of tiles and are then added
-// to s, so rounding grows with a chunk's tiles rather than the batch's.
-template <int R, int NV>
-void grad_gemm_tile(const float* e, int64_t kp, const float* v, int64_t cp, int64_t tiles, float* s) {
-  V acc[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int64_t t = 0; t < tiles; ++t) {
-    V b[NV];
-    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(v + t * cp + kLanes * j);
-    for (int r = 0; r < R; ++r) {
-      const V a = _mm512_set1_ps(e[t * kp + r]);
-      for (int j = 0; j < NV; ++j) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int j = 0; j < NV; ++j) {
-      float* at = s + r * cp + kLanes * j;
-      _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), acc[r][j]));
-    }
-}
-
-template <int NV>
-void grad_gemm_rows(const float* e, int64_t rows, int64_t kp, const float* v, int64_t cp, int64_t tiles, float* s) {
-  int64_t r = 0;
-  for (; r + 8 <= rows; r += 8) grad_gemm_tile<8, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-  switch (rows - r) {
-    case 7: return grad_gemm_tile<7, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 6: return grad_gemm_tile<6, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 5: return grad_gemm_tile<5, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 4: return grad_gemm_tile<4, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 3: return grad_gemm_tile<3, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 2: return grad_gemm_tile<2, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    case 1: return grad_gemm_tile<1, NV>(e + r, kp, v, cp, tiles, s + r * cp);
-    default: return;
-  }
 }
 
 // B^T d B of every 16 channels of one tile of a channels-last image, into v[36][chunk][cp].
@@ -303,14 +283,10 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
       transform_input_tile(p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp,
                            vbuf.data() + tl * cp, t.chunk);
     }
-    for (int64_t pt = 0; pt < kPoints; ++pt) {
-      const float* v = vbuf.data() + pt * t.chunk * cp;
-      const float* up = u.data() + pt * cp * kp;
-      float* m = mbuf.data() + pt * t.chunk * kp;
-      int64_t k0 = 0;
-      for (; k0 + 2 * kLanes <= kp; k0 += 2 * kLanes) gemm_rows<2>(v, tn, cp, up + k0, kp, m + k0);
-      if (k0 < kp) gemm_rows<1>(v, tn, cp, up + k0, kp, m + k0);
-    }
+    // Per point, M [tiles x K'] = V [tiles x C'] x U [C' x K'].
+    for (int64_t pt = 0; pt < kPoints; ++pt)
+      tile_gemm_all<false>(vbuf.data() + pt * t.chunk * cp, tn, cp, 1, u.data() + pt * cp * kp, kp, kp, cp,
+                           mbuf.data() + pt * t.chunk * kp, kp);
     for (int64_t tl = 0; tl < tn; ++tl) {
       const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
                     tx = (t0 + tl) % t.tiles_w;
@@ -359,7 +335,7 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
 // channel k and D the 6x6 input tile of channel c: the forward's tiles, transformed by the
 // adjoints of its output and filter transforms. Per point, the sum over tiles is a GEMM
 // [K x tiles] x [tiles x C] (input channels along the lanes, 8 output channels by 32 input
-// channels in registers). Threads split the input channels in blocks of 16 and each lays out
+// channels in registers: tile_gemm). Threads split the input channels in blocks of 16 and each lays out
 // and transforms the whole output gradient; every sum runs over tiles in the same order at any
 // thread count.
 void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g, int64_t k,
@@ -406,14 +382,12 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
           }
         }
       }
-      for (int64_t pt = 0; pt < kPoints; ++pt) {
-        const float* e = ebuf.data() + pt * t.chunk * kp;
-        const float* v = vbuf.data() + pt * t.chunk * cp;
-        float* s = sums.data() + pt * kp * cp;
-        int64_t v0 = 0;
-        for (; v0 + 2 * kLanes <= cp; v0 += 2 * kLanes) grad_gemm_rows<2>(e, k, kp, v + v0, cp, tn, s + v0);
-        if (v0 < cp) grad_gemm_rows<1>(e, k, kp, v + v0, cp, tn, s + v0);
-      }
+      // Per point, S [K x C'] += E^T [K x tiles] x V [tiles x C']: the sums start at zero for
+      // each chunk and are then added to S, so rounding grows with a chunk's tiles rather than
+      // the batch's.
+      for (int64_t pt = 0; pt < kPoints; ++pt)
+        tile_gemm_all<true>(ebuf.data() + pt * t.chunk * kp, k, 1, kp, vbuf.data() + pt * t.chunk * cp, cp, cp, tn,
+                            sums.data() + pt * kp * cp, cp);
     }
   }
   // Back to the 3x3 taps, 16 input channels at a time.
