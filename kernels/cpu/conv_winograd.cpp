@@ -60,7 +60,7 @@ V fma(float s, V a, V b) { return _mm512_fmadd_ps(_mm512_set1_ps(s), a, b); }  /
 int64_t round16(int64_t v) { return (v + kLanes - 1) / kLanes * kLanes; }
 
 // B^T d for 6 inputs (a column or a row of a tile).
-void input_1d(const V d[6], V r[6]) {
+[[gnu::always_inline]] inline void input_1d(const V d[6], V r[6]) {
   const V d4_d2 = sub(d[4], d[2]);
   r[0] = fma(4.0f, d[0], fma(-5.0f, d[2], d[4]));
   r[1] = fma(-4.0f, add(d[1], d[2]), add(d[3], d[4]));
@@ -71,7 +71,7 @@ void input_1d(const V d[6], V r[6]) {
 }
 
 // A^T m for 6 inputs: 4 outputs.
-void output_1d(const V m[6], V o[4]) {
+[[gnu::always_inline]] inline void output_1d(const V m[6], V o[4]) {
   const V a = add(m[1], m[2]), b = sub(m[1], m[2]), c = add(m[3], m[4]), d = sub(m[3], m[4]);
   o[0] = add(add(m[0], a), c);
   o[1] = fma(2.0f, d, b);
@@ -80,7 +80,7 @@ void output_1d(const V m[6], V o[4]) {
 }
 
 // G g for 3 inputs: 6 outputs.
-void filter_1d(const V g[3], V s[6]) {
+[[gnu::always_inline]] inline void filter_1d(const V g[3], V s[6]) {
   const V even = add(g[0], g[2]);
   s[0] = _mm512_mul_ps(_mm512_set1_ps(0.25f), g[0]);
   s[1] = _mm512_mul_ps(_mm512_set1_ps(-1.0f / 6.0f), add(even, g[1]));
@@ -89,6 +89,25 @@ void filter_1d(const V g[3], V s[6]) {
   s[3] = fma(1.0f / 12.0f, g[1], outer);
   s[4] = fma(-1.0f / 12.0f, g[1], outer);
   s[5] = g[2];
+}
+
+// X^T t X for an In x In tile t (each element a vector of 16 channels), given the 1-D map
+// x -> X^T x from In values to Out: down each column of the tile, then along each row of the
+// result. load(a, b) reads t[a][b]; store(a, b, v) takes element [a][b] of the Out x Out result.
+template <int In, int Out, class OneD, class Load, class Store>
+void transform_2d(OneD one_d, Load load, Store store) {
+  V cols[In][Out];
+  for (int b = 0; b < In; ++b) {
+    V column[In];
+    for (int a = 0; a < In; ++a) column[a] = load(a, b);
+    one_d(column, cols[b]);
+  }
+  for (int a = 0; a < Out; ++a) {
+    V row[In], r[Out];
+    for (int b = 0; b < In; ++b) row[b] = cols[b][a];
+    one_d(row, r);
+    for (int b = 0; b < Out; ++b) store(a, b, r[b]);
+  }
 }
 
 // U[36][C'][K'] from w[K][C][3][3], 16 output channels at a time.
@@ -101,17 +120,9 @@ std::vector<float> transform_filters(const float* w, int64_t c, int64_t k, int64
         const int64_t kn = std::min(kLanes, k - k0);
         for (int t = 0; t < 9; ++t)
           for (int64_t j = 0; j < kLanes; ++j) taps[t][j] = j < kn ? w[((k0 + j) * c + ci) * 9 + t] : 0.0f;
-        V cols[3][6];  // G applied down each column of g
-        for (int x = 0; x < 3; ++x) {
-          const V col[3] = {_mm512_load_ps(taps[x]), _mm512_load_ps(taps[3 + x]), _mm512_load_ps(taps[6 + x])};
-          filter_1d(col, cols[x]);
-        }
-        for (int a = 0; a < 6; ++a) {  // then along each row
-          const V row[3] = {cols[0][a], cols[1][a], cols[2][a]};
-          V s[6];
-          filter_1d(row, s);
-          for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&u[size_t(((a * 6 + b) * cp + ci) * kp + k0)], s[b]);
-        }
+        transform_2d<3, 6>(
+            filter_1d, [&](int a, int b) { return _mm512_load_ps(taps[a * 3 + b]); },
+            [&](int a, int b, V v) { _mm512_storeu_ps(&u[size_t(((a * 6 + b) * cp + ci) * kp + k0)], v); });
       }
   });
   return u;
@@ -207,7 +218,7 @@ void channels_last(const float* src, int64_t c, int64_t h, int64_t w, float* dst
 
 // A e for a 4-long column or row e of an output-gradient tile: 6 outputs (the adjoint of
 // output_1d).
-void grad_1d(const V e[4], V s[6]) {
+[[gnu::always_inline]] inline void grad_1d(const V e[4], V s[6]) {
   const V a = add(e[0], e[2]), b = add(e[1], e[3]), c = fma(4.0f, e[2], e[0]), d = fma(8.0f, e[3], add(e[1], e[1]));
   s[0] = e[0];
   s[1] = add(a, b);
@@ -218,7 +229,7 @@ void grad_1d(const V e[4], V s[6]) {
 }
 
 // G^T s for 6 transformed weights: the 3 taps (the adjoint of filter_1d).
-void filter_adjoint_1d(const V s[6], V z[3]) {
+[[gnu::always_inline]] inline void filter_adjoint_1d(const V s[6], V z[3]) {
   const V sum12 = add(s[1], s[2]), sum34 = add(s[3], s[4]);
   z[0] = fma(0.25f, s[0], fma(-1.0f / 6.0f, sum12, _mm512_mul_ps(_mm512_set1_ps(1.0f / 24.0f), sum34)));
   z[1] = fma(-1.0f / 6.0f, sub(s[1], s[2]), _mm512_mul_ps(_mm512_set1_ps(1.0f / 12.0f), sub(s[3], s[4])));
@@ -227,25 +238,24 @@ void filter_adjoint_1d(const V s[6], V z[3]) {
 
 // B^T d B of every 16 channels of one tile of a channels-last image, into v[36][chunk][cp].
 void transform_input_tile(const float* tile, int64_t cols, int64_t cp, float* v, int64_t chunk) {
-  for (int64_t c0 = 0; c0 < cp; c0 += kLanes) {
-    V cs[6][6];
-    for (int b = 0; b < 6; ++b) {
-      V d[6];
-      for (int a = 0; a < 6; ++a) d[a] = _mm512_loadu_ps(tile + (a * cols + b) * cp + c0);
-      input_1d(d, cs[b]);
-    }
-    for (int a = 0; a < 6; ++a) {
-      const V row[6] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a], cs[4][a], cs[5][a]};
-      V r[6];
-      input_1d(row, r);
-      for (int b = 0; b < 6; ++b) _mm512_storeu_ps(v + (a * 6 + b) * chunk * cp + c0, r[b]);
-    }
-  }
+  for (int64_t c0 = 0; c0 < cp; c0 += kLanes)
+    transform_2d<6, 6>(
+        input_1d, [&](int a, int b) { return _mm512_loadu_ps(tile + (a * cols + b) * cp + c0); },
+        [&](int a, int b, V r) { _mm512_storeu_ps(v + (a * 6 + b) * chunk * cp + c0, r); });
 }
+
+struct TileAt {
+  int64_t image, y, x;  // image within the block; tile row and column
+};
 
 struct Tiling {
   int64_t tiles_h, tiles_w, rows, cols;  // tiles per image; padded image rows and columns
   int64_t images_per_block, chunk;       // images laid out at once; tiles per transform chunk
+  // Tiles are numbered through a block image by image, row by row.
+  TileAt at(int64_t index) const {
+    const int64_t per_image = tiles_h * tiles_w;
+    return {index / per_image, index % per_image / tiles_w, index % tiles_w};
+  }
 };
 
 // Blocks of whole images with about 32 tiles; V and M (or V and the transformed output
@@ -263,6 +273,14 @@ Tiling tiling(const ConvGeometry& g, int64_t cp, int64_t kp) {
   return t;
 }
 
+// V[36][chunk][C'] for tiles [t0, t0 + tn) of a block laid out channels last in p.
+void transform_inputs(const Tiling& t, const float* p, int64_t image_p, int64_t cp, int64_t t0, int64_t tn, float* v) {
+  for (int64_t tl = 0; tl < tn; ++tl) {
+    const auto [img, ty, tx] = t.at(t0 + tl);
+    transform_input_tile(p + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp, v + tl * cp, t.chunk);
+  }
+}
+
 void convolve_block(const float* x, const float* bias, float* out, const std::vector<float>& u, const ConvGeometry& g,
                     int64_t k, int64_t cp, int64_t kp, const Tiling& t, int64_t n0, int64_t n1, std::vector<float>& p,
                     std::vector<float>& q, std::vector<float>& vbuf, std::vector<float>& mbuf) {
@@ -277,34 +295,19 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
   const int64_t tiles = images * image_tiles;
   for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
     const int64_t tn = std::min(t.chunk, tiles - t0);
-    for (int64_t tl = 0; tl < tn; ++tl) {
-      const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
-                    tx = (t0 + tl) % t.tiles_w;
-      transform_input_tile(p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp,
-                           vbuf.data() + tl * cp, t.chunk);
-    }
+    transform_inputs(t, p.data(), image_p, cp, t0, tn, vbuf.data());
     // Per point, M [tiles x K'] = V [tiles x C'] x U [C' x K'].
     for (int64_t pt = 0; pt < kPoints; ++pt)
       tile_gemm_all<false>(vbuf.data() + pt * t.chunk * cp, tn, cp, 1, u.data() + pt * cp * kp, kp, kp, cp,
                            mbuf.data() + pt * t.chunk * kp, kp);
     for (int64_t tl = 0; tl < tn; ++tl) {
-      const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
-                    tx = (t0 + tl) % t.tiles_w;
+      const auto [img, ty, tx] = t.at(t0 + tl);
       float* dst = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
-      for (int64_t k0 = 0; k0 < kp; k0 += kLanes) {
-        V cols[6][4];
-        for (int b = 0; b < 6; ++b) {
-          V m[6];
-          for (int a = 0; a < 6; ++a) m[a] = _mm512_loadu_ps(&mbuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)]);
-          output_1d(m, cols[b]);
-        }
-        for (int a = 0; a < 4; ++a) {
-          const V row[6] = {cols[0][a], cols[1][a], cols[2][a], cols[3][a], cols[4][a], cols[5][a]};
-          V o[4];
-          output_1d(row, o);
-          for (int b = 0; b < 4; ++b) _mm512_storeu_ps(dst + (a * q_cols + b) * kp + k0, o[b]);
-        }
-      }
+      for (int64_t k0 = 0; k0 < kp; k0 += kLanes)
+        transform_2d<6, 4>(
+            output_1d,
+            [&](int a, int b) { return _mm512_loadu_ps(&mbuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)]); },
+            [&](int a, int b, V o) { _mm512_storeu_ps(dst + (a * q_cols + b) * kp + k0, o); });
     }
   }
   // 3. Back to NCHW with the bias, 16 channels by 16 flat positions at a time.
@@ -361,26 +364,17 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
     }
     for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
       const int64_t tn = std::min(t.chunk, tiles - t0);
-      for (int64_t tl = 0; tl < tn; ++tl) {
-        const int64_t img = (t0 + tl) / image_tiles, ty = (t0 + tl) % image_tiles / t.tiles_w,
-                      tx = (t0 + tl) % t.tiles_w;
+      for (int64_t tl = 0; tl < tn; ++tl) {  // both transforms of a tile while its data is in L1
+        const auto [img, ty, tx] = t.at(t0 + tl);
         transform_input_tile(p.data() + img * image_p + (4 * ty * t.cols + 4 * tx) * cp, t.cols, cp,
                              vbuf.data() + tl * cp, t.chunk);
         const float* tile = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
-        for (int64_t k0 = 0; k0 < kp; k0 += kLanes) {
-          V cs[4][6];
-          for (int b = 0; b < 4; ++b) {
-            V e[4];
-            for (int a = 0; a < 4; ++a) e[a] = _mm512_loadu_ps(tile + (a * q_cols + b) * kp + k0);
-            grad_1d(e, cs[b]);
-          }
-          for (int a = 0; a < 6; ++a) {
-            const V row[4] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a]};
-            V r[6];
-            grad_1d(row, r);
-            for (int b = 0; b < 6; ++b) _mm512_storeu_ps(&ebuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)], r[b]);
-          }
-        }
+        for (int64_t k0 = 0; k0 < kp; k0 += kLanes)
+          transform_2d<4, 6>(
+              grad_1d, [&](int a, int b) { return _mm512_loadu_ps(tile + (a * q_cols + b) * kp + k0); },
+              [&](int a, int b, V r) {
+                _mm512_storeu_ps(&ebuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)], r);
+              });
       }
       // Per point, S [K x C'] += E^T [K x tiles] x V [tiles x C']: the sums start at zero for
       // each chunk and are then added to S, so rounding grows with a chunk's tiles rather than
@@ -394,18 +388,10 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
   alignas(64) float taps[9][kLanes];
   for (int64_t oc = 0; oc < k; ++oc)
     for (int64_t v0 = 0; v0 < c; v0 += kLanes) {
-      V cs[6][3];
-      for (int b = 0; b < 6; ++b) {
-        V col[6];
-        for (int a = 0; a < 6; ++a) col[a] = _mm512_loadu_ps(&sums[size_t(((a * 6 + b) * kp + oc) * cp + v0)]);
-        filter_adjoint_1d(col, cs[b]);
-      }
-      for (int a = 0; a < 3; ++a) {
-        const V row[6] = {cs[0][a], cs[1][a], cs[2][a], cs[3][a], cs[4][a], cs[5][a]};
-        V z[3];
-        filter_adjoint_1d(row, z);
-        for (int b = 0; b < 3; ++b) _mm512_store_ps(taps[a * 3 + b], z[b]);
-      }
+      transform_2d<6, 3>(
+          filter_adjoint_1d,
+          [&](int a, int b) { return _mm512_loadu_ps(&sums[size_t(((a * 6 + b) * kp + oc) * cp + v0)]); },
+          [&](int a, int b, V z) { _mm512_store_ps(taps[a * 3 + b], z); });
       for (int64_t j = 0; j < std::min(kLanes, c - v0); ++j)
         for (int tap = 0; tap < 9; ++tap) dw[(oc * g.c + c0 + v0 + j) * 9 + tap] = taps[tap][j];
     }
