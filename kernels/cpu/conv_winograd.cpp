@@ -22,8 +22,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/avx512_transpose.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sum_f64.h"
 
@@ -94,8 +94,8 @@ int64_t round16(int64_t v) { return (v + kLanes - 1) / kLanes * kLanes; }
 // X^T t X for an In x In tile t (each element a vector of 16 channels), given the 1-D map
 // x -> X^T x from In values to Out: down each column of the tile, then along each row of the
 // result. load(a, b) reads t[a][b]; store(a, b, v) takes element [a][b] of the Out x Out result.
-template <int In, int Out, class OneD, class Load, class Store>
-void transform_2d(OneD one_d, Load load, Store store) {
+template <int In, int Out, void (*one_d)(const V*, V*), class Load, class Store>
+void transform_2d(Load load, Store store) {
   V cols[In][Out];
   for (int b = 0; b < In; ++b) {
     V column[In];
@@ -120,8 +120,8 @@ std::vector<float> transform_filters(const float* w, int64_t c, int64_t k, int64
         const int64_t kn = std::min(kLanes, k - k0);
         for (int t = 0; t < 9; ++t)
           for (int64_t j = 0; j < kLanes; ++j) taps[t][j] = j < kn ? w[((k0 + j) * c + ci) * 9 + t] : 0.0f;
-        transform_2d<3, 6>(
-            filter_1d, [&](int a, int b) { return _mm512_load_ps(taps[a * 3 + b]); },
+        transform_2d<3, 6, filter_1d>(
+            [&](int a, int b) { return _mm512_load_ps(taps[a * 3 + b]); },
             [&](int a, int b, V v) { _mm512_storeu_ps(&u[size_t(((a * 6 + b) * cp + ci) * kp + k0)], v); });
       }
   });
@@ -187,7 +187,8 @@ void tile_gemm_all(const float* a, int64_t rows, int64_t a_row, int64_t a_step, 
 // `stride` apart.
 void load_block(const float* src, int64_t stride, int64_t rows, int64_t width, V r[16]) {
   const __mmask16 valid = __mmask16((1u << width) - 1);
-  for (int64_t j = 0; j < 16; ++j) r[j] = j < rows ? _mm512_maskz_loadu_ps(valid, src + j * stride) : _mm512_setzero_ps();
+  for (int64_t j = 0; j < 16; ++j)
+    r[j] = j < rows ? _mm512_maskz_loadu_ps(valid, src + j * stride) : _mm512_setzero_ps();
 }
 
 // dst[((y + border) * dst_cols + x + border) * stride + ch] = src[(ch * h + y) * w + x] for an
@@ -239,9 +240,8 @@ void channels_last(const float* src, int64_t c, int64_t h, int64_t w, float* dst
 // B^T d B of every 16 channels of one tile of a channels-last image, into v[36][chunk][cp].
 void transform_input_tile(const float* tile, int64_t cols, int64_t cp, float* v, int64_t chunk) {
   for (int64_t c0 = 0; c0 < cp; c0 += kLanes)
-    transform_2d<6, 6>(
-        input_1d, [&](int a, int b) { return _mm512_loadu_ps(tile + (a * cols + b) * cp + c0); },
-        [&](int a, int b, V r) { _mm512_storeu_ps(v + (a * 6 + b) * chunk * cp + c0, r); });
+    transform_2d<6, 6, input_1d>([&](int a, int b) { return _mm512_loadu_ps(tile + (a * cols + b) * cp + c0); },
+                                 [&](int a, int b, V r) { _mm512_storeu_ps(v + (a * 6 + b) * chunk * cp + c0, r); });
 }
 
 struct TileAt {
@@ -304,8 +304,7 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
       const auto [img, ty, tx] = t.at(t0 + tl);
       float* dst = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
       for (int64_t k0 = 0; k0 < kp; k0 += kLanes)
-        transform_2d<6, 4>(
-            output_1d,
+        transform_2d<6, 4, output_1d>(
             [&](int a, int b) { return _mm512_loadu_ps(&mbuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)]); },
             [&](int a, int b, V o) { _mm512_storeu_ps(dst + (a * q_cols + b) * kp + k0, o); });
     }
@@ -370,11 +369,9 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
                              vbuf.data() + tl * cp, t.chunk);
         const float* tile = q.data() + img * image_q + (4 * ty * q_cols + 4 * tx) * kp;
         for (int64_t k0 = 0; k0 < kp; k0 += kLanes)
-          transform_2d<4, 6>(
-              grad_1d, [&](int a, int b) { return _mm512_loadu_ps(tile + (a * q_cols + b) * kp + k0); },
-              [&](int a, int b, V r) {
-                _mm512_storeu_ps(&ebuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)], r);
-              });
+          transform_2d<4, 6, grad_1d>(
+              [&](int a, int b) { return _mm512_loadu_ps(tile + (a * q_cols + b) * kp + k0); },
+              [&](int a, int b, V r) { _mm512_storeu_ps(&ebuf[size_t(((a * 6 + b) * t.chunk + tl) * kp + k0)], r); });
       }
       // Per point, S [K x C'] += E^T [K x tiles] x V [tiles x C']: the sums start at zero for
       // each chunk and are then added to S, so rounding grows with a chunk's tiles rather than
@@ -388,8 +385,7 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
   alignas(64) float taps[9][kLanes];
   for (int64_t oc = 0; oc < k; ++oc)
     for (int64_t v0 = 0; v0 < c; v0 += kLanes) {
-      transform_2d<6, 3>(
-          filter_adjoint_1d,
+      transform_2d<6, 3, filter_adjoint_1d>(
           [&](int a, int b) { return _mm512_loadu_ps(&sums[size_t(((a * 6 + b) * kp + oc) * cp + v0)]); },
           [&](int a, int b, V z) { _mm512_store_ps(taps[a * 3 + b], z); });
       for (int64_t j = 0; j < std::min(kLanes, c - v0); ++j)

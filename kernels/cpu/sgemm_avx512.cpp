@@ -1,10 +1,10 @@
 // Single-threaded f32 GEMM on AVX-512 (see sgemm_avx512.h for when the engine takes it).
 // The classic blocking: for each block of NC columns and KC steps of k, op(B) is packed into
 // panels of 32 columns ([k][32], zero-padded); for each block of MC rows, a transposed A into
-// panels of 12 rows ([k][12]; an untransposed one is read in place); a 12x32 register tile (24 vector sums) then runs along k, loading two
-// vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats,
-// 32 KiB) stays in L1 while the tile walks down the A block (MC x KC, 96 KiB, in L2).
-// Partial tiles at the right and bottom edges store through lane masks.
+// panels of 12 rows ([k][12]; an untransposed one is read in place); a 12x32 register tile (24 vector sums) then runs
+// along k, loading two vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats, 32
+// KiB) stays in L1 while the tile walks down the A block (MC x KC, 96 KiB, in L2). Partial tiles at the right and
+// bottom edges store through lane masks.
 #include "kernels/cpu/sgemm_avx512.h"
 
 #include <algorithm>
@@ -163,8 +163,8 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
 
 }  // namespace
 
-void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     for (int64_t i = 0; i < m; ++i)
