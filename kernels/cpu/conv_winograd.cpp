@@ -9,7 +9,7 @@
 //      up to 16, the extra channels zero), so each transform runs along 16 channels at once;
 //   2. per chunk of tiles sized to stay in L2: the input transform V[36][tile][C'] (B^T d B),
 //      the GEMMs M[36][tile][K'] = V[36] x U[36] with output channels along the lanes and a
-//      register tile of 8 tiles by 32 channels, and the output transform (A^T m A) into the
+//      register tile of 8 tiles by 32 channels (tile_gemm), and the output transform (A^T m A) into the
 //      output channels last, Q[image][row][column][K'];
 //   3. Q written out as NCHW with the bias added.
 // The filters' transform U[36][C'][K'] = G g G^T runs once per call, along 16 output channels.
@@ -22,13 +22,14 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/avx512_transpose.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sum_f64.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+
+#include "kernels/cpu/avx512_transpose.h"
 #define DUALFLOW_CONV_WINOGRAD 1
 #endif
 
