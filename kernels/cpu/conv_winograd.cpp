@@ -338,29 +338,52 @@ void convolve_block(const float* x, const float* bias, float* out, const std::ve
 // channel k and D the 6x6 input tile of channel c: the forward's tiles, transformed by the
 // adjoints of its output and filter transforms. Per point, the sum over tiles is a GEMM
 // [K x tiles] x [tiles x C] (input channels along the lanes, 8 output channels by 32 input
-// channels in registers: tile_gemm). Threads split the input channels in blocks of 16 and each lays out
-// and transforms the whole output gradient; every sum runs over tiles in the same order at any
-// thread count.
-void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g, int64_t k,
-                        int64_t c0, int64_t c1) {
-  const int64_t c = c1 - c0, cp = round16(c), kp = round16(k), h = g.h, w = g.w, hw = h * w;
-  // Chunks sized for all the input channels, not this thread's: the grouping of every sum is
-  // then the same at any thread count.
-  const Tiling t = tiling(g, round16(g.c), kp);
+// channels in registers: tile_gemm).
+//
+// The batch is cut into groups of whole images, as many as the batch and image size give
+// (whatever the thread count); threads take groups, each group sums its own S[36][K'][C'] (and, in f64, its
+// bias gradient), and the groups' sums are then added in group order. So every input is laid
+// out and transformed once, and the result has the same bits at any thread count.
+struct GradGroups {
+  int64_t images, count;  // images per group; groups
+};
+
+GradGroups grad_groups(const ConvGeometry& g, const Tiling& t) {
+  const int64_t image_tiles = t.tiles_h * t.tiles_w;
+  GradGroups gg;
+  // At least 128 tiles a group, and at most 8 groups: the groups' sums pass through memory
+  // once more, which costs a thread more than a few groups save.
+  const int64_t groups = std::clamp<int64_t>(g.n * image_tiles / 128, 1, 8);
+  gg.images = (g.n + groups - 1) / groups;
+  gg.count = (g.n + gg.images - 1) / gg.images;
+  return gg;
+}
+
+// One thread's layouts and transforms, allocated once for all its groups (the zero borders
+// and padding lanes of p and q are never written after).
+struct GradScratch {
+  std::vector<float> p, q, vbuf, ebuf;
+  GradScratch(const Tiling& t, int64_t cp, int64_t kp)
+      : p(size_t(t.images_per_block * t.rows * t.cols * cp), 0.0f),
+        q(size_t(t.images_per_block * 16 * t.tiles_h * t.tiles_w * kp), 0.0f),
+        vbuf(size_t(kPoints * t.chunk * cp)),
+        ebuf(size_t(kPoints * t.chunk * kp)) {}
+};
+
+// S (zeroed by the caller) += the sums of images [n0, n1); bias_sums (if not null) += their
+// output gradient summed per channel.
+void weight_grad_sums(const float* x, const float* gout, const ConvGeometry& g, int64_t k, const Tiling& t,
+                      int64_t n0, int64_t n1, GradScratch& scratch, float* sums, double* bias_sums) {
+  const int64_t cp = round16(g.c), kp = round16(k), h = g.h, w = g.w, hw = h * w;
   const int64_t image_tiles = t.tiles_h * t.tiles_w, image_p = t.rows * t.cols * cp;
   const int64_t q_cols = 4 * t.tiles_w, image_q = 16 * image_tiles * kp;
-  std::vector<float> p(size_t(t.images_per_block * image_p), 0.0f), q(size_t(t.images_per_block * image_q), 0.0f);
-  std::vector<float> vbuf(size_t(kPoints * t.chunk * cp)), ebuf(size_t(kPoints * t.chunk * kp));
-  std::vector<float> sums(size_t(kPoints * kp * cp), 0.0f);
-  const bool bias_here = db != nullptr && c0 == 0;
-  std::vector<double> bias_sums(bias_here ? size_t(k) : 0, 0.0);
-  for (int64_t n0 = 0; n0 < g.n; n0 += t.images_per_block) {
-    const int64_t images = std::min(t.images_per_block, g.n - n0), tiles = images * image_tiles;
+  std::vector<float>&p = scratch.p, &q = scratch.q, &vbuf = scratch.vbuf, &ebuf = scratch.ebuf;
+  for (int64_t b0 = n0; b0 < n1; b0 += t.images_per_block) {
+    const int64_t images = std::min(t.images_per_block, n1 - b0), tiles = images * image_tiles;
     for (int64_t i = 0; i < images; ++i) {
-      channels_last(x + ((n0 + i) * g.c + c0) * hw, c, h, w, p.data() + i * image_p, t.cols, 1, cp);
-      channels_last(gout + (n0 + i) * k * hw, k, h, w, q.data() + i * image_q, q_cols, 0, kp);
-      for (int64_t oc = 0; bias_here && oc < k; ++oc)
-        bias_sums[size_t(oc)] += sum_f64(gout + ((n0 + i) * k + oc) * hw, hw);
+      channels_last(x + (b0 + i) * g.c * hw, g.c, h, w, p.data() + i * image_p, t.cols, 1, cp);
+      channels_last(gout + (b0 + i) * k * hw, k, h, w, q.data() + i * image_q, q_cols, 0, kp);
+      for (int64_t oc = 0; bias_sums && oc < k; ++oc) bias_sums[oc] += sum_f64(gout + ((b0 + i) * k + oc) * hw, hw);
     }
     for (int64_t t0 = 0; t0 < tiles; t0 += t.chunk) {
       const int64_t tn = std::min(t.chunk, tiles - t0);
@@ -379,20 +402,23 @@ void weight_grad_blocks(const float* x, const float* gout, float* dw, float* db,
       // the batch's.
       for (int64_t pt = 0; pt < kPoints; ++pt)
         tile_gemm_all<true>(ebuf.data() + pt * t.chunk * kp, k, 1, kp, vbuf.data() + pt * t.chunk * cp, cp, cp, tn,
-                            sums.data() + pt * kp * cp, cp);
+                            sums + pt * kp * cp, cp);
     }
   }
-  // Back to the 3x3 taps, 16 input channels at a time.
+}
+
+// dw from the summed S, back to the 3x3 taps 16 input channels at a time.
+void taps_from_sums(const float* sums, int64_t c, int64_t k, float* dw) {
+  const int64_t cp = round16(c), kp = round16(k);
   alignas(64) float taps[9][kLanes];
   for (int64_t oc = 0; oc < k; ++oc)
     for (int64_t v0 = 0; v0 < c; v0 += kLanes) {
       transform_2d<6, 3, filter_adjoint_1d>(
-          [&](int a, int b) { return _mm512_loadu_ps(&sums[size_t(((a * 6 + b) * kp + oc) * cp + v0)]); },
+          [&](int a, int b) { return _mm512_loadu_ps(sums + ((a * 6 + b) * kp + oc) * cp + v0); },
           [&](int a, int b, V z) { _mm512_store_ps(taps[a * 3 + b], z); });
       for (int64_t j = 0; j < std::min(kLanes, c - v0); ++j)
-        for (int tap = 0; tap < 9; ++tap) dw[(oc * g.c + c0 + v0 + j) * 9 + tap] = taps[tap][j];
+        for (int tap = 0; tap < 9; ++tap) dw[(oc * c + v0 + j) * 9 + tap] = taps[tap][j];
     }
-  for (int64_t oc = 0; bias_here && oc < k; ++oc) db[oc] = float(bias_sums[size_t(oc)]);
 }
 
 }  // namespace
@@ -423,10 +449,25 @@ void conv2d_winograd(const float* x, const float* w, const float* bias, float* o
 void conv2d_winograd_weight_grad(const float* x, const float* gout, float* dw, float* db, const ConvGeometry& g,
                                  int64_t out_channels) {
 #ifdef DUALFLOW_CONV_WINOGRAD
-  const int64_t blocks = (g.c + kLanes - 1) / kLanes;
-  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    weight_grad_blocks(x, gout, dw, db, g, out_channels, b0 * kLanes, std::min(g.c, b1 * kLanes));
+  const int64_t k = out_channels, cp = round16(g.c), kp = round16(k), size = kPoints * kp * cp;
+  const Tiling t = tiling(g, cp, kp);
+  const GradGroups gg = grad_groups(g, t);
+  std::vector<float> sums(size_t(gg.count * size), 0.0f);
+  std::vector<double> bias_sums(db ? size_t(gg.count * k) : 0, 0.0);
+  parallel_for(gg.count, 1, [&](int64_t g0, int64_t g1) {
+    GradScratch scratch(t, cp, kp);
+    for (int64_t gi = g0; gi < g1; ++gi)
+      weight_grad_sums(x, gout, g, k, t, gi * gg.images, std::min(g.n, (gi + 1) * gg.images), scratch,
+                       sums.data() + gi * size, db ? bias_sums.data() + gi * k : nullptr);
   });
+  for (int64_t gi = 1; gi < gg.count; ++gi)  // in group order
+    for (int64_t e = 0; e < size; ++e) sums[size_t(e)] += sums[size_t(gi * size + e)];
+  taps_from_sums(sums.data(), g.c, k, dw);
+  for (int64_t oc = 0; db && oc < k; ++oc) {
+    double total = 0.0;
+    for (int64_t gi = 0; gi < gg.count; ++gi) total += bias_sums[size_t(gi * k + oc)];
+    db[oc] = float(total);
+  }
 #else
   (void)x, (void)gout, (void)dw, (void)db, (void)g, (void)out_channels;
 #endif

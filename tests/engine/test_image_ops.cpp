@@ -336,11 +336,12 @@ TEST_CASE("conv2d's weight and bias gradients from the backend equal the engine'
   Tensor dy = uniform_f64({6, 11, 14, 14}, -1, 1, 72).to(DType::f32);
   Tensor b = uniform_f64({11}, -1, 1, 73).to(DType::f32).set_requires_grad();
   require_same_bits_at_any_thread_count([&] { return grad({conv2d(x, w, b, {1, 1}, {1, 1})}, {w, b}, {dy}); });
-  // And through the Winograd weight gradient (16+ channels each side), whose threads split
-  // 40 input channels into blocks of 16.
-  Tensor x2 = uniform_f64({5, 40, 9, 14}, -1, 1, 74).to(DType::f32);
+  // And through the Winograd weight gradient (16+ channels each side), whose threads take
+  // groups of images (here 3 groups of 9, 9 and 8 images of 16 tiles) and add the groups' sums
+  // in order.
+  Tensor x2 = uniform_f64({26, 40, 14, 14}, -1, 1, 74).to(DType::f32);
   Tensor w2 = uniform_f64({24, 40, 3, 3}, -1, 1, 75).to(DType::f32).set_requires_grad();
-  Tensor dy2 = uniform_f64({5, 24, 9, 14}, -1, 1, 76).to(DType::f32);
+  Tensor dy2 = uniform_f64({26, 24, 14, 14}, -1, 1, 76).to(DType::f32);
   Tensor b2 = uniform_f64({24}, -1, 1, 77).to(DType::f32).set_requires_grad();
   require_same_bits_at_any_thread_count([&] { return grad({conv2d(x2, w2, b2, {1, 1}, {1, 1})}, {w2, b2}, {dy2}); });
 }
