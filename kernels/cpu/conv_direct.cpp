@@ -19,6 +19,9 @@
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sum_f64.h"
+#ifdef __AVX512F__
+#include "kernels/cpu/avx512_layout.h"
+#endif
 
 namespace dualflow::cpu {
 namespace {
@@ -317,18 +320,8 @@ void weight_grad_direct(const float* x, const float* gout, float* dw, float* db,
         for (int64_t y = 0; y < h; ++y)
           std::memcpy(&xb[size_t(ci * plane + (y + 1) * row + 1)], x + ((n * g.c + c0 + ci) * h + y) * w,
                       size_t(w) * sizeof(float));
-      // Channels last, 16 positions of 16 channels at a time: a block read row by row (16
-      // contiguous floats per channel) and written column by column (16 contiguous channels
-      // per position), so both sides touch whole cache lines.
       const float* image_grad = gout + n * o * hw;
-      for (int64_t p0 = 0; p0 < hw; p0 += 16) {
-        const int64_t pn = std::min<int64_t>(16, hw - p0);
-        for (int64_t o0 = 0; o0 < o; o0 += 16) {
-          const int64_t on = std::min<int64_t>(16, o - o0);
-          for (int64_t p = 0; p < pn; ++p)
-            for (int64_t j = 0; j < on; ++j) gt[size_t((p0 + p) * o_pad + o0 + j)] = image_grad[(o0 + j) * hw + p0 + p];
-        }
-      }
+      channels_last(image_grad, o, h, w, gt.data(), w, 0, o_pad);
       for (int64_t oc = 0; bias_here && oc < o; ++oc) bias_sums[size_t(oc)] += sum_f64(image_grad + oc * hw, hw);
       for (int64_t ci = 0; ci < cn; ++ci) {
         const float* xp = xb.data() + ci * plane;

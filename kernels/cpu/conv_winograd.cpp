@@ -19,7 +19,6 @@
 // tile is computed by one thread in a fixed order, so the result has the same bits at any
 // thread count.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -29,7 +28,7 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#include "kernels/cpu/avx512_transpose.h"
+#include "kernels/cpu/avx512_layout.h"
 #define DUALFLOW_CONV_WINOGRAD 1
 #endif
 
@@ -182,40 +181,6 @@ void tile_gemm_all(const float* a, int64_t rows, int64_t a_row, int64_t a_step, 
   for (; c0 + 2 * kLanes <= cols; c0 += 2 * kLanes)
     tile_gemm_rows<2, Accumulate>(a, rows, a_row, a_step, b + c0, b_step, steps, out + c0, out_row);
   if (c0 < cols) tile_gemm_rows<1, Accumulate>(a, rows, a_row, a_step, b + c0, b_step, steps, out + c0, out_row);
-}
-
-// Rows [0, rows) of 16 floats (the first `width` of each, the rest and the other rows zero),
-// `stride` apart.
-void load_block(const float* src, int64_t stride, int64_t rows, int64_t width, V r[16]) {
-  const __mmask16 valid = __mmask16((1u << width) - 1);
-  for (int64_t j = 0; j < 16; ++j)
-    r[j] = j < rows ? _mm512_maskz_loadu_ps(valid, src + j * stride) : _mm512_setzero_ps();
-}
-
-// dst[((y + border) * dst_cols + x + border) * stride + ch] = src[(ch * h + y) * w + x] for an
-// image of c channels: 16 channels by 16 positions at a time (positions counted along the
-// rows as one flat run, so narrow images fill whole blocks too), so both sides touch whole
-// cache lines. Lanes from c up to the next multiple of 16 are written as zeros.
-void channels_last(const float* src, int64_t c, int64_t h, int64_t w, float* dst, int64_t dst_cols, int64_t border,
-                   int64_t stride) {
-  const int64_t hw = h * w;
-  for (int64_t c0 = 0; c0 < c; c0 += kLanes) {
-    const int64_t cn = std::min(kLanes, c - c0);
-    for (int64_t p0 = 0; p0 < hw; p0 += kLanes) {
-      const int64_t pn = std::min(kLanes, hw - p0);
-      V r[16];
-      // 16 planes read side by side outrun the hardware prefetcher: ask for the lines 4 blocks on.
-      for (int64_t j = 0; j < cn && p0 + 4 * kLanes < hw; ++j)
-        _mm_prefetch(reinterpret_cast<const char*>(src + (c0 + j) * hw + p0 + 4 * kLanes), _MM_HINT_T0);
-      load_block(src + c0 * hw + p0, hw, cn, pn, r);
-      transpose16(r);
-      int64_t y = p0 / w, x = p0 % w;  // stepped along, not divided per position
-      for (int64_t j = 0; j < pn; ++j) {
-        _mm512_storeu_ps(dst + ((y + border) * dst_cols + x + border) * stride + c0, r[j]);
-        if (++x == w) x = 0, ++y;
-      }
-    }
-  }
 }
 
 // A e for a 4-long column or row e of an output-gradient tile: 6 outputs (the adjoint of

@@ -16,11 +16,19 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#include "kernels/cpu/avx512_transpose.h"
+#include "kernels/cpu/avx512_layout.h"
 #define DUALFLOW_SGEMM_AVX512 1
 #endif
 
 namespace dualflow::cpu {
+
+bool sgemm_avx512_supported() {
+#ifdef DUALFLOW_SGEMM_AVX512
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
 
 namespace {
 
@@ -39,7 +47,7 @@ Activation decide() {
   Activation a;
 #ifdef DUALFLOW_SGEMM_AVX512
   const std::string core = choose_blas_kernels().used;
-  if (!__builtin_cpu_supports("avx512f")) {
+  if (!sgemm_avx512_supported()) {
     a.reason = "the CPU has no AVX-512; OpenBLAS's " + core + " kernels";
   } else if (openblas_has_avx512_kernels(core)) {
     a.reason = "OpenBLAS's own AVX-512 kernels (" + core + ")";
@@ -60,13 +68,6 @@ const Activation& activation() {
 
 }  // namespace
 
-bool sgemm_avx512_supported() {
-#ifdef DUALFLOW_SGEMM_AVX512
-  return __builtin_cpu_supports("avx512f");
-#else
-  return false;
-#endif
-}
 bool sgemm_avx512_active() { return activation().active; }
 std::string sgemm_avx512_reason() { return activation().reason; }
 
