@@ -134,6 +134,12 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int
 template <bool PackedA>
 void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float* c, int64_t ldc, int64_t mr,
                 int64_t nr, float alpha, float beta) {
+  // C's tile is read or written only after the k loop; fetching its rows now hides the
+  // latency of lines that are often in no cache (C is swept once per block of k).
+  for (int64_t i = 0; i < mr; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + nr - 1), _MM_HINT_T0);
+  }
   __m512 acc[MR][2];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
