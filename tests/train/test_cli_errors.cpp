@@ -1,6 +1,7 @@
 // The `dualflow` program on bad input, run as a child process: every refusal exits with a non-zero
 // status (not a signal), says on stderr what was expected and what was given, and leaves nothing
-// new on disk. docs/bad_input.md lists these cases beside the library-level tests.
+// new on disk; a setting that runs but is known to train badly gets a note on stdout.
+// docs/bad_input.md lists these cases beside the library-level tests.
 #include <fmt/format.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -267,6 +268,26 @@ TEST_CASE("dualflow CLI: a malformed IDX file is named with what was expected an
                        "model.unet_mult=[1]", "--set", "model.unet_attention=[]", "--set", "model.unet_blocks=1"}),
       Contains("idx/train-images-idx3-ubyte: IDX magic: expected 00 00 08 xx (unsigned bytes), got 50 4b 03 04"));
   REQUIRE(s.listing() == before);
+}
+
+TEST_CASE("dualflow CLI: MeanFlow with the fast time embedding trains, with a note naming model.time_scale",
+          "[cli_errors]") {
+  Scratch s("time_scale");
+  s.write("tiny.toml", std::string(kTinyRun) + "[method]\nname = \"meanflow\"\n");
+  const Outcome fast = run_dualflow(s, {"train", "tiny.toml", "--out", "fast"});
+  INFO(fast.err);
+  REQUIRE(fast.status == 0);
+  CHECK_THAT(fast.out, Contains("note: model.time_scale = 1000 with method.name = \"meanflow\"") &&
+                           Contains("use model.time_scale = 10"));
+  const Outcome slow = run_dualflow(s, {"train", "tiny.toml", "--out", "slow", "--set", "model.time_scale=10"});
+  INFO(slow.err);
+  REQUIRE(slow.status == 0);
+  CHECK_THAT(slow.out, !Contains("note: model.time_scale"));
+  // Flow matching's target does not differentiate the network: no note at the default.
+  s.write("cfm.toml", kTinyRun);
+  const Outcome cfm = run_dualflow(s, {"train", "cfm.toml", "--out", "cfm"});
+  REQUIRE(cfm.status == 0);
+  CHECK_THAT(cfm.out, !Contains("note: model.time_scale"));
 }
 
 }  // namespace dualflow::testing
