@@ -60,7 +60,7 @@ TrainRunResult train_flow_matching(const FlowRunSpec& configured, const TrainRun
     fmt::print("note: model.time_scale = {} with method.name = \"{}\": this method's target differentiates the "
                "network along t, which grows with the time embedding's frequencies; the shipped MeanFlow and iMF "
                "configs use model.time_scale = 10\n",
-               spec.model.time_scale, spec.config.get_string("method.name"));
+               spec.model.time_scale, spec.method_name);
   if (data_parallel && !quiet)
     fmt::print("training on {} processes ({} each), gradients combined by {}\n", role.world_size,
                spec.run.device.str(), data_parallel->transport());

@@ -61,8 +61,9 @@ inline void channels_last(const float* src, int64_t c, int64_t h, int64_t w, flo
       const int64_t pn = std::min<int64_t>(16, hw - p0);
       __m512 r[16];
       // 16 planes read side by side outrun the hardware prefetcher: ask for the lines 4 blocks on.
-      for (int64_t j = 0; j < cn && p0 + 64 < hw; ++j)
-        _mm_prefetch(reinterpret_cast<const char*>(src + (c0 + j) * hw + p0 + 64), _MM_HINT_T0);
+      constexpr int64_t ahead = 4 * 16;
+      for (int64_t j = 0; j < cn && p0 + ahead < hw; ++j)
+        _mm_prefetch(reinterpret_cast<const char*>(src + (c0 + j) * hw + p0 + ahead), _MM_HINT_T0);
       load_block(src + c0 * hw + p0, hw, cn, pn, r);
       transpose16(r);
       int64_t y = p0 / w, x = p0 % w;  // stepped along, not divided per position
