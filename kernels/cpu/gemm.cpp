@@ -62,17 +62,24 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // The engine's pool splits the work (batch entries, then row or column blocks of C) and every
 // BLAS call runs single-threaded: OpenBLAS's own threads would compete with the pool's for the
 // same cores, and a batch of small GEMMs parallelises better across entries than inside each.
+//
+// Below kParallelGemmFlops a GEMM runs on the calling thread: a pool job costs a few
+// microseconds, about what 1 MFLOP takes; above it even OpenBLAS's narrow GEMMs (a toy2d
+// network's 2-column output layer, k = 2 in its gradient) gain from a second core.
+constexpr double kParallelGemmFlops = 1e6;
+
 template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
+  const bool parallel = flops >= kParallelGemmFlops;
   int64_t splits = 1;
-  if (threads > 1 && flops >= 4e6 && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
+  if (threads > 1 && parallel && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
   const bool split_rows = g.m >= g.n;
   const int64_t extent = split_rows ? g.m : g.n;
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, extent / 16));
   const int64_t tasks = g.batch * splits;
-  const int64_t grain = flops >= 4e6 ? 1 : tasks;  // small work stays on the calling thread
+  const int64_t grain = parallel ? 1 : tasks;  // small work stays on the calling thread
   parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / splits, part = task % splits;

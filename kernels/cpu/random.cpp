@@ -9,7 +9,9 @@ namespace {
 template <class T, class V>
 void store_range(void* out, int64_t n, V&& value_of) {
   T* y = static_cast<T*>(out);
-  parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+  // A draw costs tens of nanoseconds (a Philox block, and a logarithm and a sine for normals),
+  // so a batch's thousand or two values already pay for a second thread.
+  parallel_for(n, 1024, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       double v = value_of(i);
       if constexpr (std::is_same_v<T, bf16_t> || std::is_same_v<T, f16_t>) y[i] = T(float(v));

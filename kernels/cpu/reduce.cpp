@@ -92,8 +92,10 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
     });
     return;
   }
-  // inner > 1: accumulate rows of `inner` contiguous values.
-  parallel_for(outer * inner, 16384, [&](int64_t b, int64_t e) {
+  // inner > 1: accumulate rows of `inner` contiguous values. Each output reads r inputs, so the
+  // grain is counted in inputs as above: a bias gradient (one sum over 1,024 rows of 256
+  // columns) splits across threads instead of running on the caller alone.
+  parallel_for(outer * inner, std::max<int64_t>(1, 16384 / std::max<int64_t>(r, 1)), [&](int64_t b, int64_t e) {
     // split the [outer*inner] output range into per-outer column ranges
     int64_t pos = b;
     std::vector<typename Acc<T>::type> acc;

@@ -1,7 +1,7 @@
 // The CPU thread pool: worker threads that run the chunks of one job at a time beside the
 // calling thread (parallel.h's parallel_for submits to one shared pool). Idle workers spin for
-// a few microseconds, so back-to-back small ops start fast, and then sleep on a condition
-// variable, leaving the cores to OpenBLAS.
+// up to a millisecond, so the next op of a step starts without a wake-up, and then sleep on a
+// condition variable, leaving the cores to other work.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -46,7 +46,9 @@ class ThreadPool {
   std::atomic<uint64_t> published_generation_{0};  // generation_, for the workers' spin only
   bool stop_ = false;
   bool job_open_ = false;  // workers may join the current job
-  int active_ = 0;         // workers inside work() for the current job
+  // Workers inside work() for the current job: changed under mutex_, read without it by the
+  // caller's spin so that it sees the job end without sleeping on done_.
+  std::atomic<int> active_{0};
   ChunkFn fn_ = nullptr;
   void* context_ = nullptr;
   int64_t total_ = 0;
