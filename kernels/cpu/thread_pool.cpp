@@ -100,9 +100,8 @@ bool ThreadPool::run(int64_t total, int64_t chunks, ChunkFn fn, void* context) {
   // for the workers to leave the job too, not only for the last chunk to end: a worker leaves
   // just after its last chunk, and a caller that took mutex_ in between would sleep on done_
   // and pay a wake-up on nearly every job whose last chunk a worker ran.
-  spin_until([&] {
-    return remaining_.load(std::memory_order_acquire) == 0 && active_.load(std::memory_order_acquire) == 0;
-  });
+  spin_until(
+      [&] { return remaining_.load(std::memory_order_acquire) == 0 && active_.load(std::memory_order_acquire) == 0; });
   std::exception_ptr error;
   {
     std::unique_lock<std::mutex> lock(mutex_);

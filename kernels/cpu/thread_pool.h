@@ -42,7 +42,7 @@ class ThreadPool {
   std::mutex job_mutex_;  // one job at a time
   std::mutex mutex_;      // guards everything below except the atomics' counting
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;  // jobs opened so far
+  uint64_t generation_ = 0;                        // jobs opened so far
   std::atomic<uint64_t> published_generation_{0};  // generation_, for the workers' spin only
   bool stop_ = false;
   bool job_open_ = false;  // workers may join the current job

@@ -34,11 +34,11 @@ std::vector<Tensor> kernels_under_test() {
     r.push_back(rand({n}, g));
   }
   Tensor wide = randn({1024, 256}, g);
-  r.push_back(sum(wide, {0}));                      // a bias gradient: 256 sums of 1,024 rows
+  r.push_back(sum(wide, {0}));                    // a bias gradient: 256 sums of 1,024 rows
   r.push_back(sum(randn({3, 500, 40}, g), {1}));  // sums with an outer dim, split mid-row
-  r.push_back(sum(randn({8, 16}, g), {0}));        // too small to split
+  r.push_back(sum(randn({8, 16}, g), {0}));       // too small to split
   Tensor narrow = randn({256, 2}, g);
-  r.push_back(matmul(wide, narrow));                 // 2 columns: OpenBLAS, split by rows
+  r.push_back(matmul(wide, narrow));                   // 2 columns: OpenBLAS, split by rows
   r.push_back(matmul(randn({1024, 2}, g).t(), wide));  // a weight gradient: 2 rows, k = 1,024, split by columns
   r.push_back(matmul(randn({300, 64}, g), randn({64, 300}, g)));  // the engine's own GEMM
   r.push_back(silu(randn({40000}, g)));
