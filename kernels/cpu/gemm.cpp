@@ -63,9 +63,10 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // BLAS call runs single-threaded: OpenBLAS's own threads would compete with the pool's for the
 // same cores, and a batch of small GEMMs parallelises better across entries than inside each.
 //
-// Below kParallelGemmFlops a GEMM runs on the calling thread: a pool job costs a few
-// microseconds, about what 1 MFLOP takes; above it even OpenBLAS's narrow GEMMs (a toy2d
-// network's 2-column output layer, k = 2 in its gradient) gain from a second core.
+// Below kParallelGemmFlops a GEMM runs on the calling thread, where the pool's hand-off would
+// be a large part of its few microseconds; above it even OpenBLAS's narrow GEMMs (a toy2d
+// network's 2-column output layer, k = 2 in its gradient) gain from a second core. (Lowering
+// it to 0.25 MFLOP made no difference measurable on the toy2d MeanFlow step.)
 constexpr double kParallelGemmFlops = 1e6;
 
 template <class T>
