@@ -21,7 +21,7 @@ template <class T>
 void group_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out, double* rstd_out, int64_t n,
                       int64_t c, int64_t s, int64_t groups, double eps, bool silu) {
   const int64_t cg = c / groups, len = cg * s;
-  parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
+  parallel_for(n * groups, grain_for(8192, len), [&](int64_t begin, int64_t end) {
     for (int64_t ng = begin; ng < end; ++ng) {
       const int64_t first_channel = (ng % groups) * cg;
       const T* xg = x + ng * len;
@@ -61,7 +61,7 @@ void group_norm_backward_typed(const T* dy_in, const T* x, const double* mean_in
   // Per (image, channel) sums of dy * xhat and of dy, summed over the images afterwards in
   // image order (the same result for any thread count).
   std::vector<T> dy_xhat(size_t(n * c)), dy_sum(size_t(n * c));
-  parallel_for(n * groups, std::max<int64_t>(1, 8192 / std::max<int64_t>(len, 1)), [&](int64_t begin, int64_t end) {
+  parallel_for(n * groups, grain_for(8192, len), [&](int64_t begin, int64_t end) {
     // 64-byte aligned, so that vectorised sums over it split the same way wherever it lies.
     std::vector<T> through_silu_storage(silu ? size_t(len) + 64 / sizeof(T) : 0);
     T* const through_silu = silu ? aligned64(through_silu_storage.data()) : nullptr;

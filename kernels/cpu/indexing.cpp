@@ -19,7 +19,7 @@ void index_select(int, DType t, const void* in, const int64_t* idx, void* out, i
   dispatch_dtype(t, [&]<class T>() {
     const T* x = static_cast<const T*>(in);
     T* y = static_cast<T*>(out);
-    parallel_for(outer * n_idx, std::max<int64_t>(1, 16384 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    parallel_for(outer * n_idx, grain_for(16384, inner), [&](int64_t b, int64_t e) {
       for (int64_t p = b; p < e; ++p) {
         int64_t o = p / n_idx, j = p % n_idx;
         const T* src = x + (o * n_in + idx[j]) * inner;

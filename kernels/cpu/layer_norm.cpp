@@ -16,7 +16,7 @@
 namespace dualflow::cpu {
 namespace {
 
-int64_t row_grain(int64_t n) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(n, 1)); }
+int64_t row_grain(int64_t n) { return grain_for(8192, n); }
 
 template <class T>
 void layer_norm_typed(const T* x, const T* w, const T* b, T* y, double* mean_out, double* rstd_out, int64_t rows,

@@ -19,6 +19,12 @@ using ChunkFn = void (*)(void* context, int64_t begin, int64_t end);
 bool run_on_pool(int64_t total, int64_t chunks, ChunkFn fn, void* context);
 }  // namespace detail
 
+// The grain, in items, of a loop whose items each touch `values_per_item` values: the fewest
+// items whose values reach `values`, so that a chunk is worth a hand-off whatever the item size.
+inline int64_t grain_for(int64_t values, int64_t values_per_item) {
+  return std::max<int64_t>(1, values / std::max<int64_t>(values_per_item, 1));
+}
+
 // Runs fn(begin, end) over [0, total) in contiguous chunks; in parallel only when the work
 // is at least `grain` units. Nested calls run on the calling thread.
 template <class F>

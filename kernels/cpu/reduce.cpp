@@ -61,7 +61,7 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
     return is_max ? v > best : v < best;
   };
   if (inner == 1) {
-    parallel_for(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(r, 1)), [&](int64_t b, int64_t e) {
+    parallel_for(outer, grain_for(16384, r), [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o) {
         const T* x = in + o * r;
         if (op == ReduceOp::Sum) {
@@ -95,7 +95,7 @@ void reduce_typed(ReduceOp op, const T* in, void* out_v, int64_t outer, int64_t 
   // inner > 1: accumulate rows of `inner` contiguous values. Each output reads r inputs, so the
   // grain is counted in inputs as above: a bias gradient (one sum over 1,024 rows of 256
   // columns) splits across threads instead of running on the caller alone.
-  parallel_for(outer * inner, std::max<int64_t>(1, 16384 / std::max<int64_t>(r, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(outer * inner, grain_for(16384, r), [&](int64_t b, int64_t e) {
     // split the [outer*inner] output range into per-outer column ranges
     int64_t pos = b;
     std::vector<typename Acc<T>::type> acc;

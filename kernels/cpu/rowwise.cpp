@@ -14,7 +14,7 @@ namespace {
 template <class T>
 void rowwise_typed(RowOp op, const T* in, T* out, int64_t rows, int64_t cols) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
-  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(rows, grain_for(8192, cols), [&](int64_t b, int64_t e) {
     std::vector<C> ex(static_cast<size_t>(cols));
     for (int64_t rI = b; rI < e; ++rI) {
       const T* x = in + rI * cols;
@@ -59,7 +59,7 @@ void rowwise(int, RowOp op, DType t, const void* in, void* out, int64_t rows, in
 template <class T>
 void normalize_typed(const T* x, const T* w, const T* bias, T* y, int64_t rows, int64_t cols, double eps, bool rms) {
   using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
-  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(rows, grain_for(8192, cols), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
       T* yr = y + r * cols;
