@@ -10,6 +10,7 @@
 namespace dualflow::philox {
 
 using std::cos;
+using std::fma;
 using std::log;
 using std::sin;
 using std::sqrt;
@@ -60,12 +61,14 @@ DF_HD inline int lanes(Dist d, bool f64) {
   return f64 ? 2 : 4;
 }
 
-// Element i of a draw, computed in double; `a`, `b` are (low, high) for Uniform/RandInt,
-// (mean, std) for Normal, (p, unused) for Bernoulli.
-DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uint64_t i, double a, double b) {
-  int L = lanes(d, f64);
-  Block blk = block(seed, offset + i / uint64_t(L));
-  int lane = int(i % uint64_t(L));
+// Lane `lane` of block `blk` as element of a draw, computed in double (the final scale and
+// shift an explicit fused multiply-add, so that no compiler's contraction choice, which can
+// differ between two inlined copies of one formula, changes a bit); `a`, `b` are (low, high)
+// for Uniform/RandInt, (mean, std) for Normal, (p, unused) for Bernoulli. Normals come in
+// Box-Muller pairs: `pair_mate`, when given, receives the pair's other member (the lane after
+// `lane`), so a fill that walks whole blocks pays one logarithm per pair, not per element.
+DF_HD inline double sample_lane(Dist d, bool f64, const Block& blk, int lane, double a, double b,
+                                double* pair_mate = nullptr) {
   if (d == Dist::RandInt) {
     uint64_t range = uint64_t(b - a);
     uint64_t r = (uint64_t(blk.v[lane]) * range) >> 32;
@@ -74,7 +77,7 @@ DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uin
   if (d == Dist::Bernoulli) return u01_f32(blk.v[lane]) < a ? 1.0 : 0.0;
   if (d == Dist::Uniform) {
     double u = f64 ? u01_f64(blk.v[2 * lane], blk.v[2 * lane + 1]) : double(u01_f32(blk.v[lane]));
-    return a + (b - a) * u;
+    return fma(b - a, u, a);
   }
   // Normal by Box-Muller over pairs of lanes.
   double u1, u2;
@@ -91,8 +94,15 @@ DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uin
   }
   double radius = sqrt(-2.0 * log(1.0 - u1));  // 1 - u1 in (0, 1]: never log(0)
   double angle = 6.283185307179586 * u2;
+  if (pair_mate) *pair_mate = fma(b, radius * sin(angle), a);
   double n = pair_first ? radius * cos(angle) : radius * sin(angle);
-  return a + b * n;
+  return fma(b, n, a);
+}
+
+// Element i of a draw: lane i % lanes of block offset + i / lanes.
+DF_HD inline double sample(Dist d, bool f64, uint64_t seed, uint64_t offset, uint64_t i, double a, double b) {
+  int L = lanes(d, f64);
+  return sample_lane(d, f64, block(seed, offset + i / uint64_t(L)), int(i % uint64_t(L)), a, b);
 }
 
 }  // namespace dualflow::philox

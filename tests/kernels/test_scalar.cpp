@@ -10,9 +10,11 @@
 
 #include "engine/dualflow.h"
 
+#include "kernels/common/backend.h"
 #include "kernels/common/half.h"
 #include "kernels/common/philox.h"
 #include "kernels/common/scalar_ops.h"
+#include "kernels/cpu/parallel.h"
 
 using namespace dualflow;
 
@@ -22,6 +24,36 @@ TEST_CASE("Philox4x32-10 matches the Random123 known-answer vectors", "[kernels]
   REQUIRE(z.v[1] == 0xe169c58du);
   REQUIRE(z.v[2] == 0xbc57ac4cu);
   REQUIRE(z.v[3] == 0x9b00dbd8u);
+}
+
+TEST_CASE("the CPU random fill gives philox::sample's values bit for bit, whole blocks or not", "[kernels][rng]") {
+  // The fill walks whole Philox blocks and shares each normal pair's logarithm; element i must
+  // still be sample(..., i, ...), the formula the CUDA kernel evaluates one element at a time.
+  const Backend& cpu_backend = backend_for(Device::cpu());
+  const int before = cpu::num_threads();
+  for (int threads : {1, 2, 3}) {
+    cpu::set_num_threads(threads);
+    for (auto dist : {philox::Dist::Uniform, philox::Dist::Normal, philox::Dist::RandInt, philox::Dist::Bernoulli}) {
+      for (DType t : {DType::f32, DType::f64}) {
+        const bool f64 = t == DType::f64;
+        const double a = dist == philox::Dist::Bernoulli ? 0.3 : dist == philox::Dist::RandInt ? -5.0 : 0.25;
+        const double b = dist == philox::Dist::RandInt ? 17.0 : 1.75;
+        for (int64_t n : {1, 3, 5, 1001, 4099}) {  // partial last blocks, and enough to split
+          std::vector<double> got(static_cast<size_t>(n));
+          std::vector<float> got32(static_cast<size_t>(n));
+          cpu_backend.random(0, dist, t, f64 ? static_cast<void*>(got.data()) : static_cast<void*>(got32.data()), n,
+                             0x1234567890abcdefULL, 77, a, b);
+          for (int64_t i = 0; i < n; ++i) {
+            const double want = philox::sample(dist, f64, 0x1234567890abcdefULL, 77, uint64_t(i), a, b);
+            INFO("dist " << int(dist) << " f64 " << f64 << " n " << n << " i " << i << " threads " << threads);
+            if (f64) REQUIRE(got[size_t(i)] == want);
+            else REQUIRE(got32[size_t(i)] == float(want));
+          }
+        }
+      }
+    }
+  }
+  cpu::set_num_threads(before);
 }
 
 TEST_CASE("f16 and bf16 conversions", "[kernels][half]") {
