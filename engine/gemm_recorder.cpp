@@ -17,6 +17,7 @@ std::string GemmShape::str() const {
   s += fmt::format("[{}x{}]{}{} @ [{}x{}]{}{}", m, k, trans_a ? "^T" : "", shared_a && batch > 1 ? " shared" : "", k, n,
                    trans_b ? "^T" : "", shared_b && batch > 1 ? " shared" : "");
   if (accumulate) s += " +C";
+  if (bias) s += " +bias";
   return s + " " + std::string(dtype_name(dtype));
 }
 

@@ -20,13 +20,14 @@ struct GemmShape {
   Device device;
   bool trans_a = false, trans_b = false;
   bool shared_a = false, shared_b = false;  // one operand matrix for every batch entry (batch stride 0)
-  bool accumulate = false;                  // beta = 1: C holds a bias or a partial sum
+  bool accumulate = false;                  // beta = 1: C holds a partial sum
+  bool bias = false;                        // a row added to each row of C as it is stored
   int64_t batch = 1, m = 0, n = 0, k = 0;
 
   double flops() const { return 2.0 * double(batch) * double(m) * double(n) * double(k); }
   std::string str() const;  // "64x[49x64]@[64x49]^T f32"-style, for tables
   auto key() const {
-    return std::tuple(int(dtype), int(device.kind), device.index, trans_a, trans_b, shared_a, shared_b, accumulate,
+    return std::tuple(int(dtype), int(device.kind), device.index, trans_a, trans_b, shared_a, shared_b, accumulate, bias,
                       batch, m, n, k);
   }
   bool operator<(const GemmShape& o) const { return key() < o.key(); }

@@ -75,8 +75,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // ---- linear algebra ----
 Tensor matmul(const Tensor& a, const Tensor& b);
-// x [..., in] @ weight[out, in]^T + bias [out] (bias may be undefined), the bias written into the
-// output first and the product accumulated onto it by the GEMM: one pass fewer than matmul + add.
+// x [..., in] @ weight[out, in]^T + bias [out] (bias may be undefined), the bias added by the GEMM
+// as it stores the product: no pass over the output besides the product's own.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 void set_allow_tf32(bool on);  // CUDA f32 GEMM through TF32 tensor cores; off by default
 bool allow_tf32();

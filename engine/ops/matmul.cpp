@@ -35,9 +35,10 @@ bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int6
   return false;
 }
 
-// out[b] = a[b] @ w[b] (+ out[b] when beta = 1) for 3-D a [B, M, K], w [B, K, N] whose batch
-// stride may be 0.
-void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0) {
+// out[b] = a[b] @ w[b] (+ out[b] when beta = 1, + the row `bias` when given, with beta = 0) for
+// 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N].
+void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0,
+                  const Tensor& bias = Tensor()) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -62,10 +63,12 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
   g.stride_c = m * n;
   g.batch = batch;
   g.beta = beta;
+  g.bias = bias.defined() ? bias.raw_data() : nullptr;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) {
-    if (beta == 0.0) fill_(out, 0.0);
+    if (bias.defined()) copy_(out, bias.reshape(Shape{1, 1, n}).expand(out.shape()));
+    else if (beta == 0.0) fill_(out, 0.0);
     return;
   }
   GemmRecorder::note(GemmShape{.dtype = g.dtype,
@@ -75,6 +78,7 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
                                .shared_a = batch > 1 && g.stride_a == 0,
                                .shared_b = batch > 1 && g.stride_b == 0,
                                .accumulate = beta != 0.0,
+                               .bias = bias.defined(),
                                .batch = batch,
                                .m = m,
                                .n = n,
@@ -171,7 +175,8 @@ std::function<void()> gemm_runner(const GemmShape& shape) {
   Tensor b = operand(shape.k, shape.n, shape.trans_b, shape.shared_b);
   Tensor c = zeros({shape.batch, shape.m, shape.n}, opts);
   const double beta = shape.accumulate ? 1.0 : 0.0;
-  return [a, b, c, beta] { gemm_batched(a, b, c, beta); };
+  Tensor bias = shape.bias ? randn({shape.n}, gen, opts) : Tensor();
+  return [a, b, c, beta, bias] { gemm_batched(a, b, c, beta, bias); };
 }
 
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
@@ -245,9 +250,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = Tensor::empty(out_shape, x.options());
   {
     NoGradGuard ng;
-    Tensor out2 = out.reshape(Shape{1, rows, out_f});
-    copy_(out2, bias.detach().reshape(Shape{1, 1, out_f}).expand(Shape{1, rows, out_f}));
-    gemm_batched(x.detach().reshape(Shape{1, rows, in_f}), weight.detach().t().unsqueeze(0), out2, 1.0);
+    // The GEMM adds the bias as it stores each tile of the product.
+    gemm_batched(x.detach().reshape(Shape{1, rows, in_f}), weight.detach().t().unsqueeze(0),
+                 out.reshape(Shape{1, rows, out_f}), 0.0, bias.detach().contiguous());
   }
   return record(
       name, {&x, &weight, &bias}, out,

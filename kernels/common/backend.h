@@ -42,6 +42,10 @@ struct GemmArgs {
   int64_t ldc = 0, stride_c = 0;
   int64_t batch = 1;
   double alpha = 1.0, beta = 0.0;
+  // Optional: a row of n values (dtype, contiguous, one for every batch entry) added to each row
+  // of C in place of beta * C, which must then be 0: C = alpha op(A) op(B) + bias. A Linear's
+  // bias, added as the product is stored instead of copied into C beforehand and read back.
+  const void* bias = nullptr;
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
 

@@ -29,10 +29,12 @@ void gemm_half(const GemmArgs& g) {
   for (int64_t bi = 0; bi < g.batch; ++bi) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
-    for (size_t i = 0; i < c.size(); ++i) c[i] = g.beta == 0.0 ? 0.f : float(Cp[bi * g.stride_c + int64_t(i)]);
+    const H* bias = static_cast<const H*>(g.bias);
+    for (size_t i = 0; i < c.size(); ++i)
+      c[i] = bias ? (int64_t(i) % g.ldc < g.n ? float(bias[int64_t(i) % g.ldc]) : 0.f) : g.beta == 0.0 ? 0.f : float(Cp[bi * g.stride_c + int64_t(i)]);
     cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, int(g.m),
-                int(g.n), int(g.k), float(g.alpha), a.data(), int(g.lda), b.data(), int(g.ldb), float(g.beta), c.data(),
-                int(g.ldc));
+                int(g.n), int(g.k), float(g.alpha), a.data(), int(g.lda), b.data(), int(g.ldb),
+                bias ? 1.0f : float(g.beta), c.data(), int(g.ldc));
     for (int64_t r = 0; r < g.m; ++r)
       for (int64_t col = 0; col < g.n; ++col) Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);
   }
@@ -44,18 +46,28 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   const T* A = static_cast<const T*>(g.a) + bi * g.stride_a + (g.trans_a ? r0 : r0 * g.lda);
   const T* B = static_cast<const T*>(g.b) + bi * g.stride_b + (g.trans_b ? c0 * g.ldb : c0);
   T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
+  const T* bias = g.bias ? static_cast<const T*>(g.bias) + c0 : nullptr;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
   if constexpr (std::is_same_v<T, float>) {
     if (sgemm_avx512_active() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
         g.k >= sgemm_avx512_min_k)
       return sgemm_avx512(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, float(g.alpha), A, g.lda, B, g.ldb,
-                          float(g.beta), C, g.ldc);
+                          float(g.beta), C, g.ldc, bias);
+  }
+  // BLAS has no bias: this block of C starts as the bias rows, which the product then adds to
+  // (filled here, inside the block's task, so that it splits across threads with the product).
+  double beta = g.beta;
+  if (bias) {
+    for (int64_t r = 0; r < r1 - r0; ++r) std::copy(bias, bias + (c1 - c0), C + r * g.ldc);
+    beta = 1.0;
+  }
+  if constexpr (std::is_same_v<T, float>) {
     cblas_sgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), float(g.alpha), A, int(g.lda), B,
-                int(g.ldb), float(g.beta), C, int(g.ldc));
+                int(g.ldb), float(beta), C, int(g.ldc));
   } else {
     cblas_dgemm(CblasRowMajor, ta, tb, int(r1 - r0), int(c1 - c0), int(g.k), g.alpha, A, int(g.lda), B, int(g.ldb),
-                g.beta, C, int(g.ldc));
+                beta, C, int(g.ldc));
   }
 }
 

@@ -127,13 +127,14 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
-// C[0..mr) x [0..nr) = alpha * (A x B panel) + beta * C (C unread where beta == 0). A is a
+// C[0..mr) x [0..nr) = alpha * (A x B panel) + beta * C (C unread where beta == 0), plus
+// bias[0..nr) in every row where bias is given (then beta == 0). A is a
 // packed panel ([p][MR]) or, for untransposed A with all MR rows present, A itself: its rows
 // are read along k directly (MR sequential streams), which saves packing a matrix whose rows
 // are already contiguous in k.
 template <bool PackedA>
 void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float* c, int64_t ldc, int64_t mr,
-                int64_t nr, float alpha, float beta) {
+                int64_t nr, float alpha, float beta, const float* bias) {
   // C's tile is read or written only after the k loop; fetching its rows now hides the
   // latency of lines that are often in no cache (C is swept once per block of k).
   for (int64_t i = 0; i < mr; ++i) {
@@ -156,10 +157,17 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
   const __mmask16 m0 = __mmask16(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
   const __mmask16 m1 = __mmask16(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  // One rounding of alpha * sum + bias, written as the fused multiply-add the compiler would
+  // otherwise be free to form or not; at alpha = 1 these are the bits of C = bias, beta = 1.
+  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   for (int64_t i = 0; i < mr; ++i) {
     float* row = c + i * ldc;
     __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
-    if (beta != 0.0f) {
+    if (bias) {
+      r0 = _mm512_fmadd_ps(va, acc[i][0], bias0);
+      r1 = _mm512_fmadd_ps(va, acc[i][1], bias1);
+    } else if (beta != 0.0f) {
       r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
       r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
     }
@@ -171,11 +179,12 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
 }  // namespace
 
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+      for (int64_t j = 0; j < n; ++j)
+        c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
   thread_local std::vector<float> a_packed, b_packed;
@@ -185,8 +194,9 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
-      // The first k block applies beta; later ones add onto what the earlier ones stored.
+      // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
       const float beta_here = pc == 0 ? beta : 1.0f;
+      const float* bias_here = pc == 0 ? bias : nullptr;
       pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data());
       for (int64_t ic = 0; ic < m; ic += MC) {
         const int64_t mc = std::min(MC, m - ic);
@@ -200,10 +210,10 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
             const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
             if (ir < direct_rows)
               micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
-                                beta_here);
+                                beta_here, bias_here ? bias_here + jc + jr : nullptr);
             else
               micro_tile<true>(kc, a_packed.data() + ir * kc, MR, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
-                               beta_here);
+                               beta_here, bias_here ? bias_here + jc + jr : nullptr);
           }
       }
     }
@@ -212,7 +222,7 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 #else
 // Never called: sgemm_avx512_active() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
-                  float*, int64_t) {}
+                  float*, int64_t, const float*) {}
 #endif
 
 }  // namespace dualflow::cpu

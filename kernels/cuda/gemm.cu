@@ -48,27 +48,31 @@ cublasHandle_t cublas_handle(int device) {
 
 namespace {
 
-// out[b, r, c] = beta * out[b, r, c] (0 when beta == 0, never reading out) for r < m, c < n.
+// out[b, r, c] = beta * out[b, r, c] (0 when beta == 0, never reading out) for r < m, c < n;
+// with a bias row, out[b, r, c] = bias[c] instead.
 template <class T>
-__global__ void scale_matrix(T* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t batch, double beta) {
+__global__ void scale_matrix(T* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t batch, double beta,
+                             const T* bias) {
   const int64_t total = batch * m * n;
   for (int64_t p = global_index(); p < total; p += grid_stride()) {
     const int64_t col = p % n, q = p / n, row = q % m, b = q / m;
     T* e = c + b * stride_c + row * ldc + col;
     using Cm = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    *e = beta == 0.0 ? T(Cm(0)) : T(Cm(beta) * Cm(*e));
+    *e = bias ? bias[col] : beta == 0.0 ? T(Cm(0)) : T(Cm(beta) * Cm(*e));
   }
 }
 
 void gemm(int device, const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
-  if (g.k <= 0) {  // C = beta * C (alpha * empty product = 0)
+  // C = beta * C, or the bias rows: all of C when k is 0 (alpha * empty product = 0), and
+  // the bias for cuBLAS (which has no bias operand) to add the product onto with beta = 1.
+  if (g.k <= 0 || g.bias) {
     dispatch_floating("gemm", g.dtype, [&]<class T>() {
       scale_matrix<T><<<grid_for(g.batch * g.m * g.n), kThreads, 0, stream(device)>>>(
-          static_cast<T*>(g.c), g.m, g.n, g.ldc, g.stride_c, g.batch, g.beta);
+          static_cast<T*>(g.c), g.m, g.n, g.ldc, g.stride_c, g.batch, g.beta, static_cast<const T*>(g.bias));
       CUDA_CHECK_LAUNCH();
     });
-    return;
+    if (g.k <= 0) return;
   }
   cudaDataType_t data_type;
   cublasComputeType_t compute;
@@ -93,9 +97,10 @@ void gemm(int device, const GemmArgs& g) {
       break;
     default: unsupported("gemm", g.dtype);
   }
-  const float alpha_f = float(g.alpha), beta_f = float(g.beta);
+  const double beta_d = g.bias ? 1.0 : g.beta;
+  const float alpha_f = float(g.alpha), beta_f = float(beta_d);
   const void* alpha = f64 ? static_cast<const void*>(&g.alpha) : static_cast<const void*>(&alpha_f);
-  const void* beta = f64 ? static_cast<const void*>(&g.beta) : static_cast<const void*>(&beta_f);
+  const void* beta = f64 ? static_cast<const void*>(&beta_d) : static_cast<const void*>(&beta_f);
 
   // Column-major view: C^T [n x m] = op(B)^T [n x k] * op(A)^T [k x m]. A row-major matrix with
   // leading dim ld is its own transpose in column-major with the same ld, so B goes first with

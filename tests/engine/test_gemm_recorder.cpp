@@ -48,11 +48,13 @@ TEST_CASE("GemmRecorder counts each GEMM with its shape, transposes and sharing"
     CHECK(has([](const GemmShape& s) { return s.batch == 2 && s.m == 5 && !s.shared_a && !s.shared_b; }));
     CHECK(has([](const GemmShape& s) { return s.batch == 2 && s.m == 4 && s.n == 6 && s.shared_a && s.trans_a; }));
   }
-  SECTION("linear accumulates onto its bias") {
+  SECTION("linear's GEMM adds its bias, and the runner times that form") {
     GemmRecorder r;
     linear(a, randn({7, 3}, gen), randn({7}, gen));
     const GemmShape s = only_shape(r);
-    CHECK((s.accumulate && s.trans_b && s.m == 5 && s.n == 7 && s.k == 3));
+    CHECK((s.bias && !s.accumulate && s.trans_b && s.m == 5 && s.n == 7 && s.k == 3));
+    CHECK(s.str().find("+bias") != std::string::npos);
+    gemm_runner(s)();  // makes and passes a bias row of n values
   }
   SECTION("backward's GEMMs are counted too") {
     Tensor w = randn({3, 4}, gen), x = randn({5, 3}, gen);

@@ -1,6 +1,7 @@
 // Tensor basics: views share storage, copies and conversions, factories, printing, the
 // Philox generator's reproducibility and saved state, and clear errors for bad input.
 #include "kernels/common/backend.h"
+#include "kernels/cpu/parallel.h"
 #include "test_util.h"
 
 namespace dualflow::testing {
@@ -68,6 +69,19 @@ TEST_CASE("linear equals matmul + bias bit for bit on small integers, in every d
     REQUIRE(linear(x.transpose(0, 1), w, b).to(DType::f64).to_vector<double>() ==
             (matmul(x.transpose(0, 1).contiguous(), w.t()) + b).to(DType::f64).to_vector<double>());
   }
+  // Shapes for the AVX-512 kernel's bias row (two k blocks, a partial last tile), split across
+  // threads, and a narrow output that OpenBLAS multiplies.
+  const int threads_before = cpu::num_threads();
+  for (int threads : {1, 2}) {
+    cpu::set_num_threads(threads);
+    Tensor x = ints(Shape{50, 300}, 5, DType::f32), b = ints(Shape{70}, 7, DType::f32);
+    for (int64_t out : {int64_t(70), int64_t(3)}) {
+      INFO(threads << " threads, " << out << " outputs");
+      Tensor w = ints(Shape{out, 300}, 4, DType::f32), bo = b.narrow(0, 0, out);
+      REQUIRE(linear(x, w, bo).to_vector<float>() == (matmul(x, w.t()) + bo).to_vector<float>());
+    }
+  }
+  cpu::set_num_threads(threads_before);
   // No inputs: every row is the bias. No rows: an empty output.
   Tensor b = from_vector(std::vector<double>{1, 2, 3}, Shape{3}, DType::f32);
   Tensor rows_of_bias = linear(zeros(Shape{2, 0}, DType::f32), zeros(Shape{3, 0}, DType::f32), b);

@@ -93,3 +93,40 @@ TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and colu
     }
   REQUIRE(parts == whole);
 }
+
+TEST_CASE("sgemm_avx512's bias row gives the bits of C filled with the bias and beta = 1 (alpha = 1)", "[kernels][gemm]") {
+  if (!cpu::sgemm_avx512_supported()) return;
+  // k = 300 spans two 256-step blocks: the bias enters with the first only. n = 70 ends in a
+  // partial tile, whose bias lanes past n must not be read into C.
+  for (int64_t k : {int64_t(5), int64_t(300)})
+    for (bool tb : {false, true}) {
+      const int64_t m = 29, n = 70, ldc = n + 2;
+      const std::vector<float> a = random_vector(size_t(m * k), 11), b = random_vector(size_t(k * n), 12);
+      const std::vector<float> bias = random_vector(size_t(n), 13);
+      std::vector<float> fused(size_t(m * ldc), std::numeric_limits<float>::quiet_NaN()), filled = fused;
+      for (int64_t i = 0; i < m; ++i) std::copy(bias.begin(), bias.end(), filled.begin() + i * ldc);
+      cpu::sgemm_avx512(false, tb, m, n, k, 1.0f, a.data(), k, b.data(), tb ? k : n, 1.0f, filled.data(), ldc);
+      cpu::sgemm_avx512(false, tb, m, n, k, 1.0f, a.data(), k, b.data(), tb ? k : n, 0.0f, fused.data(), ldc,
+                        bias.data());
+      INFO("k " << k << ", trans_b " << tb);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) REQUIRE(fused[size_t(i * ldc + j)] == filled[size_t(i * ldc + j)]);
+        for (int64_t j = n; j < ldc; ++j) REQUIRE(std::isnan(fused[size_t(i * ldc + j)]));  // padding untouched
+      }
+    }
+}
+
+TEST_CASE("sgemm_avx512's bias row with alpha != 1 equals alpha * the f64 product + bias", "[kernels][gemm]") {
+  if (!cpu::sgemm_avx512_supported()) return;
+  const int64_t m = 13, n = 40, k = 270;
+  const std::vector<float> a = random_vector(size_t(m * k), 21), b = random_vector(size_t(k * n), 22);
+  const std::vector<float> bias = random_vector(size_t(n), 23);
+  std::vector<float> c(size_t(m * n), std::numeric_limits<float>::quiet_NaN());  // never read
+  cpu::sgemm_avx512(false, false, m, n, k, -0.75f, a.data(), k, b.data(), n, 0.0f, c.data(), n, bias.data());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t q = 0; q < k; ++q) want += double(a[size_t(i * k + q)]) * double(b[size_t(q * n + j)]);
+      REQUIRE(double(c[size_t(i * n + j)]) == Approx(-0.75 * want + double(bias[size_t(j)])).margin(2e-6 * 17));
+    }
+}
