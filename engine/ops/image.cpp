@@ -363,7 +363,7 @@ Tensor upsample2d(const Tensor& x, int64_t scale, UpsampleMode mode) {
   const char* name = "upsample2d";
   check_image(name, x);
   DF_CHECK(scale >= 1, "{}: scale must be >= 1, got {}", name, scale);
-  const int64_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+  const int64_t h = x.shape()[2], w = x.shape()[3];
   if (mode == UpsampleMode::Nearest) {
     // Row i of the output reads row i / scale, along each axis: two gathers, whose inner loops
     // run along whole rows (copying an expanded [.., w, scale] view instead runs `scale`

@@ -155,7 +155,7 @@ void run_kernels(const BenchOptions& o) {
     rep.add(r);
   }
 
-  // ---- linear: the bias accumulated by the GEMM, against matmul then add ----
+  // ---- linear: the bias added by the GEMM as it stores the product, against matmul then add ----
   // Shapes of the toy2d network's hidden layer (batch 1024 and the 2 x 1,000 rows of the exact
   // likelihood's tangents) and of DiT-S's MLP (64 images x 49 tokens).
   for (auto [rows, in, out] :
