@@ -27,8 +27,8 @@ struct GemmShape {
   double flops() const { return 2.0 * double(batch) * double(m) * double(n) * double(k); }
   std::string str() const;  // "64x[49x64]@[64x49]^T f32"-style, for tables
   auto key() const {
-    return std::tuple(int(dtype), int(device.kind), device.index, trans_a, trans_b, shared_a, shared_b, accumulate, bias,
-                      batch, m, n, k);
+    return std::tuple(int(dtype), int(device.kind), device.index, trans_a, trans_b, shared_a, shared_b, accumulate,
+                      bias, batch, m, n, k);
   }
   bool operator<(const GemmShape& o) const { return key() < o.key(); }
   bool operator==(const GemmShape& o) const { return key() == o.key(); }

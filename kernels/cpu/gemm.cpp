@@ -30,8 +30,11 @@ void gemm_half(const GemmArgs& g) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
     const H* bias = static_cast<const H*>(g.bias);
-    for (size_t i = 0; i < c.size(); ++i)
-      c[i] = bias ? (int64_t(i) % g.ldc < g.n ? float(bias[int64_t(i) % g.ldc]) : 0.f) : g.beta == 0.0 ? 0.f : float(Cp[bi * g.stride_c + int64_t(i)]);
+    for (size_t i = 0; i < c.size(); ++i) {
+      const int64_t col = int64_t(i) % g.ldc;  // the gap between rows (col >= n) is never stored back
+      if (bias) c[i] = col < g.n ? float(bias[col]) : 0.f;
+      else c[i] = g.beta == 0.0 ? 0.f : float(Cp[bi * g.stride_c + int64_t(i)]);
+    }
     cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans, int(g.m),
                 int(g.n), int(g.k), float(g.alpha), a.data(), int(g.lda), b.data(), int(g.ldb),
                 bias ? 1.0f : float(g.beta), c.data(), int(g.ldc));

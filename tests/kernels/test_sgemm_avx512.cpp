@@ -94,7 +94,8 @@ TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and colu
   REQUIRE(parts == whole);
 }
 
-TEST_CASE("sgemm_avx512's bias row gives the bits of C filled with the bias and beta = 1 (alpha = 1)", "[kernels][gemm]") {
+TEST_CASE("sgemm_avx512's bias row gives the bits of C filled with the bias and beta = 1 (alpha = 1)",
+          "[kernels][gemm]") {
   if (!cpu::sgemm_avx512_supported()) return;
   // k = 300 spans two 256-step blocks: the bias enters with the first only. n = 70 ends in a
   // partial tile, whose bias lanes past n must not be read into C.
