@@ -15,7 +15,7 @@ TEST_CASE("dualflow bench toy2d-cfm: the GEMM roofline in the table and the JSON
                                "bench.jsonl", "--gemm-shapes"});
   REQUIRE_SUCCEEDED(o);
   REQUIRE_THAT(o.out, Catch::Contains("GEMM roofline:") && Catch::Contains("GEMM shape") &&
-                          Catch::Contains("[1024x256] @ [256x256]^T +C f32"));
+                          Catch::Contains("[1024x256] @ [256x256]^T +bias f32"));
   std::ifstream f(s.work / "bench.jsonl");
   std::string line;
   REQUIRE(std::getline(f, line));
