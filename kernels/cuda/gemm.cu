@@ -51,7 +51,7 @@ namespace {
 // out[b, r, c] = beta * out[b, r, c] (0 when beta == 0, never reading out) for r < m, c < n;
 // with a bias row, out[b, r, c] = bias[c] instead.
 template <class T>
-__global__ void scale_matrix(T* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t batch, double beta,
+__global__ void initialise_c(T* c, int64_t m, int64_t n, int64_t ldc, int64_t stride_c, int64_t batch, double beta,
                              const T* bias) {
   const int64_t total = batch * m * n;
   for (int64_t p = global_index(); p < total; p += grid_stride()) {
@@ -68,7 +68,7 @@ void gemm(int device, const GemmArgs& g) {
   // the bias for cuBLAS (which has no bias operand) to add the product onto with beta = 1.
   if (g.k <= 0 || g.bias) {
     dispatch_floating("gemm", g.dtype, [&]<class T>() {
-      scale_matrix<T><<<grid_for(g.batch * g.m * g.n), kThreads, 0, stream(device)>>>(
+      initialise_c<T><<<grid_for(g.batch * g.m * g.n), kThreads, 0, stream(device)>>>(
           static_cast<T*>(g.c), g.m, g.n, g.ldc, g.stride_c, g.batch, g.beta, static_cast<const T*>(g.bias));
       CUDA_CHECK_LAUNCH();
     });
