@@ -98,6 +98,16 @@ namespace autodiff_detail {
 
 bool any_forward_level_visible();
 bool requires_grad(const Tensor& t);
+// Whether record() over these inputs may attach anything (some input carries autodiff state):
+// an op that saves values only for its rules skips them otherwise.
+inline bool may_record(std::span<const Tensor* const> inputs) {
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->impl()->autograd != nullptr) return true;
+  return false;
+}
+inline bool may_record(std::initializer_list<const Tensor*> inputs) {
+  return may_record(std::span<const Tensor* const>(inputs.begin(), inputs.size()));
+}
 std::shared_ptr<Node> edge_for(const Tensor& t);
 void set_grad_fn(const Tensor& out, std::shared_ptr<Node> fn);
 // Runs `compute_tangent(tangents)` once per visible forward level at which any input has a
@@ -144,9 +154,7 @@ Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor ou
               const std::function<Tensor(const Tangents&, const Tensor&)>& batched_jvp = {}) {
   DF_CHECK(inputs.size() <= kMaxOpInputs, "{}: an op records at most {} inputs, got {}", name, kMaxOpInputs,
            inputs.size());
-  bool any_meta = false;
-  for (const Tensor* t : inputs) any_meta |= (t->defined() && t->impl()->autograd != nullptr);
-  if (!any_meta) return out;
+  if (!autodiff_detail::may_record(inputs)) return out;
   if (GradMode::enabled()) {
     NeedsGrad needs;
     int i = 0;

@@ -29,6 +29,18 @@ std::string activation_name(ActivationKind kind) {
   return "?";
 }
 
+std::optional<UnaryOp> activation_op(ActivationKind kind) {
+  switch (kind) {
+    case ActivationKind::SiLU: return UnaryOp::Silu;
+    case ActivationKind::GELU: return UnaryOp::GeluErf;
+    case ActivationKind::GELUTanh: return UnaryOp::GeluTanh;
+    case ActivationKind::ReLU: return UnaryOp::Relu;
+    case ActivationKind::Tanh: return UnaryOp::Tanh;
+    case ActivationKind::Identity: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 Tensor activate(ActivationKind kind, const Tensor& x) {
   switch (kind) {
     case ActivationKind::SiLU: return silu(x);

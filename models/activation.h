@@ -1,6 +1,7 @@
 // Activations chosen by name ("silu", "gelu", "gelu_tanh", "relu", "tanh", "identity"), as a
 // function and as a parameter-free module that can sit in a Sequential.
 #pragma once
+#include <optional>
 #include <string>
 
 #include "models/module.h"
@@ -13,6 +14,9 @@ enum class ActivationKind { SiLU, GELU, GELUTanh, ReLU, Tanh, Identity };
 ActivationKind parse_activation(const std::string& name);
 std::string activation_name(ActivationKind kind);
 Tensor activate(ActivationKind kind, const Tensor& x);
+// The engine's unary op of an activation (none for identity): what Linear::forward_activated
+// hands to the GEMM.
+std::optional<UnaryOp> activation_op(ActivationKind kind);
 
 class Activation : public UnaryModule {
  public:

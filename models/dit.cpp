@@ -145,7 +145,7 @@ TransformerMlp::TransformerMlp(int64_t dim, int64_t hidden, Generator& gen) : Un
   fc2 = register_module("fc2", std::make_shared<Linear>(hidden, dim, gen));
 }
 
-Tensor TransformerMlp::forward(const Tensor& x) { return fc2->forward(gelu(fc1->forward(x), GeluApprox::Tanh)); }
+Tensor TransformerMlp::forward(const Tensor& x) { return fc2->forward(fc1->forward_activated(x, UnaryOp::GeluTanh)); }
 
 DiTBlock::DiTBlock(int64_t hidden, int64_t heads, int64_t mlp_hidden, Generator& gen) : Module("DiTBlock") {
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(hidden, 1e-6, false));

@@ -21,12 +21,14 @@ std::string Linear::describe() const {
   return fmt::format("Linear(in={}, out={}{})", in_, out_, bias.defined() ? "" : ", bias=false");
 }
 
-Tensor Linear::forward(const Tensor& x) {
+Tensor Linear::forward(const Tensor& x) { return forward_activated(x, std::nullopt); }
+
+Tensor Linear::forward_activated(const Tensor& x, std::optional<UnaryOp> activation) {
   DF_CHECK(x.defined() && x.dim() >= 1, "{}: expected an input [..., {}], got {}", describe(), in_,
            x.defined() ? x.shape().str() : "undefined");
   DF_CHECK(x.shape()[x.dim() - 1] == in_, "{}: input last dim expected {}, got {} (input shape {})", describe(), in_,
            x.shape()[x.dim() - 1], x.shape().str());
-  return linear(x, weight, bias);
+  return activation ? linear_activation(x, weight, bias, *activation) : linear(x, weight, bias);
 }
 
 }  // namespace dualflow

@@ -1,5 +1,7 @@
 // Linear: y = x W^T + b over the last dim, weight [out, in] as in PyTorch.
 #pragma once
+#include <optional>
+
 #include "models/module.h"
 
 namespace dualflow {
@@ -11,6 +13,9 @@ class Linear : public UnaryModule {
   std::string describe() const override;
   // x [..., in] -> [..., out]
   Tensor forward(const Tensor& x) override;
+  // activation(forward(x)) as one op (linear_activation): the GEMM applies the activation as it
+  // stores the output. Without an activation, forward(x).
+  Tensor forward_activated(const Tensor& x, std::optional<UnaryOp> activation);
 
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }

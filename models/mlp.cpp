@@ -7,6 +7,7 @@ MLP::MLP(const std::vector<int64_t>& widths, const std::string& activation, Gene
     : Sequential("MLP"), widths_(widths), activation_(activation) {
   DF_CHECK(widths.size() >= 2, "MLP: widths must list at least an input and an output size, got {}", widths.size());
   ActivationKind kind = parse_activation(activation);
+  activation_op_ = activation_op(kind);
   for (size_t i = 0; i + 1 < widths.size(); ++i) {
     if (i > 0) push_back(std::make_shared<Activation>(kind));
     linears_.push_back(push_back(std::make_shared<Linear>(widths[i], widths[i + 1], gen)));
@@ -19,7 +20,12 @@ Tensor MLP::forward(const Tensor& x) {
   DF_CHECK(x.defined() && x.dim() >= 1 && x.shape()[x.dim() - 1] == widths_.front(),
            "{}: input last dim expected {}, got shape {}", describe(), widths_.front(),
            x.defined() ? x.shape().str() : "undefined");
-  return Sequential::forward(x);
+  // The Sequential's Linear and Activation modules, each hidden Linear with its activation as
+  // one op: the GEMM applies it as it stores the layer's output.
+  Tensor h = x;
+  for (size_t i = 0; i < linears_.size(); ++i)
+    h = i + 1 < linears_.size() ? linears_[i]->forward_activated(h, activation_op_) : linears_[i]->forward(h);
+  return h;
 }
 
 }  // namespace dualflow

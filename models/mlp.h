@@ -22,6 +22,7 @@ class MLP : public Sequential {
  private:
   std::vector<int64_t> widths_;
   std::string activation_;
+  std::optional<UnaryOp> activation_op_;  // what each hidden Linear's GEMM applies
   std::vector<std::shared_ptr<Linear>> linears_;
 };
 

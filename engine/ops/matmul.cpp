@@ -1,7 +1,8 @@
 // matmul with NumPy semantics: 1-D operands are promoted and squeezed back, batch dims
 // broadcast. Strided (transposed) operands go to the GEMM as transpose flags, not copies;
 // a 2-D right operand folds the left operand's batch into M for one large GEMM. linear is
-// x W^T + b with the bias accumulated by the GEMM itself (beta = 1 onto the bias rows).
+// x W^T + b with the bias added by the GEMM as it stores the product, and linear_activation
+// applies the activation there too.
 #include <atomic>
 
 #include "engine/gemm_recorder.h"
@@ -35,10 +36,24 @@ bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int6
   return false;
 }
 
+// activation(x) for a GEMM activation (gemm_activation_supported), as its own op.
+Tensor activation_op(UnaryOp op, const Tensor& x) {
+  switch (op) {
+    case UnaryOp::Relu: return relu(x);
+    case UnaryOp::Tanh: return tanh(x);
+    case UnaryOp::Sigmoid: return sigmoid(x);
+    case UnaryOp::Silu: return silu(x);
+    case UnaryOp::GeluTanh: return gelu(x, GeluApprox::Tanh);
+    case UnaryOp::GeluErf: return gelu(x, GeluApprox::Erf);
+    default: fail("linear_activation: unary op {} is not an activation", int(op));
+  }
+}
+
 // out[b] = a[b] @ w[b] (+ out[b] when beta = 1, + the row `bias` when given, with beta = 0) for
-// 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N].
+// 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N]; then the
+// activation, where given, with the values before it into `pre` (out's shape) where defined.
 void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0,
-                  const Tensor& bias = Tensor()) {
+                  const Tensor& bias = Tensor(), std::optional<UnaryOp> activation = {}, const Tensor& pre = Tensor()) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -64,11 +79,17 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
   g.batch = batch;
   g.beta = beta;
   g.bias = bias.defined() ? bias.raw_data() : nullptr;
+  g.activation = activation;
+  g.pre = pre.defined() ? pre.raw_data() : nullptr;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (bias.defined()) copy_(out, bias.reshape(Shape{1, 1, n}).expand(out.shape()));
     else if (beta == 0.0) fill_(out, 0.0);
+    if (activation) {
+      if (pre.defined()) copy_(pre, out);
+      copy_(out, activation_op(*activation, out));
+    }
     return;
   }
   GemmRecorder::note(GemmShape{.dtype = g.dtype,
@@ -228,51 +249,116 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
       TangentBatch::Broadcast);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  const char* name = "linear";
+namespace {
+
+// A Linear's shapes, checked: x [..., in], weight [out, in], bias [out] or undefined.
+struct LinearShape {
+  int64_t rows = 1, in_f = 0, out_f = 0;
+  Shape out_shape;
+};
+
+LinearShape check_linear(const char* name, const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_defined(name, x);
   check_defined(name, weight, "weight");
-  DF_CHECK(weight.dim() == 2, "linear: weight must be [out, in], got {}", weight.shape().str());
-  const int64_t out_f = weight.shape()[0], in_f = weight.shape()[1];
-  DF_CHECK(x.dim() >= 1 && x.shape()[x.dim() - 1] == in_f, "linear: input expected [..., {}], got {}", in_f,
+  DF_CHECK(weight.dim() == 2, "{}: weight must be [out, in], got {}", name, weight.shape().str());
+  LinearShape s;
+  s.out_f = weight.shape()[0];
+  s.in_f = weight.shape()[1];
+  DF_CHECK(x.dim() >= 1 && x.shape()[x.dim() - 1] == s.in_f, "{}: input expected [..., {}], got {}", name, s.in_f,
            x.shape().str());
-  if (!bias.defined()) return matmul(x, weight.t());
   check_same_device(name, x, weight);
-  check_same_device(name, x, bias);
   check_same_dtype(name, x, weight);
-  check_same_dtype(name, x, bias);
   check_floating(name, x);
-  DF_CHECK(bias.dim() == 1 && bias.shape()[0] == out_f, "linear: bias must be [{}], got {}", out_f, bias.shape().str());
-  Shape out_shape = x.shape();
-  out_shape[out_shape.size() - 1] = out_f;
-  int64_t rows = 1;
-  for (int d = 0; d + 1 < x.dim(); ++d) rows *= x.shape()[d];
-  Tensor out = Tensor::empty(out_shape, x.options());
-  {
-    NoGradGuard ng;
-    // The GEMM adds the bias as it stores each tile of the product.
-    gemm_batched(x.detach().reshape(Shape{1, rows, in_f}), weight.detach().t().unsqueeze(0),
-                 out.reshape(Shape{1, rows, out_f}), 0.0, bias.detach().contiguous());
+  if (bias.defined()) {
+    check_same_device(name, x, bias);
+    check_same_dtype(name, x, bias);
+    DF_CHECK(bias.dim() == 1 && bias.shape()[0] == s.out_f, "{}: bias must be [{}], got {}", name, s.out_f,
+             bias.shape().str());
   }
+  s.out_shape = x.shape();
+  s.out_shape[s.out_shape.size() - 1] = s.out_f;
+  for (int d = 0; d + 1 < x.dim(); ++d) s.rows *= x.shape()[d];
+  return s;
+}
+
+// x W^T + b's rules in engine ops, shared by linear and linear_activation (which applies them
+// to the activation's input gradient and to its tangent before the activation's derivative).
+struct LinearRule {
+  Tensor x, weight, bias;
+  LinearShape shape;
+
+  Grads vjp(const Tensor& g_in, NeedsGrad n) const {
+    // A strided incoming gradient (one that arrives through a permuted view) is copied once
+    // here rather than by each of the three products and the sum below.
+    const Tensor g = g_in.contiguous();
+    Grads r(3);
+    if (n[0]) r[0] = matmul(g, weight);
+    if (n[1])
+      r[1] = matmul(g.reshape(Shape{shape.rows, shape.out_f}).t(), x.reshape(Shape{shape.rows, shape.in_f}));
+    if (n[2]) r[2] = sum_to(g, bias.shape());
+    return r;
+  }
+  Tensor jvp(const Tangents& t, const Shape& out_shape) const {
+    Tensor r = t[0].defined() ? matmul(t[0], weight.t()) : Tensor();
+    if (t[1].defined()) r = add_opt(r, matmul(x, t[1].transpose(-1, -2)));
+    if (t[2].defined()) r = add_opt(r, t[2]);
+    return r.defined() ? fit(r, out_shape) : r;
+  }
+  Tensor output() const { return linear(x, weight, bias); }
+};
+
+// The product into `out` (and the pre-activation into `pre`, where given), the bias and the
+// activation applied by the GEMM as it stores each tile.
+void linear_product(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearShape& s, const Tensor& out,
+                    std::optional<UnaryOp> activation = {}, const Tensor& pre = Tensor()) {
+  NoGradGuard ng;
+  gemm_batched(x.detach().reshape(Shape{1, s.rows, s.in_f}), weight.detach().t().unsqueeze(0),
+               out.reshape(Shape{1, s.rows, s.out_f}), 0.0, bias.defined() ? bias.detach().contiguous() : Tensor(),
+               activation, pre);
+}
+
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const char* name = "linear";
+  const LinearShape s = check_linear(name, x, weight, bias);
+  if (!bias.defined()) return matmul(x, weight.t());
+  Tensor out = Tensor::empty(s.out_shape, x.options());
+  linear_product(x, weight, bias, s, out);
+  const LinearRule rule{x, weight, bias, s};
+  return record(
+      name, {&x, &weight, &bias}, out, [rule](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(g, n); },
+      [rule](const Tangents& t, const Tensor& o) { return rule.jvp(t, o.shape()); },
+      // Products with the weight and sums with the bias broadcast over K directions in front.
+      TangentBatch::Broadcast);
+}
+
+Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bias, UnaryOp activation) {
+  const char* name = "linear_activation";
+  const LinearShape s = check_linear(name, x, weight, bias);
+  DF_CHECK(gemm_activation_supported(activation),
+           "{}: the activation must be relu, tanh, sigmoid, silu or gelu (tanh or erf), got unary op {}", name,
+           int(activation));
+  if (!be(x).gemm_activations) return activation_op(activation, linear(x, weight, bias));
+  // The pre-activation is kept only where a rule may need it: when something is differentiated.
+  const bool traced = autodiff_detail::may_record({&x, &weight, &bias});
+  Tensor out = Tensor::empty(s.out_shape, x.options());
+  Tensor pre = traced ? Tensor::empty(s.out_shape, x.options()) : Tensor();
+  linear_product(x, weight, bias, s, out, activation, pre);
+  const LinearRule rule{x, weight, bias, s};
+  // Inside a differentiation of the rules themselves the pre-activation is recomputed in engine
+  // ops (rule.output()), so that its own derivatives exist; otherwise the saved one is used.
+  auto pre_activation = [rule, pre] { return rule_is_plain() ? pre : rule.output(); };
   return record(
       name, {&x, &weight, &bias}, out,
-      [x, weight, bias, rows, in_f, out_f](const Tensor& g_in, NeedsGrad n) -> Grads {
-        // A strided incoming gradient (one that arrives through a permuted view) is copied
-        // once here rather than by each of the three products and the sum below.
-        const Tensor g = g_in.contiguous();
-        Grads r(3);
-        if (n[0]) r[0] = matmul(g, weight);
-        if (n[1]) r[1] = matmul(g.reshape(Shape{rows, out_f}).t(), x.reshape(Shape{rows, in_f}));
-        if (n[2]) r[2] = sum_to(g, bias.shape());
-        return r;
+      [rule, pre_activation, activation](const Tensor& g, NeedsGrad n) -> Grads {
+        return rule.vjp(unary_backward(activation, g, pre_activation()), n);
       },
-      [x, weight](const Tangents& t, const Tensor& o) {
-        Tensor r = t[0].defined() ? matmul(t[0], weight.t()) : Tensor();
-        if (t[1].defined()) r = add_opt(r, matmul(x, t[1].transpose(-1, -2)));
-        if (t[2].defined()) r = add_opt(r, t[2]);
-        return fit(r, o.shape());
+      [rule, pre_activation, activation](const Tangents& t, const Tensor& o) {
+        const Tensor t_pre = rule.jvp(t, o.shape());
+        return t_pre.defined() ? unary_backward(activation, t_pre, pre_activation()) : t_pre;
       },
-      // Products with the weight and sums with the bias broadcast over K directions in front.
       TangentBatch::Broadcast);
 }
 

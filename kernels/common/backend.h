@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "kernels/common/dtype.h"
@@ -46,8 +47,27 @@ struct GemmArgs {
   // of C in place of beta * C, which must then be 0: C = alpha op(A) op(B) + bias. A Linear's
   // bias, added as the product is stored instead of copied into C beforehand and read back.
   const void* bias = nullptr;
+  // Optional, on a backend with gemm_activations: each value v = alpha op(A) op(B) (+ bias) is
+  // stored as f(v) for the unary op `activation` (one of DF_FOR_EACH_GEMM_ACTIVATION; beta must
+  // be 0), and v itself at the same place in `pre` (C's layout) where pre is given: a Linear and
+  // the activation after it in one pass over the output.
+  std::optional<UnaryOp> activation;
+  void* pre = nullptr;
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
+
+// The unary ops a GEMM may apply as it stores its output (GemmArgs::activation): the networks'
+// activations, which take no scalar parameters.
+#define DF_FOR_EACH_GEMM_ACTIVATION(X) X(Relu) X(Tanh) X(Sigmoid) X(Silu) X(GeluTanh) X(GeluErf)
+inline bool gemm_activation_supported(UnaryOp op) {
+  switch (op) {
+#define DF_GEMM_ACTIVATION_CASE(NAME) case UnaryOp::NAME:
+    DF_FOR_EACH_GEMM_ACTIVATION(DF_GEMM_ACTIVATION_CASE)
+#undef DF_GEMM_ACTIVATION_CASE
+    return true;
+    default: return false;
+  }
+}
 
 // A 2-D convolution window over a contiguous NCHW image.
 struct ConvGeometry {
@@ -85,6 +105,9 @@ struct Backend {
   void (*normalize_rows)(int device, DType t, const void* x, const void* w, const void* b, void* y, int64_t rows,
                          int64_t cols, double eps, bool rms);
   void (*gemm)(int device, const GemmArgs& args);
+  // Whether gemm applies GemmArgs::activation (otherwise the engine runs the activation as its
+  // own op after the product).
+  bool gemm_activations;
   // [outer, n_in, inner] gathered by idx[n_idx] along the middle dim -> [outer, n_idx, inner]
   void (*index_select)(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
                        int64_t n_idx, int64_t inner);

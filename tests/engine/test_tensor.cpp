@@ -234,6 +234,73 @@ TEST_CASE("cat records all its inputs in one node: wide concatenations different
   }
 }
 
+TEST_CASE("linear_activation gives the bits of the activation after linear, and its gradients and tangents",
+          "[tensor]") {
+  Generator gen(11);
+  const std::vector<UnaryOp> activations{UnaryOp::Relu, UnaryOp::Tanh,     UnaryOp::Sigmoid,
+                                         UnaryOp::Silu, UnaryOp::GeluTanh, UnaryOp::GeluErf};
+  auto composed = [](UnaryOp op, const Tensor& x, const Tensor& w, const Tensor& b) {
+    Tensor y = linear(x, w, b);
+    switch (op) {
+      case UnaryOp::Relu: return relu(y);
+      case UnaryOp::Tanh: return tanh(y);
+      case UnaryOp::Sigmoid: return sigmoid(y);
+      case UnaryOp::Silu: return silu(y);
+      case UnaryOp::GeluTanh: return gelu(y, GeluApprox::Tanh);
+      default: return gelu(y, GeluApprox::Erf);
+    }
+  };
+  auto bits = [](const Tensor& t) { return t.to(DType::f64).to_vector<double>(); };
+  const int threads_before = cpu::num_threads();
+  // [50, 300] -> 70: the AVX-512 kernel's tiles (two k blocks, partial tiles at both edges);
+  // -> 3: a narrow output that OpenBLAS multiplies; [2, 3, 4] -> 6 in every dtype.
+  struct Case {
+    Shape x;
+    int64_t out;
+    std::vector<DType> dtypes;
+  };
+  for (const Case& c : {Case{Shape{50, 300}, 70, {DType::f32}}, Case{Shape{50, 300}, 3, {DType::f32}},
+                        Case{Shape{2, 3, 4}, 6, {DType::f32, DType::f64, DType::bf16, DType::f16}}}) {
+    for (DType t : c.dtypes) {
+      const int64_t in = c.x[c.x.size() - 1];
+      Tensor x = randn(c.x, gen, TensorOptions(t)), w = randn({c.out, in}, gen, TensorOptions(t)) * 0.2,
+             b = randn({c.out}, gen, TensorOptions(t));
+      for (int threads : {1, 2}) {
+        cpu::set_num_threads(threads);
+        for (UnaryOp op : activations) {
+          INFO(dtype_name(t) << " " << c.x.str() << " -> " << c.out << ", " << threads << " threads, op " << int(op));
+          REQUIRE(bits(linear_activation(x, w, b, op)) == bits(composed(op, x, w, b)));
+          REQUIRE(bits(linear_activation(x, w, Tensor(), op)) == bits(composed(op, x, w, Tensor())));
+        }
+      }
+    }
+  }
+  cpu::set_num_threads(threads_before);
+  // Differentiated (the saved pre-activation): the same values, gradients and tangents.
+  for (UnaryOp op : activations) {
+    INFO("op " << int(op));
+    Tensor x = randn({40, 64}, gen), w = randn({48, 64}, gen) * 0.2, b = randn({48}, gen), g = randn({40, 48}, gen);
+    for (const Tensor* p : {&x, &w, &b}) p->set_requires_grad();
+    Tensor fused = linear_activation(x, w, b, op), plain = composed(op, x, w, b);
+    REQUIRE(bits(fused.detach()) == bits(plain.detach()));
+    const std::vector<Tensor> gf = grad({fused}, {x, w, b}, {g}), gp = grad({plain}, {x, w, b}, {g});
+    for (size_t i = 0; i < 3; ++i) REQUIRE(bits(gf[i]) == bits(gp[i]));
+    Tensor tx = randn({40, 64}, gen), tw = randn({48, 64}, gen), tb = randn({48}, gen);
+    auto f = [&](bool fuse) {
+      return [fuse, op, &composed](const std::vector<Tensor>& in) {
+        return std::vector<Tensor>{fuse ? linear_activation(in[0], in[1], in[2], op) : composed(op, in[0], in[1], in[2])};
+      };
+    };
+    const JvpResult jf = jvp(f(true), {x.detach(), w.detach(), b.detach()}, {tx, tw, tb});
+    const JvpResult jp = jvp(f(false), {x.detach(), w.detach(), b.detach()}, {tx, tw, tb});
+    REQUIRE(bits(jf.tangents[0]) == bits(jp.tangents[0]));
+  }
+  REQUIRE_THROWS_WITH(linear_activation(zeros({2, 4}), zeros({3, 4}), zeros({3}), UnaryOp::Exp),
+                      Catch::Contains("linear_activation: the activation must be relu, tanh, sigmoid, silu or gelu"));
+  REQUIRE_THROWS_WITH(linear_activation(zeros({2, 5}), zeros({3, 4}), zeros({3}), UnaryOp::Silu),
+                      Catch::Contains("linear_activation: input expected [..., 4], got [2,5]"));
+}
+
 TEST_CASE("a backend table missing a required kernel is refused, naming the kernel", "[tensor]") {
   Backend b = cpu_backend();
   REQUIRE_NOTHROW(check_backend_complete(b));
