@@ -98,15 +98,18 @@ namespace autodiff_detail {
 
 bool any_forward_level_visible();
 bool requires_grad(const Tensor& t);
-// Whether record() over these inputs may attach anything (some input carries autodiff state):
-// an op that saves values only for its rules skips them otherwise.
-inline bool may_record(std::span<const Tensor* const> inputs) {
+// Whether some input carries autodiff state (record()'s first test).
+inline bool any_autodiff_state(std::span<const Tensor* const> inputs) {
   for (const Tensor* t : inputs)
     if (t->defined() && t->impl()->autograd != nullptr) return true;
   return false;
 }
+// Whether record() over these inputs may attach a rule now: some input carries autodiff state
+// and there is a tape or a visible forward level. An op that saves values only for its rules
+// skips them otherwise (a network's parameters carry state even under NoGradGuard).
 inline bool may_record(std::initializer_list<const Tensor*> inputs) {
-  return may_record(std::span<const Tensor* const>(inputs.begin(), inputs.size()));
+  return any_autodiff_state(std::span<const Tensor* const>(inputs.begin(), inputs.size())) &&
+         (GradMode::enabled() || any_forward_level_visible());
 }
 std::shared_ptr<Node> edge_for(const Tensor& t);
 void set_grad_fn(const Tensor& out, std::shared_ptr<Node> fn);
@@ -154,7 +157,7 @@ Tensor record(const char* name, std::span<const Tensor* const> inputs, Tensor ou
               const std::function<Tensor(const Tangents&, const Tensor&)>& batched_jvp = {}) {
   DF_CHECK(inputs.size() <= kMaxOpInputs, "{}: an op records at most {} inputs, got {}", name, kMaxOpInputs,
            inputs.size());
-  if (!autodiff_detail::may_record(inputs)) return out;
+  if (!autodiff_detail::any_autodiff_state(inputs)) return out;
   if (GradMode::enabled()) {
     NeedsGrad needs;
     int i = 0;

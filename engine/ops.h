@@ -79,9 +79,11 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // as it stores the product: no pass over the output besides the product's own.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // activation(linear(x, weight, bias)) as one op, for an activation that is relu, tanh, sigmoid,
-// silu or gelu (UnaryOp::Relu .. GeluErf): on the CPU the GEMM applies it to each tile as it
-// stores the product (the bits of the two ops), and keeps the pre-activation only when
-// something is differentiated; other backends run the two ops.
+// silu or gelu (UnaryOp::Relu .. GeluErf): on the CPU the GEMM applies it as it stores the
+// product (the bits of the two ops), and, when something is differentiated, stores the
+// activation's derivative beside it, which the gradient and tangents multiply by instead of
+// evaluating the activation again. Other backends, and 16-bit floats under differentiation,
+// run the two ops.
 Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bias, UnaryOp activation);
 void set_allow_tf32(bool on);  // CUDA f32 GEMM through TF32 tensor cores; off by default
 bool allow_tf32();

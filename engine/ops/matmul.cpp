@@ -51,9 +51,10 @@ Tensor activation_op(UnaryOp op, const Tensor& x) {
 
 // out[b] = a[b] @ w[b] (+ out[b] when beta = 1, + the row `bias` when given, with beta = 0) for
 // 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N]; then the
-// activation, where given, with the values before it into `pre` (out's shape) where defined.
+// activation, where given, with its derivative into `derivative` (out's shape) where defined.
 void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0,
-                  const Tensor& bias = Tensor(), std::optional<UnaryOp> activation = {}, const Tensor& pre = Tensor()) {
+                  const Tensor& bias = Tensor(), std::optional<UnaryOp> activation = {},
+                  const Tensor& derivative = Tensor()) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -80,14 +81,14 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
   g.beta = beta;
   g.bias = bias.defined() ? bias.raw_data() : nullptr;
   g.activation = activation;
-  g.pre = pre.defined() ? pre.raw_data() : nullptr;
+  g.derivative = derivative.defined() ? derivative.raw_data() : nullptr;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (bias.defined()) copy_(out, bias.reshape(Shape{1, 1, n}).expand(out.shape()));
     else if (beta == 0.0) fill_(out, 0.0);
     if (activation) {
-      if (pre.defined()) copy_(pre, out);
+      if (derivative.defined()) copy_(derivative, unary_backward(*activation, ones_like(out), out));
       copy_(out, activation_op(*activation, out));
     }
     return;
@@ -307,14 +308,14 @@ struct LinearRule {
   Tensor output() const { return linear(x, weight, bias); }
 };
 
-// The product into `out` (and the pre-activation into `pre`, where given), the bias and the
-// activation applied by the GEMM as it stores each tile.
+// The product into `out`, the bias and the activation (with its derivative into `derivative`,
+// where defined) applied by the GEMM as it stores the output.
 void linear_product(const Tensor& x, const Tensor& weight, const Tensor& bias, const LinearShape& s, const Tensor& out,
-                    std::optional<UnaryOp> activation = {}, const Tensor& pre = Tensor()) {
+                    std::optional<UnaryOp> activation = {}, const Tensor& derivative = Tensor()) {
   NoGradGuard ng;
   gemm_batched(x.detach().reshape(Shape{1, s.rows, s.in_f}), weight.detach().t().unsqueeze(0),
                out.reshape(Shape{1, s.rows, s.out_f}), 0.0, bias.defined() ? bias.detach().contiguous() : Tensor(),
-               activation, pre);
+               activation, derivative.defined() ? derivative.reshape(Shape{1, s.rows, s.out_f}) : Tensor());
 }
 
 
@@ -340,24 +341,28 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
   DF_CHECK(gemm_activation_supported(activation),
            "{}: the activation must be relu, tanh, sigmoid, silu or gelu (tanh or erf), got unary op {}", name,
            int(activation));
-  if (!be(x).gemm_activations) return activation_op(activation, linear(x, weight, bias));
-  // The pre-activation is kept only where a rule may need it: when something is differentiated.
+  // The derivative is kept only where a rule may need it (when something is differentiated).
+  // 16-bit floats run the two ops then: their backward kernel multiplies by f' in f32, which a
+  // derivative stored in 16 bits would round first.
   const bool traced = autodiff_detail::may_record({&x, &weight, &bias});
+  const bool wide = x.dtype() == DType::f32 || x.dtype() == DType::f64;
+  if (!be(x).gemm_activations || (traced && !wide)) return activation_op(activation, linear(x, weight, bias));
   Tensor out = Tensor::empty(s.out_shape, x.options());
-  Tensor pre = traced ? Tensor::empty(s.out_shape, x.options()) : Tensor();
-  linear_product(x, weight, bias, s, out, activation, pre);
+  Tensor derivative = traced ? Tensor::empty(s.out_shape, x.options()) : Tensor();
+  linear_product(x, weight, bias, s, out, activation, derivative);
   const LinearRule rule{x, weight, bias, s};
-  // Inside a differentiation of the rules themselves the pre-activation is recomputed in engine
-  // ops (rule.output()), so that its own derivatives exist; otherwise the saved one is used.
-  auto pre_activation = [rule, pre] { return rule_is_plain() ? pre : rule.output(); };
+  // The gradient and the tangent pass through f'(x W^T + b): the saved derivative, or, inside a
+  // differentiation of the rules themselves, f' of the product recomputed in engine ops so that
+  // its own derivatives exist.
+  auto times_derivative = [rule, derivative, activation](const Tensor& g) {
+    return rule_is_plain() ? g * derivative : unary_backward(activation, g, rule.output());
+  };
   return record(
       name, {&x, &weight, &bias}, out,
-      [rule, pre_activation, activation](const Tensor& g, NeedsGrad n) -> Grads {
-        return rule.vjp(unary_backward(activation, g, pre_activation()), n);
-      },
-      [rule, pre_activation, activation](const Tangents& t, const Tensor& o) {
+      [rule, times_derivative](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(times_derivative(g), n); },
+      [rule, times_derivative](const Tangents& t, const Tensor& o) {
         const Tensor t_pre = rule.jvp(t, o.shape());
-        return t_pre.defined() ? unary_backward(activation, t_pre, pre_activation()) : t_pre;
+        return t_pre.defined() ? times_derivative(t_pre) : t_pre;
       },
       TangentBatch::Broadcast);
 }

@@ -49,10 +49,11 @@ struct GemmArgs {
   const void* bias = nullptr;
   // Optional, on a backend with gemm_activations: each value v = alpha op(A) op(B) (+ bias) is
   // stored as f(v) for the unary op `activation` (one of DF_FOR_EACH_GEMM_ACTIVATION; beta must
-  // be 0), and v itself at the same place in `pre` (C's layout) where pre is given: a Linear and
-  // the activation after it in one pass over the output.
+  // be 0), and f'(v) at the same place in `derivative` (C's layout) where that is given: a
+  // Linear and the activation after it in one pass over the output, with the derivative its
+  // gradient and tangents multiply by instead of evaluating the activation again.
   std::optional<UnaryOp> activation;
-  void* pre = nullptr;
+  void* derivative = nullptr;
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
 

@@ -26,7 +26,7 @@ void gemm_half(const GemmArgs& g) {
   const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
   const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
   auto span = [](int64_t rows, int64_t cols, int64_t ld) { return size_t(rows > 0 ? (rows - 1) * ld + cols : 0); };
-  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc)), pre;
+  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc)), derivative;
   for (int64_t bi = 0; bi < g.batch; ++bi) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
@@ -43,14 +43,15 @@ void gemm_half(const GemmArgs& g) {
       // On the product rounded to H, in f32, as the 16-bit elementwise kernels compute: the bits
       // of the activation applied to the stored product.
       for (float& v : c) v = float(H(v));
-      pre.resize(g.pre ? c.size() : 0);
-      block_activation<float>(*g.activation)(c.data(), g.pre ? pre.data() : nullptr, g.ldc, g.m, g.n);
+      derivative.resize(g.derivative ? c.size() : 0);
+      block_activation<float>(*g.activation)(c.data(), g.derivative ? derivative.data() : nullptr, g.ldc, g.m, g.n);
     }
     for (int64_t r = 0; r < g.m; ++r)
       for (int64_t col = 0; col < g.n; ++col) {
         const int64_t at = r * g.ldc + col;
         Cp[bi * g.stride_c + at] = H(c[size_t(at)]);
-        if (g.activation && g.pre) static_cast<H*>(g.pre)[bi * g.stride_c + at] = H(pre[size_t(at)]);
+        if (g.activation && g.derivative)
+          static_cast<H*>(g.derivative)[bi * g.stride_c + at] = H(derivative[size_t(at)]);
       }
   }
 }
@@ -62,7 +63,7 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   const T* B = static_cast<const T*>(g.b) + bi * g.stride_b + (g.trans_b ? c0 * g.ldb : c0);
   T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
   const T* bias = g.bias ? static_cast<const T*>(g.bias) + c0 : nullptr;
-  T* pre = g.pre ? static_cast<T*>(g.pre) + bi * g.stride_c + r0 * g.ldc + c0 : nullptr;
+  T* derivative = g.derivative ? static_cast<T*>(g.derivative) + bi * g.stride_c + r0 * g.ldc + c0 : nullptr;
   const BlockActivation<T> activate = g.activation ? block_activation<T>(*g.activation) : nullptr;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
@@ -70,7 +71,7 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
     if (sgemm_avx512_active() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
         g.k >= sgemm_avx512_min_k)
       return sgemm_avx512(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, float(g.alpha), A, g.lda, B, g.ldb,
-                          float(g.beta), C, g.ldc, bias, activate, pre);
+                          float(g.beta), C, g.ldc, bias, activate, derivative);
   }
   // BLAS has no bias: this block of C starts as the bias rows, which the product then adds to
   // (filled here, inside the block's task, so that it splits across threads with the product).
@@ -87,7 +88,7 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
                 beta, C, int(g.ldc));
   }
   // Inside the block's task, while its rows are still in this core's cache.
-  if (activate) activate(C, pre, g.ldc, r1 - r0, c1 - c0);
+  if (activate) activate(C, derivative, g.ldc, r1 - r0, c1 - c0);
 }
 
 // The engine's pool splits the work (batch entries, then row or column blocks of C) and every

@@ -3,20 +3,29 @@
 // values), so a fused Linear and activation gives the bits of the two ops one after the other.
 #include "kernels/cpu/gemm_activation.h"
 
-#include <algorithm>
-
 #include "kernels/common/backend.h"
 
 namespace dualflow::cpu {
 namespace {
 
 template <class T, UnaryOp Op>
-void activate_block(T* c, T* pre, int64_t ld, int64_t rows, int64_t cols) {
+void activate_block(T* c, T* derivative, int64_t ld, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
     T* __restrict row = c + r * ld;
-    if (pre) std::copy(row, row + cols, pre + r * ld);
+    if (derivative) {
+      // One loop for both, so that the compiler shares what f and f' have in common (SiLU's
+      // sigmoid, GELU's tanh).
+      T* __restrict d = derivative + r * ld;
 #pragma omp simd
-    for (int64_t j = 0; j < cols; ++j) row[j] = scalar::unary<T>(Op, row[j], T(0), T(0));
+      for (int64_t j = 0; j < cols; ++j) {
+        const T v = row[j];
+        d[j] = scalar::unary_derivative<T>(Op, v, T(0), T(0));
+        row[j] = scalar::unary<T>(Op, v, T(0), T(0));
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) row[j] = scalar::unary<T>(Op, row[j], T(0), T(0));
+    }
   }
 }
 

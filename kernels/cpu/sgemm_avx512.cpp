@@ -180,12 +180,12 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
 
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
-                  BlockActivation<float> activate, float* pre) {
+                  BlockActivation<float> activate, float* derivative) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0.0f) {
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    if (activate) activate(c, pre, ldc, m, n);
+    if (activate) activate(c, derivative, ldc, m, n);
     return;
   }
   thread_local std::vector<float> a_packed, b_packed;
@@ -198,7 +198,8 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
       // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
       const float beta_here = pc == 0 ? beta : 1.0f;
       const float* bias_here = pc == 0 ? bias : nullptr;
-      // The last k block finishes each tile: the activation runs on it while it is in L1.
+      // The last k block finishes each block of rows: the activation runs on it while it is in
+      // L2 (on each register tile instead, its short loops ran slower than a separate pass).
       const BlockActivation<float> activate_here = pc + kc >= k ? activate : nullptr;
       pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data());
       for (int64_t ic = 0; ic < m; ic += MC) {
@@ -217,8 +218,11 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
             else
               micro_tile<true>(kc, a_packed.data() + ir * kc, MR, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
                                beta_here, bias_here ? bias_here + jc + jr : nullptr);
-            if (activate_here) activate_here(tile, pre ? pre + (tile - c) : nullptr, ldc, mr, nr);
           }
+        if (activate_here) {
+          float* block = c + ic * ldc + jc;
+          activate_here(block, derivative ? derivative + (block - c) : nullptr, ldc, mc, nc);
+        }
       }
     }
   }
