@@ -63,7 +63,7 @@ ClassifierOutput ImageClassifier::forward(const Tensor& x) {
     if (!strided_) h = avg_pool2d(h, 2);
   }
   ClassifierOutput out;
-  out.features = activate(activation_, fc->forward(h.flatten(1)));
+  out.features = fc->forward_activated(h.flatten(1), activation_op(activation_));
   out.logits = head->forward(out.features);
   return out;
 }
