@@ -596,12 +596,14 @@ def print_comparison(torch_rows, dualflow_rows):
     """Speed-up = PyTorch ms / dualflow ms for each workload and thread count found on both sides.
 
     Beside it, from dualflow's GEMM roofline: `roofline`, the share of dualflow's step that its
-    GEMMs take when timed alone, and `ceiling`, PyTorch ms / those GEMMs' time alone: the speed-up
-    dualflow would reach if everything but its GEMMs cost nothing (only a faster GEMM goes beyond).
+    GEMMs take when timed alone; `paired`, the same share measured in rounds of one step and then
+    its GEMMs (the median of the rounds' ratios, which a load that changes during the run moves
+    less); and `ceiling`, PyTorch ms / those GEMMs' time alone: the speed-up dualflow would reach
+    if everything but its GEMMs cost nothing (only a faster GEMM goes beyond).
     """
     ours = {(r["workload"], r["threads"]): r for r in dualflow_rows}
     print(f"\n{'pytorch workload':<29} {'OMP wait':>8} {'threads':>7} {'dualflow ms':>12} {'pytorch ms':>11} "
-          f"{'speed-up':>9} {'roofline':>9} {'ceiling':>8}  params")
+          f"{'speed-up':>9} {'roofline':>9} {'paired':>7} {'ceiling':>8}  params")
     for r in sorted(torch_rows, key=lambda r: (r["threads"], r["workload"], r.get("omp_wait_policy", ""))):
         d = ours.get((DUALFLOW_WORKLOAD.get(r["workload"], r["workload"]), r["threads"]))
         if d is None:
@@ -611,10 +613,11 @@ def print_comparison(torch_rows, dualflow_rows):
                   else f"dualflow {d.get('params')} != pytorch {r.get('params')}")
         alone = d.get("gemm_alone_ms", 0.0)
         roofline = f"{100 * d['gemm_roofline']:.0f}%" if alone > 0 else "-"
+        paired = f"{100 * d['gemm_roofline_paired']:.0f}%" if alone > 0 and "gemm_roofline_paired" in d else "-"
         ceiling = f"{r['median_ms'] / alone:.2f}x" if alone > 0 else "-"
         print(f"{r['workload']:<29} {r.get('omp_wait_policy', 'default'):>8} {r['threads']:>7} "
               f"{d['median_ms']:>12.2f} {r['median_ms']:>11.2f} {r['median_ms'] / d['median_ms']:>8.2f}x "
-              f"{roofline:>9} {ceiling:>8}  {params}")
+              f"{roofline:>9} {paired:>7} {ceiling:>8}  {params}")
 
 
 def main():

@@ -31,6 +31,12 @@ TEST_CASE("dualflow bench toy2d-cfm: the GEMM roofline in the table and the JSON
   const double roofline = j.at("gemm_roofline").get<double>();
   CHECK(roofline > 0.0);
   CHECK(roofline == Approx(j.at("gemm_alone_ms").get<double>() / j.at("median_ms").get<double>()).epsilon(1e-3));
+  // The same share from rounds of one step and then its GEMMs: a time ratio of the same work,
+  // so the same order as the unpaired one on a quiet machine.
+  const double paired = j.at("gemm_roofline_paired").get<double>();
+  CHECK(paired > 0.1 * roofline);
+  CHECK(paired < 10.0 * roofline);
+  REQUIRE_THAT(o.out, Catch::Contains("paired with a step in each of"));
 }
 
 }  // namespace dualflow::testing
