@@ -85,11 +85,10 @@ GemmRoofline measure_gemm_roofline(const std::function<void()>& step, const Devi
     r.alone_ms += ms * double(count);
   }
   r.fraction = step_ms > 0 ? r.alone_ms / step_ms : 0.0;
-  // Paired rounds, about 2 s of timed work (at most 25 rounds; one for a step of seconds, whose
-  // length already spans the load's changes). A short step's halves are timed warm, as the
-  // unpaired figures are: a step after an untimed step (the GEMMs alone evict its data), and each
-  // shape's calls after one untimed call.
-  r.rounds = int(std::clamp(2000.0 / std::max(step_ms + r.alone_ms, 1e-3), 1.0, 25.0));
+  // Paired rounds, about 2 s of timed work (at least 3 for a median, at most 25). A short step's
+  // halves are timed warm, as the unpaired figures are: a step after an untimed step (the GEMMs
+  // alone evict its data), and each shape's calls after one untimed call.
+  r.rounds = int(std::clamp(2000.0 / std::max(step_ms + r.alone_ms, 1e-3), 3.0, 25.0));
   const bool warm = step_ms < 50.0;
   std::vector<std::function<void()>> runners;
   for (const Row& row : rows) runners.push_back(gemm_runner(row.shape));
