@@ -52,9 +52,8 @@ Tensor activation_op(UnaryOp op, const Tensor& x) {
 // out[b] = a[b] @ w[b] (+ out[b] when beta = 1, + the row `bias` when given, with beta = 0) for
 // 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N]; then the
 // activation, where given, with its derivative into `derivative` (out's shape) where defined.
-void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0,
-                  const Tensor& bias = Tensor(), std::optional<UnaryOp> activation = {},
-                  const Tensor& derivative = Tensor()) {
+void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0, const Tensor& bias = Tensor(),
+                  std::optional<UnaryOp> activation = {}, const Tensor& derivative = Tensor()) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -294,8 +293,7 @@ struct LinearRule {
     const Tensor g = g_in.contiguous();
     Grads r(3);
     if (n[0]) r[0] = matmul(g, weight);
-    if (n[1])
-      r[1] = matmul(g.reshape(Shape{shape.rows, shape.out_f}).t(), x.reshape(Shape{shape.rows, shape.in_f}));
+    if (n[1]) r[1] = matmul(g.reshape(Shape{shape.rows, shape.out_f}).t(), x.reshape(Shape{shape.rows, shape.in_f}));
     if (n[2]) r[2] = sum_to(g, bias.shape());
     return r;
   }
@@ -317,7 +315,6 @@ void linear_product(const Tensor& x, const Tensor& weight, const Tensor& bias, c
                out.reshape(Shape{1, s.rows, s.out_f}), 0.0, bias.defined() ? bias.detach().contiguous() : Tensor(),
                activation, derivative.defined() ? derivative.reshape(Shape{1, s.rows, s.out_f}) : Tensor());
 }
-
 
 }  // namespace
 

@@ -26,7 +26,8 @@ void gemm_half(const GemmArgs& g) {
   const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
   const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
   auto span = [](int64_t rows, int64_t cols, int64_t ld) { return size_t(rows > 0 ? (rows - 1) * ld + cols : 0); };
-  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc)), derivative;
+  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc)),
+      derivative;
   for (int64_t bi = 0; bi < g.batch; ++bi) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
@@ -44,7 +45,8 @@ void gemm_half(const GemmArgs& g) {
       // of the activation applied to the stored product.
       for (float& v : c) v = float(H(v));
       derivative.resize(g.derivative ? c.size() : 0);
-      block_activation<float>(*g.activation)(c.data(), g.derivative ? derivative.data() : nullptr, g.ldc, g.m, g.n);
+      const BlockActivation<float> activate = block_activation<float>(*g.activation);
+      activate(c.data(), g.derivative ? derivative.data() : nullptr, g.ldc, g.m, g.n);
     }
     for (int64_t r = 0; r < g.m; ++r)
       for (int64_t col = 0; col < g.n; ++col) {

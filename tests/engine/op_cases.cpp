@@ -135,13 +135,17 @@ std::vector<OpCase> all_op_cases() {
   for (auto [name, op] : {std::pair{"silu", UnaryOp::Silu}, std::pair{"gelu_tanh", UnaryOp::GeluTanh},
                           std::pair{"gelu_erf", UnaryOp::GeluErf}, std::pair{"tanh", UnaryOp::Tanh},
                           std::pair{"sigmoid", UnaryOp::Sigmoid}}) {
-    c.push_back({std::string("linear_activation_") + name, {{Shape{2, 3, 4}}, {Shape{5, 4}}, {Shape{5}}},
-                 [op](V x) { return linear_activation(x[0], x[1], x[2], op); }});
+    c.push_back({std::string("linear_activation_") + name, {{Shape{2, 3, 4}}, {Shape{5, 4}}, {Shape{5}}}, [op](V x) {
+                   return linear_activation(x[0], x[1], x[2], op);
+                 }});
   }
-  c.push_back({"linear_activation_silu_no_bias", {{Shape{3, 4}}, {Shape{5, 4}}},
-               [](V x) { return linear_activation(x[0], x[1], Tensor(), UnaryOp::Silu); }});
-  c.push_back({"linear_activation_relu", {{Shape{3, 4}}, {Shape{5, 4}}, {Shape{5}}},
-               [](V x) { return linear_activation(x[0], x[1], x[2], UnaryOp::Relu); }, /*smooth=*/false});
+  c.push_back({"linear_activation_silu_no_bias", {{Shape{3, 4}}, {Shape{5, 4}}}, [](V x) {
+                 return linear_activation(x[0], x[1], Tensor(), UnaryOp::Silu);
+               }});
+  c.push_back({"linear_activation_relu",
+               {{Shape{3, 4}}, {Shape{5, 4}}, {Shape{5}}},
+               [](V x) { return linear_activation(x[0], x[1], x[2], UnaryOp::Relu); },
+               /*smooth=*/false});
   c.push_back({"matmul_mat_vec", {{Shape{3, 4}}, {Shape{4}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"dot", {{Shape{6}}, {Shape{6}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"addcmul", {{Shape{2, 3, 4}}, {Shape{2, 3, 4}}, {Shape{2, 3, 4}}},

@@ -289,7 +289,8 @@ TEST_CASE("linear_activation gives the bits of the activation after linear, and 
     Tensor tx = randn({40, 300}, gen), tw = randn({48, 300}, gen), tb = randn({48}, gen);
     auto f = [&](bool fuse) {
       return [fuse, op, &composed](const std::vector<Tensor>& in) {
-        return std::vector<Tensor>{fuse ? linear_activation(in[0], in[1], in[2], op) : composed(op, in[0], in[1], in[2])};
+        return std::vector<Tensor>{fuse ? linear_activation(in[0], in[1], in[2], op)
+                                        : composed(op, in[0], in[1], in[2])};
       };
     };
     const JvpResult jf = jvp(f(true), {x.detach(), w.detach(), b.detach()}, {tx, tw, tb});
