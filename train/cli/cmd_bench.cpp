@@ -175,6 +175,44 @@ void run_kernels(const BenchOptions& o) {
     const double fused = fs[1], composed = cs[1];
     rep.add(Row{"linear (bias in GEMM)", "f32", fmt::format("{}x{}>{}", rows, in, out), fused, flop / fused / 1e6, 0,
                 fmt::format("matmul + add {:.3f} ms; composed/fused = {:.2f}", composed, composed / fused)});
+
+    // linear_activation (the activation applied by the GEMM, its derivative kept when
+    // differentiated) against linear then the activation op: the forward pass alone, and the
+    // forward pass with the gradient of all three inputs. SiLU for the toy2d shapes, GELU (tanh)
+    // for the DiT's MLP.
+    const bool gelu_layer = out > 256;
+    const UnaryOp act = gelu_layer ? UnaryOp::GeluTanh : UnaryOp::Silu;
+    const char* act_name = gelu_layer ? "gelu_tanh" : "silu";
+    auto composed_act = [&](const Tensor& xi, const Tensor& wi, const Tensor& bi) {
+      return gelu_layer ? gelu(linear(xi, wi, bi), GeluApprox::Tanh) : silu(linear(xi, wi, bi));
+    };
+    Tensor xg = x.detach(), wg = w.detach(), bg = b.detach(), g = randn(Shape{rows, out}, gen, f32);
+    for (const Tensor* t : {&xg, &wg, &bg}) t->set_requires_grad();
+    auto with_grad = [&](bool fuse) {
+      return [&, fuse] {
+        GradModeGuard on(true);  // the kernels' section runs without a tape
+        Tensor y = fuse ? linear_activation(xg, wg, bg, act) : composed_act(xg, wg, bg);
+        grad({y}, {xg, wg, bg}, {g});
+      };
+    };
+    for (bool backward : {false, true}) {
+      std::vector<double> fa, ca;
+      for (int round = 0; round < 3; ++round) {
+        if (backward) {
+          fa.push_back(median_ms(with_grad(true), dev, samples));
+          ca.push_back(median_ms(with_grad(false), dev, samples));
+        } else {
+          fa.push_back(median_ms([&] { linear_activation(x, w, b, act); }, dev, samples));
+          ca.push_back(median_ms([&] { composed_act(x, w, b); }, dev, samples));
+        }
+      }
+      std::sort(fa.begin(), fa.end());
+      std::sort(ca.begin(), ca.end());
+      const double f = fa[1], c = ca[1], work = backward ? 3 * flop : flop;
+      rep.add(Row{fmt::format("linear_activation {}{}", act_name, backward ? " +grad" : ""), "f32",
+                  fmt::format("{}x{}>{}", rows, in, out), f, work / f / 1e6, 0,
+                  fmt::format("linear then {} {:.3f} ms; composed/fused = {:.2f}", act_name, c, c / f)});
+    }
   }
 
   // ---- bandwidth reference ----
