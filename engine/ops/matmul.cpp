@@ -37,7 +37,7 @@ bool gemm_operand(const Tensor& m, int64_t rows, int64_t cols, bool* trans, int6
 }
 
 // activation(x) for a GEMM activation (gemm_activation_supported), as its own op.
-Tensor activation_op(UnaryOp op, const Tensor& x) {
+Tensor apply_activation(UnaryOp op, const Tensor& x) {
   switch (op) {
     case UnaryOp::Relu: return relu(x);
     case UnaryOp::Tanh: return tanh(x);
@@ -88,7 +88,7 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
     else if (beta == 0.0) fill_(out, 0.0);
     if (activation) {
       if (derivative.defined()) copy_(derivative, unary_backward(*activation, ones_like(out), out));
-      copy_(out, activation_op(*activation, out));
+      copy_(out, apply_activation(*activation, out));
     }
     return;
   }
@@ -343,7 +343,7 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
   // derivative stored in 16 bits would round first.
   const bool traced = autodiff_detail::may_record({&x, &weight, &bias});
   const bool wide = x.dtype() == DType::f32 || x.dtype() == DType::f64;
-  if (!be(x).gemm_activations || (traced && !wide)) return activation_op(activation, linear(x, weight, bias));
+  if (!be(x).gemm_activations || (traced && !wide)) return apply_activation(activation, linear(x, weight, bias));
   Tensor out = Tensor::empty(s.out_shape, x.options());
   Tensor derivative = traced ? Tensor::empty(s.out_shape, x.options()) : Tensor();
   linear_product(x, weight, bias, s, out, activation, derivative);

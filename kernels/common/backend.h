@@ -49,7 +49,7 @@ struct GemmArgs {
   const void* bias = nullptr;
   // Optional, on a backend with gemm_activations: each value v = alpha op(A) op(B) (+ bias) is
   // stored as f(v) for the unary op `activation` (one of DF_FOR_EACH_GEMM_ACTIVATION; beta must
-  // be 0), and f'(v) at the same place in `derivative` (C's layout) where that is given: a
+  // be 0), and f'(v) at the same place in `derivative` (C's layout; f32 and f64) where that is given: a
   // Linear and the activation after it in one pass over the output, with the derivative its
   // gradient and tangents multiply by instead of evaluating the activation again.
   std::optional<UnaryOp> activation;

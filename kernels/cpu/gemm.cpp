@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -26,8 +27,7 @@ void gemm_half(const GemmArgs& g) {
   const int64_t a_rows = g.trans_a ? g.k : g.m, a_cols = g.trans_a ? g.m : g.k;
   const int64_t b_rows = g.trans_b ? g.n : g.k, b_cols = g.trans_b ? g.k : g.n;
   auto span = [](int64_t rows, int64_t cols, int64_t ld) { return size_t(rows > 0 ? (rows - 1) * ld + cols : 0); };
-  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc)),
-      derivative;
+  std::vector<float> a(span(a_rows, a_cols, g.lda)), b(span(b_rows, b_cols, g.ldb)), c(span(g.m, g.n, g.ldc));
   for (int64_t bi = 0; bi < g.batch; ++bi) {
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(A[bi * g.stride_a + int64_t(i)]);
     for (size_t i = 0; i < b.size(); ++i) b[i] = float(B[bi * g.stride_b + int64_t(i)]);
@@ -44,17 +44,11 @@ void gemm_half(const GemmArgs& g) {
       // On the product rounded to H, in f32, as the 16-bit elementwise kernels compute: the bits
       // of the activation applied to the stored product.
       for (float& v : c) v = float(H(v));
-      derivative.resize(g.derivative ? c.size() : 0);
       const BlockActivation<float> activate = block_activation<float>(*g.activation);
-      activate(c.data(), g.derivative ? derivative.data() : nullptr, g.ldc, g.m, g.n);
+      activate(c.data(), nullptr, g.ldc, g.m, g.n);
     }
     for (int64_t r = 0; r < g.m; ++r)
-      for (int64_t col = 0; col < g.n; ++col) {
-        const int64_t at = r * g.ldc + col;
-        Cp[bi * g.stride_c + at] = H(c[size_t(at)]);
-        if (g.activation && g.derivative)
-          static_cast<H*>(g.derivative)[bi * g.stride_c + at] = H(derivative[size_t(at)]);
-      }
+      for (int64_t col = 0; col < g.n; ++col) Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);
   }
 }
 
@@ -128,6 +122,8 @@ void gemm_parallel(const GemmArgs& g) {
 void gemm(int, const GemmArgs& g) {
   if (g.dtype == DType::f32) return gemm_parallel<float>(g);
   if (g.dtype == DType::f64) return gemm_parallel<double>(g);
+  if ((g.dtype == DType::bf16 || g.dtype == DType::f16) && g.derivative)
+    throw std::runtime_error("cpu backend: gemm: an activation's derivative is stored for f32 and f64 only");
   if (g.dtype == DType::bf16) return gemm_half<bf16_t>(g);
   if (g.dtype == DType::f16) return gemm_half<f16_t>(g);
 }

@@ -69,17 +69,18 @@ GemmRoofline measure_gemm_roofline(const std::function<void()>& step, const Devi
     GemmShape shape;
     int64_t count;
     double ms;
+    std::function<void()> run;  // the shape on fresh operands (gemm_runner)
   };
   std::vector<Row> rows;
   for (const auto& [shape, count] : counts) {
-    const std::function<void()> run = gemm_runner(shape);
+    std::function<void()> run = gemm_runner(shape);
     const double t0 = now_ms();
     run();
     synchronize(dev);
     const double once = std::max(now_ms() - t0, 1e-3);
     const int inner = int(std::clamp(2.0 / once, 1.0, 1000.0));  // samples of about 2 ms
     const double ms = median_ms(run, dev, 5, inner, 1);
-    rows.push_back({shape, count, ms});
+    rows.push_back({shape, count, ms, run});
     r.calls += count;
     r.gflop += shape.flops() * double(count) / 1e9;
     r.alone_ms += ms * double(count);
@@ -90,8 +91,6 @@ GemmRoofline measure_gemm_roofline(const std::function<void()>& step, const Devi
   // alone evict its data), and each shape's calls after one untimed call.
   r.rounds = int(std::clamp(2000.0 / std::max(step_ms + r.alone_ms, 1e-3), 3.0, 25.0));
   const bool warm = step_ms < 50.0;
-  std::vector<std::function<void()>> runners;
-  for (const Row& row : rows) runners.push_back(gemm_runner(row.shape));
   std::vector<double> ratios;
   for (int round = 0; round < r.rounds; ++round) {
     if (warm) step();
@@ -102,10 +101,10 @@ GemmRoofline measure_gemm_roofline(const std::function<void()>& step, const Devi
     const double step_once = now_ms() - t0;
     double gemms = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
-      if (warm) runners[i]();
+      if (warm) rows[i].run();
       synchronize(dev);
       t0 = now_ms();
-      for (int64_t c = 0; c < rows[i].count; ++c) runners[i]();
+      for (int64_t c = 0; c < rows[i].count; ++c) rows[i].run();
       synchronize(dev);
       gemms += now_ms() - t0;
     }
