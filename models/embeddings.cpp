@@ -12,7 +12,7 @@ namespace dualflow {
 namespace {
 
 // A time-like input [N] or [N, 1] as [N, 1].
-Tensor as_column(const std::string& who, const Tensor& s) {
+Tensor as_column(const ModuleName& who, const Tensor& s) {
   DF_CHECK(s.defined() && (s.dim() == 1 || (s.dim() == 2 && s.shape()[1] == 1)),
            "{}: expected an input [N] or [N, 1], got {}", who, s.defined() ? s.shape().str() : "undefined");
   DF_CHECK(is_floating(s.dtype()), "{}: expected a floating input, got {}", who, dtype_name(s.dtype()));
@@ -20,7 +20,7 @@ Tensor as_column(const std::string& who, const Tensor& s) {
 }
 
 // Runs a lookup, re-throwing engine errors (bad dtype, index out of range) under the module's name.
-Tensor lookup(const std::string& who, const Tensor& table, const Tensor& indices) {
+Tensor lookup(const ModuleName& who, const Tensor& table, const Tensor& indices) {
   DF_CHECK(indices.defined(), "{}: indices are undefined", who);
   DF_CHECK(indices.dtype() == DType::i64, "{}: indices must be i64, got {}", who, dtype_name(indices.dtype()));
   Shape out_shape = indices.shape();
@@ -43,7 +43,7 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, Generator& gen)
 
 std::string Embedding::describe() const { return fmt::format("Embedding(num={}, dim={})", num_, dim_); }
 
-Tensor Embedding::forward(const Tensor& indices) { return lookup(describe(), weight, indices); }
+Tensor Embedding::forward(const Tensor& indices) { return lookup(*this, weight, indices); }
 
 // ---- LabelEmbedding ----
 
@@ -57,7 +57,7 @@ std::string LabelEmbedding::describe() const {
   return fmt::format("LabelEmbedding(classes={} + null, dim={})", num_classes_, dim_);
 }
 
-Tensor LabelEmbedding::forward(const Tensor& labels) { return lookup(describe(), embedding_table->weight, labels); }
+Tensor LabelEmbedding::forward(const Tensor& labels) { return lookup(*this, embedding_table->weight, labels); }
 
 Tensor LabelEmbedding::drop_labels(const Tensor& labels, double p, Generator& gen) const {
   return dualflow::drop_labels(labels, p, null_class(), gen);
@@ -88,7 +88,7 @@ std::string SinusoidalEmbedding::describe() const {
 }
 
 Tensor SinusoidalEmbedding::forward(const Tensor& s) {
-  Tensor col = as_column(describe(), s);
+  Tensor col = as_column(*this, s);
   if (!freqs_.defined() || freqs_.dtype() != s.dtype() || freqs_.device() != s.device()) {
     const int64_t half = opts_.dim / 2;
     std::vector<double> f(static_cast<size_t>(half));
@@ -115,7 +115,7 @@ std::string TimestepEmbedder::describe() const {
 }
 
 Tensor TimestepEmbedder::forward(const Tensor& t) {
-  as_column(describe(), t);
+  as_column(*this, t);
   return mlp->forward(sinusoidal_.forward(t));
 }
 
@@ -140,7 +140,7 @@ Tensor FourierFeatures::forward(const Tensor& x) {
   return cat({sin(a), cos(a)}, -1);
 }
 
-std::vector<Tensor> interval_and_conditions(const std::string& who, int64_t n, const Tensor& h, int64_t conditions) {
+std::vector<Tensor> interval_and_conditions(const ModuleName& who, int64_t n, const Tensor& h, int64_t conditions) {
   DF_CHECK(h.defined() && h.shape()[0] == n &&
                ((conditions == 0 && h.dim() == 1) || (h.dim() == 2 && h.shape()[1] == 1 + conditions)),
            "{}: h expected {}, got {}", who,
@@ -153,7 +153,7 @@ std::vector<Tensor> interval_and_conditions(const std::string& who, int64_t n, c
   return columns;
 }
 
-Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
+Tensor conditioning_embedding(const ModuleName& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
                               TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder,
                               const std::vector<TimestepEmbedder*>& condition_embedders) {
   auto check_time = [&](const char* what, const Tensor& s) {

@@ -108,12 +108,12 @@ class FourierFeatures : public UnaryModule {
 // column 0, and adds condition_embedders[k](h[:, 1 + k]). Checks that t and h are [n] or [n, 1]
 // (h [n, 1 + K] with conditions) and that h and labels are given only to networks built for
 // them; `who` names the network in errors.
-Tensor conditioning_embedding(const std::string& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
+Tensor conditioning_embedding(const ModuleName& who, int64_t n, const Tensor& t, const Tensor& h, const Tensor& labels,
                               TimestepEmbedder& t_embedder, TimestepEmbedder* h_embedder, LabelEmbedding* y_embedder,
                               const std::vector<TimestepEmbedder*>& condition_embedders = {});
 
 // Checks that h is [n] or [n, 1] (no further conditions) or [n, 1 + conditions] and returns its
 // columns as [n] tensors: the interval first, then the conditions. `who` names the network.
-std::vector<Tensor> interval_and_conditions(const std::string& who, int64_t n, const Tensor& h, int64_t conditions);
+std::vector<Tensor> interval_and_conditions(const ModuleName& who, int64_t n, const Tensor& h, int64_t conditions);
 
 }  // namespace dualflow

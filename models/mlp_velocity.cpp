@@ -47,7 +47,7 @@ Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, c
   check_time("t", t);
   std::vector<Tensor> features{z, time_embedding_.forward(t)};
   if (config_.use_h) {
-    for (const Tensor& column : interval_and_conditions(describe(), n, h, config_.conditions))
+    for (const Tensor& column : interval_and_conditions(*this, n, h, config_.conditions))
       features.push_back(time_embedding_.forward(column));
   } else {
     DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(),

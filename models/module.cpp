@@ -9,6 +9,8 @@
 
 namespace dualflow {
 
+std::string ModuleName::str() const { return module_ ? module_->describe() : name_; }
+
 namespace {
 
 std::string join_name(const std::string& prefix, const std::string& name) {

@@ -15,6 +15,23 @@
 
 namespace dualflow {
 
+class Module;
+
+// Who an error message names: a module (described only when a message is built, since
+// describe() formats a string and the checks that take a name run on every forward pass) or a
+// fixed name.
+class ModuleName {
+ public:
+  ModuleName(const Module& module) : module_(&module) {}  // NOLINT: implicit by design
+  ModuleName(const char* name) : name_(name) {}           // NOLINT
+  ModuleName(const std::string& name) : name_(name) {}    // NOLINT
+  std::string str() const;
+
+ private:
+  const Module* module_ = nullptr;
+  std::string name_;
+};
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -153,3 +170,11 @@ class ScopedParameters {
 };
 
 }  // namespace dualflow
+
+// Formats as the name itself, so checks pass a ModuleName where they passed a string.
+template <>
+struct fmt::formatter<dualflow::ModuleName> : fmt::formatter<std::string> {
+  auto format(const dualflow::ModuleName& name, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(name.str(), ctx);
+  }
+};
