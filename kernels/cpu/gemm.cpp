@@ -1,5 +1,6 @@
 // CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool; f32 through the
-// engine's own AVX-512 kernel where OpenBLAS would run narrower ones, sgemm_avx512.h); 16-bit floats are
+// engine's own AVX-512 kernel where OpenBLAS would run narrower ones, sgemm_avx512.h; blocks with a side of at
+// most 8 through the engine's skinny loops, gemm_skinny.h); 16-bit floats are
 // widened to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
 #include <cblas.h>
 
@@ -11,6 +12,7 @@
 #include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm_activation.h"
+#include "kernels/cpu/gemm_skinny.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
@@ -63,6 +65,11 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   const BlockActivation<T> activate = g.activation ? block_activation<T>(*g.activation) : nullptr;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
+  if (gemm_skinny<T>(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, T(g.alpha), A, g.lda, B, g.ldb, T(g.beta), C, g.ldc,
+                     bias)) {
+    if (activate) activate(C, derivative, g.ldc, r1 - r0, c1 - c0);
+    return;
+  }
   if constexpr (std::is_same_v<T, float>) {
     if (sgemm_avx512_active() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
         g.k >= sgemm_avx512_min_k)
