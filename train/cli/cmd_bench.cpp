@@ -155,6 +155,57 @@ void run_kernels(const BenchOptions& o) {
     rep.add(r);
   }
 
+  // ---- skinny GEMMs: the toy2d network's 2-wide output layer at batch 1024 and its two gradients ----
+  // Each is a pass over the [1024, 256] operand; the bandwidth column counts it and the output.
+  {
+    const int64_t rows = 1024, wide = 256, narrow = 2;
+    Tensor x = randn(Shape{rows, wide}, gen, f32), w = randn(Shape{narrow, wide}, gen, f32);
+    Tensor b = randn(Shape{narrow}, gen, f32), g = randn(Shape{rows, narrow}, gen, f32);
+    struct Skinny {
+      const char* name;
+      std::string shape;
+      std::function<void()> engine;
+      CBLAS_TRANSPOSE ta, tb;
+      int m, n, k;
+      const Tensor *a, *b;
+      int lda, ldb;
+    };
+    const std::vector<Skinny> cases{
+        {"linear (2 outputs)", fmt::format("{}x{}>{}", rows, wide, narrow), [&] { linear(x, w, b); }, CblasNoTrans,
+         CblasTrans, int(rows), int(narrow), int(wide), &x, &w, int(wide), int(wide)},
+        {"matmul (k = 2)", fmt::format("{}x{}x{}", rows, narrow, wide), [&] { matmul(g, w); }, CblasNoTrans,
+         CblasNoTrans, int(rows), int(wide), int(narrow), &g, &w, int(narrow), int(wide)},
+        {"matmul (2 rows, A^T)", fmt::format("{}x{}x{}", narrow, rows, wide), [&] { matmul(g.t(), x); }, CblasTrans,
+         CblasNoTrans, int(narrow), int(wide), int(rows), &g, &x, int(narrow), int(wide)},
+    };
+    for (const Skinny& sk : cases) {
+      const double flop = 2.0 * double(rows) * double(wide) * double(narrow);
+      const double bytes = 4.0 * double(rows) * double(wide + narrow);
+      const int samples = 21, inner = 10;
+      std::vector<double> es, rs;
+      Tensor c = Tensor::empty(Shape{sk.m, sk.n}, f32);
+      for (int round = 0; round < 3; ++round) {
+        es.push_back(median_ms(sk.engine, dev, samples, inner));
+        if (dev.is_cpu()) {
+          openblas_set_num_threads(cpu_threads());
+          rs.push_back(median_ms(
+              [&] {
+                cblas_sgemm(CblasRowMajor, sk.ta, sk.tb, sk.m, sk.n, sk.k, 1.f, sk.a->data<float>(), sk.lda,
+                            sk.b->data<float>(), sk.ldb, 0.f, c.data<float>(), sk.n);
+              },
+              dev, samples, inner));
+          openblas_set_num_threads(1);
+        }
+      }
+      std::sort(es.begin(), es.end());
+      std::sort(rs.begin(), rs.end());
+      const double ms = es[1];
+      rep.add(Row{sk.name, "f32", sk.shape, ms, flop / ms / 1e6, bytes / ms / 1e6,
+                  dev.is_cpu() ? fmt::format("openblas sgemm {:.4f} ms; openblas/engine = {:.2f}", rs[1], rs[1] / ms)
+                               : std::string()});
+    }
+  }
+
   // ---- linear: the bias added by the GEMM as it stores the product, against matmul then add ----
   // Shapes of the toy2d network's hidden layer (batch 1024 and the 2 x 1,000 rows of the exact
   // likelihood's tangents) and of DiT-S's MLP (64 images x 49 tokens).
