@@ -1,19 +1,22 @@
 // The CPU thread pool (see thread_pool.h).
 //
 // Why no interleaving loses a wake-up or lets a worker touch a job it does not belong to:
-// - Everything a worker waits for (a new generation, stop_) and everything the caller waits for
-//   (remaining_ reaching 0, active_ reaching 0) changes under mutex_, or, for remaining_, is
-//   followed by a notify made under mutex_; each wait re-checks its condition under mutex_. So
-//   a condition that became true before a thread started waiting is seen, not waited for.
+// - The caller writes a job's fields only while the gate is closed with no worker inside, then
+//   opens the gate with the next generation (a sequentially consistent store, which publishes
+//   the fields). A worker enters only by a compare-and-swap from "this generation, open, n
+//   inside" to n + 1, so it enters only the open job it saw and reads fields written before
+//   that job opened. The caller closes by a compare-and-swap from "open, 0 inside" to closed,
+//   once every chunk is done, so no worker is inside or can enter while the next job's fields
+//   are written. A worker that saw an older generation fails its compare-and-swap (the word
+//   holds the generation) and waits for the next one.
+// - Sleeping: a thread about to sleep counts itself (sleeping_workers_, caller_sleeping_) under
+//   mutex_, then re-checks its condition under mutex_ before waiting; a thread that makes the
+//   condition true first changes it, then reads that count, and notifies under mutex_ if it is
+//   set. All of these are sequentially consistent, so either the sleeper sees the change or the
+//   changer sees the sleeper, whose re-check and wait hold mutex_ against the notify.
 // - A worker starts knowing generation 0, the generation at construction, not whatever it reads
 //   when the thread first runs: a job or the stop posted before a worker first runs is seen as
-//   new (reading it at start was the old hang at exit: the worker took the destructor's stop
-//   for one it had seen and slept forever).
-// - A worker joins a job only under mutex_ while the job is open, counting itself in active_;
-//   the caller closes the job only under mutex_ once every chunk is done and active_ is 0. So
-//   between jobs no worker is inside work(), and the job's fields, written under mutex_ while
-//   no job is open, are never read while they change. A worker that wakes late finds the job
-//   closed (or finds no chunk left) and goes back to sleep.
+//   new (reading it at start was the old hang at exit).
 // - An exception in a chunk is kept (the first one) and rethrown by the caller after the job
 //   closes; the other chunks still run, so every counter reaches its end.
 // - Nested parallel loops inside a chunk run serially (in_job), and a second thread that finds
@@ -62,9 +65,9 @@ ThreadPool::ThreadPool(int workers) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    std::lock_guard<std::mutex> lock(mutex_);  // a worker between its re-check and its wait holds it
   }
   wake_.notify_all();
   for (auto& t : threads_) t.join();
@@ -72,46 +75,69 @@ ThreadPool::~ThreadPool() {
 
 bool ThreadPool::in_job() { return t_in_pool_job; }
 
+template <class Done>
+void ThreadPool::caller_wait(Done done) {
+  if (spin_until(done)) return;
+  std::unique_lock<std::mutex> lock(mutex_);
+  caller_sleeping_.store(true);
+  done_.wait(lock, done);
+  caller_sleeping_.store(false);
+}
+
 bool ThreadPool::run(int64_t total, int64_t chunks, ChunkFn fn, void* context) {
   // Inside a chunk (of this or another pool) a job runs serially: the thread may already hold
   // job_mutex_, and a worker waiting on its own pool would wait on itself.
   if (t_in_pool_job) return false;
   std::unique_lock<std::mutex> busy(job_mutex_, std::try_to_lock);
   if (!busy.owns_lock()) return false;  // another thread's job is running: go serial
-  {
+  // The gate is closed and no worker is inside (the last job closed so): the fields are ours.
+  fn_ = fn;
+  context_ = context;
+  total_ = total;
+  chunks_ = chunks;
+  next_.store(0, std::memory_order_relaxed);
+  remaining_.store(chunks, std::memory_order_relaxed);
+  error_ = nullptr;
+  const uint64_t generation = (gate_.load(std::memory_order_relaxed) >> 32) + 1;
+  const uint64_t open = (generation << 32) | kOpen;
+  gate_.store(open);
+  if (sleeping_workers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
-    fn_ = fn;
-    context_ = context;
-    total_ = total;
-    chunks_ = chunks;
-    next_.store(0);
-    remaining_.store(chunks);
-    error_ = nullptr;
-    job_open_ = true;
-    ++generation_;
-    published_generation_.store(generation_, std::memory_order_release);
+    wake_.notify_all();
   }
-  wake_.notify_all();
-  const bool was_in_job = t_in_pool_job;
   t_in_pool_job = true;
   work();
-  t_in_pool_job = was_in_job;
-  // The workers' chunks: spin briefly (they are usually nearly done), then sleep. The spin waits
-  // for the workers to leave the job too, not only for the last chunk to end: a worker leaves
-  // just after its last chunk, and a caller that took mutex_ in between would sleep on done_
-  // and pay a wake-up on nearly every job whose last chunk a worker ran.
-  spin_until(
-      [&] { return remaining_.load(std::memory_order_acquire) == 0 && active_.load(std::memory_order_acquire) == 0; });
+  t_in_pool_job = false;
+  // The workers' chunks: usually nearly done. Then close the gate, which succeeds only while no
+  // worker is inside; a worker that entered after the last chunk finds none and leaves at once.
+  for (;;) {
+    caller_wait([&] { return remaining_.load() == 0 && (gate_.load() & kInsideMask) == 0; });
+    uint64_t expected = open;
+    if (gate_.compare_exchange_strong(expected, generation << 32)) break;
+  }
   std::exception_ptr error;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return remaining_.load() == 0 && active_.load() == 0; });
-    job_open_ = false;
+    std::lock_guard<std::mutex> lock(mutex_);
     error = error_;
     error_ = nullptr;
   }
   if (error) std::rethrow_exception(error);
   return true;
+}
+
+bool ThreadPool::try_join(uint64_t generation) {
+  uint64_t g = gate_.load();
+  while ((g >> 32) == generation && (g & kOpen) != 0)
+    if (gate_.compare_exchange_weak(g, g + 1)) return true;
+  return false;
+}
+
+void ThreadPool::leave() {
+  gate_.fetch_sub(1);
+  if (caller_sleeping_.load()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_.notify_all();
+  }
 }
 
 void ThreadPool::work() {
@@ -124,7 +150,7 @@ void ThreadPool::work() {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    if (remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
       std::lock_guard<std::mutex> lock(mutex_);
       done_.notify_all();
     }
@@ -134,18 +160,19 @@ void ThreadPool::work() {
 void ThreadPool::worker_loop() {
   t_in_pool_job = true;
   uint64_t seen = 0;  // the generation at construction (see the top of this file)
+  const auto news = [&] { return stop_.load() || (gate_.load() >> 32) != seen; };
   for (;;) {
-    spin_until([&] { return published_generation_.load(std::memory_order_acquire) != seen; });
-    std::unique_lock<std::mutex> lock(mutex_);
-    wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-    if (stop_) return;
-    seen = generation_;
-    if (!job_open_) continue;  // woke after that job closed
-    ++active_;
-    lock.unlock();
+    if (!spin_until(news)) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      sleeping_workers_.fetch_add(1);
+      wake_.wait(lock, news);
+      sleeping_workers_.fetch_sub(1);
+    }
+    if (stop_.load()) return;
+    seen = gate_.load() >> 32;
+    if (!try_join(seen)) continue;  // that job closed already
     work();
-    lock.lock();
-    if (active_.fetch_sub(1) == 1) done_.notify_all();
+    leave();
   }
 }
 

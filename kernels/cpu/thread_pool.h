@@ -37,18 +37,30 @@ class ThreadPool {
  private:
   void work();
   void worker_loop();
+  // Enters the job of `generation` if it is still open (counting this worker in gate_).
+  bool try_join(uint64_t generation);
+  void leave();
+  // The caller's wait for `done`: a spin, then a sleep on done_ that the workers end.
+  template <class Done>
+  void caller_wait(Done done);
+
+  // gate_ holds the job's generation (high 32 bits), whether workers may join it (kOpen) and how
+  // many are inside it (the low bits), so that joining, leaving and closing are each one atomic
+  // step on one word: a worker joins only an open job of the generation it saw, and the caller
+  // closes the job only when no worker is inside. No lock is taken on the way in or out.
+  static constexpr uint64_t kOpen = uint64_t(1) << 31, kInsideMask = kOpen - 1;
+  std::atomic<uint64_t> gate_{0};
+  std::atomic<bool> stop_{false};
 
   std::vector<std::thread> threads_;
   std::mutex job_mutex_;  // one job at a time
-  std::mutex mutex_;      // guards everything below except the atomics' counting
+  // Sleeping and waking only (and error_): a thread that sleeps counts itself first, and a
+  // thread that changes what a sleeper waits for checks that count, then notifies under mutex_.
+  std::mutex mutex_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;                        // jobs opened so far
-  std::atomic<uint64_t> published_generation_{0};  // generation_, for the workers' spin only
-  bool stop_ = false;
-  bool job_open_ = false;  // workers may join the current job
-  // Workers inside work() for the current job: changed under mutex_, read without it by the
-  // caller's spin so that it sees the job end without sleeping on done_.
-  std::atomic<int> active_{0};
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  // The job, written by the caller only while the gate is closed and no worker is inside.
   ChunkFn fn_ = nullptr;
   void* context_ = nullptr;
   int64_t total_ = 0;

@@ -1,9 +1,11 @@
 // The CPU thread pool: every index of a job run exactly once, pools made and destroyed at once
 // from many threads (and destroyed right after construction, before their workers first run:
-// the old hang at exit), chunks that throw, jobs submitted from inside jobs, and a busy pool.
+// the old hang at exit), chunks that throw, jobs submitted from inside jobs, a busy pool, and
+// workers and callers that sleep.
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -104,6 +106,25 @@ TEST_CASE("thread pool: a second thread finds the pool busy and is told so", "[k
   release.store(true);
   holder.join();
   CHECK(each_index_once(pool, 10, 2));
+}
+
+TEST_CASE("thread pool: workers asleep between jobs, and a caller asleep while workers finish, miss no job",
+          "[kernels][pool]") {
+  // Idle workers sleep after a millisecond of spinning, and a caller whose workers still run
+  // sleeps after one too: gaps and chunks of 3 ms take both paths, with quick jobs between.
+  ThreadPool pool(2);
+  auto slow_chunk = [](void* c, int64_t begin, int64_t end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    count_chunk(c, begin, end);
+  };
+  for (int round = 0; round < 12; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 2 == 0 ? 3 : 0));
+    std::vector<std::atomic<int>> hits(6);
+    Counter c{&hits};
+    REQUIRE(pool.run(6, 3, slow_chunk, &c));
+    for (auto& h : hits) REQUIRE(h.load() == 1);
+    REQUIRE(each_index_once(pool, 40, 3));
+  }
 }
 
 }  // namespace
