@@ -104,11 +104,49 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // it to 0.25 MFLOP made no difference measurable on the toy2d MeanFlow step.)
 constexpr double kParallelGemmFlops = 1e6;
 
+// An f32 product on the AVX-512 kernel that the threads split by rows: op(B) is packed once,
+// its panels shared out between the threads, instead of whole by each thread; then the rows go
+// in pieces of whole register tiles, several per thread, so that a thread slowed by the other
+// work of the machine (or by fetching rows another core wrote) takes fewer of them. Returns
+// false for products it does not take: batches, one thread, shapes the kernel leaves to others,
+// too few rows for two pieces per thread, or an op(B) of more than 64 MiB.
+bool gemm_shared_b(const GemmArgs& g, int threads) {
+  constexpr int64_t kTileRows = 12, kPiecesPerThread = 4, kMaxPackedFloats = int64_t(16) << 20;
+  if (g.dtype != DType::f32 || g.batch != 1 || threads < 2 || !sgemm_avx512_active()) return false;
+  if (g.m < 2 * kTileRows * threads || g.n < sgemm_avx512_min_n || g.k < sgemm_avx512_min_k) return false;
+  if (g.n <= kSkinnyExtent || g.k <= kSkinnyExtent) return false;
+  if (sgemm_avx512_packed_b_floats(g.n, g.k) > kMaxPackedFloats) return false;
+  thread_local std::vector<float> buffer;
+  buffer.resize(size_t(sgemm_avx512_packed_b_floats(g.n, g.k)));
+  float* packed = buffer.data();  // the caller's buffer: a chunk naming `buffer` would get its own thread's
+  const float* B = static_cast<const float*>(g.b);
+  const int64_t panels = sgemm_avx512_b_panels(g.n);
+  parallel_for_chunks(panels, threads, [&](int64_t first, int64_t last) {
+    sgemm_avx512_pack_b(g.trans_b, B, g.ldb, g.n, g.k, first, last, packed);
+  });
+  const float* A = static_cast<const float*>(g.a);
+  float* C = static_cast<float*>(g.c);
+  const float* bias = static_cast<const float*>(g.bias);
+  float* derivative = static_cast<float*>(g.derivative);
+  const BlockActivation<float> activate = g.activation ? block_activation<float>(*g.activation) : nullptr;
+  const int64_t tiles = (g.m + kTileRows - 1) / kTileRows;
+  parallel_for_chunks(tiles, kPiecesPerThread * threads, [&](int64_t first, int64_t last) {
+    const int64_t r0 = first * kTileRows, r1 = std::min(g.m, last * kTileRows);
+    sgemm_avx512_prepacked(g.trans_a, r1 - r0, g.n, g.k, float(g.alpha), A + (g.trans_a ? r0 : r0 * g.lda), g.lda,
+                           packed, float(g.beta), C + r0 * g.ldc, g.ldc, bias, activate,
+                           derivative ? derivative + r0 * g.ldc : nullptr);
+  });
+  return true;
+}
+
 template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
   const bool parallel = flops >= kParallelGemmFlops;
+  if constexpr (std::is_same_v<T, float>) {
+    if (parallel && gemm_shared_b(g, threads)) return;
+  }
   int64_t splits = 1;
   if (threads > 1 && parallel && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
   const bool split_rows = g.m >= g.n;

@@ -40,4 +40,19 @@ void parallel_for(int64_t total, int64_t grain, F&& fn) {
   fn(int64_t(0), total);
 }
 
+// Runs fn(begin, end) over [0, total) in `chunks` contiguous pieces taken in turn by whichever
+// thread is free (more pieces than threads let a thread that runs slower take fewer); on the
+// calling thread alone where the pool is busy or this is a pool thread.
+template <class F>
+void parallel_for_chunks(int64_t total, int64_t chunks, F&& fn) {
+  if (total <= 0) return;
+  chunks = std::clamp<int64_t>(chunks, 1, total);
+  if (num_threads() > 1 && chunks > 1) {
+    using Fn = std::remove_reference_t<F>;
+    auto trampoline = [](void* c, int64_t b, int64_t e) { (*static_cast<Fn*>(c))(b, e); };
+    if (detail::run_on_pool(total, chunks, trampoline, const_cast<void*>(static_cast<const void*>(&fn)))) return;
+  }
+  fn(int64_t(0), total);
+}
+
 }  // namespace dualflow::cpu

@@ -97,11 +97,13 @@ void pack_a(bool trans, const float* a, int64_t lda, int64_t r0, int64_t rows, i
 }
 
 // op(B)[p][col] for steps [p0, p0 + kc) and columns [c0, c0 + cols) into panels of NR columns:
-// panel q holds [p][NR] for columns q*NR ..; columns past `cols` are zero.
-void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t c0, int64_t cols, float* out) {
+// the panel of columns q*NR .. holds [p][NR] at out + q * panel_stride; columns past `cols`
+// are zero.
+void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t c0, int64_t cols, float* out,
+            int64_t panel_stride) {
   for (int64_t q = 0; q < cols; q += NR) {
     const int64_t nr = std::min(NR, cols - q);
-    float* panel = out + q * kc;
+    float* panel = out + q / NR * panel_stride;
     if (!trans) {  // op(B)[p][col] = b[p * ldb + col]: NR contiguous values per step
       const __mmask16 m0 = __mmask16(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
       const __mmask16 m1 = __mmask16(nr >= 32 ? 0xFFFF : nr > 16 ? (1u << (nr - 16)) - 1 : 0);
@@ -176,61 +178,101 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
   }
 }
 
+// One block of NC columns and KC steps of k for rows [0, m): op(B)'s panels for it are at
+// b_panels + j * panel_stride (j = 0, 1, .. for its columns jc .. in steps of NR).
+void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc, int64_t kc, int64_t k, float alpha,
+                    const float* a, int64_t lda, const float* b_panels, int64_t panel_stride, float beta, float* c,
+                    int64_t ldc, const float* bias, BlockActivation<float> activate, float* derivative) {
+  thread_local std::vector<float> a_packed;
+  a_packed.resize(size_t(MC * KC));
+  // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
+  const float beta_here = pc == 0 ? beta : 1.0f;
+  const float* bias_here = pc == 0 ? bias : nullptr;
+  // The last k block finishes each block of rows: the activation runs on it while it is in
+  // L2 (on each register tile instead, its short loops ran slower than a separate pass).
+  const BlockActivation<float> activate_here = pc + kc >= k ? activate : nullptr;
+  for (int64_t ic = 0; ic < m; ic += MC) {
+    const int64_t mc = std::min(MC, m - ic);
+    // Untransposed A is read in place, but for a last panel of fewer than MR rows.
+    const int64_t direct_rows = trans_a ? 0 : mc / MR * MR;
+    if (direct_rows < mc)
+      pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed.data() + direct_rows * kc);
+    for (int64_t jr = 0; jr < nc; jr += NR)
+      for (int64_t ir = 0; ir < mc; ir += MR) {
+        float* tile = c + (ic + ir) * ldc + jc + jr;
+        const float* panel = b_panels + jr / NR * panel_stride;
+        const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
+        if (ir < direct_rows)
+          micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, panel, tile, ldc, mr, nr, alpha, beta_here,
+                            bias_here ? bias_here + jc + jr : nullptr);
+        else
+          micro_tile<true>(kc, a_packed.data() + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here,
+                           bias_here ? bias_here + jc + jr : nullptr);
+      }
+    if (activate_here) {
+      float* block = c + ic * ldc + jc;
+      activate_here(block, derivative ? derivative + (block - c) : nullptr, ldc, mc, nc);
+    }
+  }
+}
+
+// The product where beta, bias and alpha leave nothing to multiply: C = bias, beta * C or 0.
+bool trivial_product(int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc,
+                     const float* bias, BlockActivation<float> activate, float* derivative) {
+  if (k > 0 && alpha != 0.0f) return false;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+  if (activate) activate(c, derivative, ldc, m, n);
+  return true;
+}
+
 }  // namespace
 
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
                   BlockActivation<float> activate, float* derivative) {
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0 || alpha == 0.0f) {
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    if (activate) activate(c, derivative, ldc, m, n);
-    return;
-  }
-  thread_local std::vector<float> a_packed, b_packed;
-  a_packed.resize(size_t(MC * KC));
+  if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, activate, derivative)) return;
+  thread_local std::vector<float> b_packed;
   b_packed.resize(size_t(std::min(NC, (n + NR - 1) / NR * NR) * KC));
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
-      // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
-      const float beta_here = pc == 0 ? beta : 1.0f;
-      const float* bias_here = pc == 0 ? bias : nullptr;
-      // The last k block finishes each block of rows: the activation runs on it while it is in
-      // L2 (on each register tile instead, its short loops ran slower than a separate pass).
-      const BlockActivation<float> activate_here = pc + kc >= k ? activate : nullptr;
-      pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data());
-      for (int64_t ic = 0; ic < m; ic += MC) {
-        const int64_t mc = std::min(MC, m - ic);
-        // Untransposed A is read in place, but for a last panel of fewer than MR rows.
-        const int64_t direct_rows = trans_a ? 0 : mc / MR * MR;
-        if (direct_rows < mc)
-          pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed.data() + direct_rows * kc);
-        for (int64_t jr = 0; jr < nc; jr += NR)
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            float* tile = c + (ic + ir) * ldc + jc + jr;
-            const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
-            if (ir < direct_rows)
-              micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
-                                beta_here, bias_here ? bias_here + jc + jr : nullptr);
-            else
-              micro_tile<true>(kc, a_packed.data() + ir * kc, MR, b_packed.data() + jr * kc, tile, ldc, mr, nr, alpha,
-                               beta_here, bias_here ? bias_here + jc + jr : nullptr);
-          }
-        if (activate_here) {
-          float* block = c + ic * ldc + jc;
-          activate_here(block, derivative ? derivative + (block - c) : nullptr, ldc, mc, nc);
-        }
-      }
+      pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data(), NR * kc);
+      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed.data(), NR * kc, beta, c, ldc, bias,
+                     activate, derivative);
     }
   }
+}
+
+int64_t sgemm_avx512_b_panels(int64_t n) { return (n + NR - 1) / NR; }
+int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k) { return sgemm_avx512_b_panels(n) * NR * k; }
+
+void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
+                         int64_t last_panel, float* packed) {
+  const int64_t c0 = first_panel * NR, c1 = std::min(n, last_panel * NR);
+  if (c1 <= c0 || k <= 0) return;
+  pack_b(trans_b, b, ldb, 0, k, c0, c1 - c0, packed + first_panel * NR * k, NR * k);
+}
+
+void sgemm_avx512_prepacked(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                            const float* packed_b, float beta, float* c, int64_t ldc, const float* bias,
+                            BlockActivation<float> activate, float* derivative) {
+  if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, activate, derivative)) return;
+  for (int64_t jc = 0; jc < n; jc += NC)
+    for (int64_t pc = 0; pc < k; pc += KC)
+      multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,
+                     packed_b + jc / NR * NR * k + pc * NR, NR * k, beta, c, ldc, bias, activate, derivative);
 }
 #else
 // Never called: sgemm_avx512_active() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                   float*, int64_t, const float*, BlockActivation<float>, float*) {}
+int64_t sgemm_avx512_b_panels(int64_t) { return 0; }
+int64_t sgemm_avx512_packed_b_floats(int64_t, int64_t) { return 0; }
+void sgemm_avx512_pack_b(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {}
+void sgemm_avx512_prepacked(bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, float, float*,
+                            int64_t, const float*, BlockActivation<float>, float*) {}
 #endif
 
 }  // namespace dualflow::cpu

@@ -32,4 +32,18 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias = nullptr,
                   BlockActivation<float> activate = nullptr, float* derivative = nullptr);
 
+// op(B) packed once for threads that split C's rows between them (each would otherwise pack
+// all of op(B) itself): panels of 32 columns over all of k, sgemm_avx512_packed_b_floats(n, k)
+// floats in all. sgemm_avx512_pack_b writes panels [first_panel, last_panel) of the
+// sgemm_avx512_b_panels(n), so that threads can pack disjoint panels at once.
+int64_t sgemm_avx512_b_panels(int64_t n);
+int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k);
+void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
+                         int64_t last_panel, float* packed);
+// sgemm_avx512 with op(B) packed whole by sgemm_avx512_pack_b: the same bits for the rows it is
+// given.
+void sgemm_avx512_prepacked(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                            const float* packed_b, float beta, float* c, int64_t ldc, const float* bias = nullptr,
+                            BlockActivation<float> activate = nullptr, float* derivative = nullptr);
+
 }  // namespace dualflow::cpu

@@ -9,6 +9,8 @@
 #include <random>
 #include <vector>
 
+#include "kernels/common/backend.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 using namespace dualflow;
@@ -92,6 +94,55 @@ TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and colu
                         parts.data() + r0 * n + c0, n);
     }
   REQUIRE(parts == whole);
+}
+
+TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads (op(B) packed once, shared)",
+          "[kernels][gemm]") {
+  // At 2 and 3 threads these rows go to gemm_parallel's shared op(B): two column blocks of the
+  // kernel (1024 + 6), two k blocks, rows off the 12-row tile; every transpose pair with alpha
+  // and beta, and linear's layout with the bias and an activation with its derivative.
+  const int64_t m = 75, n = 1030, k = 300;
+  struct Variant {
+    bool ta, tb, bias, activation;
+  };
+  std::vector<Variant> variants;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) variants.push_back({ta, tb, false, false});
+  variants.push_back({false, true, true, false});
+  variants.push_back({false, true, true, true});
+  const int threads_before = cpu::num_threads();
+  for (const Variant& v : variants) {
+    INFO("trans " << v.ta << v.tb << ", bias " << v.bias << ", activation " << v.activation);
+    const std::vector<float> a = random_vector(size_t(m * k), 21), b = random_vector(size_t(k * n), 22);
+    const std::vector<float> bias = random_vector(size_t(n), 23), c0 = random_vector(size_t(m * n), 24);
+    std::vector<std::vector<float>> outputs, derivatives;
+    for (int threads : {1, 2, 3}) {
+      cpu::set_num_threads(threads);
+      std::vector<float> c = c0, derivative(size_t(m * n));
+      GemmArgs g;
+      g.trans_a = v.ta;
+      g.trans_b = v.tb;
+      g.m = m, g.n = n, g.k = k;
+      g.a = a.data(), g.lda = v.ta ? m : k;
+      g.b = b.data(), g.ldb = v.tb ? k : n;
+      g.c = c.data(), g.ldc = n;
+      g.alpha = v.bias ? 1.0 : 0.75;
+      g.beta = v.bias ? 0.0 : -0.5;
+      if (v.bias) g.bias = bias.data();
+      if (v.activation) {
+        g.activation = UnaryOp::Silu;
+        g.derivative = derivative.data();
+      }
+      cpu_backend().gemm(0, g);
+      outputs.push_back(c);
+      derivatives.push_back(derivative);
+    }
+    REQUIRE(outputs[1] == outputs[0]);
+    REQUIRE(outputs[2] == outputs[0]);
+    REQUIRE(derivatives[1] == derivatives[0]);
+    REQUIRE(derivatives[2] == derivatives[0]);
+  }
+  cpu::set_num_threads(threads_before);
 }
 
 TEST_CASE("sgemm_avx512's bias row gives the bits of C filled with the bias and beta = 1 (alpha = 1)",
