@@ -105,14 +105,16 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 constexpr double kParallelGemmFlops = 1e6;
 
 // An f32 product on the AVX-512 kernel that the threads split by rows: op(B) is packed once,
-// its panels shared out between the threads, instead of whole by each thread; then the rows go
-// in pieces of whole register tiles, several per thread, so that a thread slowed by the other
-// work of the machine (or by fetching rows another core wrote) takes fewer of them. Returns
-// false for products it does not take: batches, one thread, shapes the kernel leaves to others,
-// too few rows for two pieces per thread, or an op(B) of more than 64 MiB.
+// its panels shared out between the threads, instead of whole by each thread. Then, for each of
+// the kernel's blocks of columns and of k in turn, the rows go in pieces of whole register tiles,
+// several per thread, taken by whichever thread is free, so that a thread slowed by the other
+// work of the machine (or by fetching rows another core wrote) takes fewer of them; all threads
+// work on one block of op(B) at a time, so it is fetched into the cores' caches once. Returns
+// false for products it does not take: batches, one thread, alpha = 0, shapes the kernel leaves
+// to others, too few rows for two pieces per thread, or an op(B) of more than 64 MiB.
 bool gemm_shared_b(const GemmArgs& g, int threads) {
-  constexpr int64_t kTileRows = 12, kPiecesPerThread = 4, kMaxPackedFloats = int64_t(16) << 20;
-  if (g.dtype != DType::f32 || g.batch != 1 || threads < 2 || !sgemm_avx512_active()) return false;
+  constexpr int64_t kTileRows = 12, kMaxPackedFloats = int64_t(16) << 20;
+  if (g.dtype != DType::f32 || g.batch != 1 || threads < 2 || g.alpha == 0.0 || !sgemm_avx512_active()) return false;
   if (g.m < 2 * kTileRows * threads || g.n < sgemm_avx512_min_n || g.k < sgemm_avx512_min_k) return false;
   if (g.n <= kSkinnyExtent || g.k <= kSkinnyExtent) return false;
   if (sgemm_avx512_packed_b_floats(g.n, g.k) > kMaxPackedFloats) return false;
@@ -120,8 +122,7 @@ bool gemm_shared_b(const GemmArgs& g, int threads) {
   buffer.resize(size_t(sgemm_avx512_packed_b_floats(g.n, g.k)));
   float* packed = buffer.data();  // the caller's buffer: a chunk naming `buffer` would get its own thread's
   const float* B = static_cast<const float*>(g.b);
-  const int64_t panels = sgemm_avx512_b_panels(g.n);
-  parallel_for_chunks(panels, threads, [&](int64_t first, int64_t last) {
+  parallel_for_chunks(sgemm_avx512_b_panels(g.n), threads, [&](int64_t first, int64_t last) {
     sgemm_avx512_pack_b(g.trans_b, B, g.ldb, g.n, g.k, first, last, packed);
   });
   const float* A = static_cast<const float*>(g.a);
@@ -130,12 +131,17 @@ bool gemm_shared_b(const GemmArgs& g, int threads) {
   float* derivative = static_cast<float*>(g.derivative);
   const BlockActivation<float> activate = g.activation ? block_activation<float>(*g.activation) : nullptr;
   const int64_t tiles = (g.m + kTileRows - 1) / kTileRows;
-  parallel_for_chunks(tiles, kPiecesPerThread * threads, [&](int64_t first, int64_t last) {
-    const int64_t r0 = first * kTileRows, r1 = std::min(g.m, last * kTileRows);
-    sgemm_avx512_prepacked(g.trans_a, r1 - r0, g.n, g.k, float(g.alpha), A + (g.trans_a ? r0 : r0 * g.lda), g.lda,
-                           packed, float(g.beta), C + r0 * g.ldc, g.ldc, bias, activate,
-                           derivative ? derivative + r0 * g.ldc : nullptr);
-  });
+  // Four pieces per thread; two where the rows are many, since each piece reads the block of
+  // op(B) (up to 1 MiB) again.
+  const int64_t pieces = (g.m <= 1024 ? 4 : 2) * threads;
+  for (int64_t jc = 0; jc < g.n; jc += sgemm_avx512_column_block)
+    for (int64_t pc = 0; pc < g.k; pc += sgemm_avx512_k_block)
+      parallel_for_chunks(tiles, pieces, [&](int64_t first, int64_t last) {
+        const int64_t r0 = first * kTileRows, r1 = std::min(g.m, last * kTileRows);
+        sgemm_avx512_prepacked_block(g.trans_a, r1 - r0, g.n, g.k, jc, pc, float(g.alpha),
+                                     A + (g.trans_a ? r0 : r0 * g.lda), g.lda, packed, float(g.beta), C + r0 * g.ldc,
+                                     g.ldc, bias, activate, derivative ? derivative + r0 * g.ldc : nullptr);
+      });
   return true;
 }
 

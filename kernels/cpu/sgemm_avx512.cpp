@@ -255,15 +255,16 @@ void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, i
   pack_b(trans_b, b, ldb, 0, k, c0, c1 - c0, packed + first_panel * NR * k, NR * k);
 }
 
-void sgemm_avx512_prepacked(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                            const float* packed_b, float beta, float* c, int64_t ldc, const float* bias,
-                            BlockActivation<float> activate, float* derivative) {
-  if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, activate, derivative)) return;
-  for (int64_t jc = 0; jc < n; jc += NC)
-    for (int64_t pc = 0; pc < k; pc += KC)
-      multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,
-                     packed_b + jc / NR * NR * k + pc * NR, NR * k, beta, c, ldc, bias, activate, derivative);
+void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t jc, int64_t pc, float alpha,
+                                  const float* a, int64_t lda, const float* packed_b, float beta, float* c,
+                                  int64_t ldc, const float* bias, BlockActivation<float> activate,
+                                  float* derivative) {
+  static_assert(sgemm_avx512_column_block == NC && sgemm_avx512_k_block == KC);
+  if (m <= 0 || n <= 0 || k <= 0) return;
+  multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,
+                 packed_b + jc / NR * NR * k + pc * NR, NR * k, beta, c, ldc, bias, activate, derivative);
 }
+
 #else
 // Never called: sgemm_avx512_active() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
@@ -271,8 +272,8 @@ void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, in
 int64_t sgemm_avx512_b_panels(int64_t) { return 0; }
 int64_t sgemm_avx512_packed_b_floats(int64_t, int64_t) { return 0; }
 void sgemm_avx512_pack_b(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {}
-void sgemm_avx512_prepacked(bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, float, float*,
-                            int64_t, const float*, BlockActivation<float>, float*) {}
+void sgemm_avx512_prepacked_block(bool, int64_t, int64_t, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                                  const float*, float, float*, int64_t, const float*, BlockActivation<float>, float*) {}
 #endif
 
 }  // namespace dualflow::cpu

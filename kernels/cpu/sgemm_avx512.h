@@ -40,10 +40,16 @@ int64_t sgemm_avx512_b_panels(int64_t n);
 int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k);
 void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
                          int64_t last_panel, float* packed);
-// sgemm_avx512 with op(B) packed whole by sgemm_avx512_pack_b: the same bits for the rows it is
-// given.
-void sgemm_avx512_prepacked(bool trans_a, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                            const float* packed_b, float beta, float* c, int64_t ldc, const float* bias = nullptr,
-                            BlockActivation<float> activate = nullptr, float* derivative = nullptr);
+// The kernel's blocks of C's columns and of k: each element sums its k products one k block
+// after the other.
+constexpr int64_t sgemm_avx512_column_block = 1024, sgemm_avx512_k_block = 256;
+// One block (the columns from column_block, the k steps from k_block) of sgemm_avx512 with
+// op(B) packed whole by sgemm_avx512_pack_b, for the rows it is given. Run over every block,
+// k blocks in order, it gives sgemm_avx512's bits (for alpha != 0; sgemm_avx512 takes the
+// products of alpha = 0 or k = 0, which multiply nothing).
+void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t column_block,
+                                  int64_t k_block, float alpha, const float* a, int64_t lda, const float* packed_b,
+                                  float beta, float* c, int64_t ldc, const float* bias, BlockActivation<float> activate,
+                                  float* derivative);
 
 }  // namespace dualflow::cpu
