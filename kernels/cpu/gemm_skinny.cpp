@@ -18,6 +18,23 @@ inline T finish(T sum, T alpha, T beta, const T* bias, int64_t j, const T* c_old
   return alpha * sum + beta * *c_old;
 }
 
+// Calls f.template operator()<E>() with the small extent e (1 .. kSkinnyExtent) as a constant,
+// so that the loops over it unroll.
+template <class F>
+void with_constant_extent(int64_t e, F&& f) {
+  static_assert(kSkinnyExtent == 8);
+  switch (e) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+
 // k <= kSkinnyExtent: C[i][:] = alpha * sum_p op(A)[i][p] * op(B)[p][:], op(B)'s rows copied
 // out contiguous first. K is k as a constant, so that the sum over it unrolls inside the
 // vectorised loop over the row.
@@ -44,17 +61,9 @@ void small_k(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t k, 
   b_rows.resize(size_t(k * cols));
   for (int64_t p = 0; p < k; ++p)
     for (int64_t j = 0; j < cols; ++j) b_rows[size_t(p * cols + j)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  auto run = [&]<int K>() { small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows.data(), beta, c, ldc, bias); };
-  switch (k) {
-    case 1: return run.template operator()<1>();
-    case 2: return run.template operator()<2>();
-    case 3: return run.template operator()<3>();
-    case 4: return run.template operator()<4>();
-    case 5: return run.template operator()<5>();
-    case 6: return run.template operator()<6>();
-    case 7: return run.template operator()<7>();
-    default: return run.template operator()<8>();
-  }
+  with_constant_extent(k, [&]<int K>() {
+    small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows.data(), beta, c, ldc, bias);
+  });
 }
 
 // cols <= kSkinnyExtent, op(A) = A (rows contiguous along k): C[i][j] = alpha * <A[i], op(B)[:, j]>,
@@ -104,17 +113,9 @@ void small_n(bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const
   b_cols.resize(size_t(cols * k));
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t p = 0; p < k; ++p) b_cols[size_t(j * k + p)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  auto run = [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols.data(), beta, c, ldc, bias); };
-  switch (cols) {
-    case 1: return run.template operator()<1>();
-    case 2: return run.template operator()<2>();
-    case 3: return run.template operator()<3>();
-    case 4: return run.template operator()<4>();
-    case 5: return run.template operator()<5>();
-    case 6: return run.template operator()<6>();
-    case 7: return run.template operator()<7>();
-    default: return run.template operator()<8>();
-  }
+  with_constant_extent(cols, [&]<int N>() {
+    small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols.data(), beta, c, ldc, bias);
+  });
 }
 
 // rows <= kSkinnyExtent, op(B) = B (rows contiguous along its columns): C[i][:] = alpha *
