@@ -261,8 +261,8 @@ Tensor DiT::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Ten
            x.shape()[3]);
   std::vector<TimestepEmbedder*> conditions;
   for (const auto& e : condition_embedders) conditions.push_back(e.get());
-  Tensor c = conditioning_embedding(*this, n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(),
-                                    conditions);
+  Tensor c =
+      conditioning_embedding(*this, n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(), conditions);
   Tensor tokens = x_embedder->forward(x) + pos_embed;
   for (const auto& block : *blocks) tokens = block->forward(tokens, c);
   return unpatchify(final_layer->forward(tokens, c));

@@ -201,8 +201,8 @@ Tensor UNet::forward(const Tensor& x, const Tensor& t, const Tensor& h, const Te
            describe(), c.image_size, c.image_size, x.shape()[2], x.shape()[3]);
   std::vector<TimestepEmbedder*> conditions;
   for (const auto& e : condition_embedders) conditions.push_back(e.get());
-  Tensor emb = conditioning_embedding(*this, n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(),
-                                      conditions);
+  Tensor emb =
+      conditioning_embedding(*this, n, t, h, labels, *t_embedder, h_embedder.get(), y_embedder.get(), conditions);
 
   std::vector<Tensor> skips;
   Tensor hcur = input_conv->forward(x);

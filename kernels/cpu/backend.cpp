@@ -13,7 +13,7 @@ namespace dualflow {
 namespace cpu {
 namespace {
 
-constexpr size_t kCacheFrom = size_t(1) << 10;  // blocks of 1 KiB and more are cached
+constexpr size_t kCacheFrom = size_t(1) << 10;   // blocks of 1 KiB and more are cached
 constexpr size_t kCacheLimit = size_t(4) << 30;  // at most 4 GiB held idle
 
 // Sizes of 1 KiB and more fall in classes of 1/8 of their power of two (at most 12.5% more

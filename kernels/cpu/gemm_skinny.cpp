@@ -39,8 +39,8 @@ void with_constant_extent(int64_t e, F&& f) {
 // out contiguous first. K is k as a constant, so that the sum over it unrolls inside the
 // vectorised loop over the row.
 template <class T, int K>
-void small_k_rows(bool trans_a, int64_t rows, int64_t cols, T alpha, const T* a, int64_t lda, const T* b_rows,
-                  T beta, T* c, int64_t ldc, const T* bias) {
+void small_k_rows(bool trans_a, int64_t rows, int64_t cols, T alpha, const T* a, int64_t lda, const T* b_rows, T beta,
+                  T* c, int64_t ldc, const T* bias) {
   for (int64_t i = 0; i < rows; ++i) {
     T a_row[K];
     for (int p = 0; p < K; ++p) a_row[p] = trans_a ? a[p * lda + i] : a[i * lda + p];
@@ -61,17 +61,16 @@ void small_k(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t k, 
   b_rows.resize(size_t(k * cols));
   for (int64_t p = 0; p < k; ++p)
     for (int64_t j = 0; j < cols; ++j) b_rows[size_t(p * cols + j)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  with_constant_extent(k, [&]<int K>() {
-    small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows.data(), beta, c, ldc, bias);
-  });
+  with_constant_extent(
+      k, [&]<int K>() { small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows.data(), beta, c, ldc, bias); });
 }
 
 // cols <= kSkinnyExtent, op(A) = A (rows contiguous along k): C[i][j] = alpha * <A[i], op(B)[:, j]>,
 // op(B)'s columns copied out contiguous first. N is cols as a constant: the N sums of a row
 // run in one pass over it.
 template <class T, int N>
-void small_n_rows(int64_t rows, int64_t k, T alpha, const T* a, int64_t lda, const T* b_cols, T beta, T* c,
-                  int64_t ldc, const T* bias) {
+void small_n_rows(int64_t rows, int64_t k, T alpha, const T* a, int64_t lda, const T* b_cols, T beta, T* c, int64_t ldc,
+                  const T* bias) {
   // R rows at a time share each load of op(B); R x N vector sums of kLanes products each, added
   // across at the end. GCC's vector type keeps them in registers (a plain array of lanes was
   // spilled and ran at half the speed).
@@ -113,9 +112,8 @@ void small_n(bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const
   b_cols.resize(size_t(cols * k));
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t p = 0; p < k; ++p) b_cols[size_t(j * k + p)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  with_constant_extent(cols, [&]<int N>() {
-    small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols.data(), beta, c, ldc, bias);
-  });
+  with_constant_extent(cols,
+                       [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols.data(), beta, c, ldc, bias); });
 }
 
 // rows <= kSkinnyExtent, op(B) = B (rows contiguous along its columns): C[i][:] = alpha *
@@ -151,7 +149,8 @@ void small_m(bool trans_a, int64_t rows, int64_t cols, int64_t k, T alpha, const
 template <class T>
 bool gemm_skinny(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const T* a, int64_t lda,
                  const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
-  if (rows <= 0 || cols <= 0 || k <= 0) return false;
+  // alpha = 0 multiplies nothing (BLAS reads neither A nor B then, so a NaN there stays out).
+  if (rows <= 0 || cols <= 0 || k <= 0 || alpha == T(0)) return false;
   if (k <= kSkinnyExtent) {
     small_k(trans_a, trans_b, rows, cols, k, alpha, a, lda, b, ldb, beta, c, ldc, bias);
   } else if (cols <= kSkinnyExtent && !trans_a) {
@@ -166,7 +165,7 @@ bool gemm_skinny(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t
 
 template bool gemm_skinny<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                                  int64_t, float, float*, int64_t, const float*);
-template bool gemm_skinny<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                                  const double*, int64_t, double, double*, int64_t, const double*);
+template bool gemm_skinny<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
+                                  int64_t, double, double*, int64_t, const double*);
 
 }  // namespace dualflow::cpu

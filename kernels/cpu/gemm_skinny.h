@@ -12,7 +12,8 @@ constexpr int64_t kSkinnyExtent = 8;
 
 // C[rows, cols] = alpha * op(A)[rows, k] op(B)[k, cols] + (bias, if given, in every row; else
 // beta * C, C unread where beta == 0), row-major with leading dimensions lda, ldb and ldc.
-// Returns false, computing nothing, when the shape or layout is not one of the three it takes:
+// Returns false, computing nothing, for alpha = 0 or k = 0 and when the shape or layout is not
+// one of the three it takes:
 // k small (a sum of k outer products), cols small with op(A)'s rows contiguous (dot products),
 // rows small with op(B)'s rows contiguous (a sum of scaled rows of B).
 template <class T>

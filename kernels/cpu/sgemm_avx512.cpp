@@ -217,8 +217,8 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
 }
 
 // The product where beta, bias and alpha leave nothing to multiply: C = bias, beta * C or 0.
-bool trivial_product(int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc,
-                     const float* bias, BlockActivation<float> activate, float* derivative) {
+bool trivial_product(int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc, const float* bias,
+                     BlockActivation<float> activate, float* derivative) {
   if (k > 0 && alpha != 0.0f) return false;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
@@ -256,9 +256,8 @@ void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, i
 }
 
 void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t jc, int64_t pc, float alpha,
-                                  const float* a, int64_t lda, const float* packed_b, float beta, float* c,
-                                  int64_t ldc, const float* bias, BlockActivation<float> activate,
-                                  float* derivative) {
+                                  const float* a, int64_t lda, const float* packed_b, float beta, float* c, int64_t ldc,
+                                  const float* bias, BlockActivation<float> activate, float* derivative) {
   static_assert(sgemm_avx512_column_block == NC && sgemm_avx512_k_block == KC);
   if (m <= 0 || n <= 0 || k <= 0) return;
   multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,

@@ -47,9 +47,8 @@ constexpr int64_t sgemm_avx512_column_block = 1024, sgemm_avx512_k_block = 256;
 // op(B) packed whole by sgemm_avx512_pack_b, for the rows it is given. Run over every block,
 // k blocks in order, it gives sgemm_avx512's bits (for alpha != 0; sgemm_avx512 takes the
 // products of alpha = 0 or k = 0, which multiply nothing).
-void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t column_block,
-                                  int64_t k_block, float alpha, const float* a, int64_t lda, const float* packed_b,
-                                  float beta, float* c, int64_t ldc, const float* bias, BlockActivation<float> activate,
-                                  float* derivative);
+void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t column_block, int64_t k_block,
+                                  float alpha, const float* a, int64_t lda, const float* packed_b, float beta, float* c,
+                                  int64_t ldc, const float* bias, BlockActivation<float> activate, float* derivative);
 
 }  // namespace dualflow::cpu

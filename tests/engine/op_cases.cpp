@@ -148,11 +148,12 @@ std::vector<OpCase> all_op_cases() {
                /*smooth=*/false});
   // Products with a side of at most 8 and a long one (the CPU's skinny GEMM loops: dot
   // products off the vector width, sums of outer products, scaled rows of B).
-  c.push_back({"linear_to_two_outputs", {{Shape{2, 20, 23}}, {Shape{2, 23}}, {Shape{2}}},
-               [](V x) { return linear(x[0], x[1], x[2]); }});
+  c.push_back({"linear_to_two_outputs", {{Shape{2, 20, 23}}, {Shape{2, 23}}, {Shape{2}}}, [](V x) {
+                 return linear(x[0], x[1], x[2]);
+               }});
   c.push_back({"matmul_small_k_long_sides", {{Shape{17, 2}}, {Shape{2, 19}}}, [](V x) { return matmul(x[0], x[1]); }});
-  c.push_back({"matmul_small_m_transposed", {{Shape{19, 3}}, {Shape{19, 17}}},
-               [](V x) { return matmul(x[0].t(), x[1]); }});
+  c.push_back(
+      {"matmul_small_m_transposed", {{Shape{19, 3}}, {Shape{19, 17}}}, [](V x) { return matmul(x[0].t(), x[1]); }});
   c.push_back({"matmul_mat_vec", {{Shape{3, 4}}, {Shape{4}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"dot", {{Shape{6}}, {Shape{6}}}, [](V x) { return matmul(x[0], x[1]); }});
   c.push_back({"addcmul", {{Shape{2, 3, 4}}, {Shape{2, 3, 4}}, {Shape{2, 3, 4}}},

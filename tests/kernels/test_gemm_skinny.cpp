@@ -40,8 +40,8 @@ Operands layout(const Problem& p) { return {(p.ta ? p.m : p.k) + 3, (p.tb ? p.k 
 
 template <class T>
 void check_against_f64(const Problem& p, unsigned seed, double tolerance) {
-  INFO("trans " << p.ta << p.tb << ", m " << p.m << ", n " << p.n << ", k " << p.k << ", alpha " << p.alpha
-                << ", beta " << p.beta << ", bias " << p.bias);
+  INFO("trans " << p.ta << p.tb << ", m " << p.m << ", n " << p.n << ", k " << p.k << ", alpha " << p.alpha << ", beta "
+                << p.beta << ", bias " << p.bias);
   const Operands o = layout(p);
   const std::vector<T> a = random_vector<T>(size_t((p.ta ? p.k : p.m) * o.lda), seed);
   const std::vector<T> b = random_vector<T>(size_t((p.tb ? p.n : p.k) * o.ldb), seed + 100);
@@ -59,7 +59,7 @@ void check_against_f64(const Problem& p, unsigned seed, double tolerance) {
       for (int64_t q = 0; q < p.k; ++q)
         want += double(p.ta ? a[size_t(q * o.lda + i)] : a[size_t(i * o.lda + q)]) *
                 double(p.tb ? b[size_t(j * o.ldb + q)] : b[size_t(q * o.ldb + j)]);
-      want = p.alpha * want + (p.bias                ? double(bias[size_t(j)])
+      want = p.alpha * want + (p.bias          ? double(bias[size_t(j)])
                                : p.beta == 0.0 ? 0.0
                                                : p.beta * double(c0[size_t(i * o.ldc + j)]));
       const double got = double(c[size_t(i * o.ldc + j)]);
@@ -110,12 +110,14 @@ TEST_CASE("gemm_skinny equals the f64 product in f32 and f64 for each form and l
 
 TEST_CASE("gemm_skinny leaves the layouts it does not take to BLAS", "[kernels][gemm]") {
   std::vector<float> a(64 * 64, 1.0f), b(64 * 64, 1.0f), c(64 * 64, 7.0f);
-  // Neither side at most 8; small N with op(A) transposed; small M with op(B) transposed.
-  for (const Problem& p : {Problem{false, false, 9, 9, 9, 1, 0, false}, Problem{true, false, 40, 2, 40, 1, 0, false},
-                           Problem{false, true, 2, 40, 40, 1, 0, false}}) {
+  // Neither side at most 8; small N with op(A) transposed; small M with op(B) transposed;
+  // alpha = 0 (BLAS then reads neither operand).
+  for (const Problem& p :
+       {Problem{false, false, 9, 9, 9, 1, 0, false}, Problem{true, false, 40, 2, 40, 1, 0, false},
+        Problem{false, true, 2, 40, 40, 1, 0, false}, Problem{false, false, 40, 40, 2, 0, 0, false}}) {
     INFO("trans " << p.ta << p.tb << ", m " << p.m << ", n " << p.n << ", k " << p.k);
-    REQUIRE_FALSE(cpu::gemm_skinny<float>(p.ta, p.tb, p.m, p.n, p.k, 1.0f, a.data(), 64, b.data(), 64, 0.0f, c.data(),
-                                          64, nullptr));
+    REQUIRE_FALSE(cpu::gemm_skinny<float>(p.ta, p.tb, p.m, p.n, p.k, float(p.alpha), a.data(), 64, b.data(), 64, 0.0f,
+                                          c.data(), 64, nullptr));
   }
   for (float x : c) REQUIRE(x == 7.0f);  // nothing written
 }
