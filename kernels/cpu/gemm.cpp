@@ -14,6 +14,7 @@
 #include "kernels/cpu/gemm_activation.h"
 #include "kernels/cpu/gemm_skinny.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 namespace dualflow::cpu {
@@ -119,8 +120,8 @@ bool gemm_shared_b(const GemmArgs& g, int threads) {
   if (g.n <= kSkinnyExtent || g.k <= kSkinnyExtent) return false;
   if (sgemm_avx512_packed_b_floats(g.n, g.k) > kMaxPackedFloats) return false;
   thread_local std::vector<float> buffer;
-  buffer.resize(size_t(sgemm_avx512_packed_b_floats(g.n, g.k)));
-  float* packed = buffer.data();  // the caller's buffer: a chunk naming `buffer` would get its own thread's
+  // The caller's buffer: a chunk naming `buffer` would get its own thread's.
+  float* packed = scratch(buffer, size_t(sgemm_avx512_packed_b_floats(g.n, g.k)));
   const float* B = static_cast<const float*>(g.b);
   parallel_for_chunks(sgemm_avx512_b_panels(g.n), threads, [&](int64_t first, int64_t last) {
     sgemm_avx512_pack_b(g.trans_b, B, g.ldb, g.n, g.k, first, last, packed);

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/scratch.h"
+
 namespace dualflow::cpu {
 namespace {
 
@@ -57,12 +59,12 @@ void small_k_rows(bool trans_a, int64_t rows, int64_t cols, T alpha, const T* a,
 template <class T>
 void small_k(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const T* a, int64_t lda,
              const T* b, int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
-  thread_local std::vector<T> b_rows;
-  b_rows.resize(size_t(k * cols));
+  thread_local std::vector<T> buffer;
+  T* b_rows = scratch(buffer, size_t(k * cols));
   for (int64_t p = 0; p < k; ++p)
-    for (int64_t j = 0; j < cols; ++j) b_rows[size_t(p * cols + j)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+    for (int64_t j = 0; j < cols; ++j) b_rows[p * cols + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
   with_constant_extent(
-      k, [&]<int K>() { small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows.data(), beta, c, ldc, bias); });
+      k, [&]<int K>() { small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows, beta, c, ldc, bias); });
 }
 
 // cols <= kSkinnyExtent, op(A) = A (rows contiguous along k): C[i][j] = alpha * <A[i], op(B)[:, j]>,
@@ -108,12 +110,12 @@ void small_n_rows(int64_t rows, int64_t k, T alpha, const T* a, int64_t lda, con
 template <class T>
 void small_n(bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
              int64_t ldb, T beta, T* c, int64_t ldc, const T* bias) {
-  thread_local std::vector<T> b_cols;
-  b_cols.resize(size_t(cols * k));
+  thread_local std::vector<T> buffer;
+  T* b_cols = scratch(buffer, size_t(cols * k));
   for (int64_t j = 0; j < cols; ++j)
-    for (int64_t p = 0; p < k; ++p) b_cols[size_t(j * k + p)] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+    for (int64_t p = 0; p < k; ++p) b_cols[j * k + p] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
   with_constant_extent(cols,
-                       [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols.data(), beta, c, ldc, bias); });
+                       [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols, beta, c, ldc, bias); });
 }
 
 // rows <= kSkinnyExtent, op(B) = B (rows contiguous along its columns): C[i][:] = alpha *

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/cpu/blas_kernels.h"
+#include "kernels/cpu/scratch.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -183,8 +184,8 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
 void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc, int64_t kc, int64_t k, float alpha,
                     const float* a, int64_t lda, const float* b_panels, int64_t panel_stride, float beta, float* c,
                     int64_t ldc, const float* bias, BlockActivation<float> activate, float* derivative) {
-  thread_local std::vector<float> a_packed;
-  a_packed.resize(size_t(MC * KC));
+  thread_local std::vector<float> a_buffer;
+  float* a_packed = scratch(a_buffer, size_t(MC * KC));
   // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
   const float beta_here = pc == 0 ? beta : 1.0f;
   const float* bias_here = pc == 0 ? bias : nullptr;
@@ -196,7 +197,7 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
     // Untransposed A is read in place, but for a last panel of fewer than MR rows.
     const int64_t direct_rows = trans_a ? 0 : mc / MR * MR;
     if (direct_rows < mc)
-      pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed.data() + direct_rows * kc);
+      pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed + direct_rows * kc);
     for (int64_t jr = 0; jr < nc; jr += NR)
       for (int64_t ir = 0; ir < mc; ir += MR) {
         float* tile = c + (ic + ir) * ldc + jc + jr;
@@ -206,7 +207,7 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
           micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, panel, tile, ldc, mr, nr, alpha, beta_here,
                             bias_here ? bias_here + jc + jr : nullptr);
         else
-          micro_tile<true>(kc, a_packed.data() + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here,
+          micro_tile<true>(kc, a_packed + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here,
                            bias_here ? bias_here + jc + jr : nullptr);
       }
     if (activate_here) {
@@ -232,14 +233,14 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
                   BlockActivation<float> activate, float* derivative) {
   if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, activate, derivative)) return;
-  thread_local std::vector<float> b_packed;
-  b_packed.resize(size_t(std::min(NC, (n + NR - 1) / NR * NR) * KC));
+  thread_local std::vector<float> b_buffer;
+  float* b_packed = scratch(b_buffer, size_t(std::min(NC, (n + NR - 1) / NR * NR) * KC));
   for (int64_t jc = 0; jc < n; jc += NC) {
     const int64_t nc = std::min(NC, n - jc);
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
-      pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed.data(), NR * kc);
-      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed.data(), NR * kc, beta, c, ldc, bias,
+      pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed, NR * kc);
+      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed, NR * kc, beta, c, ldc, bias,
                      activate, derivative);
     }
   }
