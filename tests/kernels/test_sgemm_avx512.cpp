@@ -96,7 +96,7 @@ TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and colu
   REQUIRE(parts == whole);
 }
 
-TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads (op(B) packed once, shared)",
+TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads (op(B) packed once, shared), and inside a pool job",
           "[kernels][gemm]") {
   // At 2 and 3 threads these rows go to gemm_parallel's shared op(B): two column blocks of the
   // kernel (1024 + 6), two k blocks, rows off the 12-row tile; every transpose pair with alpha
@@ -136,6 +136,14 @@ TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads 
       cpu_backend().gemm(0, g);
       outputs.push_back(c);
       derivatives.push_back(derivative);
+      if (threads == 2) {
+        // From inside a job of the pool, where the product's own loops run on this thread alone.
+        c = c0;
+        cpu::parallel_for_chunks(2, 2, [&](int64_t first, int64_t) {
+          if (first == 0) cpu_backend().gemm(0, g);
+        });
+        REQUIRE(c == outputs.back());
+      }
     }
     REQUIRE(outputs[1] == outputs[0]);
     REQUIRE(outputs[2] == outputs[0]);
