@@ -114,8 +114,7 @@ void small_n(bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const
   T* b_cols = scratch(buffer, size_t(cols * k));
   for (int64_t j = 0; j < cols; ++j)
     for (int64_t p = 0; p < k; ++p) b_cols[j * k + p] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-  with_constant_extent(cols,
-                       [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols, beta, c, ldc, bias); });
+  with_constant_extent(cols, [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols, beta, c, ldc, bias); });
 }
 
 // rows <= kSkinnyExtent, op(B) = B (rows contiguous along its columns): C[i][:] = alpha *

@@ -240,8 +240,8 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed, NR * kc);
-      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed, NR * kc, beta, c, ldc, bias,
-                     activate, derivative);
+      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed, NR * kc, beta, c, ldc, bias, activate,
+                     derivative);
     }
   }
 }
