@@ -1,6 +1,7 @@
 // The CPU backend table: 64-byte aligned host memory (blocks of 1 KiB and more cached for reuse,
 // so a training loop neither searches malloc's bins nor page-faults fresh memory every step) plus
 // each file's kernels.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -47,7 +48,7 @@ BlockCache& cache() {
 void* alloc(int, size_t bytes) {
   if (bytes < kCacheFrom) {
     void* p = nullptr;
-    if (posix_memalign(&p, 64, (bytes + 63) / 64 * 64 + (bytes == 0 ? 64 : 0)) != 0) throw std::bad_alloc();
+    if (posix_memalign(&p, 64, std::max<size_t>(64, (bytes + 63) / 64 * 64)) != 0) throw std::bad_alloc();
     return p;
   }
   const SizeClass sc = size_class(bytes);

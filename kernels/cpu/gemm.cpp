@@ -114,10 +114,10 @@ constexpr double kParallelGemmFlops = 1e6;
 // false for products it does not take: batches, one thread, alpha = 0, shapes the kernel leaves
 // to others, too few rows for two pieces per thread, or an op(B) of more than 64 MiB.
 bool gemm_shared_b(const GemmArgs& g, int threads) {
-  constexpr int64_t kTileRows = 12, kMaxPackedFloats = int64_t(16) << 20;
+  constexpr int64_t kTileRows = sgemm_avx512_tile_rows, kMaxPackedFloats = int64_t(16) << 20;
   if (g.dtype != DType::f32 || g.batch != 1 || threads < 2 || g.alpha == 0.0 || !sgemm_avx512_active()) return false;
   if (g.m < 2 * kTileRows * threads || g.n < sgemm_avx512_min_n || g.k < sgemm_avx512_min_k) return false;
-  if (g.n <= kSkinnyExtent || g.k <= kSkinnyExtent) return false;
+  if (g.k <= kSkinnyExtent) return false;  // the skinny loops' (M and N are past their extent here)
   if (sgemm_avx512_packed_b_floats(g.n, g.k) > kMaxPackedFloats) return false;
   thread_local std::vector<float> buffer;
   // The caller's buffer: a chunk naming `buffer` would get its own thread's.

@@ -12,6 +12,12 @@
 namespace dualflow::cpu {
 namespace {
 
+// op(M)[row][col] of a row-major M with leading dimension ld, transposed where `trans`.
+template <class T>
+inline T op_at(const T* m, int64_t ld, bool trans, int64_t row, int64_t col) {
+  return trans ? m[col * ld + row] : m[row * ld + col];
+}
+
 // The stored value of one element: alpha * sum plus the bias or beta * C.
 template <class T>
 inline T finish(T sum, T alpha, T beta, const T* bias, int64_t j, const T* c_old) {
@@ -45,7 +51,7 @@ void small_k_rows(bool trans_a, int64_t rows, int64_t cols, T alpha, const T* a,
                   T* c, int64_t ldc, const T* bias) {
   for (int64_t i = 0; i < rows; ++i) {
     T a_row[K];
-    for (int p = 0; p < K; ++p) a_row[p] = trans_a ? a[p * lda + i] : a[i * lda + p];
+    for (int p = 0; p < K; ++p) a_row[p] = op_at(a, lda, trans_a, i, p);
     T* c_row = c + i * ldc;
 #pragma omp simd
     for (int64_t j = 0; j < cols; ++j) {
@@ -62,7 +68,7 @@ void small_k(bool trans_a, bool trans_b, int64_t rows, int64_t cols, int64_t k, 
   thread_local std::vector<T> buffer;
   T* b_rows = scratch(buffer, size_t(k * cols));
   for (int64_t p = 0; p < k; ++p)
-    for (int64_t j = 0; j < cols; ++j) b_rows[p * cols + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+    for (int64_t j = 0; j < cols; ++j) b_rows[p * cols + j] = op_at(b, ldb, trans_b, p, j);
   with_constant_extent(
       k, [&]<int K>() { small_k_rows<T, K>(trans_a, rows, cols, alpha, a, lda, b_rows, beta, c, ldc, bias); });
 }
@@ -113,7 +119,7 @@ void small_n(bool trans_b, int64_t rows, int64_t cols, int64_t k, T alpha, const
   thread_local std::vector<T> buffer;
   T* b_cols = scratch(buffer, size_t(cols * k));
   for (int64_t j = 0; j < cols; ++j)
-    for (int64_t p = 0; p < k; ++p) b_cols[j * k + p] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+    for (int64_t p = 0; p < k; ++p) b_cols[j * k + p] = op_at(b, ldb, trans_b, p, j);
   with_constant_extent(cols, [&]<int N>() { small_n_rows<T, N>(rows, k, alpha, a, lda, b_cols, beta, c, ldc, bias); });
 }
 
@@ -130,7 +136,7 @@ void small_m(bool trans_a, int64_t rows, int64_t cols, int64_t k, T alpha, const
     for (int64_t p = 0; p < k; ++p) {
       const T* b_row = b + p * ldb + j0;
       for (int64_t i = 0; i < rows; ++i) {
-        const T a_ip = trans_a ? a[p * lda + i] : a[i * lda + p];
+        const T a_ip = op_at(a, lda, trans_a, i, p);
         T* sum = sums[i];
 #pragma omp simd
         for (int64_t j = 0; j < width; ++j) sum[j] += a_ip * b_row[j];

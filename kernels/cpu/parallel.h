@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 namespace dualflow::cpu {
 
@@ -25,21 +26,6 @@ inline int64_t grain_for(int64_t values, int64_t values_per_item) {
   return std::max<int64_t>(1, values / std::max<int64_t>(values_per_item, 1));
 }
 
-// Runs fn(begin, end) over [0, total) in contiguous chunks; in parallel only when the work
-// is at least `grain` units. Nested calls run on the calling thread.
-template <class F>
-void parallel_for(int64_t total, int64_t grain, F&& fn) {
-  if (total <= 0) return;
-  const int threads = num_threads();
-  if (threads > 1 && total >= 2 * grain) {
-    using Fn = std::remove_reference_t<F>;
-    const int64_t chunks = std::min<int64_t>(threads, total / std::max<int64_t>(grain, 1));
-    auto trampoline = [](void* c, int64_t b, int64_t e) { (*static_cast<Fn*>(c))(b, e); };
-    if (detail::run_on_pool(total, chunks, trampoline, const_cast<void*>(static_cast<const void*>(&fn)))) return;
-  }
-  fn(int64_t(0), total);
-}
-
 // Runs fn(begin, end) over [0, total) in `chunks` contiguous pieces taken in turn by whichever
 // thread is free (more pieces than threads let a thread that runs slower take fewer); on the
 // calling thread alone where the pool is busy or this is a pool thread.
@@ -53,6 +39,17 @@ void parallel_for_chunks(int64_t total, int64_t chunks, F&& fn) {
     if (detail::run_on_pool(total, chunks, trampoline, const_cast<void*>(static_cast<const void*>(&fn)))) return;
   }
   fn(int64_t(0), total);
+}
+
+// Runs fn(begin, end) over [0, total) in contiguous chunks; in parallel only when the work
+// is at least `grain` units. Nested calls run on the calling thread.
+template <class F>
+void parallel_for(int64_t total, int64_t grain, F&& fn) {
+  const int threads = num_threads();
+  if (threads > 1 && total >= 2 * grain)
+    return parallel_for_chunks(total, std::min<int64_t>(threads, total / std::max<int64_t>(grain, 1)),
+                               std::forward<F>(fn));
+  if (total > 0) fn(int64_t(0), total);
 }
 
 }  // namespace dualflow::cpu

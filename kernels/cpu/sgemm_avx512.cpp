@@ -75,7 +75,7 @@ std::string sgemm_avx512_reason() { return activation().reason; }
 #ifdef DUALFLOW_SGEMM_AVX512
 namespace {
 
-constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 96, NC = 1024;
+constexpr int64_t MR = sgemm_avx512_tile_rows, NR = 32, KC = sgemm_avx512_k_block, MC = 96, NC = sgemm_avx512_column_block;
 
 // op(A)[r][p] for rows [r0, r0 + rows) and steps [p0, p0 + kc) into panels of MR rows:
 // panel q holds [p][MR] for rows q*MR ..; rows past `rows` are zero.
@@ -259,7 +259,6 @@ void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, i
 void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t jc, int64_t pc, float alpha,
                                   const float* a, int64_t lda, const float* packed_b, float beta, float* c, int64_t ldc,
                                   const float* bias, BlockActivation<float> activate, float* derivative) {
-  static_assert(sgemm_avx512_column_block == NC && sgemm_avx512_k_block == KC);
   if (m <= 0 || n <= 0 || k <= 0) return;
   multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,
                  packed_b + jc / NR * NR * k + pc * NR, NR * k, beta, c, ldc, bias, activate, derivative);

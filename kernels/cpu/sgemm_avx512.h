@@ -40,9 +40,9 @@ int64_t sgemm_avx512_b_panels(int64_t n);
 int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k);
 void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
                          int64_t last_panel, float* packed);
-// The kernel's blocks of C's columns and of k: each element sums its k products one k block
-// after the other.
-constexpr int64_t sgemm_avx512_column_block = 1024, sgemm_avx512_k_block = 256;
+// The kernel's register tile's rows, and its blocks of C's columns and of k: each element sums
+// its k products one k block after the other.
+constexpr int64_t sgemm_avx512_tile_rows = 12, sgemm_avx512_column_block = 1024, sgemm_avx512_k_block = 256;
 // One block (the columns from column_block, the k steps from k_block) of sgemm_avx512 with
 // op(B) packed whole by sgemm_avx512_pack_b, for the rows it is given. Run over every block,
 // k blocks in order, it gives sgemm_avx512's bits (for alpha != 0; sgemm_avx512 takes the

@@ -134,10 +134,13 @@ bool ThreadPool::try_join(uint64_t generation) {
 
 void ThreadPool::leave() {
   gate_.fetch_sub(1);
-  if (caller_sleeping_.load()) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    done_.notify_all();
-  }
+  wake_sleeping_caller();
+}
+
+void ThreadPool::wake_sleeping_caller() {
+  if (!caller_sleeping_.load()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  done_.notify_all();
 }
 
 void ThreadPool::work() {
@@ -150,10 +153,7 @@ void ThreadPool::work() {
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
-    if (remaining_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_.notify_all();
-    }
+    if (remaining_.fetch_sub(1) == 1) wake_sleeping_caller();
   }
 }
 

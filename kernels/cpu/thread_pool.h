@@ -40,6 +40,9 @@ class ThreadPool {
   // Enters the job of `generation` if it is still open (counting this worker in gate_).
   bool try_join(uint64_t generation);
   void leave();
+  // After a change the caller may be waiting for (the last chunk done, a worker out): notifies
+  // it where it sleeps.
+  void wake_sleeping_caller();
   // The caller's wait for `done`: a spin, then a sleep on done_ that the workers end.
   template <class Done>
   void caller_wait(Done done);

@@ -70,6 +70,20 @@ std::string human(int64_t n) {
   return std::to_string(n);
 }
 
+// Two timings taken alternately, three rounds of each, so that both see the same machine
+// state; returns the middle of each one's three (the second 0 where it is not given).
+std::pair<double, double> alternated_ms(const std::function<double()>& time_first,
+                                        const std::function<double()>& time_second) {
+  std::vector<double> first, second;
+  for (int round = 0; round < 3; ++round) {
+    first.push_back(time_first());
+    if (time_second) second.push_back(time_second());
+  }
+  std::sort(first.begin(), first.end());
+  std::sort(second.begin(), second.end());
+  return {first[1], second.empty() ? 0.0 : second[1]};
+}
+
 // The DiT block's fused passes against the ops they replace, at DiT-S/4's activation size (64
 // images x 49 tokens x 384), alternated so both see the same machine state: the gated residual
 // x + gate * y (addcmul) and the adaLN-modulated LayerNorm, forward and all gradients.
@@ -79,14 +93,7 @@ void run_dit_fusions(Report& rep, const BenchOptions& o, const Device& dev, Gene
   const std::string shape = fmt::format("{}x{}x{}", n, l, d);
   const double bytes = double(n * l * d) * 4;
   auto alternate = [&](const std::function<void()>& fused, const std::function<void()>& composed) {
-    std::vector<double> fs, cs;
-    for (int round = 0; round < 3; ++round) {
-      fs.push_back(median_ms(fused, dev, 9));
-      cs.push_back(median_ms(composed, dev, 9));
-    }
-    std::sort(fs.begin(), fs.end());
-    std::sort(cs.begin(), cs.end());
-    return std::pair{fs[1], cs[1]};
+    return alternated_ms([&] { return median_ms(fused, dev, 9); }, [&] { return median_ms(composed, dev, 9); });
   };
   Tensor x = randn(Shape{n, l, d}, gen, f32).set_requires_grad(), y = randn(Shape{n, l, d}, gen, f32);
   Tensor shift = randn(Shape{n, d}, gen, f32).set_requires_grad(), scale = randn(Shape{n, d}, gen, f32);
@@ -182,26 +189,23 @@ void run_kernels(const BenchOptions& o) {
       const double flop = 2.0 * double(rows) * double(wide) * double(narrow);
       const double bytes = 4.0 * double(rows) * double(wide + narrow);
       const int samples = 21, inner = 10;
-      std::vector<double> es, rs;
       Tensor c = Tensor::empty(Shape{sk.m, sk.n}, f32);
-      for (int round = 0; round < 3; ++round) {
-        es.push_back(median_ms(sk.engine, dev, samples, inner));
-        if (dev.is_cpu()) {
+      std::function<double()> time_openblas;
+      if (dev.is_cpu())
+        time_openblas = [&] {
           openblas_set_num_threads(cpu_threads());
-          rs.push_back(median_ms(
+          const double ms = median_ms(
               [&] {
                 cblas_sgemm(CblasRowMajor, sk.ta, sk.tb, sk.m, sk.n, sk.k, 1.f, sk.a->data<float>(), sk.lda,
                             sk.b->data<float>(), sk.ldb, 0.f, c.data<float>(), sk.n);
               },
-              dev, samples, inner));
+              dev, samples, inner);
           openblas_set_num_threads(1);
-        }
-      }
-      std::sort(es.begin(), es.end());
-      std::sort(rs.begin(), rs.end());
-      const double ms = es[1];
+          return ms;
+        };
+      const auto [ms, ref] = alternated_ms([&] { return median_ms(sk.engine, dev, samples, inner); }, time_openblas);
       rep.add(Row{sk.name, "f32", sk.shape, ms, flop / ms / 1e6, bytes / ms / 1e6,
-                  dev.is_cpu() ? fmt::format("openblas sgemm {:.4f} ms; openblas/engine = {:.2f}", rs[1], rs[1] / ms)
+                  dev.is_cpu() ? fmt::format("openblas sgemm {:.4f} ms; openblas/engine = {:.2f}", ref, ref / ms)
                                : std::string()});
     }
   }
@@ -215,15 +219,8 @@ void run_kernels(const BenchOptions& o) {
     Tensor x = randn(Shape{rows, in}, gen, f32), w = randn(Shape{out, in}, gen, f32), b = randn(Shape{out}, gen, f32);
     const int samples = 21;
     const double flop = 2.0 * double(rows) * double(in) * double(out);
-    // Alternate the two, so both see the same machine state; report the middle of three medians.
-    std::vector<double> fs, cs;
-    for (int round = 0; round < 3; ++round) {
-      fs.push_back(median_ms([&] { linear(x, w, b); }, dev, samples));
-      cs.push_back(median_ms([&] { add(matmul(x, w.t()), b); }, dev, samples));
-    }
-    std::sort(fs.begin(), fs.end());
-    std::sort(cs.begin(), cs.end());
-    const double fused = fs[1], composed = cs[1];
+    const auto [fused, composed] = alternated_ms([&] { return median_ms([&] { linear(x, w, b); }, dev, samples); },
+                                                 [&] { return median_ms([&] { add(matmul(x, w.t()), b); }, dev, samples); });
     rep.add(Row{"linear (bias in GEMM)", "f32", fmt::format("{}x{}>{}", rows, in, out), fused, flop / fused / 1e6, 0,
                 fmt::format("matmul + add {:.3f} ms; composed/fused = {:.2f}", composed, composed / fused)});
 
@@ -247,19 +244,13 @@ void run_kernels(const BenchOptions& o) {
       };
     };
     for (bool backward : {false, true}) {
-      std::vector<double> fa, ca;
-      for (int round = 0; round < 3; ++round) {
-        if (backward) {
-          fa.push_back(median_ms(with_grad(true), dev, samples));
-          ca.push_back(median_ms(with_grad(false), dev, samples));
-        } else {
-          fa.push_back(median_ms([&] { linear_activation(x, w, b, act); }, dev, samples));
-          ca.push_back(median_ms([&] { composed_act(x, w, b); }, dev, samples));
-        }
-      }
-      std::sort(fa.begin(), fa.end());
-      std::sort(ca.begin(), ca.end());
-      const double f = fa[1], c = ca[1], work = backward ? 3 * flop : flop;
+      const std::function<void()> fused_pass =
+          backward ? std::function<void()>(with_grad(true)) : [&] { linear_activation(x, w, b, act); };
+      const std::function<void()> composed_pass =
+          backward ? std::function<void()>(with_grad(false)) : [&] { composed_act(x, w, b); };
+      const auto [f, c] = alternated_ms([&] { return median_ms(fused_pass, dev, samples); },
+                                        [&] { return median_ms(composed_pass, dev, samples); });
+      const double work = backward ? 3 * flop : flop;
       rep.add(Row{fmt::format("linear_activation {}{}", act_name, backward ? " +grad" : ""), "f32",
                   fmt::format("{}x{}>{}", rows, in, out), f, work / f / 1e6, 0,
                   fmt::format("linear then {} {:.3f} ms; composed/fused = {:.2f}", act_name, c, c / f)});
@@ -398,15 +389,11 @@ void run_kernels(const BenchOptions& o) {
     {
       // The U-Net block's norm and activation as one op, against the two ops, alternated.
       GradModeGuard on(true);
-      std::vector<double> fs, cs;
-      for (int round = 0; round < 3; ++round) {
-        fs.push_back(median_ms([&] { grad({group_norm_silu(x, 8, w, b)}, {x, w, b}, {dy}); }, dev, 9));
-        cs.push_back(median_ms([&] { grad({silu(group_norm(x, 8, w, b))}, {x, w, b}, {dy}); }, dev, 9));
-      }
-      std::sort(fs.begin(), fs.end());
-      std::sort(cs.begin(), cs.end());
-      rep.add(Row{"group_norm_silu (8) +grads", "f32", shape, fs[1], 0, 5 * bytes / fs[1] / 1e6,
-                  fmt::format("silu(group_norm) {:.3f} ms; composed/fused = {:.2f}", cs[1], cs[1] / fs[1])});
+      const auto [fused, composed] = alternated_ms(
+          [&] { return median_ms([&] { grad({group_norm_silu(x, 8, w, b)}, {x, w, b}, {dy}); }, dev, 9); },
+          [&] { return median_ms([&] { grad({silu(group_norm(x, 8, w, b))}, {x, w, b}, {dy}); }, dev, 9); });
+      rep.add(Row{"group_norm_silu (8) +grads", "f32", shape, fused, 0, 5 * bytes / fused / 1e6,
+                  fmt::format("silu(group_norm) {:.3f} ms; composed/fused = {:.2f}", composed, composed / fused)});
     }
   }
 
