@@ -1,5 +1,5 @@
 // CPU GEMM through OpenBLAS (single-threaded sgemm/dgemm calls spread over the engine's pool; f32 through the
-// engine's own AVX-512 kernel where OpenBLAS would run narrower ones, sgemm_avx512.h; blocks with a side of at
+// engine's own AVX-512 kernel on CPUs that have it, sgemm_avx512.h; blocks with a side of at
 // most 8 through the engine's skinny loops, gemm_skinny.h); 16-bit floats are
 // widened to f32 around sgemm since OpenBLAS has no bf16/f16 GEMM in Debian's build.
 #include <cblas.h>
@@ -14,7 +14,6 @@
 #include "kernels/cpu/gemm_activation.h"
 #include "kernels/cpu/gemm_skinny.h"
 #include "kernels/cpu/parallel.h"
-#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 namespace dualflow::cpu {
@@ -105,68 +104,11 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // it to 0.25 MFLOP made no difference measurable on the toy2d MeanFlow step.)
 constexpr double kParallelGemmFlops = 1e6;
 
-// An f32 product on the AVX-512 kernel that the threads split by rows: op(B) is packed once,
-// its panels shared out between the threads, instead of whole by each thread. Then, for each of
-// the kernel's blocks of columns and of k in turn, the rows go in pieces of whole register tiles,
-// several per thread, taken by whichever thread is free, so that a thread slowed by the other
-// work of the machine (or by fetching rows another core wrote) takes fewer of them; all threads
-// work on one block of op(B) at a time, so it is fetched into the cores' caches once. Returns
-// false for products it does not take: batches, one thread, alpha = 0, shapes the kernel leaves
-// to others, too few rows for two pieces per thread, or an op(B) of more than 64 MiB.
-bool gemm_shared_b(const GemmArgs& g, int threads) {
-  constexpr int64_t kTileRows = sgemm_avx512_tile_rows, kMaxPackedFloats = int64_t(16) << 20;
-  if (g.dtype != DType::f32 || g.batch != 1 || threads < 2 || g.alpha == 0.0 || !sgemm_avx512_active()) return false;
-  if (g.m < 2 * kTileRows * threads || g.n < sgemm_avx512_min_n || g.k < sgemm_avx512_min_k) return false;
-  if (g.k <= kSkinnyExtent) return false;  // the skinny loops' (M and N are past their extent here)
-  if (sgemm_avx512_packed_b_floats(g.n, g.k) > kMaxPackedFloats) return false;
-  thread_local std::vector<float> buffer;
-  // The caller's buffer: a chunk naming `buffer` would get its own thread's.
-  float* packed = scratch(buffer, size_t(sgemm_avx512_packed_b_floats(g.n, g.k)));
-  const float* B = static_cast<const float*>(g.b);
-  parallel_for_chunks(sgemm_avx512_b_panels(g.n), threads, [&](int64_t first, int64_t last) {
-    sgemm_avx512_pack_b(g.trans_b, B, g.ldb, g.n, g.k, first, last, packed);
-  });
-  const float* A = static_cast<const float*>(g.a);
-  float* C = static_cast<float*>(g.c);
-  const float* bias = static_cast<const float*>(g.bias);
-  float* derivative = static_cast<float*>(g.derivative);
-  const BlockActivation<float> activate = g.activation ? block_activation<float>(*g.activation) : nullptr;
-  // Pieces of rows that shrink as they go: each takes 1/(2 x threads) of the tiles left, down to
-  // one tile, so the threads finish within a small piece of each other however their speeds
-  // differ (equal pieces left the first thread done waiting for most of a piece of the other,
-  // about 8% of the 2-thread MeanFlow step); the first pieces stay large, since each piece reads
-  // the block of op(B) (up to 1 MiB) again.
-  const int64_t tiles = (g.m + kTileRows - 1) / kTileRows;
-  thread_local std::vector<int64_t> bounds_buffer;
-  bounds_buffer.clear();
-  bounds_buffer.push_back(0);
-  for (int64_t left = tiles; left > 0;) {
-    const int64_t size = std::max<int64_t>(1, left / (2 * threads));
-    bounds_buffer.push_back(bounds_buffer.back() + size);
-    left -= size;
-  }
-  const int64_t* bounds = bounds_buffer.data();  // the caller's: a chunk naming bounds_buffer would get its own
-  const int64_t pieces = int64_t(bounds_buffer.size()) - 1;
-  for (int64_t jc = 0; jc < g.n; jc += sgemm_avx512_column_block)
-    for (int64_t pc = 0; pc < g.k; pc += sgemm_avx512_k_block)
-      parallel_for_chunks(pieces, pieces, [&](int64_t first, int64_t last) {
-        // One piece from the pool; all of them where it ran the loop on this thread alone.
-        const int64_t r0 = bounds[first] * kTileRows, r1 = std::min(g.m, bounds[last] * kTileRows);
-        sgemm_avx512_prepacked_block(g.trans_a, r1 - r0, g.n, g.k, jc, pc, float(g.alpha),
-                                     A + (g.trans_a ? r0 : r0 * g.lda), g.lda, packed, float(g.beta), C + r0 * g.ldc,
-                                     g.ldc, bias, activate, derivative ? derivative + r0 * g.ldc : nullptr);
-      });
-  return true;
-}
-
 template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
   const bool parallel = flops >= kParallelGemmFlops;
-  if constexpr (std::is_same_v<T, float>) {
-    if (parallel && gemm_shared_b(g, threads)) return;
-  }
   int64_t splits = 1;
   if (threads > 1 && parallel && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
   const bool split_rows = g.m >= g.n;

@@ -33,12 +33,6 @@ bool sgemm_avx512_supported() {
 
 namespace {
 
-bool openblas_has_avx512_kernels(const std::string& core) {
-  for (const char* name : {"SkylakeX", "Cooperlake", "SapphireRapids"})
-    if (core == name) return true;
-  return false;
-}
-
 struct Activation {
   bool active = false;
   std::string reason;
@@ -50,11 +44,9 @@ Activation decide() {
   const std::string core = choose_blas_kernels().used;
   if (!sgemm_avx512_supported()) {
     a.reason = "the CPU has no AVX-512; OpenBLAS's " + core + " kernels";
-  } else if (openblas_has_avx512_kernels(core)) {
-    a.reason = "OpenBLAS's own AVX-512 kernels (" + core + ")";
   } else {
     a.active = true;
-    a.reason = "the engine's AVX-512 kernel (OpenBLAS would run its " + core + " kernels)";
+    a.reason = "the engine's AVX-512 kernel (OpenBLAS's " + core + " kernels for the shapes it leaves)";
   }
 #else
   a.reason = "OpenBLAS (this build has no AVX-512 code)";
@@ -75,7 +67,7 @@ std::string sgemm_avx512_reason() { return activation().reason; }
 #ifdef DUALFLOW_SGEMM_AVX512
 namespace {
 
-constexpr int64_t MR = sgemm_avx512_tile_rows, NR = 32, KC = sgemm_avx512_k_block, MC = 96, NC = sgemm_avx512_column_block;
+constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 96, NC = 1024;
 
 // op(A)[r][p] for rows [r0, r0 + rows) and steps [p0, p0 + kc) into panels of MR rows:
 // panel q holds [p][MR] for rows q*MR ..; rows past `rows` are zero.
@@ -246,33 +238,10 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   }
 }
 
-int64_t sgemm_avx512_b_panels(int64_t n) { return (n + NR - 1) / NR; }
-int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k) { return sgemm_avx512_b_panels(n) * NR * k; }
-
-void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
-                         int64_t last_panel, float* packed) {
-  const int64_t c0 = first_panel * NR, c1 = std::min(n, last_panel * NR);
-  if (c1 <= c0 || k <= 0) return;
-  pack_b(trans_b, b, ldb, 0, k, c0, c1 - c0, packed + first_panel * NR * k, NR * k);
-}
-
-void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t jc, int64_t pc, float alpha,
-                                  const float* a, int64_t lda, const float* packed_b, float beta, float* c, int64_t ldc,
-                                  const float* bias, BlockActivation<float> activate, float* derivative) {
-  if (m <= 0 || n <= 0 || k <= 0) return;
-  multiply_block(trans_a, m, jc, std::min(NC, n - jc), pc, std::min(KC, k - pc), k, alpha, a, lda,
-                 packed_b + jc / NR * NR * k + pc * NR, NR * k, beta, c, ldc, bias, activate, derivative);
-}
-
 #else
 // Never called: sgemm_avx512_active() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                   float*, int64_t, const float*, BlockActivation<float>, float*) {}
-int64_t sgemm_avx512_b_panels(int64_t) { return 0; }
-int64_t sgemm_avx512_packed_b_floats(int64_t, int64_t) { return 0; }
-void sgemm_avx512_pack_b(bool, const float*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {}
-void sgemm_avx512_prepacked_block(bool, int64_t, int64_t, int64_t, int64_t, int64_t, float, const float*, int64_t,
-                                  const float*, float, float*, int64_t, const float*, BlockActivation<float>, float*) {}
 #endif
 
 }  // namespace dualflow::cpu

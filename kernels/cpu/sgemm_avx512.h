@@ -1,8 +1,11 @@
-// The engine's own single-threaded f32 GEMM for AVX-512 CPUs whose OpenBLAS multiplies with
-// narrower kernels: an OPENBLAS_CORETYPE of Haswell set in the environment, or a release that
-// runs its AVX2 (Haswell, Zen) kernels on a CPU it does not know to have AVX-512. There
-// OpenBLAS reaches about half of the core's FMA peak; where OpenBLAS runs its own AVX-512
-// kernels (SkylakeX, Cooperlake, SapphireRapids) it keeps the GEMMs.
+// The engine's own single-threaded f32 GEMM, taken for every f32 product it takes (see
+// sgemm_avx512_min_*) on a CPU with AVX-512. Where OpenBLAS runs narrower kernels (an
+// OPENBLAS_CORETYPE of Haswell, or a release that runs its AVX2 kernels on a CPU it does not
+// know to have AVX-512) it reaches about half of the core's FMA peak. Where OpenBLAS runs its
+// own AVX-512 kernels (SkylakeX here) the engine's is as fast on one thread on the networks'
+// shapes, and it stores C once, with the bias and the activation added as it stores, where
+// OpenBLAS first zeroes C or fills it with the bias and reads it back: the toy2d MeanFlow and
+// the DiT steps ran 4-6% faster on it (see the README's Performance section).
 #pragma once
 
 #include <cstdint>
@@ -31,24 +34,5 @@ constexpr int64_t sgemm_avx512_min_m = 12, sgemm_avx512_min_n = 32, sgemm_avx512
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias = nullptr,
                   BlockActivation<float> activate = nullptr, float* derivative = nullptr);
-
-// op(B) packed once for threads that split C's rows between them (each would otherwise pack
-// all of op(B) itself): panels of 32 columns over all of k, sgemm_avx512_packed_b_floats(n, k)
-// floats in all. sgemm_avx512_pack_b writes panels [first_panel, last_panel) of the
-// sgemm_avx512_b_panels(n), so that threads can pack disjoint panels at once.
-int64_t sgemm_avx512_b_panels(int64_t n);
-int64_t sgemm_avx512_packed_b_floats(int64_t n, int64_t k);
-void sgemm_avx512_pack_b(bool trans_b, const float* b, int64_t ldb, int64_t n, int64_t k, int64_t first_panel,
-                         int64_t last_panel, float* packed);
-// The kernel's register tile's rows, and its blocks of C's columns and of k: each element sums
-// its k products one k block after the other.
-constexpr int64_t sgemm_avx512_tile_rows = 12, sgemm_avx512_column_block = 1024, sgemm_avx512_k_block = 256;
-// One block (the columns from column_block, the k steps from k_block) of sgemm_avx512 with
-// op(B) packed whole by sgemm_avx512_pack_b, for the rows it is given. Run over every block,
-// k blocks in order, it gives sgemm_avx512's bits (for alpha != 0; sgemm_avx512 takes the
-// products of alpha = 0 or k = 0, which multiply nothing).
-void sgemm_avx512_prepacked_block(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t column_block, int64_t k_block,
-                                  float alpha, const float* a, int64_t lda, const float* packed_b, float beta, float* c,
-                                  int64_t ldc, const float* bias, BlockActivation<float> activate, float* derivative);
 
 }  // namespace dualflow::cpu
