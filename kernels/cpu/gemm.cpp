@@ -101,14 +101,17 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // Below kParallelGemmFlops a GEMM runs on the calling thread, where the pool's hand-off would
 // be a large part of its few microseconds; above it even OpenBLAS's narrow GEMMs (a toy2d
 // network's 2-column output layer, k = 2 in its gradient) gain from a second core. (Lowering
-// it to 0.25 MFLOP made no difference measurable on the toy2d MeanFlow step.)
-constexpr double kParallelGemmFlops = 1e6;
+// it to 0.25 MFLOP made no difference measurable on the toy2d MeanFlow step.) A product that
+// touches kParallelGemmValues values or more splits however few its FLOPs: a skinny one runs at
+// the speed of memory (768 x 256 x 2, 0.8 MFLOP, writes 768 KiB of C in about 40 us on one core).
+constexpr double kParallelGemmFlops = 1e6, kParallelGemmValues = 65536;
 
 template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
-  const bool parallel = flops >= kParallelGemmFlops;
+  const double values = (double(g.m) * double(g.k) + double(g.k) * double(g.n) + double(g.m) * double(g.n)) * double(g.batch);
+  const bool parallel = flops >= kParallelGemmFlops || values >= kParallelGemmValues;
   int64_t splits = 1;
   if (threads > 1 && parallel && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;
   const bool split_rows = g.m >= g.n;
