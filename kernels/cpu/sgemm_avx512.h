@@ -4,8 +4,8 @@
 // know to have AVX-512) it reaches about half of the core's FMA peak. Where OpenBLAS runs its
 // own AVX-512 kernels (SkylakeX here) the engine's is as fast on one thread on the networks'
 // shapes, and it stores C once, with the bias and the activation added as it stores, where
-// OpenBLAS first zeroes C or fills it with the bias and reads it back: the toy2d MeanFlow and
-// the DiT steps ran 4-6% faster on it (see the README's Performance section).
+// OpenBLAS first zeroes C or fills it with the bias and reads it back: the toy2d training steps
+// ran about 6% faster on it, the DiT's as fast (see the README's Performance section).
 #pragma once
 
 #include <cstdint>
