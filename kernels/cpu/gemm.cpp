@@ -110,7 +110,8 @@ template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
   const double flops = 2.0 * double(g.m) * double(g.n) * double(g.k) * double(g.batch);
-  const double values = (double(g.m) * double(g.k) + double(g.k) * double(g.n) + double(g.m) * double(g.n)) * double(g.batch);
+  const double values =
+      (double(g.m) * double(g.k) + double(g.k) * double(g.n) + double(g.m) * double(g.n)) * double(g.batch);
   const bool parallel = flops >= kParallelGemmFlops || values >= kParallelGemmValues;
   int64_t splits = 1;
   if (threads > 1 && parallel && g.batch < threads) splits = (threads + g.batch - 1) / g.batch;

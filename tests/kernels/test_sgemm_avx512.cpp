@@ -96,9 +96,8 @@ TEST_CASE("sgemm_avx512 gives the same bits for any split of C into row and colu
   REQUIRE(parts == whole);
 }
 
-TEST_CASE(
-    "the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads, and inside a pool job",
-    "[kernels][gemm]") {
+TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads, and inside a pool job",
+          "[kernels][gemm]") {
   // At 2 and 3 threads gemm_parallel splits the rows between the threads: two column blocks of
   // the kernel (1024 + 6), two k blocks, rows off the 12-row tile; every transpose pair with alpha
   // and beta, and linear's layout with the bias and an activation with its derivative.
