@@ -71,7 +71,7 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (sgemm_avx512_active() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
+    if (sgemm_avx512_supported() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
         g.k >= sgemm_avx512_min_k)
       return sgemm_avx512(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, float(g.alpha), A, g.lda, B, g.ldb,
                           float(g.beta), C, g.ldc, bias, activate, derivative);

@@ -25,44 +25,22 @@ namespace dualflow::cpu {
 
 bool sgemm_avx512_supported() {
 #ifdef DUALFLOW_SGEMM_AVX512
-  return __builtin_cpu_supports("avx512f");
+  static const bool supported = __builtin_cpu_supports("avx512f");  // asked once: it is on every GEMM's path
+  return supported;
 #else
   return false;
 #endif
 }
 
-namespace {
-
-struct Activation {
-  bool active = false;
-  std::string reason;
-};
-
-Activation decide() {
-  Activation a;
+std::string sgemm_avx512_reason() {
 #ifdef DUALFLOW_SGEMM_AVX512
   const std::string core = choose_blas_kernels().used;
-  if (!sgemm_avx512_supported()) {
-    a.reason = "the CPU has no AVX-512; OpenBLAS's " + core + " kernels";
-  } else {
-    a.active = true;
-    a.reason = "the engine's AVX-512 kernel (OpenBLAS's " + core + " kernels for the shapes it leaves)";
-  }
+  if (!sgemm_avx512_supported()) return "the CPU has no AVX-512; OpenBLAS's " + core + " kernels";
+  return "the engine's AVX-512 kernel (OpenBLAS's " + core + " kernels for the shapes it leaves)";
 #else
-  a.reason = "OpenBLAS (this build has no AVX-512 code)";
+  return "OpenBLAS (this build has no AVX-512 code)";
 #endif
-  return a;
 }
-
-const Activation& activation() {
-  static const Activation a = decide();
-  return a;
-}
-
-}  // namespace
-
-bool sgemm_avx512_active() { return activation().active; }
-std::string sgemm_avx512_reason() { return activation().reason; }
 
 #ifdef DUALFLOW_SGEMM_AVX512
 namespace {
@@ -239,7 +217,7 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 }
 
 #else
-// Never called: sgemm_avx512_active() is false in builds without AVX-512.
+// Never called: sgemm_avx512_supported() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                   float*, int64_t, const float*, BlockActivation<float>, float*) {}
 #endif

@@ -1,5 +1,5 @@
-// The engine's own single-threaded f32 GEMM, taken for every f32 product it takes (see
-// sgemm_avx512_min_*) on a CPU with AVX-512. Where OpenBLAS runs narrower kernels (an
+// The engine's own single-threaded f32 GEMM, used for every f32 product of at least
+// sgemm_avx512_min_* on a CPU with AVX-512. Where OpenBLAS runs narrower kernels (an
 // OPENBLAS_CORETYPE of Haswell, or a release that runs its AVX2 kernels on a CPU it does not
 // know to have AVX-512) it reaches about half of the core's FMA peak. Where OpenBLAS runs its
 // own AVX-512 kernels (SkylakeX here) the engine's is as fast on one thread on the networks'
@@ -15,10 +15,9 @@
 
 namespace dualflow::cpu {
 
-// Whether this build has the kernel and this CPU can run it.
+// Whether this build has the kernel and this CPU can run it: then f32 GEMMs of at least
+// sgemm_avx512_min_* run sgemm_avx512. The reason, with OpenBLAS's kernels, for `dualflow info`.
 bool sgemm_avx512_supported();
-// Whether f32 GEMMs of at least sgemm_avx512_min_* run sgemm_avx512, and why (for `dualflow info`).
-bool sgemm_avx512_active();
 std::string sgemm_avx512_reason();
 
 // Shapes below these keep OpenBLAS: a 12x32 register tile would mostly hold padding.
