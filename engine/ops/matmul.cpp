@@ -51,9 +51,12 @@ Tensor apply_activation(UnaryOp op, const Tensor& x) {
 
 // out[b] = a[b] @ w[b] (+ out[b] when beta = 1, + the row `bias` when given, with beta = 0) for
 // 3-D a [B, M, K], w [B, K, N] whose batch stride may be 0, and a contiguous bias [N]; then the
-// activation, where given, with its derivative into `derivative` (out's shape) where defined.
+// activation, where given, with its derivative into `derivative` (out's shape) where defined;
+// or, where `multiplier` is given (contiguous [B or 1, M, N]; the backend's gemm_multipliers),
+// out[b] times multiplier[b] (or multiplier[0] for every b).
 void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double beta = 0.0, const Tensor& bias = Tensor(),
-                  std::optional<UnaryOp> activation = {}, const Tensor& derivative = Tensor()) {
+                  std::optional<UnaryOp> activation = {}, const Tensor& derivative = Tensor(),
+                  const Tensor& multiplier = Tensor()) {
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   Tensor aa = a, bb = b;
   GemmArgs g;
@@ -81,6 +84,8 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
   g.bias = bias.defined() ? bias.raw_data() : nullptr;
   g.activation = activation;
   g.derivative = derivative.defined() ? derivative.raw_data() : nullptr;
+  g.multiplier = multiplier.defined() ? multiplier.raw_data() : nullptr;
+  g.stride_multiplier = multiplier.defined() && multiplier.shape()[0] > 1 ? m * n : 0;
   g.allow_tf32 = g_allow_tf32.load(std::memory_order_relaxed);
   if (m == 0 || n == 0) return;
   if (k == 0) {
@@ -90,6 +95,7 @@ void gemm_batched(const Tensor& a, const Tensor& b, const Tensor& out, double be
       if (derivative.defined()) copy_(derivative, unary_backward(*activation, ones_like(out), out));
       copy_(out, apply_activation(*activation, out));
     }
+    if (multiplier.defined()) copy_(out, out * multiplier);
     return;
   }
   GemmRecorder::note(GemmShape{.dtype = g.dtype,
@@ -304,6 +310,30 @@ struct LinearRule {
     return r.defined() ? fit(r, out_shape) : r;
   }
   Tensor output() const { return linear(x, weight, bias); }
+
+  // A tangent t of x through the product and then times `factor` (the output's shape): the
+  // plain jvp's t W^T * f'(x W^T + b) in one GEMM that multiplies as it stores. t may carry K
+  // directions in front ([K, ...x's shape], takes_whole); each is one entry of a batched GEMM
+  // sharing W and the factor. The bits of matmul(t, W^T) * factor where the product takes the same kernel.
+  bool takes_whole(const Tensor& t) const {
+    const int extra = t.dim() - x.dim();
+    if (t.dtype() != x.dtype() || (extra != 0 && extra != 1)) return false;
+    for (int d = 0; d < x.dim(); ++d)
+      if (t.shape()[size_t(d + extra)] != x.shape()[size_t(d)]) return false;
+    return true;
+  }
+  Tensor jvp_times(const Tensor& t, const Tensor& factor) const {
+    NoGradGuard ng;
+    const int64_t entries = t.numel() / std::max<int64_t>(shape.rows * shape.in_f, 1);
+    Shape out_shape = t.shape();
+    out_shape[out_shape.size() - 1] = shape.out_f;
+    Tensor out = Tensor::empty(out_shape, t.options());
+    gemm_batched(t.detach().contiguous().reshape(Shape{entries, shape.rows, shape.in_f}),
+                 weight.detach().t().unsqueeze(0).expand(Shape{entries, shape.in_f, shape.out_f}),
+                 out.reshape(Shape{entries, shape.rows, shape.out_f}), 0.0, Tensor(), {}, Tensor(),
+                 factor.detach().contiguous().reshape(Shape{1, shape.rows, shape.out_f}));
+    return out;
+  }
 };
 
 // The product into `out`, the bias and the activation (with its derivative into `derivative`,
@@ -357,7 +387,12 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
   return record(
       name, {&x, &weight, &bias}, out,
       [rule, times_derivative](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(times_derivative(g), n); },
-      [rule, times_derivative](const Tangents& t, const Tensor& o) {
+      [rule, times_derivative, derivative](const Tangents& t, const Tensor& o) {
+        // The usual case, x's tangent alone and nothing differentiating the rule: the product
+        // with the derivative is made as the tangent's GEMM stores it.
+        if (t[0].defined() && !t[1].defined() && !t[2].defined() && rule_is_plain() && derivative.defined() &&
+            be(o).gemm_multipliers && rule.takes_whole(t[0]))
+          return rule.jvp_times(t[0], derivative);
         const Tensor t_pre = rule.jvp(t, o.shape());
         return t_pre.defined() ? times_derivative(t_pre) : t_pre;
       },

@@ -54,6 +54,13 @@ struct GemmArgs {
   // gradient and tangents multiply by instead of evaluating the activation again.
   std::optional<UnaryOp> activation;
   void* derivative = nullptr;
+  // Optional, on a backend with gemm_multipliers, in place of an activation: each value v =
+  // alpha op(A) op(B) (+ bias) is stored as v * M, one rounding, for the matrix M at
+  // `multiplier` (dtype f32 or f64; C's offsets and row stride ldc in each batch entry, entries
+  // stride_multiplier apart, which may be 0). A tangent's product with an activation's saved
+  // derivative, made as the tangent's GEMM stores it instead of in a second pass.
+  const void* multiplier = nullptr;
+  int64_t stride_multiplier = 0;
   bool allow_tf32 = false;  // CUDA f32: TF32 tensor cores (ignored on CPU)
 };
 
@@ -109,6 +116,8 @@ struct Backend {
   // Whether gemm applies GemmArgs::activation (otherwise the engine runs the activation as its
   // own op after the product).
   bool gemm_activations;
+  // Whether gemm applies GemmArgs::multiplier (otherwise the engine multiplies after the product).
+  bool gemm_multipliers;
   // [outer, n_in, inner] gathered by idx[n_idx] along the middle dim -> [outer, n_idx, inner]
   void (*index_select)(int device, DType t, const void* in, const int64_t* idx, void* out, int64_t outer, int64_t n_in,
                        int64_t n_idx, int64_t inner);

@@ -11,7 +11,7 @@
 
 #include "kernels/cpu/blas_kernels.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/gemm_activation.h"
+#include "kernels/cpu/gemm_epilogue.h"
 #include "kernels/cpu/gemm_skinny.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/sgemm_avx512.h"
@@ -46,8 +46,7 @@ void gemm_half(const GemmArgs& g) {
       // On the product rounded to H, in f32, as the 16-bit elementwise kernels compute: the bits
       // of the activation applied to the stored product.
       for (float& v : c) v = float(H(v));
-      const BlockActivation<float> activate = block_activation<float>(*g.activation);
-      activate(c.data(), nullptr, g.ldc, g.m, g.n);
+      block_activation<float>(*g.activation)(c.data(), nullptr, g.ldc, g.m, g.n);
     }
     for (int64_t r = 0; r < g.m; ++r)
       for (int64_t col = 0; col < g.n; ++col) Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);
@@ -61,20 +60,27 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   const T* B = static_cast<const T*>(g.b) + bi * g.stride_b + (g.trans_b ? c0 * g.ldb : c0);
   T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
   const T* bias = g.bias ? static_cast<const T*>(g.bias) + c0 : nullptr;
-  T* derivative = g.derivative ? static_cast<T*>(g.derivative) + bi * g.stride_c + r0 * g.ldc + c0 : nullptr;
-  const BlockActivation<T> activate = g.activation ? block_activation<T>(*g.activation) : nullptr;
+  // The epilogue's matrix has C's offsets: the activation's derivative, which it writes, or the
+  // multiplier, which it only reads (its own batch stride may be 0, one for every entry).
+  T* aux = g.derivative ? static_cast<T*>(g.derivative) + bi * g.stride_c + r0 * g.ldc + c0
+           : g.multiplier
+               ? const_cast<T*>(static_cast<const T*>(g.multiplier)) + bi * g.stride_multiplier + r0 * g.ldc + c0
+               : nullptr;
+  const BlockEpilogue<T> epilogue = g.activation   ? block_activation<T>(*g.activation)
+                                    : g.multiplier ? block_multiplier<T>()
+                                                   : nullptr;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
   if (gemm_skinny<T>(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, T(g.alpha), A, g.lda, B, g.ldb, T(g.beta), C, g.ldc,
                      bias)) {
-    if (activate) activate(C, derivative, g.ldc, r1 - r0, c1 - c0);
+    if (epilogue) epilogue(C, aux, g.ldc, r1 - r0, c1 - c0);
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
     if (sgemm_avx512_supported() && r1 - r0 >= sgemm_avx512_min_m && c1 - c0 >= sgemm_avx512_min_n &&
         g.k >= sgemm_avx512_min_k)
       return sgemm_avx512(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, float(g.alpha), A, g.lda, B, g.ldb,
-                          float(g.beta), C, g.ldc, bias, activate, derivative);
+                          float(g.beta), C, g.ldc, bias, epilogue, aux);
   }
   // BLAS has no bias: this block of C starts as the bias rows, which the product then adds to
   // (filled here, inside the block's task, so that it splits across threads with the product).
@@ -91,7 +97,7 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
                 beta, C, int(g.ldc));
   }
   // Inside the block's task, while its rows are still in this core's cache.
-  if (activate) activate(C, derivative, g.ldc, r1 - r0, c1 - c0);
+  if (epilogue) epilogue(C, aux, g.ldc, r1 - r0, c1 - c0);
 }
 
 // The engine's pool splits the work (batch entries, then row or column blocks of C) and every
@@ -133,8 +139,8 @@ void gemm_parallel(const GemmArgs& g) {
 void gemm(int, const GemmArgs& g) {
   if (g.dtype == DType::f32) return gemm_parallel<float>(g);
   if (g.dtype == DType::f64) return gemm_parallel<double>(g);
-  if ((g.dtype == DType::bf16 || g.dtype == DType::f16) && g.derivative)
-    throw std::runtime_error("cpu backend: gemm: an activation's derivative is stored for f32 and f64 only");
+  if ((g.dtype == DType::bf16 || g.dtype == DType::f16) && (g.derivative || g.multiplier))
+    throw std::runtime_error("cpu backend: gemm: an activation's derivative and a multiplier are for f32 and f64 only");
   if (g.dtype == DType::bf16) return gemm_half<bf16_t>(g);
   if (g.dtype == DType::f16) return gemm_half<f16_t>(g);
 }
@@ -146,6 +152,7 @@ void register_gemm(Backend& b) {
   openblas_set_num_threads(1);  // see gemm_parallel
   b.gemm = gemm;
   b.gemm_activations = true;
+  b.gemm_multipliers = true;
 }
 
 }  // namespace dualflow::cpu

@@ -153,15 +153,15 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
 // b_panels + j * panel_stride (j = 0, 1, .. for its columns jc .. in steps of NR).
 void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc, int64_t kc, int64_t k, float alpha,
                     const float* a, int64_t lda, const float* b_panels, int64_t panel_stride, float beta, float* c,
-                    int64_t ldc, const float* bias, BlockActivation<float> activate, float* derivative) {
+                    int64_t ldc, const float* bias, BlockEpilogue<float> epilogue, float* aux) {
   thread_local std::vector<float> a_buffer;
   float* a_packed = scratch(a_buffer, size_t(MC * KC));
   // The first k block applies beta or the bias; later ones add onto what earlier ones stored.
   const float beta_here = pc == 0 ? beta : 1.0f;
   const float* bias_here = pc == 0 ? bias : nullptr;
-  // The last k block finishes each block of rows: the activation runs on it while it is in
-  // L2 (on each register tile instead, its short loops ran slower than a separate pass).
-  const BlockActivation<float> activate_here = pc + kc >= k ? activate : nullptr;
+  // The last k block finishes each block of rows: the epilogue runs on it while it is in L2
+  // (an activation on each register tile instead ran slower than a separate pass).
+  const BlockEpilogue<float> epilogue_here = pc + kc >= k ? epilogue : nullptr;
   for (int64_t ic = 0; ic < m; ic += MC) {
     const int64_t mc = std::min(MC, m - ic);
     // Untransposed A is read in place, but for a last panel of fewer than MR rows.
@@ -180,20 +180,20 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
           micro_tile<true>(kc, a_packed + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here,
                            bias_here ? bias_here + jc + jr : nullptr);
       }
-    if (activate_here) {
+    if (epilogue_here) {
       float* block = c + ic * ldc + jc;
-      activate_here(block, derivative ? derivative + (block - c) : nullptr, ldc, mc, nc);
+      epilogue_here(block, aux ? aux + (block - c) : nullptr, ldc, mc, nc);
     }
   }
 }
 
 // The product where beta, bias and alpha leave nothing to multiply: C = bias, beta * C or 0.
 bool trivial_product(int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc, const float* bias,
-                     BlockActivation<float> activate, float* derivative) {
+                     BlockEpilogue<float> epilogue, float* aux) {
   if (k > 0 && alpha != 0.0f) return false;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bias ? bias[j] : beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-  if (activate) activate(c, derivative, ldc, m, n);
+  if (epilogue) epilogue(c, aux, ldc, m, n);
   return true;
 }
 
@@ -201,8 +201,8 @@ bool trivial_product(int64_t m, int64_t n, int64_t k, float alpha, float beta, f
 
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
-                  BlockActivation<float> activate, float* derivative) {
-  if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, activate, derivative)) return;
+                  BlockEpilogue<float> epilogue, float* aux) {
+  if (m <= 0 || n <= 0 || trivial_product(m, n, k, alpha, beta, c, ldc, bias, epilogue, aux)) return;
   thread_local std::vector<float> b_buffer;
   float* b_packed = scratch(b_buffer, size_t(std::min(NC, (n + NR - 1) / NR * NR) * KC));
   for (int64_t jc = 0; jc < n; jc += NC) {
@@ -210,8 +210,8 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       pack_b(trans_b, b, ldb, pc, kc, jc, nc, b_packed, NR * kc);
-      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed, NR * kc, beta, c, ldc, bias, activate,
-                     derivative);
+      multiply_block(trans_a, m, jc, nc, pc, kc, k, alpha, a, lda, b_packed, NR * kc, beta, c, ldc, bias, epilogue,
+                     aux);
     }
   }
 }
@@ -219,7 +219,7 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
 #else
 // Never called: sgemm_avx512_supported() is false in builds without AVX-512.
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
-                  float*, int64_t, const float*, BlockActivation<float>, float*) {}
+                  float*, int64_t, const float*, BlockEpilogue<float>, float*) {}
 #endif
 
 }  // namespace dualflow::cpu

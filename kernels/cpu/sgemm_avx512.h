@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "kernels/cpu/gemm_activation.h"
+#include "kernels/cpu/gemm_epilogue.h"
 
 namespace dualflow::cpu {
 
@@ -26,12 +26,12 @@ constexpr int64_t sgemm_avx512_min_m = 12, sgemm_avx512_min_n = 32, sgemm_avx512
 // Row-major C = alpha * op(A) * op(B) + beta * C, op(A) m x k, op(B) k x n (BLAS semantics:
 // C is not read where beta == 0); with `bias` (n values, beta == 0), C = alpha * op(A) * op(B)
 // + bias in each row (at alpha = 1 the bits of C filled with the bias and beta = 1). With
-// `activate` (gemm_activation.h), each finished block of rows is then passed through it, with
-// the derivative into `derivative` (C's offsets and stride) where given. Each element of C
+// `epilogue` (gemm_epilogue.h), each finished block of rows is then passed through it, with
+// its matrix `aux` (C's offsets and stride) where given. Each element of C
 // sums its k products in the same order whatever the blocks of rows and columns a caller
 // splits the product into.
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias = nullptr,
-                  BlockActivation<float> activate = nullptr, float* derivative = nullptr);
+                  BlockEpilogue<float> epilogue = nullptr, float* aux = nullptr);
 
 }  // namespace dualflow::cpu

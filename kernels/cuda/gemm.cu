@@ -63,9 +63,12 @@ __global__ void initialise_c(T* c, int64_t m, int64_t n, int64_t ldc, int64_t st
 }
 
 void gemm(int device, const GemmArgs& g) {
-  // This backend leaves gemm_activations unset: the engine runs the activation as its own op.
+  // This backend leaves gemm_activations and gemm_multipliers unset: the engine runs the
+  // activation and the product as their own ops.
   if (g.activation)
     throw std::runtime_error("cuda backend: gemm applies no activation to its output (gemm_activations is false)");
+  if (g.multiplier)
+    throw std::runtime_error("cuda backend: gemm applies no multiplier to its output (gemm_multipliers is false)");
   if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
   // C = beta * C, or the bias rows: all of C when k is 0 (alpha * empty product = 0), and
   // the bias for cuBLAS (which has no bias operand) to add the product onto with beta = 1.

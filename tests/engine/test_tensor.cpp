@@ -297,6 +297,34 @@ TEST_CASE("linear_activation gives the bits of the activation after linear, and 
     const JvpResult jp = jvp(f(false), {x.detach(), w.detach(), b.detach()}, {tx, tw, tb});
     REQUIRE(bits(jf.tangents[0]) == bits(jp.tangents[0]));
   }
+  // x's tangent alone: with nothing differentiating the rule, the product with the saved
+  // derivative is made by the tangent's GEMM as it stores (GemmArgs::multiplier), one direction
+  // or K = 3 at once (one batch entry each); differentiable tangents take the engine ops. Both
+  // give the bits of the composed ops, the AVX-512 kernel's shape and a 3-D f64 input alike.
+  for (const Shape& xs : {Shape{40, 300}, Shape{2, 3, 4}}) {
+    const TensorOptions o(xs.size() == 2 ? DType::f32 : DType::f64);
+    const int64_t in = xs[xs.size() - 1], out = xs.size() == 2 ? 48 : 6;
+    Tensor x = randn(xs, gen, o), w = randn({out, in}, gen, o) * 0.1, b = randn({out}, gen, o);
+    Shape batched{3};
+    for (int64_t d : xs) batched.push_back(d);
+    Tensor tx = randn(xs, gen, o), txs = randn(batched, gen, o);
+    for (UnaryOp op : activations)
+      for (bool differentiable : {false, true}) {
+        INFO("op " << int(op) << ", x " << xs.str() << ", differentiable tangents " << differentiable);
+        auto f = [&](bool fuse) {
+          return [fuse, op, &composed, &w, &b](const std::vector<Tensor>& in) {
+            return std::vector<Tensor>{fuse ? linear_activation(in[0], w, b, op) : composed(op, in[0], w, b)};
+          };
+        };
+        const JvpOptions jo{.differentiable_tangents = differentiable};
+        REQUIRE(bits(jvp(f(true), {x}, {tx}, jo).tangents[0]) == bits(jvp(f(false), {x}, {tx}, jo).tangents[0]));
+        const Tensor kf = jvp_batched(f(true), {x}, {txs}, jo).tangents[0];
+        Shape want = batched;
+        want[want.size() - 1] = out;
+        REQUIRE(kf.shape() == want);
+        REQUIRE(bits(kf) == bits(jvp_batched(f(false), {x}, {txs}, jo).tangents[0]));
+      }
+  }
   REQUIRE_THROWS_WITH(linear_activation(zeros({2, 4}), zeros({3, 4}), zeros({3}), UnaryOp::Exp),
                       Catch::Contains("linear_activation: the activation must be relu, tanh, sigmoid, silu or gelu"));
   REQUIRE_THROWS_WITH(linear_activation(zeros({2, 5}), zeros({3, 4}), zeros({3}), UnaryOp::Silu),

@@ -190,3 +190,54 @@ TEST_CASE("sgemm_avx512's bias row with alpha != 1 equals alpha * the f64 produc
       REQUIRE(double(c[size_t(i * n + j)]) == Approx(-0.75 * want + double(bias[size_t(j)])).margin(2e-6 * 17));
     }
 }
+
+TEST_CASE("the CPU backend's GEMM multiplier gives the bits of the product times the matrix, at 1, 2 and 3 threads",
+          "[kernels][gemm]") {
+  // The engine's kernel (75 x 70 x 300), the skinny loops (n = 2, and k = 2) and f64 through
+  // BLAS; two batch entries with their own multiplier or one shared by both (stride 0).
+  struct Variant {
+    DType dtype;
+    int64_t m, n, k;
+    bool shared;
+  };
+  const std::vector<Variant> variants{{DType::f32, 75, 70, 300, false}, {DType::f32, 75, 70, 300, true},
+                                      {DType::f32, 64, 2, 40, true},    {DType::f32, 64, 40, 2, false},
+                                      {DType::f64, 75, 70, 300, true}};
+  const int threads_before = cpu::num_threads();
+  for (const Variant& v : variants) {
+    INFO("dtype " << int(v.dtype) << ", " << v.m << " x " << v.n << " x " << v.k << ", shared " << v.shared);
+    const int64_t batch = 2, m = v.m, n = v.n, k = v.k;
+    const std::vector<float> a32 = random_vector(size_t(batch * m * k), 31), b32 = random_vector(size_t(k * n), 32);
+    const std::vector<float> f32 = random_vector(size_t((v.shared ? 1 : batch) * m * n), 33);
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      const std::vector<T> a(a32.begin(), a32.end()), b(b32.begin(), b32.end()), f(f32.begin(), f32.end());
+      std::vector<std::vector<T>> outputs;
+      for (int threads : {1, 2, 3}) {
+        cpu::set_num_threads(threads);
+        for (bool fused : {false, true}) {
+          std::vector<T> c(size_t(batch * m * n), T(7));  // never read: beta = 0
+          GemmArgs g;
+          g.dtype = v.dtype;
+          g.m = m, g.n = n, g.k = k, g.batch = batch;
+          g.a = a.data(), g.lda = k, g.stride_a = m * k;
+          g.b = b.data(), g.ldb = n, g.stride_b = 0;
+          g.c = c.data(), g.ldc = n, g.stride_c = m * n;
+          if (fused) {
+            g.multiplier = f.data();
+            g.stride_multiplier = v.shared ? 0 : m * n;
+          }
+          cpu_backend().gemm(0, g);
+          if (!fused)
+            for (int64_t e = 0; e < batch; ++e)
+              for (int64_t i = 0; i < m * n; ++i) c[size_t(e * m * n + i)] *= f[size_t((v.shared ? 0 : e * m * n) + i)];
+          outputs.push_back(c);
+        }
+      }
+      for (const std::vector<T>& c : outputs) REQUIRE(c == outputs[0]);
+    };
+    if (v.dtype == DType::f32) run(0.0f);
+    else run(0.0);
+  }
+  cpu::set_num_threads(threads_before);
+}

@@ -255,6 +255,24 @@ void run_kernels(const BenchOptions& o) {
                   fmt::format("{}x{}>{}", rows, in, out), f, work / f / 1e6, 0,
                   fmt::format("linear then {} {:.3f} ms; composed/fused = {:.2f}", act_name, c, c / f)});
     }
+    // The forward-mode pass with x's tangent alone (MeanFlow's JVP, the likelihood's
+    // divergence): fused, the tangent's GEMM multiplies by the saved derivative as it stores.
+    {
+      Tensor tx = randn(Shape{rows, in}, gen, f32);
+      auto tangent_pass = [&](bool fuse) {
+        return [&, fuse] {
+          jvp([&](const std::vector<Tensor>& in) {
+                return std::vector<Tensor>{fuse ? linear_activation(in[0], w, b, act) : composed_act(in[0], w, b)};
+              },
+              {x}, {tx}, JvpOptions{.differentiable_tangents = false});
+        };
+      };
+      const auto [f, c] = alternated_ms([&] { return median_ms(tangent_pass(true), dev, samples); },
+                                        [&] { return median_ms(tangent_pass(false), dev, samples); });
+      rep.add(Row{fmt::format("linear_activation {} +tangent", act_name), "f32", fmt::format("{}x{}>{}", rows, in, out),
+                  f, 2 * flop / f / 1e6, 0,
+                  fmt::format("linear then {} {:.3f} ms; composed/fused = {:.2f}", act_name, c, c / f)});
+    }
   }
 
   // ---- bandwidth reference ----

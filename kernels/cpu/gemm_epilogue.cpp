@@ -1,7 +1,8 @@
-// The per-block activation of a GEMM's output (see gemm_activation.h). The loop is the
-// elementwise unary kernel's (the shared scalar formula in a vectorised loop over contiguous
-// values), so a fused Linear and activation gives the bits of the two ops one after the other.
-#include "kernels/cpu/gemm_activation.h"
+// The per-block epilogues of a GEMM's output (see gemm_epilogue.h). The activation's loop is
+// the elementwise unary kernel's (the shared scalar formula in a vectorised loop over
+// contiguous values), so a fused Linear and activation gives the bits of the two ops one after
+// the other; the multiplier's is one product per value, as the elementwise product rounds.
+#include "kernels/cpu/gemm_epilogue.h"
 
 #include "kernels/common/backend.h"
 
@@ -29,10 +30,20 @@ void activate_block(T* c, T* derivative, int64_t ld, int64_t rows, int64_t cols)
   }
 }
 
+template <class T>
+void multiply_block(T* c, T* factors, int64_t ld, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* __restrict row = c + r * ld;
+    const T* __restrict f = factors + r * ld;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) row[j] = row[j] * f[j];
+  }
+}
+
 }  // namespace
 
 template <class T>
-BlockActivation<T> block_activation(UnaryOp op) {
+BlockEpilogue<T> block_activation(UnaryOp op) {
   switch (op) {
 #define DF_GEMM_ACTIVATION_CASE(NAME) \
   case UnaryOp::NAME: return activate_block<T, UnaryOp::NAME>;
@@ -42,7 +53,14 @@ BlockActivation<T> block_activation(UnaryOp op) {
   }
 }
 
-template BlockActivation<float> block_activation<float>(UnaryOp);
-template BlockActivation<double> block_activation<double>(UnaryOp);
+template <class T>
+BlockEpilogue<T> block_multiplier() {
+  return multiply_block<T>;
+}
+
+template BlockEpilogue<float> block_activation<float>(UnaryOp);
+template BlockEpilogue<double> block_activation<double>(UnaryOp);
+template BlockEpilogue<float> block_multiplier<float>();
+template BlockEpilogue<double> block_multiplier<double>();
 
 }  // namespace dualflow::cpu
