@@ -85,6 +85,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // evaluating the activation again. Other backends, and 16-bit floats under differentiation,
 // run the two ops.
 Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bias, UnaryOp activation);
+// linear (or linear_activation) of cat(parts, -1), as one op whose tangent multiplies only the
+// parts that have one, each by its own columns of the weight: a first layer over [z, embedding
+// of t, ...] differentiated in z alone costs a GEMM over z's few columns, not over the zeros a
+// cat gives the embedding's tangent. Its values and gradients are those of the two ops.
+Tensor linear_parts(const std::vector<Tensor>& parts, const Tensor& weight, const Tensor& bias,
+                    std::optional<UnaryOp> activation = std::nullopt);
 void set_allow_tf32(bool on);  // CUDA f32 GEMM through TF32 tensor cores; off by default
 bool allow_tf32();
 

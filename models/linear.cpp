@@ -31,4 +31,18 @@ Tensor Linear::forward_activated(const Tensor& x, std::optional<UnaryOp> activat
   return activation ? linear_activation(x, weight, bias, *activation) : linear(x, weight, bias);
 }
 
+Tensor Linear::forward_parts(const std::vector<Tensor>& parts, std::optional<UnaryOp> activation) {
+  int64_t features = 0;
+  std::vector<std::string> shapes;
+  for (const Tensor& p : parts) {
+    DF_CHECK(p.defined() && p.dim() >= 1, "{}: expected input parts [..., features], got {}", describe(),
+             p.defined() ? p.shape().str() : "undefined");
+    features += p.shape()[p.dim() - 1];
+    shapes.push_back(p.shape().str());
+  }
+  DF_CHECK(features == in_, "{}: the input parts' last dims expected to sum to {}, got {} (parts {})", describe(), in_,
+           features, fmt::join(shapes, ", "));
+  return linear_parts(parts, weight, bias, activation);
+}
+
 }  // namespace dualflow

@@ -22,8 +22,19 @@ Tensor MLP::forward(const Tensor& x) {
            x.defined() ? x.shape().str() : "undefined");
   // The Sequential's Linear and Activation modules, each hidden Linear with its activation as
   // one op: the GEMM applies it as it stores the layer's output.
+  return forward_from(x, 0);
+}
+
+Tensor MLP::forward_parts(const std::vector<Tensor>& parts) {
+  DF_CHECK(!parts.empty(), "{}: expected at least one input part, got none", describe());
+  if (parts.size() == 1) return forward(parts[0]);
+  const Tensor h = linears_[0]->forward_parts(parts, linears_.size() > 1 ? activation_op_ : std::nullopt);
+  return forward_from(h, 1);
+}
+
+Tensor MLP::forward_from(const Tensor& x, size_t first) {
   Tensor h = x;
-  for (size_t i = 0; i < linears_.size(); ++i)
+  for (size_t i = first; i < linears_.size(); ++i)
     h = i + 1 < linears_.size() ? linears_[i]->forward_activated(h, activation_op_) : linears_[i]->forward(h);
   return h;
 }

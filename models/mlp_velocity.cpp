@@ -53,18 +53,18 @@ Tensor MLPVelocity::forward(const Tensor& z, const Tensor& t, const Tensor& h, c
     DF_CHECK(!h.defined(), "{}: was built without the h input (use_h = false) but was given h {}", describe(),
              h.shape().str());
   }
-  Tensor x = cat(features, 1);
-  if (label_embedding) {
-    Tensor y = labels.defined()
-                   ? labels
-                   : full(Shape{n}, double(label_embedding->null_class()), TensorOptions(DType::i64, z.device()));
-    DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", describe(), n, y.shape().str());
-    x = x + label_embedding->forward(y);
-  } else {
+  if (!label_embedding) {
     DF_CHECK(!labels.defined(), "{}: was built without classes (num_classes = 0) but was given labels {}", describe(),
              labels.shape().str());
+    // The first layer over the parts: a tangent in z alone (the likelihood's divergence)
+    // multiplies z's columns of its weight, not the zeros of the embeddings' tangents.
+    return net->forward_parts(features);
   }
-  return net->forward(x);
+  Tensor y = labels.defined()
+                 ? labels
+                 : full(Shape{n}, double(label_embedding->null_class()), TensorOptions(DType::i64, z.device()));
+  DF_CHECK(y.dim() == 1 && y.shape()[0] == n, "{}: labels expected [{}], got {}", describe(), n, y.shape().str());
+  return net->forward(cat(features, 1) + label_embedding->forward(y));
 }
 
 }  // namespace dualflow

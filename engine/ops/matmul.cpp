@@ -399,4 +399,133 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
       TangentBatch::Broadcast);
 }
 
+namespace {
+
+// linear_parts' rules: those of x W^T + b (and the activation) for x = cat(parts, -1), with the
+// input gradient split back into the parts and the tangent summed over the parts that have one.
+struct PartsRule {
+  std::vector<Tensor> parts;
+  Tensor x;  // cat(parts, -1), detached: what the plain rules read
+  Tensor weight, bias;
+  LinearShape shape;
+  std::vector<int64_t> offsets;
+  std::optional<UnaryOp> activation;
+  Tensor derivative;  // f' of the product, saved by the GEMM (with an activation)
+
+  // Inside a differentiation of the rules, x is rebuilt from the parts so that it depends on them.
+  LinearRule whole() const { return {rule_is_plain() ? x : cat(parts, -1), weight, bias, shape}; }
+  Tensor times_derivative(const Tensor& g, const LinearRule& rule) const {
+    if (!activation) return g;
+    return rule_is_plain() ? g * derivative : unary_backward(*activation, g, rule.output());
+  }
+  int64_t width(size_t i) const { return parts[i].shape()[parts[i].dim() - 1]; }
+
+  Grads vjp(const Tensor& g, NeedsGrad n) const {
+    const size_t count = parts.size();
+    NeedsGrad whole_needs;
+    for (size_t i = 0; i < count; ++i)
+      if (n[int(i)]) whole_needs.mask |= 1u;
+    if (n[int(count)]) whole_needs.mask |= 2u;
+    if (n[int(count + 1)]) whole_needs.mask |= 4u;
+    const LinearRule rule = whole();
+    const Grads w = rule.vjp(times_derivative(g, rule), whole_needs);
+    Grads r(count + 2);
+    for (size_t i = 0; i < count; ++i)
+      if (n[int(i)]) r[i] = w[0].narrow(-1, offsets[i], width(i));
+    r[count] = w[1];
+    r[count + 1] = w[2];
+    return r;
+  }
+
+  Tensor jvp(const Tangents& t, const Shape& out_shape) const {
+    const size_t count = parts.size();
+    size_t with_tangent = 0, last = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (t[i].defined()) ++with_tangent, last = i;
+    const Tensor& t_weight = t[count];
+    const Tensor& t_bias = t[count + 1];
+    // One part's tangent alone, nothing differentiating the rule: its GEMM over its own columns
+    // of the weight multiplies by the saved derivative as it stores.
+    if (with_tangent == 1 && !t_weight.defined() && !t_bias.defined() && rule_is_plain() &&
+        (!activation || (derivative.defined() && be(x).gemm_multipliers))) {
+      LinearShape s = shape;
+      s.in_f = width(last);
+      const LinearRule part{parts[last].detach(), weight.narrow(1, offsets[last], s.in_f), Tensor(), s};
+      if (part.takes_whole(t[last]))
+        return activation ? part.jvp_times(t[last], derivative) : part.jvp({t[last], Tensor(), Tensor()}, out_shape);
+    }
+    const LinearRule rule = whole();
+    Tensor t_pre;
+    if (with_tangent == count) {
+      // Every part moves: one product over the concatenated tangents.
+      std::vector<Tensor> ts(t.begin(), t.begin() + long(count));
+      t_pre = rule.jvp({cat(ts, -1), t_weight, t_bias}, out_shape);
+    } else {
+      // Only the parts that move: each multiplies its own columns of the weight, so the columns of
+      // parts without a tangent (zeros after a cat) cost nothing.
+      for (size_t i = 0; i < count; ++i)
+        if (t[i].defined()) t_pre = add_opt(t_pre, matmul(t[i], weight.narrow(1, offsets[i], width(i)).t()));
+      const Tensor rest = rule.jvp({Tensor(), t_weight, t_bias}, out_shape);
+      if (rest.defined()) t_pre = add_opt(t_pre, rest);
+      if (t_pre.defined()) t_pre = fit(t_pre, out_shape);
+    }
+    return t_pre.defined() ? times_derivative(t_pre, rule) : t_pre;
+  }
+};
+
+}  // namespace
+
+Tensor linear_parts(const std::vector<Tensor>& parts, const Tensor& weight, const Tensor& bias,
+                    std::optional<UnaryOp> activation) {
+  const char* name = "linear_parts";
+  DF_CHECK(!parts.empty(), "{}: expected at least one input part, got none", name);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    check_defined(name, parts[i], "input part");
+    bool alike = parts[i].dim() == parts[0].dim() && parts[i].dim() >= 1;
+    for (int d = 0; alike && d + 1 < parts[0].dim(); ++d) alike = parts[i].shape()[d] == parts[0].shape()[d];
+    DF_CHECK(alike, "{}: every input part expected [..., features] with the leading dims of part 0 {}, part {} is {}",
+             name, parts[0].shape().str(), i, parts[i].shape().str());
+  }
+  DF_CHECK(!activation || gemm_activation_supported(*activation),
+           "{}: the activation must be relu, tanh, sigmoid, silu or gelu (tanh or erf), got unary op {}", name,
+           activation ? int(*activation) : -1);
+  auto composed = [&](const Tensor& x) {
+    return activation ? linear_activation(x, weight, bias, *activation) : linear(x, weight, bias);
+  };
+  if (parts.size() == 1) return composed(parts[0]);
+  std::vector<const Tensor*> inputs;
+  for (const Tensor& p : parts) inputs.push_back(&p);
+  inputs.push_back(&weight);
+  inputs.push_back(&bias);
+  const bool traced = autodiff_detail::any_autodiff_state(std::span<const Tensor* const>(inputs)) &&
+                      (GradMode::enabled() || autodiff_detail::any_forward_level_visible());
+  const bool wide = parts[0].dtype() == DType::f32 || parts[0].dtype() == DType::f64;
+  // Where linear_activation would run two ops, and with more parts than a node records, the
+  // concatenation and the layer are ops of their own.
+  if (inputs.size() > kMaxOpInputs || (activation && traced && (!be(parts[0]).gemm_activations || !wide)))
+    return composed(cat(parts, -1));
+  Tensor x;
+  {
+    NoGradGuard ng;
+    std::vector<Tensor> detached;
+    for (const Tensor& p : parts) detached.push_back(p.detach());
+    x = cat(detached, -1);
+  }
+  const LinearShape s = check_linear(name, x, weight, bias);
+  if (!traced) return composed(x);
+  Tensor out = Tensor::empty(s.out_shape, x.options());
+  Tensor derivative = activation ? Tensor::empty(s.out_shape, x.options()) : Tensor();
+  linear_product(x, weight, bias, s, out, activation, derivative);
+  PartsRule rule{parts, x, weight, bias, s, {}, activation, derivative};
+  int64_t at = 0;
+  for (const Tensor& p : parts) {
+    rule.offsets.push_back(at);
+    at += p.shape()[p.dim() - 1];
+  }
+  return record(
+      name, std::span<const Tensor* const>(inputs), out,
+      [rule](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(g, n); },
+      [rule](const Tangents& t, const Tensor& o) { return rule.jvp(t, o.shape()); }, TangentBatch::Broadcast);
+}
+
 }  // namespace dualflow

@@ -146,6 +146,20 @@ std::vector<OpCase> all_op_cases() {
                {{Shape{3, 4}}, {Shape{5, 4}}, {Shape{5}}},
                [](V x) { return linear_activation(x[0], x[1], x[2], UnaryOp::Relu); },
                /*smooth=*/false});
+  // A Linear over parts: with every part an input (one product over the concatenated
+  // tangents), and with a constant part between two inputs (each moving part multiplies its own
+  // columns of the weight; the constant's cost nothing), with and without an activation.
+  c.push_back({"linear_parts_silu", {{Shape{2, 3, 2}}, {Shape{2, 3, 3}}, {Shape{5, 5}}, {Shape{5}}}, [](V x) {
+                 return linear_parts({x[0], x[1]}, x[2], x[3], UnaryOp::Silu);
+               }});
+  c.push_back({"linear_parts_constant_part_silu", {{Shape{3, 2}}, {Shape{3, 1}}, {Shape{5, 6}}, {Shape{5}}}, [](V x) {
+                 const Tensor constant = arange(9, x[0].dtype()).reshape(Shape{3, 3}) * 0.25 - 1.0;
+                 return linear_parts({x[0], constant, x[1]}, x[2], x[3], UnaryOp::Silu);
+               }});
+  c.push_back({"linear_parts_constant_part", {{Shape{3, 2}}, {Shape{5, 5}}}, [](V x) {
+                 const Tensor constant = arange(9, x[0].dtype()).reshape(Shape{3, 3}) * 0.25 - 1.0;
+                 return linear_parts({constant, x[0]}, x[1], Tensor());
+               }});
   // Products with a side of at most 8 and a long one (the CPU's skinny GEMM loops: dot
   // products off the vector width, sums of outer products, scaled rows of B).
   c.push_back({"linear_to_two_outputs", {{Shape{2, 20, 23}}, {Shape{2, 23}}, {Shape{2}}}, [](V x) {

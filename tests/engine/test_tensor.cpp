@@ -234,6 +234,72 @@ TEST_CASE("cat records all its inputs in one node: wide concatenations different
   }
 }
 
+TEST_CASE("linear_parts gives the values and gradients of a Linear over the concatenated parts, and skips "
+          "the parts without a tangent",
+          "[tensor]") {
+  Generator gen(12);
+  auto bits = [](const Tensor& t) { return t.to(DType::f64).to_vector<double>(); };
+  // z [40, 2] and two embeddings [40, 64] into 256 (the toy2d networks' first layer), f32 and f64.
+  for (DType dt : {DType::f32, DType::f64}) {
+    const TensorOptions o(dt);
+    std::vector<Tensor> parts{randn({40, 2}, gen, o), randn({40, 64}, gen, o), randn({40, 64}, gen, o)};
+    Tensor w = randn({256, 130}, gen, o) * 0.1, b = randn({256}, gen, o), g = randn({40, 256}, gen, o);
+    for (std::optional<UnaryOp> act : {std::optional<UnaryOp>{}, std::optional<UnaryOp>{UnaryOp::Silu}}) {
+      INFO(dtype_name(dt) << ", activation " << (act ? int(*act) : -1));
+      auto composed = [&](const std::vector<Tensor>& ps) {
+        return act ? linear_activation(cat(ps, -1), w, b, *act) : linear(cat(ps, -1), w, b);
+      };
+      REQUIRE(bits(linear_parts(parts, w, b, act)) == bits(composed(parts)));
+      // Gradients: the parts' are slices of the input gradient, bit for bit.
+      std::vector<Tensor> ins{parts[0].detach(), parts[1].detach(), parts[2].detach(), w.detach(), b.detach()};
+      for (const Tensor& t : ins) t.set_requires_grad();
+      const std::vector<Tensor> ps{ins[0], ins[1], ins[2]};
+      Tensor fused = linear_parts(ps, ins[3], ins[4], act);
+      Tensor plain = act ? linear_activation(cat(ps, -1), ins[3], ins[4], *act) : linear(cat(ps, -1), ins[3], ins[4]);
+      REQUIRE(bits(fused.detach()) == bits(plain.detach()));
+      const std::vector<Tensor> gf = grad({fused}, ins, {g}), gp = grad({plain}, ins, {g});
+      for (size_t i = 0; i < ins.size(); ++i) REQUIRE(bits(gf[i]) == bits(gp[i]));
+      // Tangents in z alone (one direction, and K = 3 at once), in z and the second embedding,
+      // in every part, and in the weight as well: equal to the composed ops' within rounding
+      // (the moving parts' products are summed separately), plain or differentiable.
+      auto f = [&](bool fuse) {
+        return [&, fuse](const std::vector<Tensor>& in) {
+          const std::vector<Tensor> p3{in[0], in[1], in[2]};
+          return std::vector<Tensor>{fuse ? linear_parts(p3, in[3], b, act)
+                                          : (act ? linear_activation(cat(p3, -1), in[3], b, *act)
+                                                 : linear(cat(p3, -1), in[3], b))};
+        };
+      };
+      const std::vector<Tensor> primals{parts[0], parts[1], parts[2], w};
+      const Tensor tz = randn({40, 2}, gen, o), t2 = randn({40, 64}, gen, o), tw = randn({256, 130}, gen, o);
+      const double tol = dt == DType::f32 ? 1e-4 : 1e-12;
+      for (bool differentiable : {false, true}) {
+        const JvpOptions jo{.differentiable_tangents = differentiable};
+        for (const std::vector<Tensor>& tangents :
+             {std::vector<Tensor>{tz, Tensor(), Tensor(), Tensor()}, std::vector<Tensor>{tz, Tensor(), t2, Tensor()},
+              std::vector<Tensor>{tz, t2, t2, Tensor()}, std::vector<Tensor>{tz, Tensor(), Tensor(), tw}}) {
+          const Tensor jf = jvp(f(true), primals, tangents, jo).tangents[0];
+          const Tensor jp = jvp(f(false), primals, tangents, jo).tangents[0];
+          REQUIRE(jf.shape() == jp.shape());
+          REQUIRE(max_abs_diff(jf, jp) <= tol * (1.0 + max_abs(jp)));
+        }
+        const Tensor tzs = randn({3, 40, 2}, gen, o);
+        const Tensor kf = jvp_batched(f(true), primals, {tzs, Tensor(), Tensor(), Tensor()}, jo).tangents[0];
+        const Tensor kp = jvp_batched(f(false), primals, {tzs, Tensor(), Tensor(), Tensor()}, jo).tangents[0];
+        REQUIRE(kf.shape() == Shape({3, 40, 256}));
+        REQUIRE(max_abs_diff(kf, kp) <= tol * (1.0 + max_abs(kp)));
+      }
+    }
+  }
+  REQUIRE_THROWS_WITH(linear_parts({zeros({3, 2}), zeros({4, 3})}, zeros({5, 5}), Tensor()),
+                      Catch::Contains("linear_parts: every input part expected [..., features] with the leading dims "
+                                      "of part 0 [3,2], part 1 is [4,3]"));
+  REQUIRE_THROWS_WITH(linear_parts({zeros({3, 2}), zeros({3, 2})}, zeros({5, 5}), Tensor()),
+                      Catch::Contains("linear_parts: input expected [..., 5], got [3,4]"));
+  REQUIRE_THROWS_WITH(linear_parts({}, zeros({5, 5}), Tensor()),
+                      Catch::Contains("linear_parts: expected at least one input part, got none"));
+}
+
 TEST_CASE("linear_activation gives the bits of the activation after linear, and its gradients and tangents",
           "[tensor]") {
   Generator gen(11);

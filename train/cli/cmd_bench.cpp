@@ -274,6 +274,31 @@ void run_kernels(const BenchOptions& o) {
                   fmt::format("linear then {} {:.3f} ms; composed/fused = {:.2f}", act_name, c, c / f)});
     }
   }
+  // linear_parts: the toy2d networks' first layer over [z, embedding(t), embedding(h)] with
+  // tangents in z alone, two directions at once (the exact divergence in 2-D), against the
+  // concatenation then linear_activation, whose tangent GEMM multiplies the embeddings' zeros.
+  {
+    const int64_t rows = 1000;
+    const std::vector<Tensor> parts{randn(Shape{rows, 2}, gen, f32), randn(Shape{rows, 64}, gen, f32),
+                                    randn(Shape{rows, 64}, gen, f32)};
+    Tensor w = randn(Shape{256, 130}, gen, f32), b = randn(Shape{256}, gen, f32);
+    Tensor tz = randn(Shape{2, rows, 2}, gen, f32);
+    auto pass = [&](bool fuse) {
+      return [&, fuse] {
+        jvp_batched(
+            [&](const std::vector<Tensor>& in) {
+              const std::vector<Tensor> ps{in[0], parts[1], parts[2]};
+              return std::vector<Tensor>{fuse ? linear_parts(ps, w, b, UnaryOp::Silu)
+                                              : linear_activation(cat(ps, -1), w, b, UnaryOp::Silu)};
+            },
+            {parts[0]}, {tz}, JvpOptions{.differentiable_tangents = false});
+      };
+    };
+    const auto [f, c] = alternated_ms([&] { return median_ms(pass(true), dev, 21); },
+                                      [&] { return median_ms(pass(false), dev, 21); });
+    rep.add(Row{"linear_parts silu +2 tangents in z", "f32", fmt::format("{}x(2+64+64)>256", rows), f, 0, 0,
+                fmt::format("cat then linear_activation {:.3f} ms; composed/fused = {:.2f}", c, c / f)});
+  }
 
   // ---- bandwidth reference ----
   const int64_t big = o.quick ? (int64_t(1) << 22) : (int64_t(1) << 26);
