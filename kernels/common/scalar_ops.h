@@ -103,6 +103,28 @@ DF_HD_INLINE float exp_f32(float x) {
   y = x < -103.9f ? 0.0f : y;
   return x != x ? x : y;
 }
+// exp for f32 on [-87, 89] only, for callers that bound the argument themselves (the logistic
+// function, whose value saturates long before): exp_f32's polynomial without its clamps and
+// overflow cases. 2^n comes from the bits of the rounded sum, not a conversion to an integer:
+// n + 127 in the exponent field, a normal float for n <= 127 and infinity at n = 128 (x above
+// 88.38, where e^x is within a factor 1.5 of the largest float), so the result is then infinite.
+DF_HD_INLINE float exp_bounded_f32(float x) {
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float shifted = x * 1.44269504088896341f + shifter;
+  const float n = shifted - shifter;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187e-06f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // The low bits of `shifted` hold n + 2^22 (n in [-126, 127]); n + 127 shifted into the
+  // exponent field is 2^n.
+  return p * bits_float((float_bits(shifted) - float_bits(shifter) + 127u) << 23);
+}
 template <class T>
 DF_HD_INLINE T fast_exp(T x) {
   return exp(x);
@@ -179,7 +201,17 @@ DF_HD_INLINE T sin_or_cos(T x, int quarter_turns) {
 
 template <class T>
 DF_HD_INLINE T sigmoid(T x) {
-  if constexpr (std::is_same_v<T, float>) return 1.0f / (1.0f + exp_f32(-x));  // exp_f32 saturates, no overflow
+  if constexpr (std::is_same_v<T, float>) {
+    // 1 / (1 + e^-x) with -x clamped to [-87, 89]: below -87, e^-x is under 2^-125 and the sum
+    // rounds to 1 anyway; above 88.38, e^-x is infinite (exp_bounded_f32) and the value 0. A NaN
+    // passes through the clamps and the arithmetic. No select follows the quotient: the callers'
+    // products with it (SiLU's derivative) are then fused alike in vector loops and in their
+    // scalar tails, which keeps their bits equal.
+    float a = -x;
+    a = a < -87.0f ? -87.0f : a;
+    a = a > 89.0f ? 89.0f : a;
+    return 1.0f / (1.0f + exp_bounded_f32(a));
+  }
   // Written to avoid overflow of exp for large |x|.
   if (x >= T(0)) {
     T e = exp(-x);
