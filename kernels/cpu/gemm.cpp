@@ -46,7 +46,8 @@ void gemm_half(const GemmArgs& g) {
       // On the product rounded to H, in f32, as the 16-bit elementwise kernels compute: the bits
       // of the activation applied to the stored product.
       for (float& v : c) v = float(H(v));
-      block_activation<float>(*g.activation)(c.data(), nullptr, g.ldc, g.m, g.n);
+      const BlockEpilogue<float> activate = block_activation<float>(*g.activation);
+      activate(c.data(), nullptr, g.ldc, g.m, g.n);
     }
     for (int64_t r = 0; r < g.m; ++r)
       for (int64_t col = 0; col < g.n; ++col) Cp[bi * g.stride_c + r * g.ldc + col] = H(c[size_t(r * g.ldc + col)]);

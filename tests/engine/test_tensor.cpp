@@ -234,9 +234,10 @@ TEST_CASE("cat records all its inputs in one node: wide concatenations different
   }
 }
 
-TEST_CASE("linear_parts gives the values and gradients of a Linear over the concatenated parts, and skips "
-          "the parts without a tangent",
-          "[tensor]") {
+TEST_CASE(
+    "linear_parts gives the values and gradients of a Linear over the concatenated parts, and skips "
+    "the parts without a tangent",
+    "[tensor]") {
   Generator gen(12);
   auto bits = [](const Tensor& t) { return t.to(DType::f64).to_vector<double>(); };
   // z [40, 2] and two embeddings [40, 64] into 256 (the toy2d networks' first layer), f32 and f64.
@@ -265,9 +266,9 @@ TEST_CASE("linear_parts gives the values and gradients of a Linear over the conc
       auto f = [&](bool fuse) {
         return [&, fuse](const std::vector<Tensor>& in) {
           const std::vector<Tensor> p3{in[0], in[1], in[2]};
-          return std::vector<Tensor>{fuse ? linear_parts(p3, in[3], b, act)
-                                          : (act ? linear_activation(cat(p3, -1), in[3], b, *act)
-                                                 : linear(cat(p3, -1), in[3], b))};
+          return std::vector<Tensor>{
+              fuse ? linear_parts(p3, in[3], b, act)
+                   : (act ? linear_activation(cat(p3, -1), in[3], b, *act) : linear(cat(p3, -1), in[3], b))};
         };
       };
       const std::vector<Tensor> primals{parts[0], parts[1], parts[2], w};

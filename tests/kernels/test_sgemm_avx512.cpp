@@ -200,8 +200,10 @@ TEST_CASE("the CPU backend's GEMM multiplier gives the bits of the product times
     int64_t m, n, k;
     bool shared;
   };
-  const std::vector<Variant> variants{{DType::f32, 75, 70, 300, false}, {DType::f32, 75, 70, 300, true},
-                                      {DType::f32, 64, 2, 40, true},    {DType::f32, 64, 40, 2, false},
+  const std::vector<Variant> variants{{DType::f32, 75, 70, 300, false},
+                                      {DType::f32, 75, 70, 300, true},
+                                      {DType::f32, 64, 2, 40, true},
+                                      {DType::f32, 64, 40, 2, false},
                                       {DType::f64, 75, 70, 300, true}};
   const int threads_before = cpu::num_threads();
   for (const Variant& v : variants) {

@@ -261,7 +261,8 @@ void run_kernels(const BenchOptions& o) {
       Tensor tx = randn(Shape{rows, in}, gen, f32);
       auto tangent_pass = [&](bool fuse) {
         return [&, fuse] {
-          jvp([&](const std::vector<Tensor>& in) {
+          jvp(
+              [&](const std::vector<Tensor>& in) {
                 return std::vector<Tensor>{fuse ? linear_activation(in[0], w, b, act) : composed_act(in[0], w, b)};
               },
               {x}, {tx}, JvpOptions{.differentiable_tangents = false});
@@ -294,8 +295,8 @@ void run_kernels(const BenchOptions& o) {
             {parts[0]}, {tz}, JvpOptions{.differentiable_tangents = false});
       };
     };
-    const auto [f, c] = alternated_ms([&] { return median_ms(pass(true), dev, 21); },
-                                      [&] { return median_ms(pass(false), dev, 21); });
+    const auto [f, c] =
+        alternated_ms([&] { return median_ms(pass(true), dev, 21); }, [&] { return median_ms(pass(false), dev, 21); });
     rep.add(Row{"linear_parts silu +2 tangents in z", "f32", fmt::format("{}x(2+64+64)>256", rows), f, 0, 0,
                 fmt::format("cat then linear_activation {:.3f} ms; composed/fused = {:.2f}", c, c / f)});
   }
