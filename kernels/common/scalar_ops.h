@@ -79,14 +79,11 @@ using std::sin;
 using std::sqrt;
 using std::tanh;
 
-// exp for f32 without branches or library calls, so CPU loops vectorise and both backends
-// round alike: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] and a degree-6 polynomial
-// (max relative error ~2 ulp). f64 keeps the library exp (the gradient checks run in f64).
-DF_HD_INLINE float exp_f32(float x) {
-  float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  float n = (xc * 1.44269504088896341f + shifter) - shifter;
-  float r = xc - n * 0.693145751953125f;
+// e^(x - n ln2) for an integer-valued n with x - n ln2 in [-ln2/2, ln2/2]: the reduced
+// argument r (ln2 in two parts, so that n ln2 is exact enough) and a degree-6 polynomial in it.
+// The common part of exp_f32 and exp_bounded_f32.
+DF_HD_INLINE float exp_reduced_f32(float x, float n) {
+  float r = x - n * 0.693145751953125f;
   r = r - n * 1.428606765330187e-06f;
   float p = 1.0f / 720;
   p = p * r + 1.0f / 120;
@@ -94,7 +91,16 @@ DF_HD_INLINE float exp_f32(float x) {
   p = p * r + 1.0f / 6;
   p = p * r + 0.5f;
   p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  return p * r + 1.0f;
+}
+// exp for f32 without branches or library calls, so CPU loops vectorise and both backends
+// round alike: 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] and a degree-6 polynomial
+// (max relative error ~2 ulp). f64 keeps the library exp (the gradient checks run in f64).
+DF_HD_INLINE float exp_f32(float x) {
+  float xc = x < -87.3f ? -87.3f : (x > 88.72f ? 88.72f : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float n = (xc * 1.44269504088896341f + shifter) - shifter;
+  const float p = exp_reduced_f32(xc, n);
   int32_t ni = int32_t(n);
   float extra = ni > 127 ? 2.0f : 1.0f;  // 2^128 is not a normal float: scale in two steps
   ni = ni > 127 ? 127 : ni;
@@ -111,17 +117,8 @@ DF_HD_INLINE float exp_f32(float x) {
 DF_HD_INLINE float exp_bounded_f32(float x) {
   const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float shifted = x * 1.44269504088896341f + shifter;
-  const float n = shifted - shifter;
-  float r = x - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187e-06f;
-  float p = 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  // The low bits of `shifted` hold n + 2^22 (n in [-126, 127]); n + 127 shifted into the
+  const float p = exp_reduced_f32(x, shifted - shifter);
+  // The low bits of `shifted` hold n + 2^22 (n in [-126, 128]); n + 127 shifted into the
   // exponent field is 2^n.
   return p * bits_float((float_bits(shifted) - float_bits(shifter) + 127u) << 23);
 }
