@@ -287,6 +287,11 @@ TEST_CASE("MLP: Sequential numbering and activation names", "[models]") {
   REQUIRE(error_of([&] {
             mlp.forward(zeros(Shape{4, 5}));
           }).find("MLP(widths=[3,8,8,2], gelu): input last dim expected 3") != std::string::npos);
+  // The first layer over parts (linear_parts): the values of the concatenated input.
+  REQUIRE(max_abs_diff(mlp.forward_parts({x.narrow(1, 0, 1), x.narrow(1, 1, 2)}), mlp.forward(x)) == 0.0);
+  REQUIRE(error_of([&] {
+            mlp.forward_parts({zeros(Shape{4, 1}), zeros(Shape{4, 1})});
+          }) == "Linear(in=3, out=8): the input parts' last dims expected to sum to 3, got 2 (parts [4,1], [4,1])");
 }
 
 TEST_CASE("Dropout: inverted scaling in training, identity in eval, reproducible from its seed", "[models]") {
