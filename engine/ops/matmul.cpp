@@ -346,6 +346,86 @@ void linear_product(const Tensor& x, const Tensor& weight, const Tensor& bias, c
                activation, derivative.defined() ? derivative.reshape(Shape{1, s.rows, s.out_f}) : Tensor());
 }
 
+// The rules of linear_activation and linear_parts: those of x W^T + b and the activation for
+// x = cat(parts, -1) (x itself for one part), with the input gradient split back into the parts
+// and the tangent summed over the parts that have one. The gradient and the tangent pass
+// through f'(x W^T + b): the derivative the GEMM saved, or, inside a differentiation of the
+// rules themselves, f' of the product recomputed in engine ops so that its own derivatives exist.
+struct PartsRule {
+  std::vector<Tensor> parts;
+  Tensor x;  // cat(parts, -1), detached (what the plain rules read), or the one part
+  Tensor weight, bias;
+  LinearShape shape;
+  std::vector<int64_t> offsets;
+  std::optional<UnaryOp> activation;
+  Tensor derivative;  // f' of the product, saved by the GEMM (with an activation)
+
+  // Inside a differentiation of the rules, x is rebuilt from the parts so that it depends on them.
+  LinearRule whole() const {
+    return {parts.size() == 1 ? parts[0] : rule_is_plain() ? x : cat(parts, -1), weight, bias, shape};
+  }
+  // The weight's columns for part i.
+  Tensor part_weight(size_t i) const { return parts.size() == 1 ? weight : weight.narrow(1, offsets[i], width(i)); }
+  Tensor times_derivative(const Tensor& g, const LinearRule& rule) const {
+    if (!activation) return g;
+    return rule_is_plain() ? g * derivative : unary_backward(*activation, g, rule.output());
+  }
+  int64_t width(size_t i) const { return parts[i].shape()[parts[i].dim() - 1]; }
+
+  Grads vjp(const Tensor& g, NeedsGrad n) const {
+    const size_t count = parts.size();
+    NeedsGrad whole_needs;
+    for (size_t i = 0; i < count; ++i)
+      if (n[int(i)]) whole_needs.mask |= 1u;
+    if (n[int(count)]) whole_needs.mask |= 2u;
+    if (n[int(count + 1)]) whole_needs.mask |= 4u;
+    const LinearRule rule = whole();
+    const Grads w = rule.vjp(times_derivative(g, rule), whole_needs);
+    Grads r(count + 2);
+    for (size_t i = 0; i < count; ++i)
+      if (n[int(i)]) r[i] = count == 1 ? w[0] : w[0].narrow(-1, offsets[i], width(i));
+    r[count] = w[1];
+    r[count + 1] = w[2];
+    return r;
+  }
+
+  Tensor jvp(const Tangents& t, const Shape& out_shape) const {
+    const size_t count = parts.size();
+    size_t with_tangent = 0, last = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (t[i].defined()) ++with_tangent, last = i;
+    const Tensor& t_weight = t[count];
+    const Tensor& t_bias = t[count + 1];
+    // One part's tangent alone (x's, for linear_activation), nothing differentiating the rule:
+    // its GEMM over its own columns of the weight multiplies by the saved derivative as it
+    // stores, instead of a product followed by a pass over it.
+    if (with_tangent == 1 && !t_weight.defined() && !t_bias.defined() && rule_is_plain() &&
+        (!activation || (derivative.defined() && be(x).gemm_multipliers))) {
+      LinearShape s = shape;
+      s.in_f = width(last);
+      const LinearRule part{parts[last].detach(), part_weight(last), Tensor(), s};
+      if (part.takes_whole(t[last]))
+        return activation ? part.jvp_times(t[last], derivative) : part.jvp({t[last], Tensor(), Tensor()}, out_shape);
+    }
+    const LinearRule rule = whole();
+    Tensor t_pre;
+    if (with_tangent == count) {
+      // Every part moves: one product over the concatenated tangents.
+      std::vector<Tensor> ts(t.begin(), t.begin() + long(count));
+      t_pre = rule.jvp({count == 1 ? ts[0] : cat(ts, -1), t_weight, t_bias}, out_shape);
+    } else {
+      // Only the parts that move: each multiplies its own columns of the weight, so the columns of
+      // parts without a tangent (zeros after a cat) cost nothing.
+      for (size_t i = 0; i < count; ++i)
+        if (t[i].defined()) t_pre = add_opt(t_pre, matmul(t[i], part_weight(i).t()));
+      const Tensor rest = rule.jvp({Tensor(), t_weight, t_bias}, out_shape);
+      if (rest.defined()) t_pre = add_opt(t_pre, rest);
+      if (t_pre.defined()) t_pre = fit(t_pre, out_shape);
+    }
+    return t_pre.defined() ? times_derivative(t_pre, rule) : t_pre;
+  }
+};
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -377,103 +457,11 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
   Tensor out = Tensor::empty(s.out_shape, x.options());
   Tensor derivative = traced ? Tensor::empty(s.out_shape, x.options()) : Tensor();
   linear_product(x, weight, bias, s, out, activation, derivative);
-  const LinearRule rule{x, weight, bias, s};
-  // The gradient and the tangent pass through f'(x W^T + b): the saved derivative, or, inside a
-  // differentiation of the rules themselves, f' of the product recomputed in engine ops so that
-  // its own derivatives exist.
-  auto times_derivative = [rule, derivative, activation](const Tensor& g) {
-    return rule_is_plain() ? g * derivative : unary_backward(activation, g, rule.output());
-  };
+  const PartsRule rule{{x}, x, weight, bias, s, {0}, activation, derivative};
   return record(
-      name, {&x, &weight, &bias}, out,
-      [rule, times_derivative](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(times_derivative(g), n); },
-      [rule, times_derivative, derivative](const Tangents& t, const Tensor& o) {
-        // The usual case, x's tangent alone and nothing differentiating the rule: the product
-        // with the derivative is made as the tangent's GEMM stores it.
-        if (t[0].defined() && !t[1].defined() && !t[2].defined() && rule_is_plain() && derivative.defined() &&
-            be(o).gemm_multipliers && rule.takes_whole(t[0]))
-          return rule.jvp_times(t[0], derivative);
-        const Tensor t_pre = rule.jvp(t, o.shape());
-        return t_pre.defined() ? times_derivative(t_pre) : t_pre;
-      },
-      TangentBatch::Broadcast);
+      name, {&x, &weight, &bias}, out, [rule](const Tensor& g, NeedsGrad n) -> Grads { return rule.vjp(g, n); },
+      [rule](const Tangents& t, const Tensor& o) { return rule.jvp(t, o.shape()); }, TangentBatch::Broadcast);
 }
-
-namespace {
-
-// linear_parts' rules: those of x W^T + b (and the activation) for x = cat(parts, -1), with the
-// input gradient split back into the parts and the tangent summed over the parts that have one.
-struct PartsRule {
-  std::vector<Tensor> parts;
-  Tensor x;  // cat(parts, -1), detached: what the plain rules read
-  Tensor weight, bias;
-  LinearShape shape;
-  std::vector<int64_t> offsets;
-  std::optional<UnaryOp> activation;
-  Tensor derivative;  // f' of the product, saved by the GEMM (with an activation)
-
-  // Inside a differentiation of the rules, x is rebuilt from the parts so that it depends on them.
-  LinearRule whole() const { return {rule_is_plain() ? x : cat(parts, -1), weight, bias, shape}; }
-  Tensor times_derivative(const Tensor& g, const LinearRule& rule) const {
-    if (!activation) return g;
-    return rule_is_plain() ? g * derivative : unary_backward(*activation, g, rule.output());
-  }
-  int64_t width(size_t i) const { return parts[i].shape()[parts[i].dim() - 1]; }
-
-  Grads vjp(const Tensor& g, NeedsGrad n) const {
-    const size_t count = parts.size();
-    NeedsGrad whole_needs;
-    for (size_t i = 0; i < count; ++i)
-      if (n[int(i)]) whole_needs.mask |= 1u;
-    if (n[int(count)]) whole_needs.mask |= 2u;
-    if (n[int(count + 1)]) whole_needs.mask |= 4u;
-    const LinearRule rule = whole();
-    const Grads w = rule.vjp(times_derivative(g, rule), whole_needs);
-    Grads r(count + 2);
-    for (size_t i = 0; i < count; ++i)
-      if (n[int(i)]) r[i] = w[0].narrow(-1, offsets[i], width(i));
-    r[count] = w[1];
-    r[count + 1] = w[2];
-    return r;
-  }
-
-  Tensor jvp(const Tangents& t, const Shape& out_shape) const {
-    const size_t count = parts.size();
-    size_t with_tangent = 0, last = 0;
-    for (size_t i = 0; i < count; ++i)
-      if (t[i].defined()) ++with_tangent, last = i;
-    const Tensor& t_weight = t[count];
-    const Tensor& t_bias = t[count + 1];
-    // One part's tangent alone, nothing differentiating the rule: its GEMM over its own columns
-    // of the weight multiplies by the saved derivative as it stores.
-    if (with_tangent == 1 && !t_weight.defined() && !t_bias.defined() && rule_is_plain() &&
-        (!activation || (derivative.defined() && be(x).gemm_multipliers))) {
-      LinearShape s = shape;
-      s.in_f = width(last);
-      const LinearRule part{parts[last].detach(), weight.narrow(1, offsets[last], s.in_f), Tensor(), s};
-      if (part.takes_whole(t[last]))
-        return activation ? part.jvp_times(t[last], derivative) : part.jvp({t[last], Tensor(), Tensor()}, out_shape);
-    }
-    const LinearRule rule = whole();
-    Tensor t_pre;
-    if (with_tangent == count) {
-      // Every part moves: one product over the concatenated tangents.
-      std::vector<Tensor> ts(t.begin(), t.begin() + long(count));
-      t_pre = rule.jvp({cat(ts, -1), t_weight, t_bias}, out_shape);
-    } else {
-      // Only the parts that move: each multiplies its own columns of the weight, so the columns of
-      // parts without a tangent (zeros after a cat) cost nothing.
-      for (size_t i = 0; i < count; ++i)
-        if (t[i].defined()) t_pre = add_opt(t_pre, matmul(t[i], weight.narrow(1, offsets[i], width(i)).t()));
-      const Tensor rest = rule.jvp({Tensor(), t_weight, t_bias}, out_shape);
-      if (rest.defined()) t_pre = add_opt(t_pre, rest);
-      if (t_pre.defined()) t_pre = fit(t_pre, out_shape);
-    }
-    return t_pre.defined() ? times_derivative(t_pre, rule) : t_pre;
-  }
-};
-
-}  // namespace
 
 Tensor linear_parts(const std::vector<Tensor>& parts, const Tensor& weight, const Tensor& bias,
                     std::optional<UnaryOp> activation) {
