@@ -113,6 +113,43 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
 // the speed of memory (768 x 256 x 2, 0.8 MFLOP, writes 768 KiB of C in about 40 us on one core).
 constexpr double kParallelGemmFlops = 1e6, kParallelGemmValues = 65536;
 
+// Whether the threads compute an f32 product together (sgemm_avx512_shared), taking its rows in
+// pieces, rather than one fixed block of rows each. A thread slowed by another process on its
+// core, or by a cold cache, then leaves rows to the others instead of keeping them waiting:
+// alternating the two per call in the 2-thread toy2d MeanFlow step on a busy host, the
+// products took 0.5-8% less time this way (even with the fixed blocks on a quiet one). It
+// takes products whose every piece would run the AVX-512 kernel (not the skinny loops), and
+// whose packed op(B), which each thread keeps whole, fits in kSharedRowsPackedB bytes.
+constexpr double kSharedRowsPackedB = 1 << 20;
+// Rows a thread takes at a time from its own range and from another's: 4 and 2 register tiles
+// (a B panel loaded into L1 serves at least that many).
+constexpr int64_t kOwnPieceRows = 48, kStolenPieceRows = 24;
+
+bool shares_rows(const GemmArgs& g) {
+  return sgemm_avx512_supported() && g.m >= 2 * sgemm_avx512_min_m && g.m < (int64_t(1) << 31) &&
+         g.n >= sgemm_avx512_min_n && g.k > kSkinnyExtent && g.k >= sgemm_avx512_min_k &&
+         double(g.n + 31) * double(g.k) * sizeof(float) <= kSharedRowsPackedB;
+}
+
+void gemm_shared_rows(const GemmArgs& g, int threads) {
+  RowShares rows(g.m, threads, kOwnPieceRows, kStolenPieceRows);
+  const float* bias = static_cast<const float*>(g.bias);
+  float* aux = g.derivative   ? static_cast<float*>(g.derivative)
+               : g.multiplier ? const_cast<float*>(static_cast<const float*>(g.multiplier))
+                              : nullptr;
+  const BlockEpilogue<float> epilogue = g.activation   ? block_activation<float>(*g.activation)
+                                        : g.multiplier ? block_multiplier<float>()
+                                                       : nullptr;
+  // One chunk per share; if the pool runs them all on the calling thread, the first takes every
+  // row and the others find none.
+  parallel_for_chunks(threads, threads, [&](int64_t begin, int64_t end) {
+    for (int64_t self = begin; self < end; ++self)
+      sgemm_avx512_shared(g.trans_a, g.trans_b, g.m, g.n, g.k, float(g.alpha), static_cast<const float*>(g.a), g.lda,
+                          static_cast<const float*>(g.b), g.ldb, float(g.beta), static_cast<float*>(g.c), g.ldc, bias,
+                          epilogue, aux, rows, int(self));
+  });
+}
+
 template <class T>
 void gemm_parallel(const GemmArgs& g) {
   const int threads = num_threads();
@@ -125,6 +162,9 @@ void gemm_parallel(const GemmArgs& g) {
   const bool split_rows = g.m >= g.n;
   const int64_t extent = split_rows ? g.m : g.n;
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, extent / 16));
+  if constexpr (std::is_same_v<T, float>) {
+    if (splits > 1 && g.batch == 1 && split_rows && shares_rows(g)) return gemm_shared_rows(g, threads);
+  }
   const int64_t tasks = g.batch * splits;
   const int64_t grain = parallel ? 1 : tasks;  // small work stays on the calling thread
   parallel_for(tasks, grain, [&](int64_t begin, int64_t end) {

@@ -216,8 +216,48 @@ void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
   }
 }
 
+void sgemm_avx512_shared(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
+                         BlockEpilogue<float> epilogue, float* aux, RowShares& rows, int self) {
+  if (m <= 0 || n <= 0) return;
+  // All of op(B), block by block ((jc, pc) in order, each of ceil(nc / NR) panels of kc steps),
+  // packed once by each thread whatever number of pieces it then takes.
+  const auto padded = [](int64_t cols) { return (cols + NR - 1) / NR * NR; };
+  int64_t whole = 0;
+  for (int64_t jc = 0; jc < n; jc += NC) whole += padded(std::min(NC, n - jc)) * k;
+  thread_local std::vector<float> b_buffer;
+  float* b_packed = nullptr;  // packed on the first piece: a thread that gets none packs nothing
+  int64_t r0 = 0, r1 = 0;
+  while (rows.next(self, r0, r1)) {
+    const float* a_rows = trans_a ? a + r0 : a + r0 * lda;
+    float* c_rows = c + r0 * ldc;
+    float* aux_rows = aux ? aux + r0 * ldc : nullptr;
+    if (trivial_product(r1 - r0, n, k, alpha, beta, c_rows, ldc, bias, epilogue, aux_rows)) continue;
+    if (!b_packed) {
+      b_packed = scratch(b_buffer, size_t(whole));
+      float* block = b_packed;
+      for (int64_t jc = 0; jc < n; jc += NC)
+        for (int64_t pc = 0; pc < k; pc += KC) {
+          const int64_t nc = std::min(NC, n - jc), kc = std::min(KC, k - pc);
+          pack_b(trans_b, b, ldb, pc, kc, jc, nc, block, NR * kc);
+          block += padded(nc) * kc;
+        }
+    }
+    const float* block = b_packed;
+    for (int64_t jc = 0; jc < n; jc += NC)
+      for (int64_t pc = 0; pc < k; pc += KC) {
+        const int64_t nc = std::min(NC, n - jc), kc = std::min(KC, k - pc);
+        multiply_block(trans_a, r1 - r0, jc, nc, pc, kc, k, alpha, a_rows, lda, block, NR * kc, beta, c_rows, ldc,
+                       bias, epilogue, aux_rows);
+        block += padded(nc) * kc;
+      }
+  }
+}
+
 #else
 // Never called: sgemm_avx512_supported() is false in builds without AVX-512.
+void sgemm_avx512_shared(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                         float, float*, int64_t, const float*, BlockEpilogue<float>, float*, RowShares&, int) {}
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
                   float*, int64_t, const float*, BlockEpilogue<float>, float*) {}
 #endif

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernels/cpu/gemm_epilogue.h"
+#include "kernels/cpu/row_shares.h"
 
 namespace dualflow::cpu {
 
@@ -33,5 +34,13 @@ constexpr int64_t sgemm_avx512_min_m = 12, sgemm_avx512_min_n = 32, sgemm_avx512
 void sgemm_avx512(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias = nullptr,
                   BlockEpilogue<float> epilogue = nullptr, float* aux = nullptr);
+
+// The same product computed by several threads together, each calling this with its own share
+// of `rows` (row_shares.h): each packs all of op(B) once, then multiplies the pieces of rows it
+// is handed, so a thread that finishes early takes rows another has not reached. Same bits
+// as sgemm_avx512 on the whole product, however the rows are shared out.
+void sgemm_avx512_shared(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                         int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const float* bias,
+                         BlockEpilogue<float> epilogue, float* aux, RowShares& rows, int self);
 
 }  // namespace dualflow::cpu

@@ -1,16 +1,21 @@
 // The engine's AVX-512 f32 GEMM (kernels/cpu/sgemm_avx512.h) against an f64 triple loop: every
 // transpose pair, sizes off its 12x32 tiles and 144/256/2048 blocks, leading dimensions wider
 // than the rows, alpha and beta (C unread where beta == 0), and the same bits for any split of
-// C into blocks of rows and columns (how the engine's threads divide a product).
+// C into blocks of rows and columns (how the engine's threads divide a product), or into pieces
+// of rows that threads take from their own share and steal from the others' (RowShares).
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "kernels/common/backend.h"
+#include "kernels/cpu/gemm_epilogue.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/row_shares.h"
 #include "kernels/cpu/sgemm_avx512.h"
 
 using namespace dualflow;
@@ -241,5 +246,128 @@ TEST_CASE("the CPU backend's GEMM multiplier gives the bits of the product times
     if (v.dtype == DType::f32) run(0.0f);
     else run(0.0);
   }
+  cpu::set_num_threads(threads_before);
+}
+
+TEST_CASE("RowShares hands out every row exactly once, however threads take and steal them", "[kernels][gemm]") {
+  struct Case {
+    int64_t rows;
+    int shares;
+    int64_t own, stolen;
+    int threads;  // threads that claim; shares without one are left to thieves
+  };
+  const std::vector<Case> cases{{256, 2, 48, 24, 2}, {1000, 3, 48, 24, 3}, {100, 2, 48, 24, 1},
+                                {37, 4, 5, 3, 2},    {1, 2, 48, 24, 2},    {0, 2, 48, 24, 2}};
+  for (const Case& c : cases) {
+    INFO("rows " << c.rows << ", shares " << c.shares << ", threads " << c.threads);
+    for (int round = 0; round < 20; ++round) {
+      cpu::RowShares shares(c.rows, c.shares, c.own, c.stolen);
+      std::vector<std::atomic<int>> taken(size_t(c.rows));
+      std::atomic<int> empty_pieces{0};  // counted, not asserted: Catch2's assertions are for one thread
+      std::vector<std::thread> threads;
+      for (int t = 0; t < c.threads; ++t)
+        threads.emplace_back([&, t] {
+          int64_t begin = 0, end = 0;
+          while (shares.next(t, begin, end)) {
+            if (begin >= end) empty_pieces++;
+            for (int64_t r = begin; r < end; ++r) taken[size_t(r)]++;
+          }
+        });
+      for (std::thread& t : threads) t.join();
+      REQUIRE(empty_pieces.load() == 0);
+      for (int64_t r = 0; r < c.rows; ++r) REQUIRE(taken[size_t(r)].load() == 1);
+    }
+  }
+  // On one thread a share is taken front to back in pieces of `own`; a remainder of less than
+  // half a piece goes with the piece before it (110 = 48 + 62, 130 = 48 + 48 + 34).
+  for (const auto& [rows, expected] : std::vector<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>>{
+           {110, {{0, 48}, {48, 110}}}, {130, {{0, 48}, {48, 96}, {96, 130}}}}) {
+    cpu::RowShares alone(rows, 1, 48, 24);
+    int64_t begin = 0, end = 0;
+    std::vector<std::pair<int64_t, int64_t>> pieces;
+    while (alone.next(0, begin, end)) pieces.emplace_back(begin, end);
+    REQUIRE(pieces == expected);
+  }
+}
+
+TEST_CASE("sgemm_avx512_shared gives the bits of sgemm_avx512 however its rows are shared out", "[kernels][gemm]") {
+  if (!cpu::sgemm_avx512_supported()) return;
+  // Two column blocks (1024 + 6) and three k blocks, rows off the 12-row tile; every transpose
+  // pair with alpha and beta, and linear's layout with the bias and SiLU with its derivative.
+  const int64_t m = 101, n = 1030, k = 600;
+  struct Variant {
+    bool ta, tb, bias, activation;
+  };
+  std::vector<Variant> variants;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) variants.push_back({ta, tb, false, false});
+  variants.push_back({false, true, true, true});
+  for (const Variant& v : variants) {
+    INFO("trans " << v.ta << v.tb << ", bias " << v.bias << ", activation " << v.activation);
+    const std::vector<float> a = random_vector(size_t(m * k), 41), b = random_vector(size_t(k * n), 42);
+    const std::vector<float> bias = random_vector(size_t(n), 43), c0 = random_vector(size_t(m * n), 44);
+    const float alpha = v.bias ? 1.0f : 0.75f, beta = v.bias ? 0.0f : -0.5f;
+    const int64_t lda = v.ta ? m : k, ldb = v.tb ? k : n;
+    const cpu::BlockEpilogue<float> epilogue = v.activation ? cpu::block_activation<float>(UnaryOp::Silu) : nullptr;
+    std::vector<float> whole = c0, whole_derivative(size_t(m * n));
+    cpu::sgemm_avx512(v.ta, v.tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, whole.data(), n,
+                      v.bias ? bias.data() : nullptr, epilogue, v.activation ? whole_derivative.data() : nullptr);
+    // Shares run one after another in a given order: the first to run takes its own rows and
+    // steals all the others' (or, with pieces of one tile, shares run in turns).
+    for (int shares : {1, 2, 3})
+      for (bool reversed : {false, true}) {
+        std::vector<float> c = c0, derivative(size_t(m * n));
+        cpu::RowShares rows(m, shares, 24, 12);
+        for (int i = 0; i < shares; ++i)
+          cpu::sgemm_avx512_shared(v.ta, v.tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), n,
+                                   v.bias ? bias.data() : nullptr, epilogue,
+                                   v.activation ? derivative.data() : nullptr, rows, reversed ? shares - 1 - i : i);
+        REQUIRE(c == whole);
+        REQUIRE(derivative == whole_derivative);
+      }
+  }
+}
+
+TEST_CASE("the CPU backend's f32 GEMM that threads share by pieces of rows gives the bits of 1 thread",
+          "[kernels][gemm]") {
+  // 150 x 100 x 300: op(B) packed is under the size at which the threads share the rows out in
+  // pieces (gemm.cpp); every transpose pair, and linear's layout with the bias and SiLU.
+  const int64_t m = 150, n = 100, k = 300;
+  const int threads_before = cpu::num_threads();
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (bool linear : {false, true}) {
+        if (linear && (ta || !tb)) continue;
+        INFO("trans " << ta << tb << ", linear " << linear);
+        const std::vector<float> a = random_vector(size_t(m * k), 51), b = random_vector(size_t(k * n), 52);
+        const std::vector<float> bias = random_vector(size_t(n), 53), c0 = random_vector(size_t(m * n), 54);
+        std::vector<std::vector<float>> outputs, derivatives;
+        for (int threads : {1, 2, 3}) {
+          cpu::set_num_threads(threads);
+          for (int repeat = 0; repeat < 5; ++repeat) {
+            std::vector<float> c = c0, derivative(size_t(m * n));
+            GemmArgs g;
+            g.trans_a = ta, g.trans_b = tb;
+            g.m = m, g.n = n, g.k = k;
+            g.a = a.data(), g.lda = ta ? m : k;
+            g.b = b.data(), g.ldb = tb ? k : n;
+            g.c = c.data(), g.ldc = n;
+            g.alpha = linear ? 1.0 : -1.25;
+            g.beta = linear ? 0.0 : 0.5;
+            if (linear) {
+              g.bias = bias.data();
+              g.activation = UnaryOp::Silu;
+              g.derivative = derivative.data();
+            }
+            cpu_backend().gemm(0, g);
+            outputs.push_back(c);
+            derivatives.push_back(derivative);
+          }
+        }
+        for (size_t i = 1; i < outputs.size(); ++i) {
+          REQUIRE(outputs[i] == outputs[0]);
+          REQUIRE(derivatives[i] == derivatives[0]);
+        }
+      }
   cpu::set_num_threads(threads_before);
 }
