@@ -23,10 +23,13 @@ import tempfile
 
 # First match wins; matched against the demangled function name.
 KINDS = [
-    ("GEMM", r"gemm|sgemm|dgemm|_kernel_SKYLAKEX|_kernel_HASWELL|_oncopy|_incopy|_itcopy|_otcopy|_beta_"),
+    # The engine's AVX-512 kernel's tiles, packing and block loop (multiply_block, not the
+    # epilogue's multiply_block<T>, the product by a multiplier, which is elementwise work).
+    ("GEMM", r"gemm|sgemm|dgemm|_kernel_SKYLAKEX|_kernel_HASWELL|_oncopy|_incopy|_itcopy|_otcopy|_beta_"
+             r"|micro_tile|pack_a|pack_b|multiply_block(?!<)|small_m<|small_n<|small_k<"),
     ("convolution", r"conv|im2col|col2im"),
     ("norm/softmax", r"group_norm|normalize_rows|layer_norm|rowwise|softmax"),
-    ("elementwise", r"unary|binary|where|sinf|cosf|expf|logf|tanhf|__exp|__log|__sin|__cos|erf"),
+    ("elementwise", r"unary|binary|where|sinf|cosf|expf|logf|tanhf|__exp|__log|__sin|__cos|erf|activate_block|multiply_block<"),
     ("reduction", r"reduce"),
     ("copy/fill", r"copy|fill|memset|memmove|memcpy|index_select|index_add|gather|scatter"),
     ("optimizer", r"adam|sgd_step|lerp_|clip_grad"),
