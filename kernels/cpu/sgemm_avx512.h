@@ -5,7 +5,7 @@
 // own AVX-512 kernels (SkylakeX here) the engine's is as fast on one thread on the networks'
 // shapes, and it stores C once, with the bias and the activation added as it stores, where
 // OpenBLAS first zeroes C or fills it with the bias and reads it back: the toy2d training steps
-// ran about 6% faster on it, the DiT's as fast (see the README's Performance section).
+// ran about 6% faster on it, the DiT's as fast (see docs/PERFORMANCE.md).
 #pragma once
 
 #include <cstdint>
