@@ -15,8 +15,8 @@ namespace dualflow::cpu {
 
 class RowShares {
  public:
-  // `rows` rows in `shares` equal ranges; a thread takes at most `own_piece` rows at a time from
-  // its own range and `stolen_piece` from another's (both at least one).
+  // `rows` rows (fewer than 2^32) in `shares` equal ranges; a thread takes pieces of `own_piece`
+  // rows from its own range and of `stolen_piece` from another's (both at least one).
   RowShares(int64_t rows, int shares, int64_t own_piece, int64_t stolen_piece)
       : shares_(std::max(shares, 1)),
         own_piece_(std::max<int64_t>(own_piece, 1)),
@@ -29,41 +29,27 @@ class RowShares {
 
   // The next rows [begin, end) for the thread of share `self`; false when every row is taken.
   bool next(int self, int64_t& begin, int64_t& end) {
-    if (take_front(ranges_[size_t(self)], begin, end)) return true;
+    if (take(ranges_[size_t(self)], own_piece_, true, begin, end)) return true;
     for (int i = 1; i < shares_; ++i)
-      if (take_back(ranges_[size_t((self + i) % shares_)], begin, end)) return true;
+      if (take(ranges_[size_t((self + i) % shares_)], stolen_piece_, false, begin, end)) return true;
     return false;
   }
 
  private:
-  // A range is one word, begin in the low half and end in the high, so a thread of the range
-  // and a thief agree on it through one compare-and-swap.
+  // A range is one word, begin in the low half and end in the high, so the thread of the range
+  // (taking from the front) and a thief (from the back) agree on it through one compare-and-swap.
   static uint64_t pack(int64_t begin, int64_t end) { return uint64_t(begin) | uint64_t(end) << 32; }
-  static int64_t lo(uint64_t w) { return int64_t(w & 0xffffffffu); }
-  static int64_t hi(uint64_t w) { return int64_t(w >> 32); }
 
-  bool take_front(std::atomic<uint64_t>& range, int64_t& begin, int64_t& end) {
+  static bool take(std::atomic<uint64_t>& range, int64_t piece, bool front, int64_t& begin, int64_t& end) {
     uint64_t w = range.load();
     for (;;) {
-      const int64_t b = lo(w), e = hi(w);
+      const int64_t b = int64_t(w & 0xffffffffu), e = int64_t(w >> 32);
       if (b >= e) return false;
-      // A last piece of less than half a piece joins the one before it.
-      const int64_t take = e - b < own_piece_ + own_piece_ / 2 ? e - b : own_piece_;
-      if (range.compare_exchange_weak(w, pack(b + take, e))) {
-        begin = b, end = b + take;
-        return true;
-      }
-    }
-  }
-
-  bool take_back(std::atomic<uint64_t>& range, int64_t& begin, int64_t& end) {
-    uint64_t w = range.load();
-    for (;;) {
-      const int64_t b = lo(w), e = hi(w);
-      if (b >= e) return false;
-      const int64_t take = e - b < stolen_piece_ + stolen_piece_ / 2 ? e - b : stolen_piece_;
-      if (range.compare_exchange_weak(w, pack(b, e - take))) {
-        begin = e - take, end = e;
+      // A remainder of less than half a piece goes with the piece before it.
+      const int64_t take = e - b < piece + piece / 2 ? e - b : piece;
+      if (range.compare_exchange_weak(w, front ? pack(b + take, e) : pack(b, e - take))) {
+        begin = front ? b : e - take;
+        end = front ? b + take : e;
         return true;
       }
     }

@@ -36,6 +36,21 @@ std::vector<float> random_vector(size_t n, unsigned seed) {
   return v;
 }
 
+// The products the threading tests run: every transpose pair (with alpha and beta), and
+// linear's layout (A B^T) with the bias, without and with SiLU and its derivative.
+struct Variant {
+  bool ta, tb, bias, activation;
+};
+
+std::vector<Variant> variants() {
+  std::vector<Variant> v;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) v.push_back({ta, tb, false, false});
+  v.push_back({false, true, true, false});
+  v.push_back({false, true, true, true});
+  return v;
+}
+
 }  // namespace
 
 TEST_CASE("sgemm_avx512 equals the f64 product for every transpose, edge and block size", "[kernels][gemm]") {
@@ -107,16 +122,8 @@ TEST_CASE("the CPU backend's f32 GEMM gives the same bits at 1, 2 and 3 threads,
   // the kernel (1024 + 6), two k blocks, rows off the 12-row tile; every transpose pair with alpha
   // and beta, and linear's layout with the bias and an activation with its derivative.
   const int64_t m = 75, n = 1030, k = 300;
-  struct Variant {
-    bool ta, tb, bias, activation;
-  };
-  std::vector<Variant> variants;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) variants.push_back({ta, tb, false, false});
-  variants.push_back({false, true, true, false});
-  variants.push_back({false, true, true, true});
   const int threads_before = cpu::num_threads();
-  for (const Variant& v : variants) {
+  for (const Variant& v : variants()) {
     INFO("trans " << v.ta << v.tb << ", bias " << v.bias << ", activation " << v.activation);
     const std::vector<float> a = random_vector(size_t(m * k), 21), b = random_vector(size_t(k * n), 22);
     const std::vector<float> bias = random_vector(size_t(n), 23), c0 = random_vector(size_t(m * n), 24);
@@ -295,14 +302,7 @@ TEST_CASE("sgemm_avx512_shared gives the bits of sgemm_avx512 however its rows a
   // Two column blocks (1024 + 6) and three k blocks, rows off the 12-row tile; every transpose
   // pair with alpha and beta, and linear's layout with the bias and SiLU with its derivative.
   const int64_t m = 101, n = 1030, k = 600;
-  struct Variant {
-    bool ta, tb, bias, activation;
-  };
-  std::vector<Variant> variants;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) variants.push_back({ta, tb, false, false});
-  variants.push_back({false, true, true, true});
-  for (const Variant& v : variants) {
+  for (const Variant& v : variants()) {
     INFO("trans " << v.ta << v.tb << ", bias " << v.bias << ", activation " << v.activation);
     const std::vector<float> a = random_vector(size_t(m * k), 41), b = random_vector(size_t(k * n), 42);
     const std::vector<float> bias = random_vector(size_t(n), 43), c0 = random_vector(size_t(m * n), 44);
