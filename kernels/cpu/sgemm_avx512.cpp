@@ -247,8 +247,8 @@ void sgemm_avx512_shared(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
     for (int64_t jc = 0; jc < n; jc += NC)
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t nc = std::min(NC, n - jc), kc = std::min(KC, k - pc);
-        multiply_block(trans_a, r1 - r0, jc, nc, pc, kc, k, alpha, a_rows, lda, block, NR * kc, beta, c_rows, ldc,
-                       bias, epilogue, aux_rows);
+        multiply_block(trans_a, r1 - r0, jc, nc, pc, kc, k, alpha, a_rows, lda, block, NR * kc, beta, c_rows, ldc, bias,
+                       epilogue, aux_rows);
         block += padded(nc) * kc;
       }
   }

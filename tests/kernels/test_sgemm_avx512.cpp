@@ -320,8 +320,8 @@ TEST_CASE("sgemm_avx512_shared gives the bits of sgemm_avx512 however its rows a
         cpu::RowShares rows(m, shares, 24, 12);
         for (int i = 0; i < shares; ++i)
           cpu::sgemm_avx512_shared(v.ta, v.tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), n,
-                                   v.bias ? bias.data() : nullptr, epilogue,
-                                   v.activation ? derivative.data() : nullptr, rows, reversed ? shares - 1 - i : i);
+                                   v.bias ? bias.data() : nullptr, epilogue, v.activation ? derivative.data() : nullptr,
+                                   rows, reversed ? shares - 1 - i : i);
         REQUIRE(c == whole);
         REQUIRE(derivative == whole_derivative);
       }
