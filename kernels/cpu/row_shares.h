@@ -25,8 +25,6 @@ class RowShares {
     for (int s = 0; s < shares_; ++s) ranges_[size_t(s)].store(pack(rows * s / shares_, rows * (s + 1) / shares_));
   }
 
-  int shares() const { return shares_; }
-
   // The next rows [begin, end) for the thread of share `self`; false when every row is taken.
   bool next(int self, int64_t& begin, int64_t& end) {
     if (take(ranges_[size_t(self)], own_piece_, true, begin, end)) return true;
