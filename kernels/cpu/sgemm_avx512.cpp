@@ -1,10 +1,11 @@
 // Single-threaded f32 GEMM on AVX-512 (see sgemm_avx512.h for when the engine takes it).
 // The classic blocking: for each block of NC columns and KC steps of k, op(B) is packed into
 // panels of 32 columns ([k][32], zero-padded); for each block of MC rows, a transposed A into
-// panels of 12 rows ([k][12]; an untransposed one is read in place); a 12x32 register tile (24 vector sums) then runs
-// along k, loading two vectors of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats, 32
-// KiB) stays in L1 while the tile walks down the A block (MC x KC, 96 KiB, in L2). Partial tiles at the right and
-// bottom edges store through lane masks.
+// panels of 12 rows ([k][12]), unless it is read in place (as an untransposed A always is, see
+// multiply_block); a 12x32 register tile (24 vector sums) then runs along k, loading two vectors
+// of B and broadcasting 12 values of A per step for 24 FMAs. A B panel (KC x 32 floats, 32 KiB)
+// stays in L1 while the tile walks down the A block (MC x KC, 96 KiB, in L2). Partial tiles at
+// the right and bottom edges store through lane masks.
 #include "kernels/cpu/sgemm_avx512.h"
 
 #include <algorithm>
@@ -100,12 +101,17 @@ void pack_b(bool trans, const float* b, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
+// Where a register tile reads its MR rows of op(A) from.
+enum class ARead {
+  packed,      // a packed panel: [p][MR]
+  rows,        // untransposed A in place: MR rows read along k (MR sequential streams)
+  transposed,  // transposed A in place: the MR values of each step are contiguous in A's storage
+};
+
 // C[0..mr) x [0..nr) = alpha * (A x B panel) + beta * C (C unread where beta == 0), plus
-// bias[0..nr) in every row where bias is given (then beta == 0). A is a
-// packed panel ([p][MR]) or, for untransposed A with all MR rows present, A itself: its rows
-// are read along k directly (MR sequential streams), which saves packing a matrix whose rows
-// are already contiguous in k.
-template <bool PackedA>
+// bias[0..nr) in every row where bias is given (then beta == 0). A is read as `Read` says, with
+// all MR rows present where it is read in place.
+template <ARead Read>
 void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float* c, int64_t ldc, int64_t mr,
                 int64_t nr, float alpha, float beta, const float* bias) {
   // C's tile is read or written only after the k loop; fetching its rows now hides the
@@ -122,7 +128,9 @@ void micro_tile(int64_t kc, const float* ap, int64_t lda, const float* bp, float
     const __m512 b0 = _mm512_loadu_ps(bp + p * NR), b1 = _mm512_loadu_ps(bp + p * NR + 16);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(PackedA ? ap[p * MR + i] : ap[i * lda + p]);
+      const __m512 a = _mm512_set1_ps(Read == ARead::packed ? ap[p * MR + i]
+                                      : Read == ARead::rows ? ap[i * lda + p]
+                                                            : ap[p * lda + i]);
       acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
     }
@@ -164,8 +172,16 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
   const BlockEpilogue<float> epilogue_here = pc + kc >= k ? epilogue : nullptr;
   for (int64_t ic = 0; ic < m; ic += MC) {
     const int64_t mc = std::min(MC, m - ic);
-    // Untransposed A is read in place, but for a last panel of fewer than MR rows.
-    const int64_t direct_rows = trans_a ? 0 : mc / MR * MR;
+    // A is read in place, but for a last panel of fewer than MR rows. Untransposed A always:
+    // its rows are contiguous in k, and packing would only copy them. Transposed A where the
+    // block is at most 256 columns wide and A's stored rows at most 512 values long: then each
+    // value of A serves few panels of B and packing cost more than it saved (weight gradients
+    // of 256 x 256 x 768 and 256 x 130 x 768 ran 6-7% faster in place, 256 x 64 x 2048 17%),
+    // while wider blocks, whose many panels reuse each value, and longer rows, whose values of
+    // one step fall into few sets of L1, ran up to 3% (1,024 columns or rows) and 13%
+    // (rows of 1,536) slower.
+    const bool in_place = !trans_a || (nc <= 256 && lda <= 512);
+    const int64_t direct_rows = in_place ? mc / MR * MR : 0;
     if (direct_rows < mc)
       pack_a(trans_a, a, lda, ic + direct_rows, mc - direct_rows, pc, kc, a_packed + direct_rows * kc);
     for (int64_t jr = 0; jr < nc; jr += NR)
@@ -173,12 +189,15 @@ void multiply_block(bool trans_a, int64_t m, int64_t jc, int64_t nc, int64_t pc,
         float* tile = c + (ic + ir) * ldc + jc + jr;
         const float* panel = b_panels + jr / NR * panel_stride;
         const int64_t mr = std::min(MR, mc - ir), nr = std::min(NR, nc - jr);
-        if (ir < direct_rows)
-          micro_tile<false>(kc, a + (ic + ir) * lda + pc, lda, panel, tile, ldc, mr, nr, alpha, beta_here,
-                            bias_here ? bias_here + jc + jr : nullptr);
+        const float* tile_bias = bias_here ? bias_here + jc + jr : nullptr;
+        if (ir >= direct_rows)
+          micro_tile<ARead::packed>(kc, a_packed + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here, tile_bias);
+        else if (trans_a)
+          micro_tile<ARead::transposed>(kc, a + pc * lda + ic + ir, lda, panel, tile, ldc, mr, nr, alpha, beta_here,
+                                        tile_bias);
         else
-          micro_tile<true>(kc, a_packed + ir * kc, MR, panel, tile, ldc, mr, nr, alpha, beta_here,
-                           bias_here ? bias_here + jc + jr : nullptr);
+          micro_tile<ARead::rows>(kc, a + (ic + ir) * lda + pc, lda, panel, tile, ldc, mr, nr, alpha, beta_here,
+                                  tile_bias);
       }
     if (epilogue_here) {
       float* block = c + ic * ldc + jc;
