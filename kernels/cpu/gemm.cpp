@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <stdexcept>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/blas_kernels.h"
@@ -54,6 +55,19 @@ void gemm_half(const GemmArgs& g) {
   }
 }
 
+// The epilogue a product asks for (an activation, a multiplier or none) and its matrix for
+// batch entry bi, at C's offsets: the activation's derivative, which it writes, or the
+// multiplier, which it only reads (its own batch stride may be 0, one for every entry).
+template <class T>
+std::pair<BlockEpilogue<T>, T*> epilogue_of(const GemmArgs& g, int64_t bi) {
+  if (g.activation)
+    return {block_activation<T>(*g.activation),
+            g.derivative ? static_cast<T*>(g.derivative) + bi * g.stride_c : nullptr};
+  if (g.multiplier)
+    return {block_multiplier<T>(), const_cast<T*>(static_cast<const T*>(g.multiplier)) + bi * g.stride_multiplier};
+  return {nullptr, nullptr};
+}
+
 // One single-threaded BLAS call on rows [r0, r1) and columns [c0, c1) of C for batch entry bi.
 template <class T>
 void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
@@ -61,15 +75,8 @@ void gemm_block(const GemmArgs& g, int64_t bi, int64_t r0, int64_t r1, int64_t c
   const T* B = static_cast<const T*>(g.b) + bi * g.stride_b + (g.trans_b ? c0 * g.ldb : c0);
   T* C = static_cast<T*>(g.c) + bi * g.stride_c + r0 * g.ldc + c0;
   const T* bias = g.bias ? static_cast<const T*>(g.bias) + c0 : nullptr;
-  // The epilogue's matrix has C's offsets: the activation's derivative, which it writes, or the
-  // multiplier, which it only reads (its own batch stride may be 0, one for every entry).
-  T* aux = g.derivative ? static_cast<T*>(g.derivative) + bi * g.stride_c + r0 * g.ldc + c0
-           : g.multiplier
-               ? const_cast<T*>(static_cast<const T*>(g.multiplier)) + bi * g.stride_multiplier + r0 * g.ldc + c0
-               : nullptr;
-  const BlockEpilogue<T> epilogue = g.activation   ? block_activation<T>(*g.activation)
-                                    : g.multiplier ? block_multiplier<T>()
-                                                   : nullptr;
+  auto [epilogue, aux] = epilogue_of<T>(g, bi);
+  if (aux) aux += r0 * g.ldc + c0;
   const auto ta = g.trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = g.trans_b ? CblasTrans : CblasNoTrans;
   if (gemm_skinny<T>(g.trans_a, g.trans_b, r1 - r0, c1 - c0, g.k, T(g.alpha), A, g.lda, B, g.ldb, T(g.beta), C, g.ldc,
@@ -134,12 +141,7 @@ bool shares_rows(const GemmArgs& g) {
 void gemm_shared_rows(const GemmArgs& g, int threads) {
   RowShares rows(g.m, threads, kOwnPieceRows, kStolenPieceRows);
   const float* bias = static_cast<const float*>(g.bias);
-  float* aux = g.derivative   ? static_cast<float*>(g.derivative)
-               : g.multiplier ? const_cast<float*>(static_cast<const float*>(g.multiplier))
-                              : nullptr;
-  const BlockEpilogue<float> epilogue = g.activation   ? block_activation<float>(*g.activation)
-                                        : g.multiplier ? block_multiplier<float>()
-                                                       : nullptr;
+  const auto [epilogue, aux] = epilogue_of<float>(g, 0);
   // One chunk per share; if the pool runs them all on the calling thread, the first takes every
   // row and the others find none.
   parallel_for_chunks(threads, threads, [&](int64_t begin, int64_t end) {

@@ -240,36 +240,28 @@ void sgemm_avx512_shared(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          BlockEpilogue<float> epilogue, float* aux, RowShares& rows, int self) {
   if (m <= 0 || n <= 0) return;
   // All of op(B), block by block ((jc, pc) in order, each of ceil(nc / NR) panels of kc steps),
-  // packed once by each thread whatever number of pieces it then takes.
-  const auto padded = [](int64_t cols) { return (cols + NR - 1) / NR * NR; };
+  // packed by each thread on its first piece (a thread that gets none packs nothing).
   int64_t whole = 0;
-  for (int64_t jc = 0; jc < n; jc += NC) whole += padded(std::min(NC, n - jc)) * k;
+  for (int64_t jc = 0; jc < n; jc += NC) whole += (std::min(NC, n - jc) + NR - 1) / NR * NR * k;
   thread_local std::vector<float> b_buffer;
-  float* b_packed = nullptr;  // packed on the first piece: a thread that gets none packs nothing
+  float* b_packed = scratch(b_buffer, size_t(whole));
+  bool packed = false;
   int64_t r0 = 0, r1 = 0;
   while (rows.next(self, r0, r1)) {
     const float* a_rows = trans_a ? a + r0 : a + r0 * lda;
     float* c_rows = c + r0 * ldc;
     float* aux_rows = aux ? aux + r0 * ldc : nullptr;
     if (trivial_product(r1 - r0, n, k, alpha, beta, c_rows, ldc, bias, epilogue, aux_rows)) continue;
-    if (!b_packed) {
-      b_packed = scratch(b_buffer, size_t(whole));
-      float* block = b_packed;
-      for (int64_t jc = 0; jc < n; jc += NC)
-        for (int64_t pc = 0; pc < k; pc += KC) {
-          const int64_t nc = std::min(NC, n - jc), kc = std::min(KC, k - pc);
-          pack_b(trans_b, b, ldb, pc, kc, jc, nc, block, NR * kc);
-          block += padded(nc) * kc;
-        }
-    }
-    const float* block = b_packed;
+    float* block = b_packed;
     for (int64_t jc = 0; jc < n; jc += NC)
       for (int64_t pc = 0; pc < k; pc += KC) {
         const int64_t nc = std::min(NC, n - jc), kc = std::min(KC, k - pc);
+        if (!packed) pack_b(trans_b, b, ldb, pc, kc, jc, nc, block, NR * kc);
         multiply_block(trans_a, r1 - r0, jc, nc, pc, kc, k, alpha, a_rows, lda, block, NR * kc, beta, c_rows, ldc, bias,
                        epilogue, aux_rows);
-        block += padded(nc) * kc;
+        block += (nc + NR - 1) / NR * NR * kc;
       }
+    packed = true;
   }
 }
 
